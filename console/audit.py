@@ -1,0 +1,236 @@
+"""The one way to write the audit trail: ``audit.record(verb, actor=…, target=…, …)``.
+
+Every row is scrubbed of secrets and linked into its chain (see ``AuditChain``) inside the caller's
+transaction, so a lifecycle change and its audit row commit or roll back together.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from console.models import AuditChain, AuditEvent
+
+GLOBAL_CHAIN = "global"
+
+# Keys whose values never enter the trail, whatever object they come from.
+_SECRET_KEYS = {
+    "password",
+    "secret",
+    "token",
+    "access_token",
+    "client_assertion",
+    "subject_token",
+    "actor_token",
+    "private_key",
+    "private_jwk",
+    "d",
+    "digest",
+    "key",
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it: a user, an agent instance, a named policy rule, the scheduler or the system."""
+
+    type: str
+    name: str
+    user: Any = None
+
+    @classmethod
+    def of_user(cls, user) -> Actor:
+        return cls(AuditEvent.ActorType.USER, user.get_username(), user)
+
+    @classmethod
+    def of_instance(cls, instance) -> Actor:
+        return cls(AuditEvent.ActorType.INSTANCE, instance.spiffe_id)
+
+    @classmethod
+    def of_policy(cls, rule_name: str) -> Actor:
+        return cls(AuditEvent.ActorType.POLICY, rule_name)
+
+    @classmethod
+    def scheduler(cls, job: str = "scheduler") -> Actor:
+        return cls(AuditEvent.ActorType.SCHEDULER, job)
+
+    @classmethod
+    def system(cls, name: str = "system") -> Actor:
+        return cls(AuditEvent.ActorType.SYSTEM, name)
+
+
+def as_actor(actor) -> Actor:
+    """Accept an ``Actor`` or a user object."""
+    if isinstance(actor, Actor):
+        return actor
+    if actor is None:
+        return Actor.system()
+    return Actor.of_user(actor)
+
+
+def scrub(value: Any) -> Any:
+    """A JSON-safe copy of ``value`` with every secret-bearing key replaced."""
+    if isinstance(value, dict):
+        return {
+            str(k): ("[redacted]" if str(k).lower() in _SECRET_KEYS else scrub(v)) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [scrub(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def _canonical(event: AuditEvent) -> bytes:
+    content = {
+        "chain": event.chain,
+        "seq": event.seq,
+        "at": event.at.isoformat(),
+        "actor_type": event.actor_type,
+        "actor": event.actor,
+        "verb": event.verb,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "target_label": event.target_label,
+        "agent_id": str(event.agent_id) if event.agent_id else None,
+        "before": event.before,
+        "after": event.after,
+        "reason": event.reason,
+        "request_id": event.request_id,
+    }
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def compute_hash(prev_hash: str, event: AuditEvent) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + _canonical(event)).hexdigest()
+
+
+def _target_parts(target) -> tuple[str, str, str]:
+    if isinstance(target, tuple):
+        target_type, target_id, *label = target
+        return target_type, str(target_id), (label[0] if label else "")
+    target_type = getattr(target, "audit_type", None) or target._meta.model_name
+    label = getattr(target, "audit_label", None) or str(target)
+    return target_type, str(target.pk), label
+
+
+def _agent_id_of(target) -> uuid.UUID | None:
+    getter = getattr(target, "audit_agent_id", None)
+    if getter is None:
+        return None
+    return getter() if callable(getter) else getter
+
+
+def _ensure_chain(key: str) -> AuditChain:
+    # Insert-if-missing then lock: two first writers to a new chain cannot both create it.
+    AuditChain.objects.bulk_create([AuditChain(key=key)], ignore_conflicts=True)
+    return AuditChain.objects.select_for_update().get(key=key)
+
+
+def record(
+    verb: str,
+    *,
+    actor,
+    target,
+    before: dict | None = None,
+    after: dict | None = None,
+    reason: str = "",
+    request=None,
+    agent_id: uuid.UUID | None = None,
+    at: datetime | None = None,
+) -> AuditEvent:
+    """Append one audit event. Must run inside the transaction that made the change."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit.record must be called inside the transaction that made the change")
+    who = as_actor(actor)
+    target_type, target_id, label = _target_parts(target)
+    if agent_id is None and not isinstance(target, tuple):
+        agent_id = _agent_id_of(target)
+    chain_key = f"agent:{agent_id}" if agent_id else GLOBAL_CHAIN
+    head = _ensure_chain(chain_key)
+    event = AuditEvent(
+        chain=chain_key,
+        seq=head.length + 1,
+        at=at or timezone.now(),
+        actor_type=who.type,
+        actor=who.name[:255],
+        actor_user=who.user if who.user is not None and getattr(who.user, "pk", None) else None,
+        verb=verb,
+        target_type=target_type,
+        target_id=target_id,
+        target_label=label[:255],
+        agent_id=agent_id,
+        before=scrub(before) if before is not None else None,
+        after=scrub(after) if after is not None else None,
+        reason=scrub(reason or "")[:2000],
+        request_id=(getattr(request, "request_id", "") if request is not None else "") or current_request_id(),
+        prev_hash=head.last_hash,
+    )
+    event.hash = compute_hash(head.last_hash, event)
+    event.save()
+    AuditChain.objects.filter(key=chain_key).update(length=event.seq, last_hash=event.hash)
+    return event
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad: dict | None
+
+
+def verify_chain() -> VerifyResult:
+    """Walk every chain in order; report the first row whose hash or link does not hold."""
+    checked = 0
+    for head in AuditChain.objects.order_by("key").iterator():
+        prev = "0" * 64
+        expected_seq = 1
+        rows = AuditEvent.objects.filter(chain=head.key).order_by("seq").iterator(chunk_size=2000)
+        for row in rows:
+            checked += 1
+            problem = None
+            if row.seq != expected_seq:
+                problem = f"row(s) missing before seq {row.seq} (expected {expected_seq})"
+            elif row.prev_hash != prev:
+                problem = "link to the previous row is broken"
+            elif compute_hash(prev, row) != row.hash:
+                problem = "content does not match its hash"
+            if problem:
+                return VerifyResult(False, checked, {"id": row.id, "chain": head.key, "seq": row.seq, "problem": problem})
+            prev = row.hash
+            expected_seq += 1
+        if expected_seq - 1 != head.length or prev != head.last_hash:
+            return VerifyResult(
+                False,
+                checked,
+                {"id": None, "chain": head.key, "seq": expected_seq, "problem": "rows missing at the end of the chain"},
+            )
+    return VerifyResult(True, checked, None)
+
+
+# --- request id -----------------------------------------------------------------------------------
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("mandate_request_id", default="")
+
+
+def current_request_id() -> str:
+    return _request_id.get()
+
+
+def set_request_id(value: str):
+    return _request_id.set(value)
+
+
+def reset_request_id(token) -> None:
+    _request_id.reset(token)

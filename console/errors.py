@@ -1,0 +1,34 @@
+"""Domain errors. The API maps them to HTTP codes; the console shows their message."""
+
+
+class DomainError(Exception):
+    """Base for refusals that come from the domain rules, not from bad input."""
+
+    status_code = 400
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidTransition(DomainError):
+    """A lifecycle verb was asked from a state that does not allow it (409)."""
+
+    status_code = 409
+    code = "invalid_state"
+
+
+class PermissionDenied(DomainError):
+    """Authenticated but not allowed: role, ownership or separation of duties (403)."""
+
+    status_code = 403
+    code = "permission_denied"
+
+
+class ValidationFailed(DomainError):
+    """Input that breaks a domain rule, naming the field (400)."""
+
+    status_code = 400
+    code = "invalid"

@@ -1,0 +1,271 @@
+"""Agents, their instances (each with its own workload identity), signing keys and credentials.
+
+States change only through the transition functions in ``identities/services.py`` (and the
+single-row methods here that they call); nothing else writes a ``status`` field.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from console.errors import InvalidTransition
+
+
+class Agent(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        RETIRED = "retired", "Retired"
+
+    LIVE_STATES = (Status.ACTIVE, Status.PAUSED)
+    TERMINAL_STATES = (Status.RETIRED,)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=63, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, max_length=4000)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agents")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # The scopes this agent may ever be granted: a static guardrail, never the authorisation itself.
+    ceiling = models.JSONField(default=list)
+    max_envelope_seconds = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    orphaned = models.BooleanField(default=False)
+
+    audit_type = "agent"
+
+    class Meta:
+        ordering = ["slug"]
+        indexes = [models.Index(fields=["owner", "slug"], name="agent_owner_idx")]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def audit_label(self) -> str:
+        return self.slug
+
+    def audit_agent_id(self):
+        return self.id
+
+    def snapshot(self) -> dict:
+        return {
+            "status": self.status,
+            "name": self.name,
+            "ceiling": list(self.ceiling),
+            "max_envelope_seconds": self.max_envelope_seconds,
+            "owner": self.owner.get_username() if self.owner_id else None,
+        }
+
+    def set_status(self, new: str, *, allowed_from: tuple[str, ...]) -> str:
+        """Move to ``new`` from one of ``allowed_from``; return the old status. Caller holds the lock."""
+        if self.status not in allowed_from:
+            raise InvalidTransition(f"agent {self.slug} is {self.status}; cannot become {new}")
+        old = self.status
+        self.status = new
+        self.status_changed_at = timezone.now()
+        self.save(update_fields=["status", "status_changed_at"])
+        return old
+
+
+class Instance(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        RETIRED = "retired", "Retired"
+
+    class Origin(models.TextChoices):
+        REGISTERED = "registered", "Registered"
+        CLONE = "clone", "Clone"
+        SUBAGENT = "subagent", "Sub-agent"
+
+    LIVE_STATES = (Status.ACTIVE, Status.PAUSED)
+    TERMINAL_STATES = (Status.RETIRED,)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="instances")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.REGISTERED)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    public_jwk = models.JSONField(null=True, blank=True)
+    # RFC 7638 thumbprint of the public key: shown in the console, and one key is never two instances.
+    key_thumbprint = models.CharField(max_length=64, blank=True)
+    label = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    # Set by the stale-session sweep, cleared when activity resumes.
+    stale = models.BooleanField(default=False)
+    stale_since = models.DateTimeField(null=True, blank=True)
+    # True when this instance was paused because its agent was; resuming the agent resumes it.
+    paused_with_agent = models.BooleanField(default=False)
+    # Workload attestation by a trusted OIDC issuer (instead of, or beside, a registered key).
+    attested_issuer = models.CharField(max_length=500, blank=True)
+    attested_subject = models.CharField(max_length=500, blank=True)
+
+    audit_type = "instance"
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["agent", "status"], name="instance_agent_status_idx"),
+            # Used by the stale-session sweep: live instances by when they were last seen.
+            models.Index(
+                fields=["last_seen_at"], name="instance_live_seen_idx", condition=Q(status="active")
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["key_thumbprint"],
+                condition=~Q(key_thumbprint=""),
+                name="instance_key_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.spiffe_id
+
+    @property
+    def spiffe_id(self) -> str:
+        return spiffe_id_for(self.agent.slug, self.id)
+
+    @property
+    def audit_label(self) -> str:
+        return self.spiffe_id
+
+    def audit_agent_id(self):
+        return self.agent_id
+
+    def snapshot(self) -> dict:
+        return {"status": self.status, "label": self.label, "origin": self.origin}
+
+    def set_status(self, new: str, *, allowed_from: tuple[str, ...], with_agent: bool = False) -> str:
+        if self.status not in allowed_from:
+            raise InvalidTransition(f"instance {self.id} is {self.status}; cannot become {new}")
+        old = self.status
+        self.status = new
+        self.status_changed_at = timezone.now()
+        self.paused_with_agent = with_agent and new == self.Status.PAUSED
+        self.save(update_fields=["status", "status_changed_at", "paused_with_agent"])
+        return old
+
+
+def spiffe_id_for(agent_slug: str, instance_id) -> str:
+    return f"spiffe://{settings.MANDATE_TRUST_DOMAIN}/agent/{agent_slug}/instance/{instance_id}"
+
+
+class SigningKey(models.Model):
+    """A key that signs credentials. The private half is stored only encrypted (MultiFernet).
+
+    ``published`` keys are in the JWKS but do not sign yet (so verifiers can fetch them first);
+    ``active`` signs; ``retiring`` no longer signs but stays published until its last token expires;
+    ``retired`` is gone from the JWKS.
+    """
+
+    class Status(models.TextChoices):
+        PUBLISHED = "published", "Published (not yet signing)"
+        ACTIVE = "active", "Active"
+        RETIRING = "retiring", "Retiring"
+        RETIRED = "retired", "Retired"
+
+    PUBLISHED_STATES = (Status.PUBLISHED, Status.ACTIVE, Status.RETIRING)
+
+    kid = models.CharField(primary_key=True, max_length=64)
+    alg = models.CharField(max_length=8, default="ES256")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PUBLISHED)
+    public_jwk = models.JSONField()
+    private_key_encrypted = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retiring_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    # The latest ``exp`` of any token this key signed; it may retire after that.
+    last_token_expires_at = models.DateTimeField(null=True, blank=True)
+
+    audit_type = "signing_key"
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.kid
+
+    @property
+    def audit_label(self) -> str:
+        return self.kid
+
+
+class Credential(models.Model):
+    """A minted JWT-SVID, by ``jti``. The token itself is never stored."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    LIVE_STATES = (Status.ACTIVE,)
+    TERMINAL_STATES = (Status.EXPIRED, Status.REVOKED)
+
+    jti = models.CharField(primary_key=True, max_length=64)
+    instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="credentials")
+    envelope = models.ForeignKey("tasks.TaskEnvelope", on_delete=models.PROTECT, related_name="credentials")
+    scopes = models.JSONField(default=list)
+    audience = models.CharField(max_length=500)
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoke_reason = models.CharField(max_length=500, blank=True)
+    kid = models.CharField(max_length=64)
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="delegated", to_field="jti"
+    )
+    # The chain of delegating instances' SPIFFE IDs, nearest first (the ``act`` claim).
+    act_chain = models.JSONField(default=list, blank=True)
+
+    audit_type = "credential"
+
+    class Meta:
+        ordering = ["-issued_at"]
+        indexes = [
+            # The credential-expiry sweep: live rows by expiry, so it never scans expired history.
+            models.Index(fields=["expires_at"], name="cred_live_exp_idx", condition=Q(status="active")),
+            models.Index(fields=["envelope", "status"], name="cred_envelope_idx"),
+            models.Index(fields=["instance", "status"], name="cred_instance_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.jti
+
+    @property
+    def audit_label(self) -> str:
+        return self.jti
+
+    def audit_agent_id(self):
+        return self.instance.agent_id
+
+    @property
+    def is_live(self) -> bool:
+        return self.status == self.Status.ACTIVE and self.expires_at > timezone.now()
+
+
+class UsedAssertion(models.Model):
+    """A client-assertion ``jti`` seen at the token endpoint, kept until the assertion's ``exp`` so a
+    replay is refused by every web process (the primary key makes the check-and-insert atomic)."""
+
+    key = models.CharField(primary_key=True, max_length=64)  # SHA-256 of issuer + jti
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.key

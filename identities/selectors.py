@@ -1,0 +1,31 @@
+"""Reads, already scoped to the caller: owners see only their own agents; admins and auditors all."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet
+
+from console.roles import can_read_all
+from identities.models import Agent, Credential, Instance
+
+
+def agents_for(user) -> QuerySet[Agent]:
+    qs = Agent.objects.select_related("owner").annotate(
+        instance_count=Count("instances", filter=~Q(instances__status=Instance.Status.RETIRED))
+    )
+    if can_read_all(user):
+        return qs
+    return qs.filter(owner=user)
+
+
+def instances_for(user) -> QuerySet[Instance]:
+    qs = Instance.objects.select_related("agent")
+    if can_read_all(user):
+        return qs
+    return qs.filter(agent__owner=user)
+
+
+def credentials_for(user) -> QuerySet[Credential]:
+    qs = Credential.objects.select_related("instance__agent")
+    if can_read_all(user):
+        return qs
+    return qs.filter(instance__agent__owner=user)

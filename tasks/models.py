@@ -1,0 +1,200 @@
+"""Task envelopes (the unit of authority), approvals and the activity record."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from console.errors import InvalidTransition
+
+
+class TaskEnvelope(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+        DENIED = "denied", "Denied"
+        SUPERSEDED = "superseded", "Superseded"
+
+    class Risk(models.TextChoices):
+        LOW = "low", "Low"
+        MEDIUM = "medium", "Medium"
+        HIGH = "high", "High"
+
+    # Credentials may be minted only in these states; leaving them revokes every credential.
+    LIVE_STATES = (State.APPROVED, State.ACTIVE)
+    OPEN_STATES = (State.PENDING, State.APPROVED, State.ACTIVE)
+    TERMINAL_STATES = (State.COMPLETED, State.EXPIRED, State.REVOKED, State.DENIED, State.SUPERSEDED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    instance = models.ForeignKey("identities.Instance", on_delete=models.PROTECT, related_name="envelopes")
+    # Denormalised from the instance so owner scoping and per-agent lists need no join.
+    agent = models.ForeignKey("identities.Agent", on_delete=models.PROTECT, related_name="envelopes")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    risk = models.CharField(max_length=8, choices=Risk.choices, default=Risk.HIGH)
+    intent = models.TextField(max_length=4000)
+    scopes = models.JSONField(default=list)
+    resources = models.JSONField(default=list)
+    duration_seconds = models.PositiveIntegerField()
+    max_actions = models.PositiveIntegerField()
+    actions_used = models.PositiveIntegerField(default=0)
+    may_delegate = models.BooleanField(default=False)
+    delegation_depth = models.PositiveSmallIntegerField(default=0)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="requested_envelopes"
+    )
+    required_approvals = models.PositiveSmallIntegerField(default=1)
+    policy_version = models.CharField(max_length=64, blank=True)
+    # The named policy rule that approved it without a person, if any.
+    auto_approved_by = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=500, blank=True)
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
+    )
+    parent_envelope = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="child_envelopes"
+    )
+    # Drift: calls or reports outside the envelope.
+    drift_count = models.PositiveIntegerField(default=0)
+    last_drift_at = models.DateTimeField(null=True, blank=True)
+    # Set by the stale-session sweep: still live though its instance stopped acting.
+    stale = models.BooleanField(default=False)
+
+    audit_type = "envelope"
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["agent", "state", "-created_at"], name="env_agent_state_idx"),
+            models.Index(fields=["instance", "state"], name="env_instance_state_idx"),
+            models.Index(fields=["state", "-created_at"], name="env_state_created_idx"),
+            # The envelope-expiry sweep: live envelopes by expiry.
+            models.Index(
+                fields=["expires_at"], name="env_live_exp_idx", condition=Q(state__in=["approved", "active"])
+            ),
+            # The pending-expiry sweep and the approval queue (oldest first).
+            models.Index(fields=["created_at"], name="env_pending_idx", condition=Q(state="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.state})"
+
+    @property
+    def audit_label(self) -> str:
+        return f"{self.intent[:60]}"
+
+    def audit_agent_id(self):
+        return self.agent_id
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in self.LIVE_STATES and (self.expires_at is None or self.expires_at > timezone.now())
+
+    @property
+    def remaining_actions(self) -> int:
+        return max(self.max_actions - self.actions_used, 0)
+
+    @property
+    def seconds_left(self) -> int | None:
+        if self.expires_at is None:
+            return None
+        return max(int((self.expires_at - timezone.now()).total_seconds()), 0)
+
+    def snapshot(self) -> dict:
+        return {
+            "state": self.state,
+            "risk": self.risk,
+            "scopes": list(self.scopes),
+            "resources": list(self.resources),
+            "duration_seconds": self.duration_seconds,
+            "max_actions": self.max_actions,
+            "actions_used": self.actions_used,
+            "expires_at": self.expires_at,
+            "end_reason": self.end_reason,
+        }
+
+    def set_state(self, new: str, *, allowed_from: tuple[str, ...], extra_fields: tuple[str, ...] = ()) -> str:
+        """Move to ``new`` from one of ``allowed_from``; return the old state. Caller holds the lock."""
+        if self.state not in allowed_from:
+            raise InvalidTransition(f"envelope is {self.state}; cannot become {new}")
+        old = self.state
+        self.state = new
+        if new in self.TERMINAL_STATES and self.ended_at is None:
+            self.ended_at = timezone.now()
+            extra_fields = (*extra_fields, "ended_at")
+        self.save(update_fields=["state", *extra_fields])
+        return old
+
+
+class Approval(models.Model):
+    class Decision(models.TextChoices):
+        APPROVE = "approve", "Approve"
+        DENY = "deny", "Deny"
+
+    id = models.BigAutoField(primary_key=True)
+    envelope = models.ForeignKey(TaskEnvelope, on_delete=models.CASCADE, related_name="approvals")
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals")
+    decision = models.CharField(max_length=8, choices=Decision.choices)
+    comment = models.TextField(blank=True, max_length=2000)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at"]
+        constraints = [
+            # One admin counts once toward a quorum, even when two requests race.
+            models.UniqueConstraint(fields=["envelope", "by"], name="approval_once_per_admin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} by {self.by_id} on {self.envelope_id}"
+
+
+class ActivityEvent(models.Model):
+    """The high-volume runtime record: decisions, tool calls, secret accesses, escalations."""
+
+    class Kind(models.TextChoices):
+        DECISION = "decision", "Decision"
+        TOOL_CALL = "tool_call", "Tool call"
+        SECRET_ACCESS = "secret_access", "Secret access"
+        PRIVILEGE_ESCALATION = "privilege_escalation", "Privilege escalation"
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    agent = models.ForeignKey("identities.Agent", on_delete=models.PROTECT, related_name="+", null=True)
+    instance = models.ForeignKey("identities.Instance", on_delete=models.PROTECT, related_name="+", null=True)
+    envelope = models.ForeignKey(TaskEnvelope, on_delete=models.PROTECT, related_name="+", null=True)
+    jti = models.CharField(max_length=64, blank=True)
+    scope = models.CharField(max_length=130, blank=True)
+    resource = models.CharField(max_length=512, blank=True)
+    allow = models.BooleanField(null=True)
+    reason = models.CharField(max_length=32, blank=True)
+    outcome = models.CharField(max_length=64, blank=True)
+    drift = models.BooleanField(default=False)
+    policy_version = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    recorded_at = models.DateTimeField(default=timezone.now)
+    reported_by = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["agent", "-id"], name="activity_agent_idx"),
+            models.Index(fields=["instance", "-id"], name="activity_instance_idx"),
+            models.Index(fields=["envelope", "-id"], name="activity_envelope_idx"),
+            models.Index(fields=["occurred_at"], name="activity_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.scope} {self.resource}"

@@ -1,0 +1,306 @@
+"""Writes for task envelopes: request, approve, deny, revoke, complete, re-task, expire.
+
+Every transition locks the envelope, refuses a wrong from-state (``InvalidTransition`` → 409),
+writes its audit event and — when the envelope leaves ``approved``/``active`` — revokes every
+credential minted under it, all in one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from console import audit
+from console.errors import InvalidTransition, PermissionDenied, ValidationFailed
+from console.roles import AGENT_OWNER, has_role, is_admin
+from identities.models import Agent, Instance
+from identities.services import revoke_credentials
+from identities.validators import RESOURCE_RE, is_scope
+from tasks.models import Approval, TaskEnvelope
+from tasks.policy import active_policy
+
+State = TaskEnvelope.State
+
+MAX_ACTIONS_LIMIT = 1_000_000
+MAX_DELEGATION_DEPTH = 5
+
+
+def _is_owner(actor, agent: Agent) -> bool:
+    return getattr(actor, "pk", None) is not None and agent.owner_id == actor.pk
+
+
+def _require_owner_or_admin(actor, agent: Agent, what: str) -> None:
+    if is_admin(actor):
+        return
+    if _is_owner(actor, agent) and has_role(actor, AGENT_OWNER):
+        return
+    raise PermissionDenied(f"only the agent's owner or an identity admin may {what}")
+
+
+# --- request -------------------------------------------------------------------------------------
+
+
+def _clean_request(*, agent: Agent, scopes, resources, duration_seconds, max_actions, may_delegate,
+                   delegation_depth, intent) -> dict:
+    if not isinstance(intent, str) or not intent.strip():
+        raise ValidationFailed("say what the task is for", field="intent")
+    if len(intent) > 4000:
+        raise ValidationFailed("at most 4000 characters", field="intent")
+    if not isinstance(scopes, list) or not scopes:
+        raise ValidationFailed("a non-empty list of scopes such as 'github:read'", field="scopes")
+    for scope in scopes:
+        if not is_scope(scope):
+            raise ValidationFailed(f"{str(scope)[:80]!r} is not a scope of the form tool:action", field="scopes")
+    outside = sorted(set(scopes) - set(agent.ceiling))
+    if outside:
+        raise ValidationFailed(f"outside agent {agent.slug}'s ceiling: {', '.join(outside)}", field="scopes")
+    if not isinstance(resources, list) or len(resources) > 100:
+        raise ValidationFailed("a list of at most 100 resource patterns", field="resources")
+    for resource in resources:
+        if not isinstance(resource, str) or not RESOURCE_RE.fullmatch(resource):
+            raise ValidationFailed("each resource is a pattern of 1 to 512 visible characters", field="resources")
+    if isinstance(duration_seconds, bool) or not isinstance(duration_seconds, int) or duration_seconds < 1:
+        raise ValidationFailed("a whole number of seconds, at least 1", field="duration_seconds")
+    if duration_seconds > agent.max_envelope_seconds:
+        raise ValidationFailed(
+            f"longer than agent {agent.slug} allows ({agent.max_envelope_seconds} s)", field="duration_seconds"
+        )
+    if isinstance(max_actions, bool) or not isinstance(max_actions, int) or not 1 <= max_actions <= MAX_ACTIONS_LIMIT:
+        raise ValidationFailed(f"a whole number from 1 to {MAX_ACTIONS_LIMIT}", field="max_actions")
+    if not isinstance(may_delegate, bool):
+        raise ValidationFailed("true or false", field="may_delegate")
+    if isinstance(delegation_depth, bool) or not isinstance(delegation_depth, int) or not 0 <= delegation_depth <= MAX_DELEGATION_DEPTH:
+        raise ValidationFailed(f"a whole number from 0 to {MAX_DELEGATION_DEPTH}", field="delegation_depth")
+    if delegation_depth and not may_delegate:
+        raise ValidationFailed("must be 0 unless may_delegate is true", field="delegation_depth")
+    return {
+        "intent": intent.strip(),
+        "scopes": sorted(set(scopes)),
+        "resources": list(dict.fromkeys(resources)),
+        "duration_seconds": duration_seconds,
+        "max_actions": max_actions,
+        "may_delegate": may_delegate,
+        "delegation_depth": delegation_depth,
+    }
+
+
+def request_envelope(*, actor, instance: Instance, intent, scopes, resources, duration_seconds, max_actions,
+                     may_delegate=False, delegation_depth=0, supersedes: TaskEnvelope | None = None,
+                     allow_auto_approve: bool = True, request=None) -> TaskEnvelope:
+    """Create a pending envelope (or an approved one when a named policy rule auto-approves it)."""
+    agent = instance.agent
+    _require_owner_or_admin(actor, agent, "request an envelope for this agent")
+    if instance.status != Instance.Status.ACTIVE or agent.status != Agent.Status.ACTIVE:
+        raise ValidationFailed(f"instance is {instance.status} and agent is {agent.status}; both must be active",
+                               field="instance")
+    fields = _clean_request(agent=agent, scopes=scopes, resources=resources, duration_seconds=duration_seconds,
+                            max_actions=max_actions, may_delegate=may_delegate,
+                            delegation_depth=delegation_depth, intent=intent)
+    policy = active_policy()
+    verdict = policy.classify(**{k: v for k, v in fields.items() if k != "intent"})
+    if fields["duration_seconds"] > verdict.max_envelope_seconds:
+        raise ValidationFailed(
+            f"the policy allows at most {verdict.max_envelope_seconds} s for {verdict.risk}-risk envelopes",
+            field="duration_seconds",
+        )
+    auto_rule = verdict.auto_approve_rule if allow_auto_approve else None
+    with transaction.atomic():
+        envelope = TaskEnvelope(
+            instance=instance,
+            agent=agent,
+            requested_by=actor,
+            risk=verdict.risk,
+            required_approvals=0 if auto_rule else max(verdict.required_approvals, 1),
+            policy_version=verdict.policy_version,
+            supersedes=supersedes,
+            parent_envelope=None,
+            **fields,
+        )
+        envelope.save(force_insert=True)
+        audit.record("envelope.requested", actor=actor, target=envelope, after={
+            **envelope.snapshot(), "intent": envelope.intent, "required_approvals": envelope.required_approvals,
+            "policy_version": envelope.policy_version, "instance": str(instance.id),
+            "supersedes": str(supersedes.id) if supersedes else None,
+        }, request=request)
+        if auto_rule:
+            _approve_now(envelope, actor=audit.Actor.of_policy(auto_rule), request=request)
+            envelope.auto_approved_by = auto_rule
+            envelope.save(update_fields=["auto_approved_by"])
+        else:
+            _after_commit_notify("pending", envelope.id)
+    return envelope
+
+
+def _after_commit_notify(kind: str, envelope_id) -> None:
+    from tasks import notifications
+
+    transaction.on_commit(lambda: notifications.envelope_event(kind, envelope_id))
+
+
+def _approve_now(envelope: TaskEnvelope, *, actor, request=None) -> None:
+    now = timezone.now()
+    envelope.approved_at = now
+    envelope.expires_at = now + timedelta(seconds=envelope.duration_seconds)
+    old = envelope.set_state(State.APPROVED, allowed_from=(State.PENDING,), extra_fields=("approved_at", "expires_at"))
+    audit.record("envelope.approved", actor=actor, target=envelope, before={"state": old},
+                 after={"state": envelope.state, "approved_at": envelope.approved_at,
+                        "expires_at": envelope.expires_at}, request=request)
+
+
+# --- decisions by admins -------------------------------------------------------------------------
+
+
+def _lock(envelope: TaskEnvelope) -> TaskEnvelope:
+    return TaskEnvelope.objects.select_for_update().select_related("agent", "instance").get(pk=envelope.pk)
+
+
+def approve_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", request=None) -> TaskEnvelope:
+    """Record one admin's approval; the envelope is approved when the policy's quorum is reached."""
+    if not is_admin(actor):
+        raise PermissionDenied("only identity admins approve envelopes")
+    with transaction.atomic():
+        envelope = _lock(envelope)
+        if envelope.state != State.PENDING:
+            raise InvalidTransition(f"envelope is {envelope.state}; only pending envelopes can be approved")
+        if envelope.requested_by_id == actor.pk:
+            raise PermissionDenied("nobody approves an envelope they requested")
+        if envelope.risk == TaskEnvelope.Risk.HIGH and _is_owner(actor, envelope.agent):
+            raise PermissionDenied("an agent's owner never approves a high-risk envelope for their own agent")
+        try:
+            with transaction.atomic():
+                Approval.objects.create(envelope=envelope, by=actor, decision=Approval.Decision.APPROVE,
+                                        comment=comment or "")
+        except IntegrityError:
+            raise InvalidTransition("you have already decided on this envelope; one admin counts once") from None
+        count = envelope.approvals.filter(decision=Approval.Decision.APPROVE).count()
+        audit.record("envelope.approval_recorded", actor=actor, target=envelope,
+                     after={"approvals": count, "required": envelope.required_approvals}, reason=comment,
+                     request=request)
+        if count >= envelope.required_approvals:
+            _approve_now(envelope, actor=actor, request=request)
+            _after_commit_notify("decided", envelope.id)
+    return envelope
+
+
+def deny_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", request=None) -> TaskEnvelope:
+    if not is_admin(actor):
+        raise PermissionDenied("only identity admins deny envelopes")
+    if not isinstance(comment, str) or not comment.strip():
+        raise ValidationFailed("say why the envelope is denied", field="comment")
+    with transaction.atomic():
+        envelope = _lock(envelope)
+        if envelope.state != State.PENDING:
+            raise InvalidTransition(f"envelope is {envelope.state}; only pending envelopes can be denied")
+        try:
+            with transaction.atomic():
+                Approval.objects.create(envelope=envelope, by=actor, decision=Approval.Decision.DENY, comment=comment)
+        except IntegrityError:
+            raise InvalidTransition("you have already decided on this envelope") from None
+        envelope.end_reason = comment[:500]
+        old = envelope.set_state(State.DENIED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
+        audit.record("envelope.denied", actor=actor, target=envelope, before={"state": old},
+                     after={"state": envelope.state}, reason=comment, request=request)
+        _after_commit_notify("decided", envelope.id)
+    return envelope
+
+
+# --- ending a live envelope ----------------------------------------------------------------------
+
+
+def _end_live(envelope: TaskEnvelope, *, new_state: str, verb: str, actor, reason: str, request=None) -> None:
+    """Leave approved/active for an end state and revoke every credential under the envelope."""
+    envelope.end_reason = (reason or new_state)[:500]
+    old = envelope.set_state(new_state, allowed_from=TaskEnvelope.LIVE_STATES, extra_fields=("end_reason",))
+    audit.record(verb, actor=actor, target=envelope, before={"state": old}, after={"state": envelope.state},
+                 reason=reason, request=request)
+    revoke_credentials(envelope=envelope, actor=actor, reason=f"envelope {new_state}", request=request)
+
+
+def revoke_envelope(*, envelope: TaskEnvelope, actor, reason: str = "", request=None) -> TaskEnvelope:
+    _require_owner_or_admin(actor, envelope.agent, "revoke this envelope")
+    with transaction.atomic():
+        envelope = _lock(envelope)
+        if envelope.state == State.REVOKED:
+            return envelope
+        _end_live(envelope, new_state=State.REVOKED, verb="envelope.revoked", actor=actor, reason=reason, request=request)
+    return envelope
+
+
+def complete_envelope(*, envelope: TaskEnvelope, actor, request=None) -> TaskEnvelope:
+    """Complete by the agent's owner, an admin, or the envelope's own instance (``audit.Actor``)."""
+    is_own_instance = isinstance(actor, audit.Actor) and actor.type == audit.AuditEvent.ActorType.INSTANCE \
+        and actor.name == envelope.instance.spiffe_id
+    if not is_own_instance:
+        _require_owner_or_admin(actor, envelope.agent, "complete this envelope")
+    with transaction.atomic():
+        envelope = _lock(envelope)
+        if envelope.state == State.COMPLETED:
+            return envelope
+        _end_live(envelope, new_state=State.COMPLETED, verb="envelope.completed", actor=actor,
+                  reason="task completed", request=request)
+    return envelope
+
+
+def retask_envelope(*, envelope: TaskEnvelope, actor, request=None, **fields) -> TaskEnvelope:
+    """Never widen in place: a new pending envelope supersedes this one, whose credentials die now."""
+    _require_owner_or_admin(actor, envelope.agent, "re-task this envelope")
+    with transaction.atomic():
+        envelope = _lock(envelope)
+        if envelope.state not in TaskEnvelope.LIVE_STATES:
+            raise InvalidTransition(f"envelope is {envelope.state}; only approved or active envelopes can be re-tasked")
+        new = request_envelope(actor=actor, instance=envelope.instance, supersedes=envelope,
+                               allow_auto_approve=False, request=request, **fields)
+        _end_live(envelope, new_state=State.SUPERSEDED, verb="envelope.superseded", actor=actor,
+                  reason=f"re-tasked as {new.id}", request=request)
+    return new
+
+
+def expire_envelope(*, envelope_id, actor=None, now=None) -> bool:
+    """Expire one envelope: a live one past ``expires_at``, or a pending one nobody decided in time.
+    Returns True when this call changed it (safe to call twice, or from two workers at once)."""
+    actor = actor or audit.Actor.scheduler("expire-envelopes")
+    now = now or timezone.now()
+    with transaction.atomic():
+        envelope = TaskEnvelope.objects.select_for_update().select_related("agent", "instance").filter(pk=envelope_id).first()
+        if envelope is None:
+            return False
+        if envelope.state in TaskEnvelope.LIVE_STATES and envelope.expires_at and envelope.expires_at <= now:
+            _end_live(envelope, new_state=State.EXPIRED, verb="envelope.expired", actor=actor,
+                      reason="expired", request=None)
+            return True
+        if envelope.state == State.PENDING and envelope.created_at <= now - timedelta(
+            seconds=active_policy().pending_max_seconds
+        ):
+            envelope.end_reason = "nobody decided in time"
+            old = envelope.set_state(State.EXPIRED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
+            audit.record("envelope.expired", actor=actor, target=envelope, before={"state": old},
+                         after={"state": envelope.state}, reason=envelope.end_reason)
+            return True
+    return False
+
+
+def activate_on_first_credential(*, envelope: TaskEnvelope, actor) -> bool:
+    """approved → active when the first credential is minted (conditional update: only one wins)."""
+    changed = TaskEnvelope.objects.filter(pk=envelope.pk, state=State.APPROVED).update(state=State.ACTIVE)
+    if changed:
+        envelope.state = State.ACTIVE
+        audit.record("envelope.activated", actor=actor, target=envelope, before={"state": "approved"},
+                     after={"state": "active"})
+    return bool(changed)
+
+
+def close_envelopes_of_retired_instance(*, instance: Instance, actor, request=None) -> None:
+    """A retired instance keeps no authority: live envelopes are revoked, pending ones denied."""
+    for envelope in TaskEnvelope.objects.select_for_update().select_related("agent", "instance").filter(
+        instance=instance, state__in=TaskEnvelope.OPEN_STATES
+    ).order_by("id"):
+        if envelope.state == State.PENDING:
+            envelope.end_reason = "instance retired"
+            old = envelope.set_state(State.DENIED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
+            audit.record("envelope.denied", actor=actor, target=envelope, before={"state": old},
+                         after={"state": envelope.state}, reason="instance retired", request=request)
+        else:
+            _end_live(envelope, new_state=State.REVOKED, verb="envelope.revoked", actor=actor,
+                      reason="instance retired", request=request)

@@ -1,0 +1,64 @@
+"""Fixtures shared by every test: one user per role, plus a second owner and a second admin."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+
+from console.models import ApiToken
+from console.roles import AGENT_OWNER, AUDITOR, GATEWAY, IDENTITY_ADMIN
+
+
+def _user(django_user_model, username: str, *roles: str):
+    user = django_user_model.objects.create_user(username=username, email=f"{username}@example.test",
+                                                 password="correct horse battery staple")
+    for role in roles:
+        group, _ = Group.objects.get_or_create(name=role)
+        user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def owner(django_user_model):
+    return _user(django_user_model, "olivia", AGENT_OWNER)
+
+
+@pytest.fixture
+def other_owner(django_user_model):
+    return _user(django_user_model, "oscar", AGENT_OWNER)
+
+
+@pytest.fixture
+def admin(django_user_model):
+    return _user(django_user_model, "ada", IDENTITY_ADMIN)
+
+
+@pytest.fixture
+def second_admin(django_user_model):
+    return _user(django_user_model, "alan", IDENTITY_ADMIN)
+
+
+@pytest.fixture
+def auditor(django_user_model):
+    return _user(django_user_model, "audrey", AUDITOR)
+
+
+@pytest.fixture
+def gateway(django_user_model):
+    return _user(django_user_model, "gate", GATEWAY)
+
+
+@pytest.fixture
+def api_client():
+    """A DRF client; ``api_client.as_user(user)`` sends a real Bearer API token for that user."""
+    from rest_framework.test import APIClient
+
+    class TokenClient(APIClient):
+        def as_user(self, user):
+            secret = ApiToken.new_secret()
+            ApiToken.objects.create(user=user, name="test", prefix=secret[:8], digest=ApiToken.digest_of(secret))
+            client = TokenClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+            return client
+
+    return TokenClient()
