@@ -62,3 +62,13 @@ def api_client():
             return client
 
     return TokenClient()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_key_cache():
+    """Signing keys are cached per process; each test's database starts without them."""
+    from identities import keys
+
+    keys._invalidate()
+    yield
+    keys._invalidate()
