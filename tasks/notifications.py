@@ -12,6 +12,8 @@ def envelope_event(kind: str, envelope_id) -> None:
     try:
         from tasks.tasks import notify_envelope
 
-        notify_envelope.delay(kind, str(envelope_id))
+        # No publish retries: with the broker down this fails at once (and is logged) instead of
+        # holding the approver's request while kombu retries.
+        notify_envelope.apply_async(args=(kind, str(envelope_id)), retry=False)
     except Exception:  # the broker being down must not fail an approval
         logger.warning("could not enqueue %s notice for envelope %s", kind, envelope_id, exc_info=True)

@@ -7,6 +7,7 @@ credential minted under it, all in one transaction.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -22,6 +23,7 @@ from tasks.models import Approval, TaskEnvelope
 from tasks.policy import active_policy
 
 State = TaskEnvelope.State
+logger = logging.getLogger(__name__)
 
 MAX_ACTIONS_LIMIT = 1_000_000
 MAX_DELEGATION_DEPTH = 5
@@ -105,6 +107,7 @@ def request_envelope(*, actor, instance: Instance, intent, scopes, resources, du
             f"the policy allows at most {verdict.max_envelope_seconds} s for {verdict.risk}-risk envelopes",
             field="duration_seconds",
         )
+    # Only a named policy rule approves without a person, and never a re-task.
     auto_rule = verdict.auto_approve_rule if allow_auto_approve else None
     with transaction.atomic():
         envelope = TaskEnvelope(
@@ -114,6 +117,7 @@ def request_envelope(*, actor, instance: Instance, intent, scopes, resources, du
             risk=verdict.risk,
             required_approvals=0 if auto_rule else max(verdict.required_approvals, 1),
             policy_version=verdict.policy_version,
+            auto_approved_by=auto_rule or "",
             supersedes=supersedes,
             parent_envelope=None,
             **fields,
@@ -122,12 +126,11 @@ def request_envelope(*, actor, instance: Instance, intent, scopes, resources, du
         audit.record("envelope.requested", actor=actor, target=envelope, after={
             **envelope.snapshot(), "intent": envelope.intent, "required_approvals": envelope.required_approvals,
             "policy_version": envelope.policy_version, "instance": str(instance.id),
-            "supersedes": str(supersedes.id) if supersedes else None,
+            "supersedes": str(supersedes.id) if supersedes else None, "risk_reasons": list(verdict.reasons),
+            "auto_approve_rule": auto_rule,
         }, request=request)
         if auto_rule:
             _approve_now(envelope, actor=audit.Actor.of_policy(auto_rule), request=request)
-            envelope.auto_approved_by = auto_rule
-            envelope.save(update_fields=["auto_approved_by"])
         else:
             _after_commit_notify("pending", envelope.id)
     return envelope
@@ -156,28 +159,58 @@ def _lock(envelope: TaskEnvelope) -> TaskEnvelope:
     return TaskEnvelope.objects.select_for_update().select_related("agent", "instance").get(pk=envelope.pk)
 
 
+def separation_of_duties_refusal(*, envelope: TaskEnvelope, actor) -> str | None:
+    """Why ``actor`` may not approve ``envelope`` whatever its state, or None. The console shows
+    this before the click; ``approve_envelope`` enforces it."""
+    if envelope.requested_by_id == getattr(actor, "pk", None):
+        return "nobody approves an envelope they requested"
+    if envelope.risk == TaskEnvelope.Risk.HIGH and _is_owner(actor, envelope.agent):
+        return "an agent's owner never approves a high-risk envelope for their own agent"
+    return None
+
+
+def pending_deadline(now=None):
+    """Pending requests created before this moment have waited longer than the policy allows."""
+    return (now or timezone.now()) - timedelta(seconds=active_policy().pending_max_seconds)
+
+
+def _refuse_if_waited_too_long(envelope: TaskEnvelope) -> None:
+    # Expiry never depends on the sweep: a request past the limit cannot be approved even if the
+    # sweep has not reached it yet.
+    if envelope.created_at <= pending_deadline():
+        raise InvalidTransition("this request waited longer than the policy allows and has expired")
+
+
+ALREADY_DECIDED = "you have already decided on this envelope; one admin counts once"
+
+
 def approve_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", request=None) -> TaskEnvelope:
-    """Record one admin's approval; the envelope is approved when the policy's quorum is reached."""
+    """Record one admin's approval; the envelope is approved when the policy's quorum is reached.
+
+    The envelope row is locked first, so concurrent approvals are counted one after the other: the
+    one that completes the quorum sees every earlier approval and approves exactly once. The
+    unique (envelope, by) constraint makes one admin count once even across two connections."""
     if not is_admin(actor):
         raise PermissionDenied("only identity admins approve envelopes")
     with transaction.atomic():
         envelope = _lock(envelope)
         if envelope.state != State.PENDING:
             raise InvalidTransition(f"envelope is {envelope.state}; only pending envelopes can be approved")
-        if envelope.requested_by_id == actor.pk:
-            raise PermissionDenied("nobody approves an envelope they requested")
-        if envelope.risk == TaskEnvelope.Risk.HIGH and _is_owner(actor, envelope.agent):
-            raise PermissionDenied("an agent's owner never approves a high-risk envelope for their own agent")
+        refusal = separation_of_duties_refusal(envelope=envelope, actor=actor)
+        if refusal:
+            raise PermissionDenied(refusal)
+        _refuse_if_waited_too_long(envelope)
         try:
             with transaction.atomic():
                 Approval.objects.create(envelope=envelope, by=actor, decision=Approval.Decision.APPROVE,
                                         comment=comment or "")
         except IntegrityError:
-            raise InvalidTransition("you have already decided on this envelope; one admin counts once") from None
+            raise PermissionDenied(ALREADY_DECIDED) from None
         count = envelope.approvals.filter(decision=Approval.Decision.APPROVE).count()
         audit.record("envelope.approval_recorded", actor=actor, target=envelope,
-                     after={"approvals": count, "required": envelope.required_approvals}, reason=comment,
-                     request=request)
+                     before={"state": envelope.state, "approvals": count - 1},
+                     after={"state": envelope.state, "approvals": count, "required": envelope.required_approvals},
+                     reason=comment, request=request)
         if count >= envelope.required_approvals:
             _approve_now(envelope, actor=actor, request=request)
             _after_commit_notify("decided", envelope.id)
@@ -197,7 +230,7 @@ def deny_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", request=N
             with transaction.atomic():
                 Approval.objects.create(envelope=envelope, by=actor, decision=Approval.Decision.DENY, comment=comment)
         except IntegrityError:
-            raise InvalidTransition("you have already decided on this envelope") from None
+            raise PermissionDenied(ALREADY_DECIDED) from None
         envelope.end_reason = comment[:500]
         old = envelope.set_state(State.DENIED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
         audit.record("envelope.denied", actor=actor, target=envelope, before={"state": old},
@@ -270,15 +303,34 @@ def expire_envelope(*, envelope_id, actor=None, now=None) -> bool:
             _end_live(envelope, new_state=State.EXPIRED, verb="envelope.expired", actor=actor,
                       reason="expired", request=None)
             return True
-        if envelope.state == State.PENDING and envelope.created_at <= now - timedelta(
-            seconds=active_policy().pending_max_seconds
-        ):
+        if envelope.state == State.PENDING and envelope.created_at <= pending_deadline(now):
             envelope.end_reason = "nobody decided in time"
             old = envelope.set_state(State.EXPIRED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
             audit.record("envelope.expired", actor=actor, target=envelope, before={"state": old},
                          after={"state": envelope.state}, reason=envelope.end_reason)
+            _after_commit_notify("decided", envelope.id)
             return True
     return False
+
+
+def expire_pending_requests(*, now=None, limit: int = 1000) -> int:
+    """Expire pending requests older than the policy's limit, oldest first, at most ``limit`` per
+    call; returns how many this call expired. Each row is expired in its own transaction by
+    ``expire_envelope`` (which re-checks under the row lock), so two sweeps at once never expire
+    one twice, and one failing row is logged and skipped rather than stopping the sweep."""
+    now = now or timezone.now()
+    cutoff = pending_deadline(now)
+    # Uses env_pending_idx (partial index on created_at where state = 'pending').
+    ids = list(TaskEnvelope.objects.filter(state=State.PENDING, created_at__lte=cutoff)
+               .order_by("created_at").values_list("id", flat=True)[:limit])
+    expired = 0
+    for envelope_id in ids:
+        try:
+            expired += expire_envelope(envelope_id=envelope_id, actor=audit.Actor.scheduler("expire-pending-requests"),
+                                       now=now)
+        except Exception:
+            logger.exception("could not expire pending envelope %s", envelope_id)
+    return expired
 
 
 def activate_on_first_credential(*, envelope: TaskEnvelope, actor) -> bool:

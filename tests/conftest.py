@@ -72,3 +72,31 @@ def _fresh_key_cache():
     keys._invalidate()
     yield
     keys._invalidate()
+
+
+@pytest.fixture
+def policy_dir(settings, tmp_path):
+    """A writable copy of the default policy that this test's process runs; edit it with
+    ``policy_dir.replace(file, old, new)`` or ``policy_dir.write(file, text)``."""
+    import shutil
+    from pathlib import Path
+
+    from tasks.policy import reset_policy_cache
+
+    class PolicyDir:
+        def __init__(self, path: Path):
+            self.path = path
+
+        def write(self, name: str, text: str) -> None:
+            (self.path / name).write_text(text)
+            reset_policy_cache()
+
+        def replace(self, name: str, old: str, new: str) -> None:
+            text = (self.path / name).read_text()
+            assert old in text, f"{old!r} is not in {name}"
+            self.write(name, text.replace(old, new))
+
+    path = tmp_path / "policy"
+    shutil.copytree(Path(settings.BASE_DIR) / "policy", path)
+    settings.MANDATE_POLICY_DIR = str(path)  # the setting_changed receiver forgets the cached policy
+    return PolicyDir(path)

@@ -1,0 +1,39 @@
+"""Reads of envelopes, already scoped to the caller."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+
+from console.roles import IDENTITY_ADMIN, is_admin
+from tasks.models import TaskEnvelope
+
+
+def pending_inbox(user) -> QuerySet[TaskEnvelope]:
+    """Pending envelopes this admin could approve now: not requested by them, not already decided
+    by them, not a high-risk envelope for their own agent, and not past the pending limit."""
+    if not is_admin(user):
+        return TaskEnvelope.objects.none()
+    from tasks.services import pending_deadline
+
+    return (
+        TaskEnvelope.objects.filter(state=TaskEnvelope.State.PENDING, created_at__gt=pending_deadline())
+        .exclude(requested_by=user)
+        .exclude(approvals__by=user)
+        .exclude(risk=TaskEnvelope.Risk.HIGH, agent__owner=user)
+    )
+
+
+def pending_inbox_count(user) -> int:
+    """The console's inbox badge: one COUNT query (plus the role lookup, cached per request)."""
+    return pending_inbox(user).count()
+
+
+def approvers_of(envelope: TaskEnvelope) -> QuerySet:
+    """Active users who could approve ``envelope``: identity admins and superusers, except its
+    requester, those who already decided, and — for high risk — the agent's owner."""
+    users = get_user_model().objects.filter(Q(groups__name=IDENTITY_ADMIN) | Q(is_superuser=True), is_active=True)
+    users = users.exclude(pk=envelope.requested_by_id).exclude(approvals__envelope=envelope)
+    if envelope.risk == TaskEnvelope.Risk.HIGH:
+        users = users.exclude(pk=envelope.agent.owner_id)
+    return users.distinct()
