@@ -40,6 +40,7 @@ class Guardrails:
         self.policy_set = cedarpy.PolicySet.from_str(policies_text)
         self.schema = cedarpy.Schema.from_str(schema_text)
         self.statements = cedar_statements(policies_text)
+        self.context_keys = caller_context_keys(schema_text)
         self.by_id: dict[str, GuardrailPolicy] = {}
         for index, statement in enumerate(self.statements):
             text = policies_text[statement.start:statement.end]
@@ -86,14 +87,16 @@ class Guardrails:
                 "operation": operation,
                 "agent": {"__entity": agent_uid},
                 "envelope": {"__entity": envelope_uid},
-                "request": clean_context(context),
+                "request": clean_context(context, keys=self.context_keys),
             },
         }
         return request, entities
 
     def evaluate(self, **kwargs) -> tuple[bool, str]:
         request, entities = self.request(**kwargs)
-        result = cedarpy.is_authorized(request, self.policy_set, json.dumps(entities))
+        # With the schema, a caller context of the wrong type (a number or record where the schema
+        # says String) is an error rather than a comparison that happens to pass.
+        result = cedarpy.is_authorized(request, self.policy_set, json.dumps(entities), schema=self.schema)
         diagnostics = result.diagnostics
         if diagnostics.errors:
             # Fail closed: a forbid that errors must not silently let the call through.
@@ -120,10 +123,38 @@ def _annotation_id(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def clean_context(value, depth: int = 0):
-    """The caller's context as Cedar-safe JSON: strings, booleans, whole numbers, sets, records."""
-    if depth == 0 and not isinstance(value, dict):
-        return {}
+def caller_context_keys(schema_text: str) -> frozenset[str] | None:
+    """The attribute names the schema's ``type CallerContext`` declares (None if it has none)."""
+    for statement in cedar_statements(schema_text):
+        text = schema_text[statement.start:statement.end]
+        match = re.match(r"type\s+CallerContext\s*=\s*\{", text)
+        if not match:
+            continue
+        keys, depth, i = set(), 1, match.end()
+        while i < len(text) and depth:
+            ch = text[i]
+            if ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+            elif depth == 1:
+                name = re.match(r'\s*(?://[^\n]*\s*)*("?)([A-Za-z_][A-Za-z0-9_]*)\1\??\s*:', text[i:])
+                if name and (i == match.end() or text[i - 1] in "{,"):
+                    keys.add(name.group(2))
+            i += 1
+        return frozenset(keys)
+    return None
+
+
+def clean_context(value, depth: int = 0, *, keys: frozenset[str] | None = None):
+    """The caller's context as Cedar-safe JSON: strings, booleans, whole numbers, sets, records.
+    At the top, only the ``keys`` the schema declares are kept (undeclared ones no guardrail can
+    read anyway, and the schema would refuse them)."""
+    if depth == 0:
+        if not isinstance(value, dict):
+            return {}
+        if keys is not None:
+            value = {k: v for k, v in value.items() if k in keys}
     if isinstance(value, dict):
         if depth >= _MAX_CONTEXT_DEPTH:
             return {}

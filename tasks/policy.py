@@ -388,7 +388,7 @@ def _read_risk(reader: _Reader) -> tuple[dict[str, RiskRule], int, tuple[Raiser,
                 conditions[key] = reader.boolean(when, where, key, default=True)
             elif key in ("resource_in", "resource_like", "scope_like"):
                 conditions[key] = reader.globs(when, where, key)
-        if when and not conditions:
+        if isinstance(entry.get("when"), dict) and not when:
             reader.problem((*path, "when"), "a raise rule needs at least one condition")
         if name and to and conditions:
             raisers.append(Raiser(name, reader.text(entry, path, "description"), to, conditions))

@@ -149,14 +149,23 @@ def cedar_statements(text: str) -> list[Statement]:
 _TOKEN_RE = re.compile(r"(?:unexpected token|invalid variable in the policy scope:|failed to resolve types?:)\s*`?([^`,\s]+)`?")
 
 
+def _error_token(message: str) -> str | None:
+    match = _TOKEN_RE.search(message)
+    if match:
+        return match.group(1)
+    # "invalid policy condition: unles" and the like name the culprit last.
+    match = re.search(r":\s*`?([A-Za-z_][\w:]*)`?\s*$", message)
+    return match.group(1) if match else None
+
+
 def token_line(text: str, statement: Statement, message: str) -> int | None:
     """The line of the token a Cedar error names, if it occurs inside ``statement``."""
-    match = _TOKEN_RE.search(message)
-    if not match:
+    token = _error_token(message)
+    if not token:
         return None
     # Skip the statement's first character: "unexpected token `entity`" after a missing ';'
     # points at the *next* declaration's keyword, not this one's.
-    found = text.find(match.group(1), statement.start + 1, statement.end)
+    found = text.find(token, statement.start + 1, statement.end)
     return None if found == -1 else text.count("\n", 0, found) + 1
 
 
