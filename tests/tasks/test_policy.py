@@ -262,3 +262,16 @@ def test_the_summary_lists_the_files_version_and_errors():
     assert {f["name"] for f in summary["files"]} == {
         "scopes.toml", "risk.toml", "auto_approve.toml", "lifecycle.toml", "guardrails.cedar", "schema.cedarschema"}
     assert summary["errors"] == []
+
+
+@pytest.mark.django_db
+def test_caller_context_of_the_wrong_type_denies_rather_than_passes(secrets_instance):
+    # A number where the schema says String must not satisfy `ticket != ""`.
+    allowed, detail = _ask(secrets_instance, scope="secrets:read", resource="prod:db-password", context={"ticket": 5})
+    assert not allowed and detail.startswith("guardrail could not be evaluated")
+
+
+@pytest.mark.django_db
+def test_undeclared_caller_context_is_ignored(secrets_instance):
+    assert _ask(secrets_instance, scope="github:read", resource="repo:acme/app",
+                context={"trace_id": "abc", "ticket": "CHG-1"}) == (True, "")
