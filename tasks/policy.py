@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import logging
 import re
 import threading
 import tomllib
@@ -25,6 +26,8 @@ from django.core.exceptions import ImproperlyConfigured
 from identities.validators import is_scope
 from tasks.guardrails import GUARDRAILS_FILE, SCHEMA_FILE, Guardrails, load_guardrails
 from tasks.policy_files import PolicyProblem, TomlLines, format_duration, parse_duration
+
+logger = logging.getLogger(__name__)
 
 RISKS = ("low", "medium", "high")
 SCOPES_FILE = "scopes.toml"
@@ -182,8 +185,12 @@ class Policy:
         names the guardrail."""
         if self.guardrails is None:
             return True, ""
-        return self.guardrails.evaluate(instance=instance, agent=agent, envelope=envelope, scope=scope,
-                                        resource=resource, context=context or {})
+        try:
+            return self.guardrails.evaluate(instance=instance, agent=agent, envelope=envelope, scope=scope,
+                                            resource=resource, context=context or {})
+        except Exception as exc:  # never a 500 on a decision, and never an allow by accident
+            logger.exception("guardrails could not evaluate %s on %s", scope, resource)
+            return False, f"guardrail could not be evaluated: {type(exc).__name__}"
 
 
 # --- loading -------------------------------------------------------------------------------------

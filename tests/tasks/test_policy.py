@@ -275,3 +275,11 @@ def test_caller_context_of_the_wrong_type_denies_rather_than_passes(secrets_inst
 def test_undeclared_caller_context_is_ignored(secrets_instance):
     assert _ask(secrets_instance, scope="github:read", resource="repo:acme/app",
                 context={"trace_id": "abc", "ticket": "CHG-1"}) == (True, "")
+
+
+@pytest.mark.django_db
+def test_a_guardrail_that_raises_denies_instead_of_failing_the_decision(secrets_instance):
+    broken_envelope = _Envelope()
+    broken_envelope.scopes = None  # not iterable: building the request raises
+    allowed, detail = _ask(secrets_instance, scope="github:read", resource="repo:acme/app", envelope=broken_envelope)
+    assert (allowed, detail) == (False, "guardrail could not be evaluated: TypeError")
