@@ -13,3 +13,34 @@ def notify_envelope(kind: str, envelope_id: str) -> None:
     from tasks.mail import send_envelope_notice
 
     send_envelope_notice(kind=kind, envelope_id=envelope_id)
+
+
+# --- posture: standing exceptions, orphaned agents, evidence exports -----------------------------
+
+
+@shared_task(ignore_result=True)
+def expire_due_exceptions() -> int:
+    from tasks.exceptions import expire_due_exceptions as sweep
+
+    return sweep()
+
+
+@shared_task(ignore_result=True)
+def remind_recertifications() -> int:
+    from tasks.exceptions import remind_recertifications as sweep
+
+    return sweep()
+
+
+@shared_task(ignore_result=True)
+def flag_orphaned_agents() -> dict:
+    from tasks.posture import flag_orphaned_agents as sweep
+
+    return sweep()
+
+
+@shared_task(ignore_result=True)
+def run_evidence_export(job_id: str) -> None:
+    from tasks.export import run_export
+
+    run_export(job_id)
