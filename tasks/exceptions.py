@@ -28,6 +28,7 @@ from tasks.models_posture import MAX_EXCEPTION_DAYS, StandingException
 Status = StandingException.Status
 SECRET_PREFIX = "mdx_"
 SWEEP_CHUNK = 200
+DEFAULT_RECERTIFY_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def _new_secret() -> tuple[str, str, str]:
 
 
 def request_exception(*, actor, vendor, justification, scopes, compensating_controls, duration_days,
-                      recertify_every_days=30, agent: Agent | None = None, owner=None,
+                      recertify_every_days=None, agent: Agent | None = None, owner=None,
                       issue_secret: bool = False, renews: StandingException | None = None,
                       request=None) -> Requested:
     """Ask for a standing exception (pending until an admin other than the requester approves)."""
@@ -101,6 +102,8 @@ def request_exception(*, actor, vendor, justification, scopes, compensating_cont
     if not isinstance(issue_secret, bool):
         raise ValidationFailed("true or false", field="issue_secret")
     duration = _days(duration_days, "duration_days", maximum=MAX_EXCEPTION_DAYS)
+    if recertify_every_days is None:
+        recertify_every_days = min(DEFAULT_RECERTIFY_DAYS, duration)
     exc = StandingException(
         vendor=_text(vendor, "vendor", limit=200),
         justification=_text(justification, "justification", limit=4000),

@@ -487,3 +487,32 @@ def short_lived_share(user, window: Window) -> tuple[int, int]:
                  user, "instance__agent__owner").annotate(life=_lifetime_expression())
     counts = qs.aggregate(total=Count("jti"), short=Count("jti", filter=Q(life__lte=SHORT_LIVED)))
     return counts["short"] or 0, counts["total"] or 0
+
+
+# --- one click: the used subset as the next request ------------------------------------------------
+
+
+def request_narrower_envelope(*, envelope: TaskEnvelope, actor, window: Window, request=None) -> TaskEnvelope:
+    """Ask for the same task again with only what was used: the used scopes and the granted resource
+    patterns that matched a used resource (all of them when no resource was reported). The request
+    goes through ``request_envelope`` like any other, so ceiling, policy and approval all apply."""
+    from console.errors import ValidationFailed
+    from tasks.services import request_envelope
+
+    usage = next((u for u in granted_vs_used(actor, window, agent=envelope.agent).envelopes
+                  if u.envelope_id == envelope.id), None)
+    suggestion = usage.suggestion if usage is not None else None
+    if suggestion is None:
+        raise ValidationFailed("nothing to narrow: every granted scope was used, or none was", field="scopes")
+    resources = suggestion["resources"] or list(envelope.resources)
+    with transaction.atomic():
+        new = request_envelope(actor=actor, instance=envelope.instance, intent=envelope.intent,
+                               scopes=suggestion["scopes"], resources=resources,
+                               duration_seconds=envelope.duration_seconds, max_actions=envelope.max_actions,
+                               may_delegate=envelope.may_delegate, delegation_depth=envelope.delegation_depth,
+                               request=request)
+        audit.record("envelope.narrowed", actor=actor, target=new, before={
+            "from": str(envelope.id), "scopes": sorted(envelope.scopes), "resources": list(envelope.resources)},
+            after={"scopes": new.scopes, "resources": new.resources},
+            reason=f"used subset over the last {window.days} days", request=request)
+    return new

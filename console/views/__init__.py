@@ -1,0 +1,1 @@
+"""The browser console: thin views that parse, call the same services as the API, and render."""
