@@ -128,6 +128,8 @@ class ExceptionViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[0-9a-fA-F-]{32,36}"
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no caller
+            return StandingException.objects.none()
         qs = services.exceptions_for(self.request.user).order_by("-created_at")
         wanted = self.request.query_params.get("status")
         if wanted in StandingException.Status.values:
