@@ -23,7 +23,7 @@ _ids = count(1)
 
 WIDTH = 640
 LABEL_W = 170
-VALUE_W = 70
+VALUE_W = 120
 ROW_H = 24
 BAR_H = 16
 
@@ -43,6 +43,7 @@ class Segment:
     value: float
     href: str = ""
     color: str = PALETTE["neutral"]
+    short: str = ""  # the word written after the value at the end of the bar
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def stacked_bar(stacks: Sequence[Stack], *, title: str, desc: str = "",
                           f'class="chart-inbar">{_fmt(seg.value)}</text>')
             parts.append(_link(seg.href, inner, tip))
             x += w
-        summary = " / ".join(_fmt(s.value) for s in stack.segments)
+        summary = ", ".join(f"{_fmt(s.value)} {s.short or s.name}" for s in stack.segments)
         parts.append(f'<text x="{x + 6:.1f}" y="{y + BAR_H - 3}" class="chart-value">{escape(summary)}</text>')
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 (every piece above is escaped)

@@ -174,7 +174,7 @@ def controls(user, window: posture.Window) -> list[Control]:
             f"Long-lived vendor tokens are approved, justified, re-certified and expire within {MAX_EXCEPTION_DAYS} days.",
             ("Identity and privilege abuse", "Agentic supply chain"), ("Security and compliance", "Agent ecosystem"),
             ("Govern",),
-            evidence=(f"{exc['open']} approved exceptions, none longer than {MAX_EXCEPTION_DAYS} days; "
+            evidence=(f"{exc['open']} approved exceptions, {exc['too_long']} longer than {MAX_EXCEPTION_DAYS} days; "
                       f"{exc['overdue']} overdue for re-certification."),
             figure=str(exc["open"]), healthy=exc["overdue"] == 0 and exc["too_long"] == 0,
             link=reverse("posture-exceptions")),

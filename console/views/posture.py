@@ -108,7 +108,7 @@ def posture_page(request):
             charts.Segment("used", len(a.used_scopes), _rows_url("unused", days, agent=a.agent_slug, show="used"),
                            charts.PALETTE["used"]),
             charts.Segment("granted, never used", len(a.unused_scopes),
-                           _rows_url("unused", days, agent=a.agent_slug), charts.PALETTE["unused"]),
+                           _rows_url("unused", days, agent=a.agent_slug), charts.PALETTE["unused"], "unused"),
         ), href=_rows_url("unused", days, agent=a.agent_slug)) for a in top_agents],
         title="Privilege used vs granted, per agent",
         desc=f"Distinct scopes granted to each agent's envelopes in the last {days} days, split into used and "
@@ -423,6 +423,7 @@ def exceptions_page(request):
         "agents": list(posture.agents_in_scope(user).exclude(status=Agent.Status.RETIRED).values_list("slug", flat=True)),
         "statuses": StandingException.Status.choices, "status": status, "is_admin": is_admin(user),
         "can_request": is_admin(user) or has_role(user, AGENT_OWNER),
+        "open_states": list(StandingException.OPEN_STATES),
     }, status=400 if errors else 200)
 
 
