@@ -57,16 +57,18 @@ def test_owners_see_only_their_own_agents_on_the_posture_page(client, owner, wor
 def test_the_posture_page_query_count_does_not_grow_with_agents(client, auditor, admin, owner, world,
                                                               django_assert_max_num_queries):
     _client(client, auditor)
-    with django_assert_max_num_queries(30):
+    with django_assert_max_num_queries(22):
         client.get(reverse("posture"))
     for i in range(6):
         inst = make_instance(make_agent(owner, slug=f"more-{i}"), label=f"m{i}")
         env = approved_envelope(inst, admin, intent=f"task {i}")
         event(env, scope="github:read")
         credentials(env, 2)
-    with django_assert_max_num_queries(30):
+    with django_assert_max_num_queries(22):
         response = client.get(reverse("posture"))
     assert "more-5" in response.content.decode()
+    with django_assert_max_num_queries(21):
+        assert client.get(reverse("posture-standards")).status_code == 200
 
 
 @pytest.mark.parametrize("kind", ["unused", "credentials", "approvals", "denied", "drift", "renewals",
