@@ -7,10 +7,11 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, time, timedelta
-from functools import wraps
+from functools import lru_cache, wraps
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
+from django.contrib.staticfiles import finders
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import (
     FileResponse,
@@ -19,7 +20,8 @@ from django.http import (
     HttpResponseBadRequest,
     StreamingHttpResponse,
 )
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import render as django_render
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -37,6 +39,17 @@ from tasks.models import StandingException, TaskEnvelope
 CONSOLE_ROLES = (IDENTITY_ADMIN, AGENT_OWNER, AUDITOR)
 WINDOWS = (7, 30, 90)
 ROWS_LIMIT = 200
+
+
+@lru_cache(maxsize=1)
+def _console_stylesheet_missing() -> bool:
+    """True until the console's own stylesheet is installed; the posture pages then bring a minimal one."""
+    return finders.find("console/console.css") is None
+
+
+def render(request, template, context=None, status=None):
+    context = {**(context or {}), "posture_fallback_css": _console_stylesheet_missing()}
+    return django_render(request, template, context, status=status)
 
 
 def console_role_required(view):
