@@ -156,7 +156,7 @@ def posture_page(request):
         "always_max": always_max, "minted": minted[:10], "short": short, "total_creds": total_creds,
         "short_pct": (100 * short / total_creds) if total_creds else None,
         "unused_pct": (100 * usage.unused_share) if usage.unused_share is not None else None,
-        "suggestions": [e for e in usage.envelopes if e.suggestion][:15],
+        "suggestions": _latest_suggestions(usage.envelopes)[:15],
         "charts": {"privilege": privilege_chart, "lifetimes": lifetime_chart, "waits": wait_chart,
                    "timeline": timeline_chart, "stale": stale_chart},
         "exceptions": list(exception_services.exceptions_for(user).filter(
@@ -169,6 +169,20 @@ def posture_page(request):
         "can_read_all": can_read_all(user),
     }
     return render(request, "posture/page.html", context)
+
+
+def _latest_suggestions(envelopes) -> list:
+    """One row per agent, instance and suggestion: the latest envelope (the one to narrow next time),
+    with how many envelopes in the window showed the same excess."""
+    latest: dict = {}
+    for usage in envelopes:  # ordered by agent, then approval time
+        if usage.suggestion is None:
+            continue
+        key = (usage.agent_id, usage.instance_id, tuple(usage.suggestion["scopes"]), tuple(usage.unused_scopes))
+        seen = latest.get(key)
+        usage.repeats = (seen.repeats + 1) if seen else 1
+        latest[key] = usage
+    return sorted(latest.values(), key=lambda u: (-u.repeats * len(u.unused_scopes), u.agent_slug))
 
 
 # --- the rows behind each chart ------------------------------------------------------------------

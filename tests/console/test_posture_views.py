@@ -205,3 +205,13 @@ def test_the_expired_exception_is_shown_revoked_after_the_sweep(client, owner, a
 
 def test_activity_fixture_is_what_the_page_counts(world):
     assert ActivityEvent.objects.count() == 3
+
+
+def test_repeated_excess_is_one_suggestion_for_the_latest_envelope(client, owner, admin, world):
+    later = approved_envelope(world["mine"].instance, admin, approved_at=timezone.now() - timedelta(hours=1))
+    event(later, scope="github:read", resource="repo:acme/web")
+
+    response = _client(client, owner).get(reverse("posture"))
+
+    [row] = response.context["suggestions"]
+    assert row.envelope_id == later.id and row.repeats == 2
