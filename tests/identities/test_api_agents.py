@@ -287,3 +287,32 @@ def test_the_list_query_count_does_not_grow_with_rows(api_client, admin, owner, 
     with django_assert_max_num_queries(5):
         response = client.get("/api/v1/agents/")
     assert response.json()["count"] == rows
+
+
+# --- the services refuse on their own, whoever calls them -----------------------------------------
+
+
+@pytest.mark.parametrize("role", ["auditor", "gateway", "other_owner"])
+def test_the_identity_services_themselves_refuse_people_who_may_not_manage_the_agent(request, owner, role):
+    from console.errors import PermissionDenied
+    from identities import services
+    from tests.factories import new_ed25519_key
+
+    user = request.getfixturevalue(role)
+    agent = make_agent(owner)
+    instance = make_instance(agent)
+    before = written_rows()
+    calls = [
+        lambda: services.pause_agent(agent=agent, actor=user),
+        lambda: services.retire_agent(agent=agent, actor=user),
+        lambda: services.update_agent(agent=agent, actor=user, changes={"name": "x"}),
+        lambda: services.register_instance(agent=agent, actor=user, public_jwk=new_ed25519_key()[1]),
+        lambda: services.retire_instance(instance=instance, actor=user),
+    ]
+    if role != "other_owner":
+        calls.append(lambda: services.register_agent(actor=user, slug="sneaky", name="s", ceiling=[],
+                                                     max_envelope_seconds=600))
+    for call in calls:
+        with pytest.raises(PermissionDenied):
+            call()
+    assert written_rows() == before
