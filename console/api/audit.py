@@ -23,7 +23,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from console import audit
-from console.api.common import RolePermission, errors
+from console.api.common import RolePermission, StrictFilterSet, errors
 from console.models import AuditEvent
 from console.pagination import NewestFirstCursorPagination
 from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
@@ -51,7 +51,7 @@ class VerifySerializer(serializers.Serializer):
     first_bad = serializers.DictField(allow_null=True, help_text="{id, chain, seq, problem} of the first bad row.")
 
 
-class AuditFilter(django_filters.FilterSet):
+class AuditFilter(StrictFilterSet):
     actor = django_filters.CharFilter(field_name="actor", max_length=255,
                                       help_text="Who acted: a username, a SPIFFE ID, a policy rule or a job.")
     verb = django_filters.CharFilter(field_name="verb", max_length=64, help_text="A dotted verb, e.g. agent.paused.")

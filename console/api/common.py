@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import django_filters
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
@@ -77,6 +78,19 @@ class ReasonSerializer(StrictSerializer):
 
 class CommentSerializer(StrictSerializer):
     comment = StrictCharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class StrictFilterSet(django_filters.FilterSet):
+    """Query filters where an empty value is bad input (400 naming it) rather than "no filter": leave
+    the parameter out to match everything."""
+
+    def is_valid(self):
+        valid = super().is_valid()
+        for name in self.filters:
+            if name in self.data and self.data.get(name) == "":
+                self.form.add_error(name, "empty; leave the parameter out to match everything")
+                valid = False
+        return valid
 
 
 # --- permissions ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ registration under an agent."""
 
 from __future__ import annotations
 
+import django_filters
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.validators import RegexValidator
@@ -17,6 +18,7 @@ from console.api.common import (
     ReasonSerializer,
     RolePermission,
     StrictCharField,
+    StrictFilterSet,
     StrictIntegerField,
     StrictSerializer,
     errors,
@@ -52,6 +54,14 @@ def _ceiling_field(**kwargs):
 def _max_envelope_seconds_field(**kwargs):
     return StrictIntegerField(min_value=60, max_value=settings.MANDATE_DEFAULT_MAX_ENVELOPE_SECONDS,
                               help_text="The longest envelope this agent may hold, in seconds.", **kwargs)
+
+
+class AgentFilter(StrictFilterSet):
+    status = django_filters.ChoiceFilter(choices=Agent.Status.choices)
+
+    class Meta:
+        model = Agent
+        fields = ["status"]
 
 
 class AgentCreateSerializer(StrictSerializer):
@@ -99,7 +109,7 @@ class AgentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
     write_roles = (IDENTITY_ADMIN, AGENT_OWNER)
     lookup_field = "slug"
     lookup_value_regex = SLUG_PATH
-    filterset_fields = ["status"]
+    filterset_class = AgentFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def get_queryset(self):

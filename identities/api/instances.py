@@ -18,6 +18,7 @@ from console.api.common import (
     ReasonSerializer,
     RolePermission,
     StrictCharField,
+    StrictFilterSet,
     StrictSerializer,
     errors,
 )
@@ -46,7 +47,7 @@ class InstanceCreateSerializer(StrictSerializer):
     label = StrictCharField(required=False, allow_blank=True, max_length=200, default="")
 
 
-class InstanceFilter(django_filters.FilterSet):
+class InstanceFilter(StrictFilterSet):
     agent = django_filters.CharFilter(field_name="agent__slug", max_length=63, help_text="Agent slug.")
     status = django_filters.ChoiceFilter(choices=Instance.Status.choices)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import django_filters
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -16,6 +17,7 @@ from console.api.common import (
     RolePermission,
     StrictBooleanField,
     StrictCharField,
+    StrictFilterSet,
     StrictIntegerField,
     StrictSerializer,
     StrictUUIDField,
@@ -23,8 +25,12 @@ from console.api.common import (
 )
 from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from identities import selectors as identity_selectors
+from identities.validators import RESOURCE_RE, SCOPE_RE
 from tasks import selectors, services
 from tasks.models import Approval, TaskEnvelope
+
+SCOPE_VALIDATOR = RegexValidator(SCOPE_RE, "not a scope of the form tool:action")
+RESOURCE_VALIDATOR = RegexValidator(RESOURCE_RE, "1 to 512 visible characters, no spaces")
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
@@ -68,9 +74,11 @@ class EnvelopeTermsSerializer(StrictSerializer):
     """What an envelope asks for; shared by request and re-task."""
 
     intent = StrictCharField(max_length=4000, help_text="What the task is for, in plain words.")
-    scopes = serializers.ListField(child=StrictCharField(max_length=127), min_length=1, max_length=200,
+    scopes = serializers.ListField(child=StrictCharField(max_length=127, validators=[SCOPE_VALIDATOR]),
+                                   min_length=1, max_length=200,
                                    help_text="tool:action scopes, each within the agent's ceiling.")
-    resources = serializers.ListField(child=StrictCharField(max_length=512), max_length=100,
+    resources = serializers.ListField(child=StrictCharField(max_length=512, validators=[RESOURCE_VALIDATOR]),
+                                      max_length=100,
                                       help_text="Resource patterns such as repo:acme/*.")
     duration_seconds = StrictIntegerField(min_value=1, max_value=10 * 365 * 86400,
                                           help_text="Requested duration; the clock starts at approval.")
@@ -91,7 +99,7 @@ class EnvelopeCreateSerializer(EnvelopeTermsSerializer):
         return instance
 
 
-class EnvelopeFilter(django_filters.FilterSet):
+class EnvelopeFilter(StrictFilterSet):
     state = django_filters.ChoiceFilter(choices=TaskEnvelope.State.choices)
     agent = django_filters.CharFilter(field_name="agent__slug", max_length=63, help_text="Agent slug.")
     instance = django_filters.UUIDFilter(field_name="instance_id")

@@ -218,3 +218,10 @@ def test_an_owners_list_query_count_does_not_grow_with_rows(api_client, owner, d
     client = api_client.as_user(owner)
     with django_assert_max_num_queries(4):
         assert client.get("/api/v1/audit/").status_code == 200
+
+
+@pytest.mark.parametrize(("query", "field"), [("cursor=garbage", "cursor"), ("page_size=0", "page_size"),
+                                              ("since=", "since"), ("verb=", "verb")])
+def test_a_bad_cursor_page_size_or_empty_filter_is_400_naming_it(api_client, admin, query, field):
+    response = api_client.as_user(admin).get(f"/api/v1/audit/?{query}")
+    assert response.status_code == 400 and field in response.json()

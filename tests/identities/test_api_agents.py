@@ -316,3 +316,27 @@ def test_the_identity_services_themselves_refuse_people_who_may_not_manage_the_a
         with pytest.raises(PermissionDenied):
             call()
     assert written_rows() == before
+
+
+# --- lists and paths answer JSON, and bad paging is bad input ---------------------------------------
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("page=0", "page"), ("page=abc", "page"), ("page=99", "page"),
+    ("page_size=0", "page_size"), ("page_size=-3", "page_size"), ("page_size=null", "page_size"),
+    ("status=", "status"),
+])
+def test_bad_paging_or_an_empty_filter_is_400_naming_it(api_client, owner, query, field):
+    make_agent(owner)
+    response = api_client.as_user(owner).get(f"/api/v1/agents/?{query}")
+    assert response.status_code == 400 and field in response.json()
+
+
+@pytest.mark.parametrize("path", ["/api/v1/agents/NOT%20A%20SLUG/", "/api/v1/instances/123/pause",
+                                  "/api/v1/nothing-here", "/api/v1/envelopes//approve"])
+def test_a_path_that_names_nothing_is_a_json_404_even_for_a_post(api_client, owner, path):
+    client = api_client.as_user(owner)
+    client.handler.enforce_csrf_checks = True
+    for response in (client.get(path), client.post(path, {}, format="json")):
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/json" and response.json()["detail"]
