@@ -26,4 +26,6 @@ def api_not_found(request, *args, **kwargs):
     return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
 
 
+# Register new resources on the router above (or insert paths before the catch-all): anything
+# placed after it under /api/v1/ would never be reached.
 urlpatterns = [*router.urls, re_path(r"", api_not_found)]
