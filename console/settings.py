@@ -170,6 +170,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SECURITY": [{"bearerAuth": []}],
+    "ENUM_NAME_OVERRIDES": {
+        # Agents and instances share one set of lifecycle states.
+        "LifecycleStatusEnum": "identities.models.Agent.Status",
+        "ApiTokenStatusEnum": ["active", "expired", "revoked"],
+    },
     "APPEND_COMPONENTS": {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
     },

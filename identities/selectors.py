@@ -14,6 +14,8 @@ def agents_for(user) -> QuerySet[Agent]:
     )
     if can_read_all(user):
         return qs
+    if not getattr(user, "is_authenticated", False):
+        return qs.none()
     return qs.filter(owner=user)
 
 
@@ -21,6 +23,8 @@ def instances_for(user) -> QuerySet[Instance]:
     qs = Instance.objects.select_related("agent")
     if can_read_all(user):
         return qs
+    if not getattr(user, "is_authenticated", False):
+        return qs.none()
     return qs.filter(agent__owner=user)
 
 
@@ -28,4 +32,6 @@ def credentials_for(user) -> QuerySet[Credential]:
     qs = Credential.objects.select_related("instance__agent")
     if can_read_all(user):
         return qs
+    if not getattr(user, "is_authenticated", False):
+        return qs.none()
     return qs.filter(instance__agent__owner=user)

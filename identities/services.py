@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from console import audit
 from console.errors import InvalidTransition, PermissionDenied, ValidationFailed
-from console.roles import is_admin
+from console.roles import AGENT_OWNER, has_role, is_admin
 from identities.jwk import thumbprint, validate_public_jwk
 from identities.models import Agent, Credential, Instance
 from identities.validators import SLUG_RE, is_scope
@@ -43,6 +43,20 @@ def clean_max_envelope_seconds(value: object) -> int:
     return value
 
 
+# --- who may manage ------------------------------------------------------------------------------
+
+
+def _require_manager(actor, agent: Agent | None = None) -> None:
+    """People manage agents as identity admins, or as agent owners of their own agents; auditors and
+    gateways change nothing. Non-person actors (policy rules, the scheduler, an instance) reach these
+    functions only through cascades and sweeps the code decided on, so they pass."""
+    if actor is None or isinstance(actor, audit.Actor) or is_admin(actor):
+        return
+    if has_role(actor, AGENT_OWNER) and (agent is None or agent.owner_id == actor.pk):
+        return
+    raise PermissionDenied("only the agent's owner or an identity admin may do this")
+
+
 # --- agents --------------------------------------------------------------------------------------
 
 
@@ -57,6 +71,7 @@ def register_agent(
     owner=None,
     request=None,
 ) -> Agent:
+    _require_manager(actor)
     if owner is not None and owner != actor and not is_admin(actor):
         raise PermissionDenied("only identity admins may register an agent for another owner")
     if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
@@ -79,6 +94,7 @@ def register_agent(
 
 
 def update_agent(*, agent: Agent, actor, changes: dict, request=None) -> Agent:
+    _require_manager(actor, agent)
     with transaction.atomic():
         agent = Agent.objects.select_for_update().select_related("owner").get(pk=agent.pk)
         before = agent.snapshot()
@@ -101,6 +117,7 @@ def update_agent(*, agent: Agent, actor, changes: dict, request=None) -> Agent:
 
 def pause_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agent:
     """Pause the agent and every active instance of it; their live credentials are revoked."""
+    _require_manager(actor, agent)
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
         if agent.status == Agent.Status.PAUSED:
@@ -115,6 +132,7 @@ def pause_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agent
 
 def resume_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agent:
     """Resume the agent, and the instances that were paused only because it was."""
+    _require_manager(actor, agent)
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
         if agent.status == Agent.Status.ACTIVE:
@@ -131,6 +149,7 @@ def resume_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agen
 
 def retire_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agent:
     """Retire the agent for good: every instance retires, its envelopes end, its credentials die."""
+    _require_manager(actor, agent)
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
         if agent.status == Agent.Status.RETIRED:
@@ -157,6 +176,7 @@ def _lock_instances(agent: Agent, *statuses: str) -> list[Instance]:
 
 def _new_instance(*, agent: Agent, actor, public_jwk, label: str, origin: str, parent: Instance | None,
                   verb: str, request=None, attested_issuer: str = "", attested_subject: str = "") -> Instance:
+    _require_manager(actor, agent)
     key = validate_public_jwk(public_jwk) if public_jwk is not None else None
     if key is None and not attested_issuer:
         raise ValidationFailed("an instance needs its own public key", field="public_jwk")
@@ -210,6 +230,7 @@ def spawn_subagent(*, parent: Instance, actor, public_jwk, label: str = "", requ
 
 
 def pause_instance(*, instance: Instance, actor, reason: str = "", request=None) -> Instance:
+    _require_manager(actor, instance.agent)
     with transaction.atomic():
         instance = Instance.objects.select_for_update().select_related("agent").get(pk=instance.pk)
         if instance.status == Instance.Status.PAUSED:
@@ -219,6 +240,7 @@ def pause_instance(*, instance: Instance, actor, reason: str = "", request=None)
 
 
 def resume_instance(*, instance: Instance, actor, reason: str = "", request=None) -> Instance:
+    _require_manager(actor, instance.agent)
     with transaction.atomic():
         instance = Instance.objects.select_for_update().select_related("agent").get(pk=instance.pk)
         if instance.status == Instance.Status.ACTIVE:
@@ -230,6 +252,7 @@ def resume_instance(*, instance: Instance, actor, reason: str = "", request=None
 
 
 def retire_instance(*, instance: Instance, actor, reason: str = "", request=None) -> Instance:
+    _require_manager(actor, instance.agent)
     with transaction.atomic():
         instance = Instance.objects.select_for_update().select_related("agent").get(pk=instance.pk)
         if instance.status == Instance.Status.RETIRED:

@@ -1,12 +1,25 @@
-"""Reads of envelopes, already scoped to the caller."""
+"""Reads of envelopes, already scoped to the caller: owners see only their own agents' envelopes;
+admins and auditors all. Lists carry what they render, so their query count is constant whatever
+the number of rows."""
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from console.roles import IDENTITY_ADMIN, is_admin
-from tasks.models import TaskEnvelope
+from console.roles import IDENTITY_ADMIN, can_read_all, is_admin
+from tasks.models import Approval, TaskEnvelope
+
+
+def envelopes_for(user) -> QuerySet[TaskEnvelope]:
+    qs = TaskEnvelope.objects.select_related("agent", "instance", "requested_by", "superseded_by").prefetch_related(
+        Prefetch("approvals", queryset=Approval.objects.select_related("by").order_by("at", "id"))
+    )
+    if can_read_all(user):
+        return qs
+    if not getattr(user, "is_authenticated", False):
+        return qs.none()
+    return qs.filter(agent__owner=user)
 
 
 def pending_inbox(user) -> QuerySet[TaskEnvelope]:

@@ -1,0 +1,158 @@
+"""``/api/v1/audit/``: read, export and verify the hash-chained audit trail."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import django_filters
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from console import audit
+from console.api.common import RolePermission, StrictFilterSet, errors
+from console.models import AuditEvent
+from console.pagination import NewestFirstCursorPagination
+from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from console.selectors import audit_events_for
+
+EXPORT_FIELDS = ["id", "chain", "seq", "at", "actor_type", "actor", "verb", "target_type", "target_id",
+                 "target_label", "agent", "before", "after", "reason", "request_id", "prev_hash", "hash"]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    agent = serializers.UUIDField(source="agent_id", read_only=True, allow_null=True,
+                                  help_text="The agent the event concerns, if any.")
+    before = serializers.JSONField(read_only=True, allow_null=True)
+    after = serializers.JSONField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = AuditEvent
+        fields = EXPORT_FIELDS
+        read_only_fields = fields
+
+
+class VerifySerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    checked = serializers.IntegerField(help_text="Rows checked before the answer was known.")
+    first_bad = serializers.DictField(allow_null=True, help_text="{id, chain, seq, problem} of the first bad row.")
+
+
+class AuditFilter(StrictFilterSet):
+    actor = django_filters.CharFilter(field_name="actor", max_length=255,
+                                      help_text="Who acted: a username, a SPIFFE ID, a policy rule or a job.")
+    verb = django_filters.CharFilter(field_name="verb", max_length=64, help_text="A dotted verb, e.g. agent.paused.")
+    target = django_filters.CharFilter(method="filter_target", max_length=170,
+                                       help_text="The target's id, or type:id (e.g. agent:<uuid>).")
+    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601 time.")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["actor", "verb", "target", "since"]
+
+    def filter_target(self, queryset, name, value):
+        target_type, sep, target_id = value.partition(":")
+        if sep and target_type and target_id and ":" not in target_type and not target_type.startswith("spiffe"):
+            return queryset.filter(target_type=target_type, target_id=target_id)
+        return queryset.filter(target_id=value)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Read the audit trail, newest first",
+                       responses={200: AuditEventSerializer(many=True), **errors(400, 403)}),
+)
+class AuditViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    serializer_class = AuditEventSerializer
+    permission_classes = [IsAuthenticated, RolePermission]
+    read_roles = (IDENTITY_ADMIN, AUDITOR, AGENT_OWNER)
+    write_roles = ()
+    filterset_class = AuditFilter
+    pagination_class = NewestFirstCursorPagination
+
+    def get_queryset(self):
+        return audit_events_for(self.request.user)
+
+    def perform_content_negotiation(self, request, force=False):
+        # On the export, ?format= names the export format, not one of DRF's renderers.
+        if self.action == "export":
+            renderer = JSONRenderer()
+            return renderer, renderer.media_type
+        return super().perform_content_negotiation(request, force=force)
+
+    @extend_schema(
+        summary="Export the audit trail you may read, oldest first, as JSON Lines or CSV (streamed)",
+        parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["jsonl", "csv"], default="jsonl")],
+        responses={
+            (200, "application/jsonl"): OpenApiResponse(OpenApiTypes.STR, description="One event per line."),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="A header row, then one event per row."),
+            **errors(400, 403),
+        },
+    )
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def export(self, request):
+        kind = request.query_params.get("format", "jsonl")
+        if kind not in ("jsonl", "csv"):
+            raise ValidationError({"format": ["one of jsonl, csv"]})
+        rows = self.filter_queryset(self.get_queryset()).order_by("id").iterator(chunk_size=2000)
+        if kind == "csv":
+            response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+        else:
+            response = StreamingHttpResponse(_jsonl_lines(rows), content_type="application/jsonl; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="mandate-audit.{kind}"'
+        return response
+
+    @extend_schema(summary="Verify every hash chain of the trail", responses={200: VerifySerializer, **errors(403)})
+    @action(detail=False, methods=["get"])
+    def verify(self, request):
+        result = audit.verify_chain()
+        return Response({"ok": result.ok, "checked": result.checked, "first_bad": result.first_bad})
+
+    def get_permissions(self):
+        if self.action == "verify":
+            # Verifying walks every chain, so it is for those who may read every chain.
+            self.read_roles = (IDENTITY_ADMIN, AUDITOR)
+        return super().get_permissions()
+
+
+def _as_row(event: AuditEvent) -> dict:
+    return AuditEventSerializer(event).data
+
+
+def _jsonl_lines(rows):
+    for event in rows:
+        yield json.dumps(_as_row(event), ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def _csv_lines(rows):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def flush() -> str:
+        value = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate(0)
+        return value
+
+    writer.writerow(EXPORT_FIELDS)
+    yield flush()
+    for event in rows:
+        row = _as_row(event)
+        writer.writerow([
+            json.dumps(row[field], ensure_ascii=False, sort_keys=True) if field in ("before", "after")
+            else ("" if row[field] is None else row[field])
+            for field in EXPORT_FIELDS
+        ])
+        yield flush()

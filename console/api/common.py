@@ -1,0 +1,163 @@
+"""Building blocks every API resource module uses: strict input fields, the role permission, the
+router that spells our paths, and the error responses documented in the OpenAPI schema.
+
+Input is strict on purpose: a client that sends ``"60"`` for a number, ``1`` for a boolean or a
+field we do not know gets a 400 naming the field instead of a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import django_filters
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import permissions, serializers
+from rest_framework.routers import DynamicRoute, SimpleRouter
+
+from console.roles import has_role
+
+UUID_PATH = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+SLUG_PATH = r"[a-z0-9-]{1,63}"
+
+
+# --- strict fields -------------------------------------------------------------------------------
+
+
+class StrictCharField(serializers.CharField):
+    """A string and nothing else (DRF's CharField would turn ``12`` into ``"12"``)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer: not a boolean, not a float, not a numeric string."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """``true`` or ``false``: not ``1``, not ``"yes"``."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID written as a string (DRF would also take an integer)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not know, naming them."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({key[:100]: ["unknown field"] for key in unknown})
+        return super().to_internal_value(data)
+
+
+class ReasonSerializer(StrictSerializer):
+    reason = StrictCharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class CommentSerializer(StrictSerializer):
+    comment = StrictCharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class StrictFilterSet(django_filters.FilterSet):
+    """Query filters where an empty value is bad input (400 naming it) rather than "no filter": leave
+    the parameter out to match everything."""
+
+    def is_valid(self):
+        valid = super().is_valid()
+        for name in self.filters:
+            if name in self.data and self.data.get(name) == "":
+                self.form.add_error(name, "empty; leave the parameter out to match everything")
+                valid = False
+        return valid
+
+
+# --- permissions ---------------------------------------------------------------------------------
+
+
+class RolePermission(permissions.BasePermission):
+    """Reads need one of ``view.read_roles``; anything else one of ``view.write_roles``.
+
+    Object-level rules (owners act only on their own agents) live in the selectors, which scope the
+    queryset, so another owner's object is a 404 rather than a 403.
+    """
+
+    message = "your role does not allow this"
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in permissions.SAFE_METHODS:
+            return has_role(request.user, *getattr(view, "read_roles", ()))
+        return has_role(request.user, *getattr(view, "write_roles", ()))
+
+
+# --- routing -------------------------------------------------------------------------------------
+
+
+class ApiRouter(SimpleRouter):
+    """Collections and objects end in ``/``, lifecycle verbs do not (``POST /agents/{slug}/pause``),
+    exactly as the HTTP contract spells them. An action whose ``url_path`` ends in ``/`` keeps it."""
+
+    routes = [
+        route._replace(url=route.url.replace("{trailing_slash}", ""))
+        if isinstance(route, DynamicRoute)
+        else route
+        for route in SimpleRouter.routes
+    ]
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "console.authentication.ApiTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An API token (mdt_…)."}
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField(required=False)
+
+
+_ERROR_TEXT = {
+    400: "Bad input; the body names each offending field.",
+    401: "No valid credentials (send `Authorization: Bearer <api token>`).",
+    403: "Authenticated, but your role or the separation of duties does not allow it.",
+    404: "No such object, or not one you may see.",
+    409: "The object's current state does not allow this.",
+}
+
+
+def errors(*codes: int) -> dict:
+    """Documented error responses for ``extend_schema(responses={...})``; 401 is always included."""
+    out = {}
+    for code in sorted({401, *codes}):
+        if code == 400:
+            # {"field": ["message", ...], "detail"?: "...", "code"?: "..."}
+            out[code] = OpenApiResponse(OpenApiTypes.OBJECT, description=_ERROR_TEXT[code])
+        else:
+            out[code] = OpenApiResponse(ErrorSerializer, description=_ERROR_TEXT[code])
+    return out

@@ -1,0 +1,31 @@
+"""Every REST resource under ``/api/v1/``, in one router."""
+
+from django.http import JsonResponse
+from django.urls import re_path
+from django.views.decorators.csrf import csrf_exempt
+
+from console.api.audit import AuditViewSet
+from console.api.common import ApiRouter
+from console.api.tokens import ApiTokenViewSet
+from identities.api.agents import AgentViewSet
+from identities.api.instances import InstanceViewSet
+from tasks.api.envelopes import EnvelopeViewSet
+
+router = ApiRouter()
+router.register("agents", AgentViewSet, basename="agent")
+router.register("instances", InstanceViewSet, basename="instance")
+router.register("envelopes", EnvelopeViewSet, basename="envelope")
+router.register("audit", AuditViewSet, basename="audit")
+router.register("tokens", ApiTokenViewSet, basename="token")
+
+
+@csrf_exempt  # it changes nothing; a CSRF refusal would answer HTML instead
+def api_not_found(request, *args, **kwargs):
+    """API clients get JSON for a path that names nothing (an id that is not a UUID, say), never
+    the HTML page meant for browsers."""
+    return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+
+
+# Register new resources on the router above (or insert paths before the catch-all): anything
+# placed after it under /api/v1/ would never be reached.
+urlpatterns = [*router.urls, re_path(r"", api_not_found)]

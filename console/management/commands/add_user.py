@@ -1,0 +1,81 @@
+"""``manage.py add_user USERNAME --role ROLE [--role ROLE] [--email E]``: create or update a person."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from console import audit
+from console.roles import ALL_ROLES
+from console.services import set_user_roles
+
+
+class Command(BaseCommand):
+    help = (
+        "Create or update a user with the given roles (exactly these Mandate roles afterwards). "
+        "The password comes from MANDATE_PASSWORD when set; otherwise it is asked for on a terminal; "
+        "otherwise a new user gets no usable password (API tokens still work)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("username")
+        parser.add_argument("--role", action="append", required=True, choices=ALL_ROLES, dest="roles",
+                            help="repeat for several roles")
+        parser.add_argument("--email", default=None)
+
+    def handle(self, *args, username: str, roles: list[str], email: str | None, **options):
+        User = get_user_model()
+        actor = audit.Actor.system("manage.py add_user")
+        password = os.environ.get("MANDATE_PASSWORD") or None
+        with transaction.atomic():
+            user = User.objects.select_for_update().filter(username=username).first()
+            created = user is None
+            if created:
+                user = User(username=username, email=email or "")
+                try:
+                    user.full_clean(exclude=["password"])
+                except ValidationError as exc:
+                    raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+            elif email is not None:
+                user.email = email
+            if password is None and created and sys.stdin.isatty():
+                password = self._ask_password(user)
+            if password is not None:
+                self._validate(password, user)
+                user.set_password(password)
+            elif created:
+                user.set_unusable_password()
+            user.save()
+            if created:
+                audit.record("user.created", actor=actor, target=("user", user.pk, username),
+                             after={"username": username, "email": user.email})
+            changed = set_user_roles(user=user, roles=roles, actor=actor)
+        verb = "created" if created else "updated"
+        roles_text = ", ".join(sorted(set(roles)))
+        self.stdout.write(f"{verb} {username} with role(s) {roles_text}" + ("" if changed or created else " (roles unchanged)"))
+
+    def _validate(self, password: str, user) -> None:
+        try:
+            validate_password(password, user)
+        except ValidationError as exc:
+            raise CommandError("password refused: " + " ".join(exc.messages)) from None
+
+    def _ask_password(self, user) -> str:
+        while True:
+            first = getpass.getpass("Password: ")
+            if first != getpass.getpass("Password (again): "):
+                self.stderr.write("The passwords differ; try again.")
+                continue
+            try:
+                validate_password(first, user)
+            except ValidationError as exc:
+                self.stderr.write(" ".join(exc.messages))
+                continue
+            return first

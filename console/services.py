@@ -1,0 +1,93 @@
+"""Writes for console records: API tokens and people's roles. Each change is an audit event, and no
+secret ever enters the trail (a token's secret is returned once, only its digest is kept)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from console import audit
+from console.errors import ValidationFailed
+from console.models import ApiToken
+from console.roles import ALL_ROLES
+
+MAX_TOKEN_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: ApiToken
+    secret: str  # shown to the person once; never stored, never logged
+
+
+def _token_target(token: ApiToken) -> tuple[str, str, str]:
+    return ("api_token", str(token.id), f"{token.user.get_username()}: {token.name}")
+
+
+def create_api_token(*, user, actor, name: str = "", expires_days: int | None = None, request=None) -> IssuedToken:
+    """Mint a bearer token for ``user``. Returns the secret exactly once."""
+    name = (name or "").strip() or "api token"
+    if len(name) > 100:
+        raise ValidationFailed("at most 100 characters", field="name")
+    if expires_days is not None and (
+        isinstance(expires_days, bool) or not isinstance(expires_days, int) or not 1 <= expires_days <= MAX_TOKEN_DAYS
+    ):
+        raise ValidationFailed(f"a whole number of days from 1 to {MAX_TOKEN_DAYS}", field="expires_days")
+    if not user.is_active:
+        raise ValidationFailed("the user is not active", field="user")
+    secret = ApiToken.new_secret()
+    now = timezone.now()
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user,
+            name=name,
+            prefix=secret[:8],
+            digest=ApiToken.digest_of(secret),
+            created_at=now,
+            expires_at=now + timedelta(days=expires_days) if expires_days else None,
+        )
+        audit.record("token.created", actor=actor, target=_token_target(token), request=request,
+                     after={"user": user.get_username(), "name": name, "prefix": token.prefix,
+                            "expires_at": token.expires_at})
+    return IssuedToken(token=token, secret=secret)
+
+
+def revoke_api_token(*, token: ApiToken, actor, request=None) -> ApiToken:
+    """Revoke now; revoking twice is a no-op."""
+    with transaction.atomic():
+        token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
+        if token.revoked_at is not None:
+            return token
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit.record("token.revoked", actor=actor, target=_token_target(token), request=request,
+                     before={"status": "active"}, after={"status": "revoked"})
+    return token
+
+
+def set_user_roles(*, user, roles, actor, request=None) -> bool:
+    """Make ``user``'s Mandate roles exactly ``roles`` (other groups are left alone).
+    Returns True when something changed; the change is an audit event with old and new roles."""
+    wanted = set(roles)
+    unknown = wanted - set(ALL_ROLES)
+    if unknown:
+        raise ValidationFailed(f"unknown role(s): {', '.join(sorted(unknown))}", field="role")
+    with transaction.atomic():
+        current = set(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))
+        if current == wanted:
+            return False
+        for name in sorted(wanted - current):
+            group, _ = Group.objects.get_or_create(name=name)
+            user.groups.add(group)
+        removed = Group.objects.filter(name__in=current - wanted)
+        if removed:
+            user.groups.remove(*removed)
+        if hasattr(user, "_mandate_roles"):
+            del user._mandate_roles
+        audit.record("user.roles_changed", actor=actor, target=("user", user.pk, user.get_username()),
+                     before={"roles": sorted(current)}, after={"roles": sorted(wanted)}, request=request)
+    return True

@@ -1,0 +1,171 @@
+"""``/api/v1/agents/``: registered kinds of agent, their ceilings and lifecycle, and instance
+registration under an agent."""
+
+from __future__ import annotations
+
+import django_filters
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+
+from console.api.common import (
+    SLUG_PATH,
+    ReasonSerializer,
+    RolePermission,
+    StrictCharField,
+    StrictFilterSet,
+    StrictIntegerField,
+    StrictSerializer,
+    errors,
+)
+from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from identities import selectors, services
+from identities.api.instances import InstanceCreateSerializer, InstanceSerializer, render_instance
+from identities.models import Agent
+from identities.validators import SCOPE_RE, SLUG_RE
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    instance_count = serializers.IntegerField(read_only=True, help_text="Instances that are not retired.")
+    ceiling = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Agent
+        fields = ["id", "slug", "name", "description", "owner", "status", "ceiling", "max_envelope_seconds",
+                  "created_at", "instance_count"]
+        read_only_fields = fields
+
+
+def _ceiling_field(**kwargs):
+    return serializers.ListField(
+        child=StrictCharField(max_length=127, validators=[RegexValidator(SCOPE_RE, "not a scope of the form tool:action")]),
+        max_length=200,
+        help_text="The scopes this agent may ever be granted, e.g. github:read.",
+        **kwargs,
+    )
+
+
+def _max_envelope_seconds_field(**kwargs):
+    return StrictIntegerField(min_value=60, max_value=settings.MANDATE_DEFAULT_MAX_ENVELOPE_SECONDS,
+                              help_text="The longest envelope this agent may hold, in seconds.", **kwargs)
+
+
+class AgentFilter(StrictFilterSet):
+    status = django_filters.ChoiceFilter(choices=Agent.Status.choices)
+
+    class Meta:
+        model = Agent
+        fields = ["status"]
+
+
+class AgentCreateSerializer(StrictSerializer):
+    slug = StrictCharField(max_length=63, validators=[RegexValidator(SLUG_RE, "lower-case letters, digits and hyphens")])
+    name = StrictCharField(max_length=200)
+    description = StrictCharField(required=False, allow_blank=True, max_length=4000, default="")
+    ceiling = _ceiling_field()
+    max_envelope_seconds = _max_envelope_seconds_field()
+    owner = StrictCharField(required=False, max_length=150,
+                            help_text="Username of the owner (identity admins only); default the caller.")
+
+    def validate_owner(self, value: str):
+        user = get_user_model().objects.filter(username=value, is_active=True).first()
+        if user is None:
+            raise serializers.ValidationError("no active user with this username")
+        return user
+
+
+class AgentUpdateSerializer(StrictSerializer):
+    name = StrictCharField(required=False, max_length=200)
+    description = StrictCharField(required=False, allow_blank=True, max_length=4000)
+    ceiling = _ceiling_field(required=False)
+    max_envelope_seconds = _max_envelope_seconds_field(required=False)
+
+
+_LIFECYCLE = {
+    "request": ReasonSerializer,
+    "responses": {200: AgentSerializer, **errors(400, 403, 404, 409)},
+}
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List the agents you may see", responses={200: AgentSerializer(many=True), **errors(400, 403)}),
+    retrieve=extend_schema(summary="One agent", responses={200: AgentSerializer, **errors(403, 404)}),
+    create=extend_schema(summary="Register an agent", request=AgentCreateSerializer,
+                         responses={201: AgentSerializer, **errors(400, 403)}),
+    partial_update=extend_schema(summary="Change an agent's name, description, ceiling or longest envelope",
+                                 request=AgentUpdateSerializer, responses={200: AgentSerializer, **errors(400, 403, 404)}),
+)
+class AgentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                   mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    serializer_class = AgentSerializer
+    permission_classes = [IsAuthenticated, RolePermission]
+    read_roles = (IDENTITY_ADMIN, AUDITOR, AGENT_OWNER)
+    write_roles = (IDENTITY_ADMIN, AGENT_OWNER)
+    lookup_field = "slug"
+    lookup_value_regex = SLUG_PATH
+    filterset_class = AgentFilter
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def get_queryset(self):
+        return selectors.agents_for(self.request.user).order_by("slug")
+
+    def _render(self, agent: Agent, status_code: int = status.HTTP_200_OK) -> Response:
+        fresh = selectors.agents_for(self.request.user).get(pk=agent.pk)
+        return Response(AgentSerializer(fresh).data, status=status_code)
+
+    def create(self, request, *args, **kwargs):
+        body = AgentCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        agent = services.register_agent(actor=request.user, request=request, **body.validated_data)
+        return self._render(agent, status.HTTP_201_CREATED)
+
+    def partial_update(self, request, *args, **kwargs):
+        agent = self.get_object()
+        body = AgentUpdateSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        agent = services.update_agent(agent=agent, actor=request.user, changes=body.validated_data, request=request)
+        return self._render(agent)
+
+    def update(self, request, *args, **kwargs):  # PUT is not part of the contract
+        return self.http_method_not_allowed(request, *args, **kwargs)
+
+    @extend_schema(summary="Pause an agent and its active instances", **_LIFECYCLE)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, slug=None):
+        return self._lifecycle(request, services.pause_agent)
+
+    @extend_schema(summary="Resume a paused agent and the instances paused with it", **_LIFECYCLE)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, slug=None):
+        return self._lifecycle(request, services.resume_agent)
+
+    @extend_schema(summary="Retire an agent for good, with all its instances", **_LIFECYCLE)
+    @action(detail=True, methods=["post"])
+    def retire(self, request, slug=None):
+        return self._lifecycle(request, services.retire_agent)
+
+    def _lifecycle(self, request, transition):
+        agent = self.get_object()
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        agent = transition(agent=agent, actor=request.user, request=request, **body.validated_data)
+        return self._render(agent)
+
+    @extend_schema(
+        summary="Register an instance of this agent with its own public key",
+        request=InstanceCreateSerializer,
+        responses={201: InstanceSerializer, **errors(400, 403, 404)},
+    )
+    @action(detail=True, methods=["post"], url_path="instances/", url_name="instances")
+    def instances(self, request, slug=None):
+        agent = self.get_object()
+        body = InstanceCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        instance = services.register_instance(agent=agent, actor=request.user, request=request, **body.validated_data)
+        return render_instance(request, instance, status_code=status.HTTP_201_CREATED)
