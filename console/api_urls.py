@@ -10,6 +10,7 @@ from console.api.tokens import ApiTokenViewSet
 from identities.api.agents import AgentViewSet
 from identities.api.instances import InstanceViewSet
 from tasks.api.envelopes import EnvelopeViewSet
+from tasks.api.exceptions import ExceptionViewSet
 
 router = ApiRouter()
 router.register("agents", AgentViewSet, basename="agent")
@@ -17,6 +18,7 @@ router.register("instances", InstanceViewSet, basename="instance")
 router.register("envelopes", EnvelopeViewSet, basename="envelope")
 router.register("audit", AuditViewSet, basename="audit")
 router.register("tokens", ApiTokenViewSet, basename="token")
+router.register("exceptions", ExceptionViewSet, basename="exception")
 
 
 @csrf_exempt  # it changes nothing; a CSRF refusal would answer HTML instead

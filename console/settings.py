@@ -174,6 +174,7 @@ SPECTACULAR_SETTINGS = {
         # Agents and instances share one set of lifecycle states.
         "LifecycleStatusEnum": "identities.models.Agent.Status",
         "ApiTokenStatusEnum": ["active", "expired", "revoked"],
+        "StandingExceptionStatusEnum": "tasks.models_posture.StandingException.Status",
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},

@@ -13,6 +13,5 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
     path("posture/", include("console.posture_urls")),
-    path("api/v1/", include("tasks.api.exceptions")),
     path("", include("tasks.urls")),
 ]

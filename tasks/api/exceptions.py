@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from django.urls import path
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from console.api.common import errors
 from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
 from identities.models import Agent
 from identities.selectors import agents_for
@@ -117,10 +117,11 @@ def _created(requested: services.Requested) -> Response:
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Standing exceptions the caller may see"),
-    retrieve=extend_schema(summary="One standing exception"),
+    list=extend_schema(summary="Standing exceptions the caller may see",
+                       responses={200: ExceptionOut(many=True), **errors(400, 403)}),
+    retrieve=extend_schema(summary="One standing exception", responses={200: ExceptionOut, **errors(403, 404)}),
     create=extend_schema(summary="Request a standing exception", request=ExceptionIn,
-                         responses={201: ExceptionWithSecretOut}),
+                         responses={201: ExceptionWithSecretOut, **errors(400, 403)}),
 )
 class ExceptionViewSet(viewsets.GenericViewSet):
     permission_classes = [permissions.IsAuthenticated, ConsoleRole]
@@ -156,8 +157,7 @@ class ExceptionViewSet(viewsets.GenericViewSet):
         return _created(services.request_exception(actor=request.user, agent=agent, request=request, **fields))
 
     @extend_schema(summary="Approve (an identity admin other than the requester and the owner)",
-                   request=CommentIn, responses={200: ExceptionOut, 403: OpenApiResponse(description="self-approval"),
-                                                 409: OpenApiResponse(description="not pending")})
+                   request=CommentIn, responses={200: ExceptionOut, **errors(400, 403, 404, 409)})
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         data = CommentIn(data=request.data)
@@ -167,7 +167,7 @@ class ExceptionViewSet(viewsets.GenericViewSet):
         return Response(ExceptionOut(exc).data)
 
     @extend_schema(summary="Re-certify: the owner attests it is still needed", request=CommentIn,
-                   responses={200: ExceptionOut})
+                   responses={200: ExceptionOut, **errors(400, 403, 404, 409)})
     @action(detail=True, methods=["post"])
     def recertify(self, request, pk=None):
         data = CommentIn(data=request.data)
@@ -177,7 +177,7 @@ class ExceptionViewSet(viewsets.GenericViewSet):
         return Response(ExceptionOut(exc).data)
 
     @extend_schema(summary="Renew: a new pending exception that retires this one when approved",
-                   request=RenewIn, responses={201: ExceptionWithSecretOut})
+                   request=RenewIn, responses={201: ExceptionWithSecretOut, **errors(400, 403, 404, 409)})
     @action(detail=True, methods=["post"])
     def renew(self, request, pk=None):
         data = RenewIn(data=request.data)
@@ -186,7 +186,7 @@ class ExceptionViewSet(viewsets.GenericViewSet):
                                                  **data.validated_data))
 
     @extend_schema(summary="Retire (withdraw or end); its secret stops being valid", request=ReasonIn,
-                   responses={200: ExceptionOut})
+                   responses={200: ExceptionOut, **errors(400, 403, 404, 409)})
     @action(detail=True, methods=["post"])
     def retire(self, request, pk=None):
         data = ReasonIn(data=request.data)
@@ -194,14 +194,3 @@ class ExceptionViewSet(viewsets.GenericViewSet):
         exc = services.retire_exception(exception=self.get_object(), actor=request.user,
                                         reason=data.validated_data["reason"], request=request)
         return Response(ExceptionOut(exc).data)
-
-
-# Paths spelled like the rest of the API: collection with a slash, verbs without.
-_collection = ExceptionViewSet.as_view({"get": "list", "post": "create"})
-_item = ExceptionViewSet.as_view({"get": "retrieve"})
-urlpatterns = [
-    path("exceptions/", _collection, name="exception-list"),
-    path("exceptions/<uuid:pk>/", _item, name="exception-detail"),
-    *(path(f"exceptions/<uuid:pk>/{verb}", ExceptionViewSet.as_view({"post": verb}), name=f"exception-{verb}")
-      for verb in ("approve", "recertify", "renew", "retire")),
-]
