@@ -14,4 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("posture/", include("console.posture_urls")),
     path("", include("tasks.urls")),
+    path("", include("console.ui_urls")),
 ]
+
+handler403 = "console.views.auth.forbidden"

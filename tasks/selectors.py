@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
 
 from console.roles import IDENTITY_ADMIN, can_read_all, is_admin
-from tasks.models import Approval, TaskEnvelope
+from tasks.models import ActivityEvent, Approval, TaskEnvelope
 
 
 def envelopes_for(user) -> QuerySet[TaskEnvelope]:
@@ -50,3 +50,13 @@ def approvers_of(envelope: TaskEnvelope) -> QuerySet:
     if envelope.risk == TaskEnvelope.Risk.HIGH:
         users = users.exclude(pk=envelope.agent.owner_id)
     return users.distinct()
+
+
+def activity_for(user) -> QuerySet[ActivityEvent]:
+    """Activity events, newest first by id; owners see only their own agents' events."""
+    qs = ActivityEvent.objects.select_related("agent", "instance__agent")
+    if can_read_all(user):
+        return qs
+    if not getattr(user, "is_authenticated", False):
+        return qs.none()
+    return qs.filter(agent__owner=user)

@@ -1,0 +1,28 @@
+"""The browser console's pages. Names are prefixed or distinct so they never meet the API's."""
+
+from django.urls import path
+
+from console.views import activity, agents, approvals, audit, auth, dashboard, envelopes, tokens
+
+urlpatterns = [
+    path("", dashboard.dashboard, name="dashboard"),
+    path("login/", auth.SignInView.as_view(), name="login"),
+    path("logout/", auth.SignOutView.as_view(), name="logout"),
+    path("approvals/", approvals.queue, name="approval-queue"),
+    path("approvals/<uuid:pk>/approve", approvals.approve, name="approval-approve"),
+    path("approvals/<uuid:pk>/deny", approvals.deny, name="approval-deny"),
+    path("agents/", agents.agent_list, name="agents"),
+    path("agents/<slug:slug>/", agents.agent_detail, name="agent-page"),
+    path("agents/<slug:slug>/<str:verb>", agents.agent_lifecycle, name="agent-lifecycle"),
+    path("my-agents/", agents.my_agents, name="my-agents"),
+    path("envelopes/new/", envelopes.envelope_new, name="envelope-new"),
+    path("envelopes/<uuid:pk>/", envelopes.envelope_detail, name="envelope-page"),
+    path("envelopes/<uuid:pk>/revoke", envelopes.envelope_revoke, name="envelope-revoke"),
+    path("envelopes/<uuid:pk>/complete", envelopes.envelope_complete, name="envelope-complete"),
+    path("envelopes/<uuid:pk>/retask", envelopes.envelope_retask, name="envelope-retask"),
+    path("activity/", activity.activity_list, name="activity"),
+    path("audit/", audit.audit_list, name="audit"),
+    path("audit/chain-status", audit.audit_chain_status, name="audit-chain"),
+    path("tokens/", tokens.token_list, name="tokens"),
+    path("tokens/<uuid:pk>/revoke", tokens.token_revoke, name="token-revoke"),
+]

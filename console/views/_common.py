@@ -1,0 +1,87 @@
+"""Helpers shared by the console views: role gates, htmx-or-page rendering, keyset pages, errors."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.shortcuts import redirect, render
+
+from console.errors import DomainError
+from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
+
+CONSOLE_ROLES = (IDENTITY_ADMIN, AGENT_OWNER, AUDITOR)
+PAGE_SIZE = 50
+
+
+def console_view(*roles: str):
+    """Signed in, and holding one of ``roles`` (any console role by default); otherwise 403."""
+    needed = roles or CONSOLE_ROLES
+
+    def decorate(view):
+        @wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not has_role(request.user, *needed):
+                names = " or ".join(needed)
+                raise DjangoPermissionDenied(f"This page needs the {names} role.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def page_or_partial(request, page: str, partial: str, context: dict, *, status: int = 200):
+    """The whole page, or only its partial when htmx asks for it (house habit 10)."""
+    template = partial if request.htmx and not request.htmx.boosted else page
+    return render(request, template, context, status=status)
+
+
+def form_number(value):
+    """A form field as an int when it is one; otherwise the raw text, so the service names the field."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def split_list(value: str | None) -> list[str]:
+    """Comma-, space- or newline-separated words from a text field."""
+    if not value:
+        return []
+    return [part for part in value.replace(",", " ").split() if part]
+
+
+def done(request, url: str, message: str):
+    messages.success(request, message)
+    return redirect(url, permanent=False)
+
+
+def refused(request, url: str, error: DomainError):
+    """A plain form post that the domain refused: say why on the page it came from."""
+    label = f"{error.field}: " if error.field else ""
+    messages.error(request, f"{label}{error.message}")
+    return redirect(url)
+
+
+class KeysetPage:
+    """Newest-first keyset pagination on ``id``: ``?before=<id>`` — never a COUNT on a big table."""
+
+    def __init__(self, queryset, request, *, size: int = PAGE_SIZE):
+        before = request.GET.get("before", "")
+        qs = queryset.order_by("-id")
+        self.before = int(before) if before.isdigit() else None
+        if self.before is not None:
+            qs = qs.filter(id__lt=self.before)
+        rows = list(qs[: size + 1])
+        self.has_next = len(rows) > size
+        self.rows = rows[:size]
+        self.next_before = self.rows[-1].id if self.has_next and self.rows else None
+        self.is_first = self.before is None

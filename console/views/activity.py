@@ -1,0 +1,66 @@
+"""The activity record (high volume): filters, newest first, keyset pages, a link to the API export."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from console.views._common import KeysetPage, console_view, page_or_partial
+from tasks.models import ActivityEvent
+from tasks.selectors import activity_for
+
+SINCE_CHOICES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+
+def since_of(value: str):
+    if value in SINCE_CHOICES:
+        return timezone.now() - SINCE_CHOICES[value]
+    parsed = parse_datetime(value) if value else None
+    if parsed is not None and timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed)
+    return parsed
+
+
+@console_view()
+def activity_list(request):
+    qs = activity_for(request.user).select_related("envelope")
+    get = request.GET
+    filters = {k: get.get(k, "").strip()[:200] for k in ("kind", "agent", "outcome", "drift", "envelope", "since")}
+    if filters["kind"] in ActivityEvent.Kind.values:
+        qs = qs.filter(kind=filters["kind"])
+    else:
+        filters["kind"] = ""
+    if filters["agent"]:
+        qs = qs.filter(agent__slug=filters["agent"])
+    if filters["outcome"] == "allowed":
+        qs = qs.filter(allow=True)
+    elif filters["outcome"] == "denied":
+        qs = qs.filter(allow=False)
+    else:
+        filters["outcome"] = ""
+    if filters["drift"] == "1":
+        qs = qs.filter(drift=True)
+    else:
+        filters["drift"] = ""
+    if filters["envelope"]:
+        try:
+            qs = qs.filter(envelope_id=uuid.UUID(filters["envelope"]))
+        except ValueError:
+            filters["envelope"] = ""
+    since = since_of(filters["since"])
+    if since is not None:
+        qs = qs.filter(occurred_at__gte=since)
+    page = KeysetPage(qs, request)
+    api_params = {k: v for k, v in {"kind": filters["kind"], "envelope": filters["envelope"],
+                                    "since": since.isoformat() if since else ""}.items() if v}
+    context = {
+        "page": page,
+        "filters": filters,
+        "kinds": ActivityEvent.Kind.choices,
+        "export_url": "/api/v1/events/" + (f"?{urlencode(api_params)}" if api_params else ""),
+    }
+    return page_or_partial(request, "console/activity.html", "console/_activity_rows.html", context)

@@ -1,0 +1,154 @@
+"""Agents: the list, one agent's page with its lifecycle buttons, and an owner's own agents."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from console.errors import DomainError
+from console.roles import AGENT_OWNER, has_role, is_admin
+from console.views._common import console_view, done, refused
+from identities import services as identity_services
+from identities.models import Agent, Credential, Instance
+from identities.selectors import agents_for, credentials_for, instances_for
+from tasks.models import ActivityEvent, TaskEnvelope
+from tasks.selectors import activity_for, envelopes_for
+
+AGENTS_PER_PAGE = 25
+RECENT = 15
+
+
+def can_manage(user, agent: Agent) -> bool:
+    """Admins, and the agent's own owner; auditors read only."""
+    return is_admin(user) or (agent.owner_id == user.pk and has_role(user, AGENT_OWNER))
+
+
+@console_view()
+def agent_list(request):
+    qs = agents_for(request.user)
+    q = request.GET.get("q", "").strip()[:100]
+    status = request.GET.get("status", "")
+    if q:
+        qs = qs.filter(Q(slug__icontains=q) | Q(name__icontains=q))
+    if status in Agent.Status.values:
+        qs = qs.filter(status=status)
+    else:
+        status = ""
+    page = Paginator(qs.order_by("slug"), AGENTS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {"page": page, "q": q, "status": status, "statuses": Agent.Status.choices}
+    template = "console/_agent_rows.html" if request.htmx else "console/agents.html"
+    return render(request, template, context)
+
+
+def lineage(instances: list[Instance]) -> list[tuple[Instance, int]]:
+    """Instances in tree order with their depth: clones and sub-agents under their parent."""
+    children = defaultdict(list)
+    ids = {i.id for i in instances}
+    for instance in instances:
+        children[instance.parent_id if instance.parent_id in ids else None].append(instance)
+    out: list[tuple[Instance, int]] = []
+
+    def walk(parent_id, depth):
+        for child in sorted(children.get(parent_id, []), key=lambda i: i.created_at):
+            out.append((child, depth))
+            walk(child.id, depth + 1)
+
+    walk(None, 0)
+    return out
+
+
+@console_view()
+def agent_detail(request, slug):
+    user = request.user
+    agent = get_object_or_404(agents_for(user), slug=slug)
+    now = timezone.now()
+    instances = list(instances_for(user).filter(agent=agent).order_by("created_at"))
+    for instance in instances:
+        instance.agent = agent
+    envelopes = envelopes_for(user).filter(agent=agent)
+    state_counts = Counter(dict(envelopes.order_by().values_list("state").annotate(n=Count("id"))))
+    context = {
+        "agent": agent,
+        "tree": lineage(instances),
+        "state_counts": [(s, label, state_counts.get(s, 0)) for s, label in TaskEnvelope.State.choices],
+        "open_envelopes": list(envelopes.filter(state__in=TaskEnvelope.OPEN_STATES).order_by("-created_at")[:50]),
+        "recent_envelopes": list(
+            envelopes.exclude(state__in=TaskEnvelope.OPEN_STATES).order_by("-created_at")[:RECENT]
+        ),
+        "live_credentials": list(
+            credentials_for(user).filter(instance__agent=agent, status=Credential.Status.ACTIVE,
+                                         expires_at__gt=now).order_by("expires_at")
+        ),
+        "activity": list(activity_for(user).filter(agent=agent).order_by("-id")[:RECENT]),
+        "can_manage": can_manage(user, agent),
+    }
+    return render(request, "console/agent_detail.html", context)
+
+
+_LIFECYCLE = {
+    "pause": identity_services.pause_agent,
+    "resume": identity_services.resume_agent,
+    "retire": identity_services.retire_agent,
+}
+
+
+@require_POST
+@console_view()
+def agent_lifecycle(request, slug, verb):
+    agent = get_object_or_404(agents_for(request.user), slug=slug)
+    back = reverse("agent-page", args=[agent.slug])
+    if verb not in _LIFECYCLE:
+        raise DjangoPermissionDenied("Unknown action.")
+    if not can_manage(request.user, agent):
+        raise DjangoPermissionDenied("Only identity admins and the agent's owner may change its lifecycle.")
+    if request.POST.get("confirm") != verb:
+        return refused(request, back, DomainError(f"tick the box to confirm you mean to {verb} {agent.slug}",
+                                                  field="confirm"))
+    reason = request.POST.get("reason", "").strip()[:500]
+    try:
+        _LIFECYCLE[verb](agent=agent, actor=request.user, reason=reason, request=request)
+    except DomainError as exc:
+        return refused(request, back, exc)
+    past = {"pause": "paused", "resume": "resumed", "retire": "retired"}[verb]
+    return done(request, back, f"{agent.slug} {past}.")
+
+
+@console_view()
+def my_agents(request):
+    """An owner's own agents and what each can do right now (admins see their own here too)."""
+    user = request.user
+    now = timezone.now()
+    agents = list(agents_for(user).filter(owner=user).exclude(status=Agent.Status.RETIRED).order_by("slug"))
+    ids = [a.id for a in agents]
+    by_agent = {a.id: {"agent": a, "envelopes": [], "credentials": [], "pending": [], "instances": []}
+                for a in agents}
+    for envelope in envelopes_for(user).filter(agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES).order_by(
+        "expires_at", "created_at"
+    ):
+        key = "pending" if envelope.state == TaskEnvelope.State.PENDING else "envelopes"
+        by_agent[envelope.agent_id][key].append(envelope)
+    for credential in credentials_for(user).filter(
+        instance__agent_id__in=ids, status=Credential.Status.ACTIVE, expires_at__gt=now
+    ).order_by("expires_at"):
+        by_agent[credential.instance.agent_id]["credentials"].append(credential)
+    for instance in Instance.objects.filter(agent_id__in=ids).exclude(status=Instance.Status.RETIRED).order_by(
+        "created_at"
+    ):
+        instance.agent = by_agent[instance.agent_id]["agent"]
+        by_agent[instance.agent_id]["instances"].append(instance)
+    decisions = list(
+        activity_for(user).filter(agent_id__in=ids, kind=ActivityEvent.Kind.DECISION).order_by("-id")[:20]
+    ) if ids else []
+    context = {
+        "cards": list(by_agent.values()),
+        "decisions": decisions,
+        "can_request": has_role(user, AGENT_OWNER) or is_admin(user),
+    }
+    return render(request, "console/my_agents.html", context)

@@ -1,0 +1,112 @@
+"""The approval queue: pending envelopes, oldest first, decided inline (htmx) or by plain form post."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from console.errors import DomainError
+from console.roles import IDENTITY_ADMIN
+from console.views._common import console_view
+from tasks import services
+from tasks.models import Approval, TaskEnvelope
+from tasks.selectors import envelopes_for
+
+QUEUE_LIMIT = 100
+
+
+def approval_block(envelope: TaskEnvelope, user) -> str | None:
+    """Why this admin cannot approve this envelope, shown on a disabled button before the click."""
+    refusal = services.separation_of_duties_refusal(envelope=envelope, actor=user)
+    if refusal:
+        return refusal
+    if any(a.by_id == user.pk for a in envelope.approvals.all()):
+        return "you have already decided; one admin counts once"
+    return None
+
+
+def queue_row(envelope: TaskEnvelope, user) -> dict:
+    approvals = [a for a in envelope.approvals.all() if a.decision == Approval.Decision.APPROVE]
+    return {"envelope": envelope, "approvals": approvals, "block": approval_block(envelope, user)}
+
+
+def pending_queryset(user):
+    return envelopes_for(user).filter(state=TaskEnvelope.State.PENDING).select_related("instance__agent")
+
+
+@console_view(IDENTITY_ADMIN)
+def queue(request):
+    qs = pending_queryset(request.user)
+    filters = {
+        "risk": request.GET.get("risk", ""),
+        "agent": request.GET.get("agent", "").strip(),
+        "owner": request.GET.get("owner", "").strip(),
+    }
+    if filters["risk"] in TaskEnvelope.Risk.values:
+        qs = qs.filter(risk=filters["risk"])
+    else:
+        filters["risk"] = ""
+    if filters["agent"]:
+        qs = qs.filter(agent__slug=filters["agent"])
+    if filters["owner"]:
+        qs = qs.filter(agent__owner__username=filters["owner"])
+    envelopes = list(qs.order_by("created_at", "id")[: QUEUE_LIMIT + 1])
+    context = {
+        "rows": [queue_row(e, request.user) for e in envelopes[:QUEUE_LIMIT]],
+        "truncated": len(envelopes) > QUEUE_LIMIT,
+        "filters": filters,
+        "risks": TaskEnvelope.Risk.choices,
+    }
+    template = "console/_queue_rows.html" if request.htmx else "console/approvals.html"
+    return render(request, template, context)
+
+
+def _back(request, default: str) -> str:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return target
+    return default
+
+
+def _decide(request, pk, verb: str):
+    envelope = get_object_or_404(envelopes_for(request.user), pk=pk)
+    comment = request.POST.get("comment", "")
+    error = None
+    try:
+        if verb == "approve":
+            services.approve_envelope(envelope=envelope, actor=request.user, comment=comment, request=request)
+        else:
+            services.deny_envelope(envelope=envelope, actor=request.user, comment=comment, request=request)
+    except DomainError as exc:
+        error = exc
+    envelope = envelopes_for(request.user).select_related("instance__agent").get(pk=pk)
+    if request.htmx:
+        context = {"error": error, "verb": verb, "comment": comment if error else ""}
+        if envelope.state == TaskEnvelope.State.PENDING:
+            context["row"] = queue_row(envelope, request.user)
+        else:
+            context["decided"] = envelope
+        return render(request, "console/_queue_decision.html", context)
+    if error:
+        messages.error(request, f"{error.field + ': ' if error.field else ''}{error.message}")
+    elif envelope.state == TaskEnvelope.State.PENDING:
+        messages.success(request, f"Your approval is recorded; {envelope.required_approvals} needed in all.")
+    else:
+        messages.success(request, f"Envelope {envelope.state}: {envelope.intent[:60]}")
+    return redirect(_back(request, reverse("approval-queue")))
+
+
+@require_POST
+@console_view(IDENTITY_ADMIN)
+def approve(request, pk):
+    return _decide(request, pk, "approve")
+
+
+@require_POST
+@console_view(IDENTITY_ADMIN)
+def deny(request, pk):
+    return _decide(request, pk, "deny")

@@ -1,0 +1,62 @@
+"""API tokens for the signed-in user: create (secret shown once), list, revoke."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from console import services
+from console.errors import DomainError
+from console.models import ApiToken
+from console.views._common import done, form_number, refused
+
+
+def _signed_in(view):
+    from functools import wraps
+
+    from django.contrib.auth.views import redirect_to_login
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        # Any signed-in user may hold tokens: gateways and automation accounts need them most.
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@_signed_in
+def token_list(request):
+    context = {"tokens": list(ApiToken.objects.filter(user=request.user).order_by("-created_at")[:200]),
+               "secret": None, "error": None, "values": {}}
+    status = 200
+    if request.method == "POST":
+        values = request.POST.dict()
+        raw_days = values.get("expires_days", "").strip()
+        expires = form_number(raw_days) if raw_days else None
+        try:
+            token, secret = services.create_api_token(user=request.user, name=values.get("name", ""),
+                                                      expires_days=expires, request=request)
+        except DomainError as exc:
+            context.update(error=exc, values=values)
+            status = 400
+        else:
+            # The one and only time the secret is shown; it is not kept anywhere.
+            context.update(secret=secret, created=token,
+                           tokens=[token, *[t for t in context["tokens"] if t.pk != token.pk]])
+    return render(request, "console/tokens.html", context, status=status)
+
+
+@require_POST
+@_signed_in
+def token_revoke(request, pk):
+    # Someone else's token is invisible here, as if it did not exist.
+    token = get_object_or_404(ApiToken.objects.filter(user=request.user), pk=pk)
+    back = reverse("tokens")
+    try:
+        services.revoke_api_token(token=token, actor=request.user, request=request)
+    except DomainError as exc:
+        return refused(request, back, exc)
+    return done(request, back, f"Token {token.name} revoked.")
