@@ -13,6 +13,7 @@ from console.roles import IDENTITY_ADMIN
 from console.views._common import console_view
 from tasks import services
 from tasks.models import Approval, TaskEnvelope
+from tasks.policy import active_policy
 from tasks.selectors import envelopes_for
 
 QUEUE_LIMIT = 100
@@ -30,7 +31,9 @@ def approval_block(envelope: TaskEnvelope, user) -> str | None:
 
 def queue_row(envelope: TaskEnvelope, user) -> dict:
     approvals = [a for a in envelope.approvals.all() if a.decision == Approval.Decision.APPROVE]
-    return {"envelope": envelope, "approvals": approvals, "block": approval_block(envelope, user)}
+    policy = active_policy()
+    return {"envelope": envelope, "approvals": approvals, "block": approval_block(envelope, user),
+            "scope_risks": [(scope, policy.risk_of_scope(scope)) for scope in envelope.scopes]}
 
 
 def pending_queryset(user):

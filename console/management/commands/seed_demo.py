@@ -8,12 +8,12 @@ import os
 import uuid
 from datetime import timedelta
 
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from jwt.algorithms import OKPAlgorithm
 
 from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
@@ -215,6 +215,7 @@ class Command(BaseCommand):
                                           outcome="success" if kind == "tool_call" else "", occurred_at=at,
                                           recorded_at=at, reported_by="demo-gateway",
                                           policy_version=envelope.policy_version))
+        rows.sort(key=lambda row: row.occurred_at)  # ids follow time, as they do in real traffic
         ActivityEvent.objects.bulk_create(rows)
         TaskEnvelope.objects.filter(pk=active.pk).update(actions_used=37, drift_count=3,
                                                          last_drift_at=now - timedelta(minutes=49))

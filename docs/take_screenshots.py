@@ -1,0 +1,66 @@
+"""Take the README's screenshots of the main console pages with Debian's Chromium.
+
+    python docs/take_screenshots.py http://127.0.0.1:8000   # against a server with seed_demo data
+
+Signs in as the demo users (password from MANDATE_PASSWORD or the seed_demo default).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+OUT = Path(__file__).resolve().parent / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+PAGES = {
+    "ada": [("dashboard", "/"), ("approvals", "/approvals/"), ("agent-detail", "/agents/invoice-triage/"),
+            ("agents", "/agents/"), ("audit", "/audit/"), ("activity", "/activity/")],
+    "olivia": [("my-agents", "/my-agents/"), ("request-envelope", "/envelopes/new/")],
+}
+
+
+def sign_in(page, base: str, username: str, password: str) -> None:
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def take(base: str, password: str, out: Path = OUT) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        for username, pages in PAGES.items():
+            context = browser.new_context(viewport={"width": 1366, "height": 860})
+            page = context.new_page()
+            sign_in(page, base, username, password)
+            for name, path in pages:
+                page.goto(base + path)
+                page.wait_for_load_state("networkidle")
+                target = out / f"{name}.png"
+                page.screenshot(path=str(target), full_page=True)
+                paths.append(target)
+            if username == "ada":
+                page.goto(base + "/agents/invoice-triage/")
+                link = page.locator("a[href^='/envelopes/']").first
+                link.click()
+                page.wait_for_load_state("networkidle")
+                target = out / "envelope-detail.png"
+                page.screenshot(path=str(target), full_page=True)
+                paths.append(target)
+            context.close()
+        browser.close()
+    return paths
+
+
+if __name__ == "__main__":
+    base = (sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000").rstrip("/")
+    for path in take(base, os.environ.get("MANDATE_PASSWORD") or "mandate-demo"):
+        print(path)

@@ -1,0 +1,42 @@
+import pytest
+
+from tests.console.conftest import approved, make_activity, make_credential
+from tests.factories import make_agent, make_envelope, make_instance
+
+pytestmark = pytest.mark.django_db
+
+
+def _world(owner, other_owner, admin, second_admin, n=3):
+    mine = make_instance(make_agent(owner))
+    theirs = make_instance(make_agent(other_owner, slug="their-agent"))
+    for i in range(n):
+        make_envelope(mine, intent=f"mine pending {i}")
+        make_envelope(theirs, intent=f"theirs pending {i}")
+    live = approved(make_envelope(theirs, intent="theirs live", duration_seconds=1200), admin)
+    make_credential(live)
+    make_activity(live, 2, drift=True, allow=False, reason="scope_outside_envelope")
+    return mine, theirs
+
+
+def test_an_admin_sees_what_needs_a_person_across_every_agent(signed_in, owner, other_owner, admin, second_admin):
+    _world(owner, other_owner, admin, second_admin)
+    page = signed_in(admin).get("/").content.decode()
+    assert "pending approvals" in page
+    assert "mine pending 0" in page and "theirs pending 0" in page
+    assert "theirs live" in page  # ends within the hour
+    assert "scope_outside_envelope" in page  # drift in the last 24 h
+
+
+def test_an_owner_sees_only_their_own_agents_on_the_dashboard(signed_in, owner, other_owner, admin, second_admin):
+    _world(owner, other_owner, admin, second_admin)
+    page = signed_in(owner).get("/").content.decode()
+    assert "mine pending 0" in page
+    assert "theirs" not in page and "their-agent" not in page
+
+
+def test_the_dashboard_query_count_does_not_grow_with_the_data(signed_in, owner, other_owner, admin, second_admin,
+                                                               django_assert_max_num_queries):
+    _world(owner, other_owner, admin, second_admin, n=12)
+    client = signed_in(admin)
+    with django_assert_max_num_queries(16):
+        assert client.get("/").status_code == 200

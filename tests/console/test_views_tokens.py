@@ -1,0 +1,87 @@
+import pytest
+from django.test import Client
+
+from console import services
+from console.errors import PermissionDenied, ValidationFailed
+from console.models import ApiToken, AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_creating_a_token_shows_its_secret_once_and_keeps_only_a_digest(signed_in, owner):
+    client = signed_in(owner)
+    page = client.post("/tokens/", {"name": "ci", "expires_days": "30"}).content.decode()
+    token = ApiToken.objects.get()
+    secret = page.split('id="new-secret" class="mono" value="')[1].split('"')[0]
+    assert secret.startswith("mdt_") and token.digest == ApiToken.digest_of(secret)
+    assert "data-copy" in page and "will not be shown again" in page
+    assert secret not in client.get("/tokens/").content.decode()
+    assert token.expires_at is not None
+    event = AuditEvent.objects.get(verb="token.created")
+    assert secret not in str(event.after)
+
+
+def test_a_token_name_and_expiry_are_validated(signed_in, owner):
+    client = signed_in(owner)
+    response = client.post("/tokens/", {"name": "", "expires_days": "30"})
+    assert response.status_code == 400 and "<strong>name</strong>" in response.content.decode()
+    response = client.post("/tokens/", {"name": "x", "expires_days": "soon"})
+    assert response.status_code == 400 and "expires_days" in response.content.decode()
+    assert client.post("/tokens/", {"name": "x", "expires_days": "0"}).status_code == 400
+    assert not ApiToken.objects.exists()
+
+
+def test_a_token_without_expiry(signed_in, owner):
+    signed_in(owner).post("/tokens/", {"name": "forever", "expires_days": ""})
+    assert ApiToken.objects.get().expires_at is None
+
+
+def test_revoking_a_token(signed_in, owner):
+    token, _ = services.create_api_token(user=owner, name="ci")
+    response = signed_in(owner).post(f"/tokens/{token.id}/revoke", follow=True)
+    assert "Token ci revoked" in response.content.decode()
+    token.refresh_from_db()
+    assert token.revoked_at is not None and token.status == "revoked"
+    assert AuditEvent.objects.filter(verb="token.revoked").count() == 1
+    signed_in(owner).post(f"/tokens/{token.id}/revoke")
+    assert AuditEvent.objects.filter(verb="token.revoked").count() == 1  # twice changes nothing
+
+
+def test_someone_elses_token_is_neither_listed_nor_revocable(signed_in, owner, other_owner):
+    token, _ = services.create_api_token(user=owner, name="olivias-token")
+    client = signed_in(other_owner)
+    assert "olivias-token" not in client.get("/tokens/").content.decode()
+    assert client.post(f"/tokens/{token.id}/revoke").status_code == 404
+    token.refresh_from_db()
+    assert token.revoked_at is None
+
+
+def test_token_forms_are_csrf_protected(owner):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(owner)
+    assert client.post("/tokens/", {"name": "ci"}).status_code == 403
+
+
+def test_any_signed_in_user_may_hold_tokens_even_a_gateway(signed_in, gateway):
+    assert signed_in(gateway).get("/tokens/").status_code == 200
+
+
+def test_the_token_services_check_who_may_revoke(owner, other_owner, admin):
+    token, secret = services.create_api_token(user=owner, name="ci", expires_days=7)
+    with pytest.raises(PermissionDenied):
+        services.revoke_api_token(token=token, actor=other_owner)
+    services.revoke_api_token(token=token, actor=admin)
+    token.refresh_from_db()
+    assert not token.is_usable
+    with pytest.raises(ValidationFailed):
+        services.create_api_token(user=owner, name="x" * 101)
+    with pytest.raises(ValidationFailed):
+        services.create_api_token(user=owner, name="ok", expires_days=True)
+
+
+def test_the_token_list_query_count_is_pinned(signed_in, owner, django_assert_max_num_queries):
+    for i in range(10):
+        services.create_api_token(user=owner, name=f"t{i}")
+    client = signed_in(owner)
+    with django_assert_max_num_queries(5):
+        assert client.get("/tokens/").status_code == 200
