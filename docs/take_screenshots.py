@@ -32,31 +32,34 @@ def sign_in(page, base: str, username: str, password: str) -> None:
     page.wait_for_url(f"{base}/")
 
 
-def take(base: str, password: str, out: Path = OUT) -> list[Path]:
+def take(base: str, password: str, out: Path = OUT, browser=None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
+    if browser is None:
+        with sync_playwright() as p:
+            launched = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            try:
+                return take(base, password, out, launched)
+            finally:
+                launched.close()
     paths = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        for username, pages in PAGES.items():
-            context = browser.new_context(viewport={"width": 1366, "height": 860})
-            page = context.new_page()
-            sign_in(page, base, username, password)
-            for name, path in pages:
-                page.goto(base + path)
-                page.wait_for_load_state("networkidle")
-                target = out / f"{name}.png"
-                page.screenshot(path=str(target), full_page=True)
-                paths.append(target)
-            if username == "ada":
-                page.goto(base + "/agents/invoice-triage/")
-                link = page.locator("a[href^='/envelopes/']").first
-                link.click()
-                page.wait_for_load_state("networkidle")
-                target = out / "envelope-detail.png"
-                page.screenshot(path=str(target), full_page=True)
-                paths.append(target)
-            context.close()
-        browser.close()
+    for username, pages in PAGES.items():
+        context = browser.new_context(viewport={"width": 1366, "height": 860})
+        page = context.new_page()
+        sign_in(page, base, username, password)
+        for name, path in pages:
+            page.goto(base + path)
+            page.wait_for_load_state("networkidle")
+            target = out / f"{name}.png"
+            page.screenshot(path=str(target), full_page=True)
+            paths.append(target)
+        if username == "ada":
+            page.goto(base + "/agents/invoice-triage/")
+            page.locator("a[href^='/envelopes/']").first.click()
+            page.wait_for_load_state("networkidle")
+            target = out / "envelope-detail.png"
+            page.screenshot(path=str(target), full_page=True)
+            paths.append(target)
+        context.close()
     return paths
 
 
