@@ -49,6 +49,14 @@ def take(base: str, password: str, out: Path = OUT, browser=None) -> list[Path]:
         for name, path in pages:
             page.goto(base + path)
             page.wait_for_load_state("networkidle")
+            if name == "request-envelope":
+                # Show the form the way the API would refuse it: the error on its field.
+                page.locator("#f-instance").select_option(index=1)
+                page.fill("#f-intent", "Summarise open pull requests for the weekly review")
+                page.fill("#f-scopes", "github:read payments:approve slack:post")
+                page.fill("#f-resources", "repo:acme/*")
+                page.click("button.primary")
+                page.wait_for_selector(".ferr")
             target = out / f"{name}.png"
             page.screenshot(path=str(target), full_page=True)
             paths.append(target)
