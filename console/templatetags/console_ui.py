@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import uuid
 from datetime import UTC, datetime
 
 from django import template
-from django.contrib.humanize.templatetags.humanize import naturaltime
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -21,7 +23,21 @@ def when(value: datetime | None, empty: str = "—"):
     absolute = utc.strftime("%Y-%m-%d %H:%M:%S UTC")
     short = utc.strftime("%b %d %H:%M")
     return format_html('<time datetime="{}" title="{}">{}</time> <span class="abs">{}</span>',
-                       value.isoformat(), absolute, naturaltime(value), short)
+                       value.isoformat(), absolute, relative(value), short)
+
+
+def relative(value: datetime, now: datetime | None = None) -> str:
+    """'5 min ago' / 'in 2 h': plain arithmetic, because list pages call it hundreds of times."""
+    seconds = int(((now or timezone.now()) - value).total_seconds())
+    future = seconds < 0
+    seconds = abs(seconds)
+    if seconds < 45:
+        return "just now" if not future else "in a few seconds"
+    for size, unit in ((86400 * 365, "y"), (86400 * 30, "mo"), (86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            amount = f"{seconds // size} {unit}"
+            return f"in {amount}" if future else f"{amount} ago"
+    return "just now"
 
 
 @register.filter
@@ -89,3 +105,32 @@ def state_change(event) -> str:
     if before and after:
         return f"{before} → {after}"
     return after or ""
+
+
+@register.filter
+def envelope_path(target_id) -> str:
+    """The envelope page for an audit row's target id, or '' when the id is not an envelope's."""
+    try:
+        return reverse("envelope-page", args=[uuid.UUID(str(target_id))])
+    except (ValueError, NoReverseMatch):
+        return ""
+
+
+_SENTINELS = (uuid.UUID("00000000-0000-4000-8000-000000000000"), "sentinel-slug-0")
+
+
+@functools.cache
+def _pattern(name: str) -> str:
+    for sentinel in _SENTINELS:
+        try:
+            return reverse(name, args=[sentinel]).replace(str(sentinel), "{}")
+        except NoReverseMatch:
+            continue
+    raise NoReverseMatch(f"{name} takes neither a UUID nor a slug")
+
+
+@register.filter
+def link(value, name: str) -> str:
+    """``{{ envelope.id|link:'envelope-page' }}``: the URL reversed once per process, not per row —
+    list pages link every row several times and ``{% url %}`` dominated their render time."""
+    return _pattern(name).format(value)

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from console.views._common import KeysetPage, console_view, page_or_partial
+from identities.models import Agent
 from tasks.models import ActivityEvent
 from tasks.selectors import activity_for
 
@@ -35,7 +36,9 @@ def activity_list(request):
     else:
         filters["kind"] = ""
     if filters["agent"]:
-        qs = qs.filter(agent__slug=filters["agent"])
+        # Resolve the slug first so the page reads activity_agent_idx (agent, -id) directly.
+        agent_id = Agent.objects.filter(slug=filters["agent"]).values_list("id", flat=True).first()
+        qs = qs.filter(agent_id=agent_id) if agent_id else qs.none()
     if filters["outcome"] == "allowed":
         qs = qs.filter(allow=True)
     elif filters["outcome"] == "denied":

@@ -6,7 +6,8 @@ from collections import Counter, defaultdict
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Case, Count, F, Q, Value, When, Window
+from django.db.models.functions import RowNumber
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,6 +24,8 @@ from tasks.selectors import activity_for, envelopes_for
 
 AGENTS_PER_PAGE = 25
 RECENT = 15
+PER_AGENT = 5
+OPEN_SHOWN = 20
 
 
 def can_manage(user, agent: Agent) -> bool:
@@ -72,19 +75,19 @@ def agent_detail(request, slug):
     instances = list(instances_for(user).filter(agent=agent).order_by("created_at"))
     for instance in instances:
         instance.agent = agent
-    envelopes = envelopes_for(user).filter(agent=agent)
+    envelopes = envelopes_for(user).filter(agent=agent).prefetch_related(None)  # no approvals shown here
     state_counts = Counter(dict(envelopes.order_by().values_list("state").annotate(n=Count("id"))))
     context = {
         "agent": agent,
         "tree": lineage(instances),
         "state_counts": [(s, label, state_counts.get(s, 0)) for s, label in TaskEnvelope.State.choices],
-        "open_envelopes": list(envelopes.filter(state__in=TaskEnvelope.OPEN_STATES).order_by("-created_at")[:50]),
+        "open_envelopes": list(envelopes.filter(state__in=TaskEnvelope.OPEN_STATES).order_by("-created_at")[:OPEN_SHOWN]),
         "recent_envelopes": list(
             envelopes.exclude(state__in=TaskEnvelope.OPEN_STATES).order_by("-created_at")[:RECENT]
         ),
         "live_credentials": list(
             credentials_for(user).filter(instance__agent=agent, status=Credential.Status.ACTIVE,
-                                         expires_at__gt=now).order_by("expires_at")
+                                         expires_at__gt=now).order_by("expires_at")[:OPEN_SHOWN]
         ),
         "activity": list(activity_for(user).filter(agent=agent).order_by("-id")[:RECENT]),
         "can_manage": can_manage(user, agent),
@@ -129,14 +132,29 @@ def my_agents(request):
     ids = [a.id for a in agents]
     by_agent = {a.id: {"agent": a, "envelopes": [], "credentials": [], "pending": [], "instances": []}
                 for a in agents}
-    for envelope in envelopes_for(user).filter(agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES).order_by(
-        "expires_at", "created_at"
-    ):
+    # At most PER_AGENT rows of each kind per agent, picked in the database with a window function,
+    # so an agent with hundreds of live envelopes costs no more than one with a few.
+    waiting = Case(When(state=TaskEnvelope.State.PENDING, then=Value(1)), default=Value(0))
+    # The cards show no related rows of an envelope: scoped by the selector, fetched bare.
+    open_envelopes = envelopes_for(user).select_related(None).prefetch_related(None).filter(
+        agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES).annotate(
+        rank=Window(RowNumber(), partition_by=[F("agent_id"), waiting],
+                    order_by=[F("expires_at").asc(nulls_last=True), F("created_at")])
+    ).filter(rank__lte=PER_AGENT).order_by("expires_at", "created_at")
+    for envelope in open_envelopes:
         key = "pending" if envelope.state == TaskEnvelope.State.PENDING else "envelopes"
         by_agent[envelope.agent_id][key].append(envelope)
-    for credential in credentials_for(user).filter(
+    for agent_id, state, n in envelopes_for(user).prefetch_related(None).filter(
+        agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES
+    ).order_by().values_list("agent_id", "state").annotate(n=Count("id")):
+        key = "pending_total" if state == TaskEnvelope.State.PENDING else "live_total"
+        by_agent[agent_id][key] = by_agent[agent_id].get(key, 0) + n
+    credentials = credentials_for(user).filter(
         instance__agent_id__in=ids, status=Credential.Status.ACTIVE, expires_at__gt=now
-    ).order_by("expires_at"):
+    ).annotate(
+        rank=Window(RowNumber(), partition_by=[F("instance__agent_id")], order_by=[F("expires_at").asc()])
+    ).filter(rank__lte=PER_AGENT).order_by("expires_at")
+    for credential in credentials:
         by_agent[credential.instance.agent_id]["credentials"].append(credential)
     for instance in Instance.objects.filter(agent_id__in=ids).exclude(status=Instance.Status.RETIRED).order_by(
         "created_at"
@@ -144,7 +162,7 @@ def my_agents(request):
         instance.agent = by_agent[instance.agent_id]["agent"]
         by_agent[instance.agent_id]["instances"].append(instance)
     decisions = list(
-        activity_for(user).filter(agent_id__in=ids, kind=ActivityEvent.Kind.DECISION).order_by("-id")[:20]
+        activity_for(user).filter(agent_id__in=ids, kind=ActivityEvent.Kind.DECISION).order_by("-id")[:RECENT]
     ) if ids else []
     context = {
         "cards": list(by_agent.values()),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.contrib import messages
+from django.db.models import Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -16,7 +19,7 @@ from tasks.models import Approval, TaskEnvelope
 from tasks.policy import active_policy
 from tasks.selectors import envelopes_for
 
-QUEUE_LIMIT = 100
+QUEUE_LIMIT = 25  # a screenful: admins work from the oldest; 'Next' pages on by keyset
 
 
 def approval_block(envelope: TaskEnvelope, user) -> str | None:
@@ -56,15 +59,28 @@ def queue(request):
         qs = qs.filter(agent__slug=filters["agent"])
     if filters["owner"]:
         qs = qs.filter(agent__owner__username=filters["owner"])
+    after = _after(request.GET.get("after", ""))
+    if after is not None:
+        qs = qs.filter(Q(created_at__gt=after.created_at) | Q(created_at=after.created_at, id__gt=after.id))
     envelopes = list(qs.order_by("created_at", "id")[: QUEUE_LIMIT + 1])
+    shown = envelopes[:QUEUE_LIMIT]
     context = {
-        "rows": [queue_row(e, request.user) for e in envelopes[:QUEUE_LIMIT]],
-        "truncated": len(envelopes) > QUEUE_LIMIT,
+        "rows": [queue_row(e, request.user) for e in shown],
+        "next_after": shown[-1].id if len(envelopes) > QUEUE_LIMIT else None,
+        "after": after,
         "filters": filters,
         "risks": TaskEnvelope.Risk.choices,
     }
     template = "console/_queue_rows.html" if request.htmx else "console/approvals.html"
     return render(request, template, context)
+
+
+def _after(value: str):
+    """The envelope a keyset page starts after, or None (a bad value shows the first page)."""
+    try:
+        return TaskEnvelope.objects.only("id", "created_at").filter(pk=uuid.UUID(value)).first() if value else None
+    except ValueError:
+        return None
 
 
 def _back(request, default: str) -> str:

@@ -23,15 +23,19 @@ SHOWN = 8
 def dashboard(request):
     user = request.user
     now = timezone.now()
-    envelopes = envelopes_for(user).select_related("instance__agent")
+    # The dashboard shows no approvals, so the selector's approvals prefetch is dropped here.
+    envelopes = envelopes_for(user).select_related("instance__agent").prefetch_related(None)
     pending = envelopes.filter(state=TaskEnvelope.State.PENDING)
     live_credentials = credentials_for(user).filter(status=Credential.Status.ACTIVE, expires_at__gt=now)
     # Lists stop at SHOWN + 1 rows so the page never counts a big table: "8+" is enough to act on.
-    drift = list(
-        activity_for(user).filter(drift=True, occurred_at__gte=now - DRIFT_WINDOW).order_by("-id")[: SHOWN + 1]
-    )
+    # Newest drift first by id (activity_drift_idx), then cut at the window: ids follow arrival time.
+    drift = [
+        event for event in activity_for(user).filter(drift=True).order_by("-id")[: SHOWN + 1]
+        if event.occurred_at >= now - DRIFT_WINDOW
+    ]
+    pending_count = pending.count()
     context = {
-        "pending_count": pending.count(),
+        "pending_count": pending_count,
         "oldest_pending": list(pending.order_by("created_at", "id")[:SHOWN]),
         "live_credential_count": live_credentials.count(),
         "live_credentials": list(live_credentials.order_by("expires_at")[:SHOWN]),
@@ -46,4 +50,6 @@ def dashboard(request):
         "drift_more": len(drift) > SHOWN,
         "admin": is_admin(user),
     }
+    if context["admin"]:
+        context["inbox_count"] = pending_count  # the nav counter is the same number: count once
     return render(request, "console/dashboard.html", context)

@@ -1,0 +1,14 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("tasks", "0001_initial")]
+
+    operations = [
+        migrations.AddIndex(
+            model_name="activityevent",
+            index=models.Index(
+                condition=models.Q(("drift", True)), fields=["-id"], name="activity_drift_idx"
+            ),
+        ),
+    ]
