@@ -8,11 +8,12 @@ def console(request):
 
     @cache
     def inbox_count():
-        # Evaluated only when a template shows the counter (the console's nav, htmx out-of-band swaps).
+        # What this admin could approve now; evaluated only when a template shows the counter
+        # (the console's nav and the htmx out-of-band swaps after a decision).
         if user is None or not is_admin(user):
             return None
-        from tasks.models import TaskEnvelope
+        from tasks.selectors import pending_inbox_count
 
-        return TaskEnvelope.objects.filter(state=TaskEnvelope.State.PENDING).count()
+        return pending_inbox_count(user)
 
     return {"mandate_roles": sorted(roles_of(user)) if user is not None else [], "inbox_count": inbox_count}

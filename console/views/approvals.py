@@ -28,7 +28,7 @@ def approval_block(envelope: TaskEnvelope, user) -> str | None:
     if refusal:
         return refusal
     if any(a.by_id == user.pk for a in envelope.approvals.all()):
-        return "you have already decided; one admin counts once"
+        return services.ALREADY_DECIDED
     return None
 
 

@@ -50,6 +50,4 @@ def dashboard(request):
         "drift_more": len(drift) > SHOWN,
         "admin": is_admin(user),
     }
-    if context["admin"]:
-        context["inbox_count"] = pending_count  # the nav counter is the same number: count once
     return render(request, "console/dashboard.html", context)

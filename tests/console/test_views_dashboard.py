@@ -21,7 +21,7 @@ def _world(owner, other_owner, admin, second_admin, n=3):
 def test_an_admin_sees_what_needs_a_person_across_every_agent(signed_in, owner, other_owner, admin, second_admin):
     _world(owner, other_owner, admin, second_admin)
     page = signed_in(admin).get("/").content.decode()
-    assert "pending approvals" in page
+    assert "envelopes pending approval" in page
     assert "mine pending 0" in page and "theirs pending 0" in page
     assert "theirs live" in page  # ends within the hour
     assert "scope_outside_envelope" in page  # drift in the last 24 h
