@@ -40,7 +40,7 @@ def queue_row(envelope: TaskEnvelope, user) -> dict:
 
 
 def pending_queryset(user):
-    return envelopes_for(user).filter(state=TaskEnvelope.State.PENDING).select_related("instance__agent")
+    return envelopes_for(user).filter(state=TaskEnvelope.State.PENDING).select_related("instance__agent", "agent__owner")
 
 
 @console_view(IDENTITY_ADMIN)
@@ -102,7 +102,7 @@ def _decide(request, pk, verb: str):
             services.deny_envelope(envelope=envelope, actor=request.user, comment=comment, request=request)
     except DomainError as exc:
         error = exc
-    envelope = envelopes_for(request.user).select_related("instance__agent").get(pk=pk)
+    envelope = envelopes_for(request.user).select_related("instance__agent", "agent__owner").get(pk=pk)
     if request.htmx:
         context = {"error": error, "verb": verb, "comment": comment if error else ""}
         if envelope.state == TaskEnvelope.State.PENDING:

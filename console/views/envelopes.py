@@ -47,7 +47,7 @@ def credential_tree(credentials) -> list:
 @console_view()
 def envelope_detail(request, pk):
     user = request.user
-    envelope = get_object_or_404(envelopes_for(user).select_related("instance__agent", "supersedes"), pk=pk)
+    envelope = get_object_or_404(envelopes_for(user).select_related("instance__agent", "agent__owner", "supersedes"), pk=pk)
     timeline = list(
         AuditEvent.objects.filter(target_type="envelope", target_id=str(envelope.id)).order_by("id")[:200]
     )
@@ -118,7 +118,7 @@ def envelope_new(request):
 
 
 def _verb_target(request, pk):
-    envelope = get_object_or_404(envelopes_for(request.user).select_related("instance__agent"), pk=pk)
+    envelope = get_object_or_404(envelopes_for(request.user).select_related("instance__agent", "agent__owner"), pk=pk)
     if not can_manage(request.user, envelope.agent):
         raise DjangoPermissionDenied("Only identity admins and the agent's owner may change this envelope.")
     return envelope, reverse("envelope-page", args=[envelope.id])

@@ -37,8 +37,9 @@ def token_list(request):
         raw_days = values.get("expires_days", "").strip()
         expires = form_number(raw_days) if raw_days else None
         try:
-            token, secret = services.create_api_token(user=request.user, name=values.get("name", ""),
-                                                      expires_days=expires, request=request)
+            issued = services.create_api_token(user=request.user, actor=request.user, name=values.get("name", ""),
+                                               expires_days=expires, request=request)
+            token, secret = issued.token, issued.secret
         except DomainError as exc:
             context.update(error=exc, values=values)
             status = 400

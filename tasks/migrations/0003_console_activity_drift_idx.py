@@ -2,7 +2,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tasks", "0001_initial")]
+    dependencies = [("tasks", "0002_posture_standing_exceptions")]
 
     operations = [
         migrations.AddIndex(
