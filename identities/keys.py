@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 from jwt.algorithms import ECAlgorithm
 
@@ -69,12 +70,12 @@ def _new_key_row(status: str) -> SigningKey:
 # --- transitions ---------------------------------------------------------------------------------
 
 
-def publish_new_key(*, actor) -> SigningKey:
+def publish_new_key(*, actor, verb: str = "key.published", extra: dict | None = None) -> SigningKey:
     """Publish a key that will start signing after the refresh hint (see ``activate_due_keys``)."""
     with transaction.atomic():
         key = _new_key_row(SigningKey.Status.PUBLISHED)
         key.save(force_insert=True)
-        audit.record("key.published", actor=actor, target=key, after={"status": key.status, "alg": key.alg})
+        audit.record(verb, actor=actor, target=key, after={"status": key.status, "alg": key.alg, **(extra or {})})
     _invalidate()
     return key
 
@@ -95,18 +96,26 @@ def activate_key(*, key: SigningKey, actor, now=None) -> SigningKey:
                          after={"status": "retiring"})
         key.status, key.activated_at = SigningKey.Status.ACTIVE, now
         key.save(update_fields=["status", "activated_at"])
-        audit.record("key.rotated", actor=actor, target=key, before={"status": "published"},
+        audit.record("key.activated", actor=actor, target=key, before={"status": "published"},
                      after={"status": "active"})
     _invalidate()
     return key
 
 
 def rotate_signing_key(*, actor, immediately: bool = False, now=None) -> SigningKey:
-    """Publish a new key; it signs once verifiers had a refresh hint to fetch it (or at once when
-    ``immediately`` or when no key signs yet). Returns the new key."""
-    key = publish_new_key(actor=actor)
+    """Publish a new key (audited ``key.rotated``); it signs once verifiers had a refresh hint to
+    fetch it (``activate_due_keys``), or at once when ``immediately`` or when no key signs yet.
+
+    ``immediately`` is for a compromised key: verifiers that cached the old set refuse new tokens
+    until they refetch (they do so on an unknown ``kid``). Returns the new key.
+    """
+    now = now or timezone.now()
     has_active = SigningKey.objects.filter(status=SigningKey.Status.ACTIVE).exists()
-    if immediately or not has_active:
+    at_once = immediately or not has_active
+    signs_from = now if at_once else now + timedelta(seconds=REFRESH_HINT_SECONDS)
+    key = publish_new_key(actor=actor, verb="key.rotated",
+                          extra={"immediately": at_once, "signs_from": signs_from})
+    if at_once:
         key = activate_key(key=key, actor=actor, now=now)
     return key
 
@@ -157,7 +166,7 @@ _state = {"active": None, "loaded_at": 0.0, "public": None, "public_at": 0.0, "g
 
 def _invalidate() -> None:
     with _lock:
-        _state.update(active=None, loaded_at=0.0, public=None, public_at=0.0)
+        _state.update(active=None, loaded_at=0.0, public=None, public_at=0.0, key_set=None, key_set_at=0.0)
         _state["generation"] += 1
 
 
@@ -187,6 +196,11 @@ def _load_public(kid: str, x: str, y: str):
     return ECAlgorithm.from_jwk({"kty": "EC", "crv": "P-256", "x": x, "y": y})
 
 
+# An unknown kid refreshes the published set at most this often, so a flood of made-up kids
+# cannot turn every request into a database query.
+_MISS_REFRESH_SECONDS = 1.0
+
+
 def published_keys() -> list[SigningKey]:
     return list(SigningKey.objects.filter(status__in=SigningKey.PUBLISHED_STATES).order_by("created_at"))
 
@@ -195,7 +209,9 @@ def verification_key(kid: str):
     """The public key object for ``kid`` if it is one of ours and still published, else None."""
     now = time.monotonic()
     public = _state["public"]
-    if public is None or now - _state["public_at"] >= _ACTIVE_KEY_CACHE_SECONDS or kid not in public:
+    age = now - _state["public_at"]
+    stale = public is None or age >= _ACTIVE_KEY_CACHE_SECONDS
+    if stale or (kid not in public and age >= _MISS_REFRESH_SECONDS):
         rows = SigningKey.objects.filter(status__in=SigningKey.PUBLISHED_STATES).values_list("kid", "public_jwk")
         public = {k: jwk for k, jwk in rows}
         with _lock:
@@ -206,11 +222,44 @@ def verification_key(kid: str):
     return _load_public(kid, jwk["x"], jwk["y"])
 
 
+def _public_members(key: SigningKey) -> dict:
+    # Built from an allow-list, never by copying the stored JWK: no private member can slip out.
+    jwk = key.public_jwk
+    return {"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"], "kid": key.kid}
+
+
 def public_jwks() -> list[dict]:
-    """Public halves only: each JWK built from an allow-list of public members."""
-    out = []
-    for key in published_keys():
-        jwk = key.public_jwk
-        out.append({"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"], "kid": key.kid, "alg": key.alg,
-                    "use": "sig"})
-    return out
+    """The RFC 7517 view: public halves only, each with ``alg`` and ``use: "sig"``."""
+    return [{**_public_members(key), "alg": key.alg, "use": "sig"} for key in published_keys()]
+
+
+@dataclass(frozen=True)
+class KeySet:
+    jwks: list[dict]
+    spiffe_keys: list[dict]
+    sequence: int
+
+
+def key_set() -> KeySet:
+    """The published keys for the discovery documents, cached per process for a few seconds.
+
+    ``sequence`` is the latest key state change in microseconds since the epoch: it rises whenever a
+    key is published, starts or stops signing, or is retired, on every process alike.
+    """
+    now = time.monotonic()
+    cached = _state.get("key_set")
+    if cached is not None and now - _state.get("key_set_at", 0.0) < _ACTIVE_KEY_CACHE_SECONDS:
+        return cached
+    keys = published_keys()
+    latest = SigningKey.objects.aggregate(created=Max("created_at"), activated=Max("activated_at"),
+                                          retiring=Max("retiring_at"), retired=Max("retired_at"))
+    stamps = [v for v in latest.values() if v is not None]
+    sequence = int(max(stamps).timestamp() * 1_000_000) if stamps else 0
+    result = KeySet(
+        jwks=[{**_public_members(k), "alg": k.alg, "use": "sig"} for k in keys],
+        spiffe_keys=[{**_public_members(k), "use": "jwt-svid"} for k in keys],
+        sequence=sequence,
+    )
+    with _lock:
+        _state["key_set"], _state["key_set_at"] = result, now
+    return result

@@ -332,3 +332,29 @@ def revoke_credentials(*, actor, reason: str, instance: Instance | None = None, 
                          after={"status": "revoked"}, reason=reason, request=request,
                          agent_id=credential.instance.agent_id)
     return len(revoked)
+
+
+def revoke_credential(*, credential: Credential, actor, reason: str = "", request=None,
+                      proof_of_possession: bool = False) -> Credential:
+    """Revoke one credential and every credential delegated from it.
+
+    Allowed to the agent's owner and identity admins, or to whoever presents the token itself
+    (``proof_of_possession``: the caller verified its signature, as ``/oauth/revoke`` does).
+    Revoking a revoked credential is a no-op; an expired one cannot be revoked (409).
+    """
+    if not proof_of_possession:
+        agent = credential.instance.agent
+        if not (is_admin(actor) or (getattr(actor, "pk", None) == agent.owner_id and has_role(actor, AGENT_OWNER))):
+            raise PermissionDenied("only the agent's owner or an identity admin may revoke its credentials")
+    if reason is not None and not isinstance(reason, str):
+        raise ValidationFailed("a short text", field="reason")
+    with transaction.atomic():
+        locked = Credential.objects.select_for_update().get(pk=credential.pk)
+        if locked.status == Credential.Status.REVOKED:
+            return locked
+        if locked.status == Credential.Status.EXPIRED or locked.expires_at <= timezone.now():
+            raise InvalidTransition("the credential has expired; there is nothing left to revoke")
+        revoke_credentials(jtis=[locked.jti], actor=actor, reason=(reason or "revoked").strip()[:500] or "revoked",
+                           request=request)
+    locked.refresh_from_db()
+    return locked

@@ -1,0 +1,286 @@
+"""Issuing credentials: ``client_credentials`` inside an envelope, and delegation by token exchange.
+
+The token endpoint (``identities/oauth.py``) parses the request and calls these; every refusal is a
+``GrantRefused`` carrying its RFC 6749 error code.
+
+Concurrency: minting takes no lock that serialises instances. The rows a credential depends on (its
+envelope, the instance and its agent, and for delegation the parent credential) are read under
+``FOR KEY SHARE`` on PostgreSQL: mints never wait for each other, but a transition that ends the
+envelope, pauses the instance or revokes the parent (all ``SELECT … FOR UPDATE``) waits for a mint in
+flight and then revokes what it minted, or makes the mint wait and refuse. SQLite serialises write
+transactions (``BEGIN IMMEDIATE``), which gives the same guarantee there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from console import audit
+from identities.assertions import VerifiedAssertion, consume_assertion
+from identities.keys import active_signing_key
+from identities.models import Agent, Credential, Instance
+from identities.tokens import (
+    MintedToken,
+    TokenRejected,
+    credential_ttl,
+    mint_credential,
+    verify_access_token,
+)
+from tasks.models import TaskEnvelope
+from tasks.policy import active_policy
+
+logger = logging.getLogger(__name__)
+
+# last_seen_at is a hint for people and the stale-session sweep: write it at most this often.
+LAST_SEEN_GRANULARITY = timedelta(seconds=30)
+
+
+class GrantRefused(Exception):
+    def __init__(self, error: str, description: str):
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+def _refuse(error: str, description: str) -> GrantRefused:
+    return GrantRefused(error, description)
+
+
+@dataclass
+class _Locked:
+    envelope: TaskEnvelope
+    instance: Instance  # a stand-in built from the locked row: read it, never save it
+
+
+def _lock_suffix() -> str:
+    return " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+
+
+def _lock_envelope_and_instance(envelope_id: uuid.UUID, instance_id: uuid.UUID) -> _Locked | None:
+    """One statement: the envelope plus the requesting instance and its agent, share-locked."""
+    q = connection.ops.quote_name
+    env, inst, agent = (q(m._meta.db_table) for m in (TaskEnvelope, Instance, Agent))
+    pk = TaskEnvelope._meta.pk
+    sql = (
+        f"SELECT e.*, i.status AS m_instance_status, i.origin AS m_instance_origin, "  # noqa: S608
+        f"a.id AS m_agent_id, a.slug AS m_agent_slug, a.status AS m_agent_status, a.owner_id AS m_agent_owner "
+        f"FROM {env} e, {inst} i INNER JOIN {agent} a ON a.id = i.agent_id "
+        f"WHERE e.id = %s AND i.id = %s{_lock_suffix()}"
+    )
+    params = [pk.get_db_prep_value(envelope_id, connection),
+              Instance._meta.pk.get_db_prep_value(instance_id, connection)]
+    rows = list(TaskEnvelope.objects.raw(sql, params))
+    if not rows:
+        return None
+    envelope = rows[0]
+    agent_pk = envelope.m_agent_id if isinstance(envelope.m_agent_id, uuid.UUID) else uuid.UUID(str(envelope.m_agent_id))
+    owner_id = envelope.m_agent_owner
+    agent_obj = Agent(id=agent_pk, slug=envelope.m_agent_slug, status=envelope.m_agent_status, owner_id=owner_id)
+    instance = Instance(id=instance_id, agent=agent_obj, status=envelope.m_instance_status,
+                        origin=envelope.m_instance_origin)
+    instance._state.adding = False
+    agent_obj._state.adding = False
+    return _Locked(envelope, instance)
+
+
+def _lock_credential(jti: str) -> Credential | None:
+    table = connection.ops.quote_name(Credential._meta.db_table)
+    rows = list(Credential.objects.raw(f"SELECT * FROM {table} WHERE jti = %s{_lock_suffix()}", [jti]))  # noqa: S608
+    return rows[0] if rows else None
+
+
+_policy_ttl_cache: dict[tuple[str, uuid.UUID], int] = {}
+
+
+def policy_ttl_ceiling(envelope: TaskEnvelope) -> int:
+    """The policy's credential lifetime ceiling for this envelope's risk. An envelope never changes
+    once approved, so the answer is cached per policy version."""
+    policy = active_policy()
+    key = (policy.version, envelope.id)
+    ceiling = _policy_ttl_cache.get(key)
+    if ceiling is None:
+        try:
+            verdict = policy.classify(scopes=list(envelope.scopes), resources=list(envelope.resources),
+                                      duration_seconds=envelope.duration_seconds, max_actions=envelope.max_actions,
+                                      may_delegate=envelope.may_delegate, delegation_depth=envelope.delegation_depth)
+            ceiling = int(verdict.max_credential_ttl)
+        except Exception:
+            # A policy that cannot answer must not stop the endpoint; fall back to the shortest default.
+            logger.exception("policy could not classify envelope %s; using the default credential TTL", envelope.id)
+            return settings.MANDATE_CREDENTIAL_DEFAULT_TTL
+        if len(_policy_ttl_cache) > 10_000:
+            _policy_ttl_cache.clear()
+        _policy_ttl_cache[key] = ceiling
+    return ceiling
+
+
+def _check_requester(locked: _Locked) -> None:
+    instance = locked.instance
+    if instance.status == Instance.Status.RETIRED:
+        raise _refuse("invalid_client", "this instance is retired")
+    if instance.status != Instance.Status.ACTIVE:
+        raise _refuse("invalid_grant", f"this instance is {instance.status}")
+    if instance.agent.status != Agent.Status.ACTIVE:
+        raise _refuse("invalid_grant", f"agent {instance.agent.slug} is {instance.agent.status}")
+
+
+def _check_envelope_live(envelope: TaskEnvelope, now: datetime) -> None:
+    if envelope.state not in TaskEnvelope.LIVE_STATES:
+        raise _refuse("invalid_grant", f"the envelope is {envelope.state}; credentials need an approved or active one")
+    if envelope.expires_at is None or envelope.expires_at <= now:
+        raise _refuse("invalid_grant", "the envelope has expired")
+
+
+def _narrow_scopes(requested: list[str] | None, allowed: list[str], what: str) -> list[str]:
+    if requested is None:
+        return sorted(allowed)
+    outside = sorted(set(requested) - set(allowed))
+    if outside:
+        raise _refuse("invalid_scope", f"outside the {what}: {' '.join(outside)[:300]}")
+    return sorted(set(requested))
+
+
+def _consume_or_refuse(assertion: VerifiedAssertion) -> None:
+    if not consume_assertion(assertion):
+        raise _refuse("invalid_client", "this client assertion was used before (jti replayed)")
+
+
+_seen_memo: dict[uuid.UUID, float] = {}
+
+
+def note_instance_seen(instance_id: uuid.UUID, *, now: datetime | None = None) -> None:
+    """Coalesced ``last_seen_at``: each process writes at most once per granularity per instance,
+    and the update is conditional, so many processes still write it about once."""
+    clock = time.monotonic()
+    if clock - _seen_memo.get(instance_id, -1e9) < LAST_SEEN_GRANULARITY.total_seconds():
+        return
+    _seen_memo[instance_id] = clock
+    if len(_seen_memo) > 50_000:
+        _seen_memo.clear()
+    now = now or timezone.now()
+    from django.db.models import Q
+
+    Instance.objects.filter(pk=instance_id).filter(
+        Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - LAST_SEEN_GRANULARITY)
+    ).update(last_seen_at=now, stale=False, stale_since=None)
+
+
+def _record_issued(minted: MintedToken, *, instance: Instance, actor, request) -> None:
+    credential = minted.credential
+    audit.record("credential.issued", actor=actor, target=credential, request=request,
+                 agent_id=instance.agent.id, after={
+                     "instance": str(instance.id), "envelope": str(credential.envelope_id),
+                     "scopes": list(credential.scopes), "audience": credential.audience,
+                     "expires_at": credential.expires_at, "kid": credential.kid,
+                     "parent_jti": credential.parent_id, "act": list(credential.act_chain) or None,
+                 })
+
+
+def _consume_after_refusal(assertion: VerifiedAssertion, refusal: GrantRefused) -> None:
+    # The refused transaction rolled its insert back; record the jti anyway so a refused
+    # assertion cannot be tried again with other parameters.
+    if refusal.error != "invalid_client" or "replayed" not in refusal.description:
+        consume_assertion(assertion)
+
+
+def issue_credential(*, assertion: VerifiedAssertion, envelope_id: uuid.UUID, scopes: list[str] | None,
+                     audience: str | None, ttl: int | None, request=None) -> MintedToken:
+    """``client_credentials``: a credential for the asserting instance inside its own live envelope.
+
+    TTL = min(requested, the policy ceiling for the envelope's risk, the time left in the envelope).
+    The first credential moves the envelope from approved to active.
+    """
+    active_signing_key()  # load (or bootstrap) the signing key before the transaction opens
+    now = timezone.now().replace(microsecond=0)
+    try:
+        with transaction.atomic():
+            _consume_or_refuse(assertion)
+            locked = _lock_envelope_and_instance(envelope_id, assertion.client.instance_id)
+            # One answer for "no such envelope" and "someone else's": a clone gets nothing from its parent.
+            if locked is None or locked.envelope.instance_id != assertion.client.instance_id:
+                raise _refuse("invalid_grant", "no such envelope for this instance")
+            _check_requester(locked)
+            envelope, instance = locked.envelope, locked.instance
+            _check_envelope_live(envelope, now)
+            granted = _narrow_scopes(scopes, envelope.scopes, "envelope's scopes")
+            lifetime = credential_ttl(requested=ttl, policy_max=policy_ttl_ceiling(envelope),
+                                      envelope_expires_at=envelope.expires_at, now=now)
+            if lifetime.total_seconds() < 1:
+                raise _refuse("invalid_grant", "the envelope ends now")
+            minted = mint_credential(instance=instance, envelope=envelope, scopes=granted,
+                                     audience=audience or settings.MANDATE_DEFAULT_AUDIENCE,
+                                     expires_at=now + lifetime, now=now)
+            actor = audit.Actor.of_instance(instance)
+            if envelope.state == TaskEnvelope.State.APPROVED:
+                from tasks.services import activate_on_first_credential
+
+                activate_on_first_credential(envelope=envelope, actor=actor)
+            _record_issued(minted, instance=instance, actor=actor, request=request)
+    except GrantRefused as refusal:
+        _consume_after_refusal(assertion, refusal)
+        raise
+    note_instance_seen(instance.id, now=now)
+    return minted
+
+
+def delegate_credential(*, subject_token: str, assertion: VerifiedAssertion, scopes: list[str] | None,
+                        audience: str | None, ttl: int | None, request=None) -> MintedToken:
+    """RFC 8693 token exchange: the delegating instance's live credential (``subject_token``) is
+    narrowed for another instance of the same agent (authenticated by ``assertion``).
+
+    Only where the envelope may delegate and depth remains; never wider (scopes ⊆ the subject's,
+    same audience) nor longer (``exp`` ≤ the subject's); the new token carries ``act`` naming the
+    delegating chain, and the credential records its parent, so revoking the parent revokes it.
+    """
+    try:
+        subject = verify_access_token(subject_token)
+    except TokenRejected as rejected:
+        raise _refuse("invalid_grant", f"subject_token: {rejected.detail}") from None
+    active_signing_key()
+    now = timezone.now().replace(microsecond=0)
+    receiver_id = assertion.client.instance_id
+    try:
+        with transaction.atomic():
+            _consume_or_refuse(assertion)
+            parent = _lock_credential(subject.jti)
+            if (parent is None or str(parent.envelope_id) != subject.envelope_id
+                    or parent.status != Credential.Status.ACTIVE or parent.expires_at <= now):
+                raise _refuse("invalid_grant", "subject_token is not a live credential")
+            locked = _lock_envelope_and_instance(parent.envelope_id, receiver_id)
+            if locked is None:
+                raise _refuse("invalid_grant", "subject_token is not a live credential")
+            envelope, receiver = locked.envelope, locked.instance
+            if receiver_id == parent.instance_id:
+                raise _refuse("invalid_grant", "delegate to another instance; this one holds the subject token")
+            if receiver.agent.id != envelope.agent_id:
+                raise _refuse("invalid_grant", "delegation stays within one agent's instances")
+            _check_requester(locked)
+            _check_envelope_live(envelope, now)
+            if not envelope.may_delegate:
+                raise _refuse("invalid_grant", "the envelope does not allow delegation")
+            chain = [subject.sub, *parent.act_chain]
+            if len(chain) > envelope.delegation_depth:
+                raise _refuse("invalid_grant", f"delegation depth {envelope.delegation_depth} is used up")
+            granted = _narrow_scopes(scopes, parent.scopes, "subject token's scopes")
+            if audience is not None and audience != parent.audience:
+                raise _refuse("invalid_request", "a delegated credential keeps the subject token's audience")
+            lifetime = credential_ttl(requested=ttl, policy_max=policy_ttl_ceiling(envelope),
+                                      envelope_expires_at=min(parent.expires_at, envelope.expires_at), now=now)
+            if lifetime.total_seconds() < 1:
+                raise _refuse("invalid_grant", "the subject token expires now")
+            minted = mint_credential(instance=receiver, envelope=envelope, scopes=granted, audience=parent.audience,
+                                     expires_at=now + lifetime, parent=parent, act_chain=chain, now=now)
+            _record_issued(minted, instance=receiver, actor=audit.Actor.of_instance(receiver), request=request)
+    except GrantRefused as refusal:
+        _consume_after_refusal(assertion, refusal)
+        raise
+    note_instance_seen(receiver_id, now=now)
+    return minted

@@ -1,0 +1,287 @@
+"""The OAuth endpoints: token (RFC 6749 / 7523 / 8693), introspection (RFC 7662), revocation (RFC 7009).
+
+Plain Django views, not DRF: these follow their RFCs (form-encoded requests, RFC 6749 error bodies,
+``Cache-Control: no-store``) rather than the JSON API's conventions, and the token endpoint is the
+hot path. Each view parses, calls a service and renders; every refusal is a 4xx, never a 500.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.http import JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions as drf_exceptions
+
+from console import audit
+from console.authentication import ApiTokenAuthentication
+from console.errors import InvalidTransition
+from console.roles import AUDITOR, GATEWAY, IDENTITY_ADMIN, has_role
+from identities.assertions import (
+    JWT_BEARER,
+    AssertionRejected,
+    maybe_purge_used_assertions,
+    verify_client_assertion,
+)
+from identities.issuance import GrantRefused, delegate_credential, issue_credential
+from identities.models import Credential
+from identities.services import revoke_credential
+from identities.tokens import TokenRejected, verify_access_token
+from identities.validators import is_scope
+
+CLIENT_CREDENTIALS = "client_credentials"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+TOKEN_TYPE_JWT = "urn:ietf:params:oauth:token-type:jwt"
+TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"
+_AUDIENCE_RE = re.compile(r"^[\x21-\x7e]{1,500}$")
+_MAX_PARAM_CHARS = 8192
+_MAX_TTL_DIGITS = 7
+
+
+class OAuthError(Exception):
+    def __init__(self, error: str, description: str, status: int = 400):
+        super().__init__(description)
+        self.error, self.description, self.status = error, description, status
+
+
+def _no_store(response: JsonResponse) -> JsonResponse:
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+def _error(error: str, description: str, status: int = 400, **headers) -> JsonResponse:
+    response = JsonResponse({"error": error, "error_description": description}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return _no_store(response)
+
+
+def _form(request) -> dict[str, str]:
+    """The form body as single values: RFC 6749 §3.2 forbids repeating a parameter."""
+    if request.method != "POST":
+        raise OAuthError("invalid_request", "use POST", status=405)
+    content_type = request.content_type or ""
+    if content_type != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+    try:
+        items = list(request.POST.lists())
+    except (RequestDataTooBig, TooManyFieldsSent, SuspiciousOperation):
+        raise OAuthError("invalid_request", "the request body is too large") from None
+    params: dict[str, str] = {}
+    for name, values in items:
+        if len(values) != 1:
+            raise OAuthError("invalid_request", f"parameter {name[:40]} is repeated")
+        if len(values[0]) > _MAX_PARAM_CHARS:
+            raise OAuthError("invalid_request", f"parameter {name[:40]} is too long")
+        params[name] = values[0]
+    return params
+
+
+def _required(params: dict, name: str) -> str:
+    value = params.get(name)
+    if not value:
+        raise OAuthError("invalid_request", f"{name} is required")
+    return value
+
+
+def token_endpoint_url(request) -> str:
+    """The audience client assertions must name: absolute, from MANDATE_PUBLIC_URL or the request."""
+    path = reverse("oauth-token")
+    if settings.MANDATE_PUBLIC_URL:
+        return settings.MANDATE_PUBLIC_URL + path
+    return request.build_absolute_uri(path)
+
+
+def _parse_scopes(params: dict) -> list[str] | None:
+    if "scope" not in params:
+        return None
+    scopes = params["scope"].split(" ")
+    if not params["scope"] or not all(is_scope(s) for s in scopes):
+        raise OAuthError("invalid_scope", "scope is a space-separated list such as 'github:read'")
+    return scopes
+
+
+def _parse_audience(params: dict) -> str | None:
+    if "audience" not in params:
+        return None
+    if not _AUDIENCE_RE.fullmatch(params["audience"]):
+        raise OAuthError("invalid_request", "audience is 1 to 500 visible characters, no spaces")
+    return params["audience"]
+
+
+def _parse_ttl(params: dict) -> int | None:
+    if "ttl" not in params:
+        return None
+    raw = params["ttl"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > _MAX_TTL_DIGITS or int(raw) < 1:
+        raise OAuthError("invalid_request", "ttl is a whole number of seconds, at least 1")
+    return int(raw)
+
+
+def _authenticate(assertion: str, request):
+    try:
+        return verify_client_assertion(assertion, audience=token_endpoint_url(request))
+    except AssertionRejected as rejected:
+        raise OAuthError("invalid_client", str(rejected), status=401) from None
+
+
+def _client_credentials(request, params: dict):
+    if params.get("client_assertion_type") != JWT_BEARER:
+        raise OAuthError("invalid_client", f"client_assertion_type must be {JWT_BEARER}", status=401)
+    assertion = _authenticate(_required(params, "client_assertion"), request)
+    if "client_id" in params and params["client_id"] != assertion.spiffe_id:
+        raise OAuthError("invalid_client", "client_id does not match the assertion", status=401)
+    try:
+        envelope_id = uuid.UUID(_required(params, "envelope"))
+    except ValueError:
+        raise OAuthError("invalid_request", "envelope is an envelope id") from None
+    minted = issue_credential(assertion=assertion, envelope_id=envelope_id, scopes=_parse_scopes(params),
+                              audience=_parse_audience(params), ttl=_parse_ttl(params), request=request)
+    return minted, {}
+
+
+def _token_exchange(request, params: dict):
+    if params.get("subject_token_type") not in (TOKEN_TYPE_JWT, TOKEN_TYPE_ACCESS):
+        raise OAuthError("invalid_request", f"subject_token_type must be {TOKEN_TYPE_JWT}")
+    subject_token = _required(params, "subject_token")
+    if params.get("actor_token_type") != TOKEN_TYPE_JWT:
+        raise OAuthError("invalid_request", f"actor_token_type must be {TOKEN_TYPE_JWT}")
+    assertion = _authenticate(_required(params, "actor_token"), request)
+    if "requested_token_type" in params and params["requested_token_type"] not in (TOKEN_TYPE_JWT, TOKEN_TYPE_ACCESS):
+        raise OAuthError("invalid_request", "only JWT access tokens are issued")
+    minted = delegate_credential(subject_token=subject_token, assertion=assertion, scopes=_parse_scopes(params),
+                                 audience=_parse_audience(params), ttl=_parse_ttl(params), request=request)
+    return minted, {"issued_token_type": TOKEN_TYPE_JWT}
+
+
+_GRANTS = {CLIENT_CREDENTIALS: _client_credentials, TOKEN_EXCHANGE: _token_exchange}
+
+
+@csrf_exempt
+def token(request):
+    """POST /oauth/token — issue (client_credentials) or delegate (token exchange)."""
+    try:
+        params = _form(request)
+        grant = _GRANTS.get(_required(params, "grant_type"))
+        if grant is None:
+            raise OAuthError("unsupported_grant_type", "use client_credentials or token exchange")
+        minted, extra = grant(request, params)
+    except OAuthError as err:
+        return _error(err.error, err.description, err.status)
+    except GrantRefused as refusal:
+        return _error(refusal.error, refusal.description, 401 if refusal.error == "invalid_client" else 400)
+    finally:
+        maybe_purge_used_assertions()
+    credential = minted.credential
+    return _no_store(JsonResponse({
+        "access_token": minted.token,
+        "token_type": "Bearer",
+        "expires_in": minted.expires_in,
+        "scope": " ".join(credential.scopes),
+        "envelope": str(credential.envelope_id),
+        **extra,
+    }))
+
+
+# --- introspection and revocation ----------------------------------------------------------------
+
+
+def _api_caller(request, *, required: bool):
+    """The user behind an ``mdt_`` API token, None when none was sent (and not ``required``)."""
+    try:
+        found = ApiTokenAuthentication().authenticate(request)
+    except drf_exceptions.AuthenticationFailed as failed:
+        raise OAuthError("invalid_token", str(failed.detail), status=401) from None
+    if found is None:
+        if required:
+            raise OAuthError("invalid_token", "send a gateway, admin or auditor API token as Bearer", status=401)
+        return None
+    return found[0]
+
+
+def _unauthorised(err: OAuthError) -> JsonResponse:
+    if err.status == 401:
+        return _error(err.error, err.description, 401, WWW_Authenticate=f'Bearer error="{err.error}"')
+    return _error(err.error, err.description, err.status)
+
+
+def live_credential(token_value: object) -> Credential | None:
+    """The Credential a token stands for if it is ours, unexpired and not revoked; None otherwise."""
+    try:
+        verified = verify_access_token(token_value)
+    except TokenRejected:
+        return None
+    credential = (Credential.objects.select_related("instance__agent", "envelope")
+                  .filter(jti=verified.jti).first())
+    if credential is None or not credential.is_live:
+        return None
+    if credential.instance.spiffe_id != verified.sub or str(credential.envelope_id) != verified.envelope_id:
+        return None
+    return credential
+
+
+@csrf_exempt
+def introspect(request):
+    """POST /oauth/introspect — for gateway, identity-admin and auditor API tokens."""
+    try:
+        params = _form(request)
+        user = _api_caller(request, required=True)
+        if not has_role(user, GATEWAY, IDENTITY_ADMIN, AUDITOR):
+            raise OAuthError("insufficient_scope", "introspection is for gateways, admins and auditors", status=403)
+        token_value = _required(params, "token")
+    except OAuthError as err:
+        return _unauthorised(err)
+    credential = live_credential(token_value)
+    if credential is None:
+        return _no_store(JsonResponse({"active": False}))
+    verified = verify_access_token(token_value)
+    claims = verified.claims
+    body = {
+        "active": True,
+        "sub": claims["sub"],
+        "scope": claims.get("scope", ""),
+        "exp": claims["exp"],
+        "iat": claims["iat"],
+        "jti": claims["jti"],
+        "envelope": claims["envelope"],
+        "iss": claims["iss"],
+        "aud": claims["aud"],
+        "token_type": "Bearer",
+        "instance": str(credential.instance_id),
+        "agent": credential.instance.agent.slug,
+    }
+    if "act" in claims:
+        body["act"] = claims["act"]
+    return _no_store(JsonResponse(body))
+
+
+@csrf_exempt
+def revoke(request):
+    """POST /oauth/revoke — RFC 7009. Presenting a valid token revokes it (the instance itself); an
+    agent's owner or an admin may send it too. 200 whatever the token, as the RFC asks."""
+    try:
+        params = _form(request)
+        user = _api_caller(request, required=False)
+        token_value = _required(params, "token")
+    except OAuthError as err:
+        return _unauthorised(err)
+    try:
+        verified = verify_access_token(token_value)
+    except TokenRejected:
+        # Unknown, forged or expired: nothing to revoke, and the RFC says answer 200 all the same.
+        return _no_store(JsonResponse({}))
+    credential = Credential.objects.select_related("instance__agent").filter(jti=verified.jti).first()
+    if credential is not None and credential.status == Credential.Status.ACTIVE:
+        # Only a token whose signature verified gets here: possession of it is the authority.
+        actor = user if user is not None else audit.Actor.of_instance(credential.instance)
+        try:
+            revoke_credential(credential=credential, actor=actor, reason="revoked at /oauth/revoke",
+                              request=request, proof_of_possession=True)
+        except InvalidTransition:
+            pass  # it expired a moment ago: nothing left to revoke
+    return _no_store(JsonResponse({}))

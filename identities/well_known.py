@@ -1,0 +1,72 @@
+"""Discovery documents: the JWK Set, the SPIFFE JWT bundle and RFC 8414 metadata. No auth.
+
+Every document is built from the public members of published keys (an allow-list, never the stored
+JWK), and may be cached by verifiers for the refresh hint: a new key is published at least that long
+before it signs anything.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from identities.assertions import MAX_LIFETIME_SECONDS
+from identities.keys import REFRESH_HINT_SECONDS, key_set
+from identities.tokens import issuer
+
+
+def _cacheable(body: dict) -> JsonResponse:
+    response = JsonResponse(body)
+    response["Cache-Control"] = f"public, max-age={REFRESH_HINT_SECONDS}"
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def _absolute(request, name: str) -> str:
+    path = reverse(name)
+    if settings.MANDATE_PUBLIC_URL:
+        return settings.MANDATE_PUBLIC_URL + path
+    return request.build_absolute_uri(path)
+
+
+@require_GET
+def jwks(request):
+    """GET /.well-known/jwks.json — RFC 7517 JWK Set for ordinary JWT libraries."""
+    return _cacheable({"keys": key_set().jwks})
+
+
+@require_GET
+def spiffe_bundle(request):
+    """GET /.well-known/spiffe-bundle — the SPIFFE trust domain bundle (JWT authorities only)."""
+    keys = key_set()
+    return _cacheable({
+        "keys": keys.spiffe_keys,
+        "spiffe_sequence": keys.sequence,
+        "spiffe_refresh_hint": REFRESH_HINT_SECONDS,
+    })
+
+
+@require_GET
+def authorization_server_metadata(request):
+    """GET /.well-known/oauth-authorization-server — RFC 8414."""
+    from identities.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
+
+    return _cacheable({
+        "issuer": issuer(),
+        "token_endpoint": _absolute(request, "oauth-token"),
+        "jwks_uri": _absolute(request, "jwks"),
+        "introspection_endpoint": _absolute(request, "oauth-introspect"),
+        "revocation_endpoint": _absolute(request, "oauth-revoke"),
+        "grant_types_supported": [CLIENT_CREDENTIALS, TOKEN_EXCHANGE],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+        "introspection_endpoint_auth_methods_supported": ["bearer"],
+        "revocation_endpoint_auth_methods_supported": ["none", "bearer"],
+        "response_types_supported": [],
+        "token_endpoint_auth_max_assertion_lifetime": MAX_LIFETIME_SECONDS,
+        "access_token_signing_alg_values_supported": ["ES256"],
+        "spiffe_bundle_endpoint": _absolute(request, "spiffe-bundle"),
+        "spiffe_trust_domain": settings.MANDATE_TRUST_DOMAIN,
+    })
