@@ -5,7 +5,8 @@ from rest_framework.routers import DefaultRouter
 from identities.api.credentials import CredentialViewSet
 
 # Optional slash: the contract writes lists with one (/credentials/) and verbs without (/revoke).
-router = DefaultRouter(trailing_slash="/?")
+router = DefaultRouter()
+router.trailing_slash = "/?"
 router.include_root_view = False
 router.register("credentials", CredentialViewSet, basename="credential")
 

@@ -32,9 +32,10 @@ def assertion_for(instance, *, key=None, alg="EdDSA", aud=TOKEN_URL, lifetime=12
 
 
 def token_form(instance, envelope, **extra):
-    form = {"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER,
-            "client_assertion": assertion_for(instance), "envelope": str(envelope.id)}
+    form = {"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER, "envelope": str(envelope.id)}
     form.update(extra)
+    if "client_assertion" not in extra:
+        form["client_assertion"] = assertion_for(instance)
     return {k: v for k, v in form.items() if v is not None}
 
 
@@ -85,3 +86,28 @@ def access_token(issue, instance, envelope):
     response = issue(instance, envelope)
     assert response.status_code == 200, response.content
     return response.json()["access_token"]
+
+
+def b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256_token(header: dict, claims: dict, secret: bytes) -> str:
+    """An HMAC-signed JWT built by hand: PyJWT itself refuses to use a public key as an HMAC secret,
+    which is exactly the confusion an attacker would try on a careless verifier."""
+    import hashlib
+    import hmac
+    import json
+
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
+
+
+def unsigned_token(claims: dict, header: dict | None = None) -> str:
+    import json
+
+    header = header or {"alg": "none", "typ": "JWT"}
+    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}."

@@ -1,0 +1,188 @@
+"""POST /oauth/introspect (RFC 7662): gateway, admin and auditor tokens only; inactive for anything
+that is not a live credential of ours."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from django.utils import timezone
+
+from identities import keys
+from identities.models import Credential, SigningKey
+from identities.tokens import mint_credential
+from tests.identities.conftest import form_post, hs256_token, unsigned_token
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def introspect(api_client, gateway):
+    caller = api_client.as_user(gateway)
+
+    def _introspect(token, as_client=None):
+        return form_post(as_client or caller, "/oauth/introspect", {"token": token})
+
+    return _introspect
+
+
+def claims_of(token):
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def test_a_gateway_sees_a_live_credential_as_active_with_its_claims(introspect, access_token, instance, envelope):
+    response = introspect(access_token)
+
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    body = response.json()
+    claims = claims_of(access_token)
+    assert body["active"] is True
+    for name in ("sub", "scope", "exp", "iat", "jti", "envelope"):
+        assert body[name] == claims[name]
+    assert body["sub"] == instance.spiffe_id and body["envelope"] == str(envelope.id)
+    assert "act" not in body
+
+
+@pytest.mark.parametrize("role", ["admin", "auditor"])
+def test_admins_and_auditors_may_introspect(request, api_client, introspect, access_token, role):
+    caller = api_client.as_user(request.getfixturevalue(role))
+    assert introspect(access_token, caller).json()["active"] is True
+
+
+def test_an_agent_owner_may_not_introspect(api_client, introspect, access_token, owner):
+    response = introspect(access_token, api_client.as_user(owner))
+    assert response.status_code == 403 and response.json()["error"] == "insufficient_scope"
+
+
+def test_introspection_without_a_caller_token_is_unauthenticated(client, access_token):
+    response = form_post(client, "/oauth/introspect", {"token": access_token})
+    assert response.status_code == 401 and "Bearer" in response["WWW-Authenticate"]
+
+
+def test_introspection_with_a_bad_caller_token_is_unauthenticated(client, access_token):
+    response = form_post(client, "/oauth/introspect", {"token": access_token}, HTTP_AUTHORIZATION="Bearer mdt_nope")
+    assert response.status_code == 401
+
+
+def test_an_access_token_is_not_a_caller_credential(client, access_token):
+    response = form_post(client, "/oauth/introspect", {"token": access_token},
+                         HTTP_AUTHORIZATION=f"Bearer {access_token}")
+    assert response.status_code == 401
+
+
+def test_a_missing_token_parameter_is_an_invalid_request(api_client, gateway):
+    response = form_post(api_client.as_user(gateway), "/oauth/introspect", {})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+def test_a_revoked_credential_is_inactive(introspect, access_token, owner):
+    from identities.services import revoke_credential
+
+    revoke_credential(credential=Credential.objects.get(), actor=owner, reason="test")
+    assert introspect(access_token).json() == {"active": False}
+
+
+def test_an_expired_credential_is_inactive(introspect, instance, envelope):
+    now = timezone.now()
+    minted = mint_credential(instance=instance, envelope=envelope, scopes=["github:write"], audience="mandate",
+                             expires_at=now - timedelta(seconds=1), now=now - timedelta(seconds=61))
+    assert introspect(minted.token).json() == {"active": False}
+
+
+def test_a_credential_past_exp_in_the_database_is_inactive(introspect, access_token):
+    Credential.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert introspect(access_token).json() == {"active": False}
+
+
+def test_a_well_signed_token_without_a_credential_row_is_inactive(introspect, instance, envelope):
+    minted = mint_credential(instance=instance, envelope=envelope, scopes=["github:write"], audience="mandate",
+                             expires_at=timezone.now() + timedelta(minutes=5))
+    Credential.objects.filter(jti=minted.credential.jti).delete()
+    assert introspect(minted.token).json() == {"active": False}
+
+
+def test_a_token_we_did_not_sign_is_inactive_even_with_our_kid(introspect, access_token):
+    forged = jwt.encode(claims_of(access_token), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
+                        headers={"kid": jwt.get_unverified_header(access_token)["kid"], "typ": "JWT"})
+    assert introspect(forged).json() == {"active": False}
+
+
+def test_a_token_with_altered_claims_is_inactive(introspect, access_token):
+    header, _, signature = access_token.split(".")
+    claims = {**claims_of(access_token), "scope": "github:write github:admin"}
+    import json
+
+    from tests.identities.conftest import b64
+
+    tampered = f"{header}.{b64(json.dumps(claims).encode())}.{signature}"
+    assert introspect(tampered).json() == {"active": False}
+
+
+def test_alg_none_is_inactive(introspect, access_token):
+    assert introspect(unsigned_token(claims_of(access_token))).json() == {"active": False}
+
+
+def test_an_hs256_token_keyed_with_our_public_key_is_inactive(introspect, access_token):
+    kid = jwt.get_unverified_header(access_token)["kid"]
+    public = keys.verification_key(kid)
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    jwk = [k for k in keys.public_jwks() if k["kid"] == kid][0]
+    import json
+
+    for secret in (pem, json.dumps(jwk).encode(), kid.encode()):
+        confused = hs256_token({"alg": "HS256", "kid": kid, "typ": "JWT"}, claims_of(access_token), secret)
+        assert introspect(confused).json() == {"active": False}
+
+
+@pytest.mark.parametrize("kid", ["unknown-kid", "../../../etc/passwd", "' OR '1'='1", "x" * 5000, ""])
+def test_an_unknown_or_injected_kid_is_inactive(introspect, access_token, kid):
+    header, payload, signature = access_token.split(".")
+    import json
+
+    from tests.identities.conftest import b64
+
+    forged_header = b64(json.dumps({"alg": "ES256", "kid": kid, "typ": "JWT"}).encode())
+    assert introspect(f"{forged_header}.{payload}.{signature}").json() == {"active": False}
+
+
+def test_a_token_of_a_retired_signing_key_is_inactive(introspect, access_token):
+    kid = jwt.get_unverified_header(access_token)["kid"]
+    keys.rotate_signing_key(actor=None, immediately=True)
+    SigningKey.objects.filter(kid=kid).update(status=SigningKey.Status.RETIRED)
+    keys._invalidate()
+    assert introspect(access_token).json() == {"active": False}
+
+
+def test_a_token_of_a_retiring_key_is_still_active(introspect, access_token):
+    keys.rotate_signing_key(actor=None, immediately=True)
+    keys._invalidate()
+    assert introspect(access_token).json()["active"] is True
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c", "e30.e30.", "." * 3, "x" * 20000, "ä.ö.ü"])
+def test_malformed_tokens_are_inactive(introspect, token):
+    response = introspect(token)
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        assert response.json() == {"active": False}
+
+
+def test_a_token_with_a_header_member_too_many_is_inactive(introspect, instance, envelope):
+    key = keys.active_signing_key()
+    now = int(time.time())
+    claims = {"iss": "spiffe://mandate.local", "sub": instance.spiffe_id, "aud": "mandate", "exp": now + 60,
+              "iat": now, "jti": "extra-header", "scope": "github:write", "envelope": str(envelope.id)}
+    token = jwt.encode(claims, key.private_key, algorithm="ES256",
+                       headers={"kid": key.kid, "typ": "JWT", "jku": "https://evil.example"})
+    assert introspect(token).json() == {"active": False}
+
+
+def test_introspection_stays_within_a_few_queries(introspect, access_token, django_assert_max_num_queries):
+    introspect(access_token)
+    # API token, caller's roles, the credential with its instance, agent and envelope.
+    with django_assert_max_num_queries(4):
+        assert introspect(access_token).json()["active"] is True
