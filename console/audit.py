@@ -134,9 +134,13 @@ def _agent_id_of(target) -> uuid.UUID | None:
 
 
 def _ensure_chain(key: str) -> AuditChain:
-    # Insert-if-missing then lock: two first writers to a new chain cannot both create it.
-    AuditChain.objects.bulk_create([AuditChain(key=key)], ignore_conflicts=True)
-    return AuditChain.objects.select_for_update().get(key=key)
+    # Lock the head; only a chain's first writer inserts it (insert-if-missing, then lock), so two
+    # first writers cannot both create it and every later event saves a round trip.
+    head = AuditChain.objects.select_for_update().filter(key=key).first()
+    if head is None:
+        AuditChain.objects.bulk_create([AuditChain(key=key)], ignore_conflicts=True)
+        head = AuditChain.objects.select_for_update().get(key=key)
+    return head
 
 
 def record(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -54,46 +53,38 @@ def _refuse(error: str, description: str) -> GrantRefused:
     return GrantRefused(error, description)
 
 
-@dataclass
-class _Locked:
-    envelope: TaskEnvelope
-    instance: Instance  # a stand-in built from the locked row: read it, never save it
+def _key_share_sql(nowait=False, skip_locked=False, of=(), no_key=False) -> str:
+    return "FOR KEY SHARE"
 
 
-def _lock_suffix() -> str:
-    return " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
+def _fetch_key_shared(queryset) -> list:
+    """Evaluate ``queryset`` with ``FOR KEY SHARE`` on every row it reads (PostgreSQL), a lock
+    Django's ORM does not spell. ``connection.ops`` belongs to this thread's connection alone, so
+    swapping its ``for_update_sql`` for one query affects no other request. Elsewhere the rows are
+    read plainly: SQLite's write transactions are serialised already."""
+    if connection.vendor != "postgresql":
+        return list(queryset)
+    ops = connection.ops
+    ops.for_update_sql = _key_share_sql
+    try:
+        return list(queryset.select_for_update())
+    finally:
+        del ops.for_update_sql
 
 
-def _lock_envelope_and_instance(envelope_id: uuid.UUID, instance_id: uuid.UUID) -> _Locked | None:
-    """One statement: the envelope plus the requesting instance and its agent, share-locked."""
-    q = connection.ops.quote_name
-    env, inst, agent = (q(m._meta.db_table) for m in (TaskEnvelope, Instance, Agent))
-    pk = TaskEnvelope._meta.pk
-    sql = (
-        f"SELECT e.*, i.status AS m_instance_status, i.origin AS m_instance_origin, "  # noqa: S608
-        f"a.id AS m_agent_id, a.slug AS m_agent_slug, a.status AS m_agent_status, a.owner_id AS m_agent_owner "
-        f"FROM {env} e, {inst} i INNER JOIN {agent} a ON a.id = i.agent_id "
-        f"WHERE e.id = %s AND i.id = %s{_lock_suffix()}"
-    )
-    params = [pk.get_db_prep_value(envelope_id, connection),
-              Instance._meta.pk.get_db_prep_value(instance_id, connection)]
-    rows = list(TaskEnvelope.objects.raw(sql, params))
-    if not rows:
-        return None
-    envelope = rows[0]
-    agent_pk = envelope.m_agent_id if isinstance(envelope.m_agent_id, uuid.UUID) else uuid.UUID(str(envelope.m_agent_id))
-    owner_id = envelope.m_agent_owner
-    agent_obj = Agent(id=agent_pk, slug=envelope.m_agent_slug, status=envelope.m_agent_status, owner_id=owner_id)
-    instance = Instance(id=instance_id, agent=agent_obj, status=envelope.m_instance_status,
-                        origin=envelope.m_instance_origin)
-    instance._state.adding = False
-    agent_obj._state.adding = False
-    return _Locked(envelope, instance)
+def _lock_envelope(envelope_id: uuid.UUID) -> TaskEnvelope | None:
+    """The envelope with its instance and agent (one query), share-locked."""
+    rows = _fetch_key_shared(TaskEnvelope.objects.select_related("instance__agent").filter(pk=envelope_id).order_by())
+    return rows[0] if rows else None
+
+
+def _lock_instance(instance_id: uuid.UUID) -> Instance | None:
+    rows = _fetch_key_shared(Instance.objects.select_related("agent").filter(pk=instance_id).order_by())
+    return rows[0] if rows else None
 
 
 def _lock_credential(jti: str) -> Credential | None:
-    table = connection.ops.quote_name(Credential._meta.db_table)
-    rows = list(Credential.objects.raw(f"SELECT * FROM {table} WHERE jti = %s{_lock_suffix()}", [jti]))  # noqa: S608
+    rows = _fetch_key_shared(Credential.objects.filter(jti=jti).order_by())
     return rows[0] if rows else None
 
 
@@ -122,8 +113,7 @@ def policy_ttl_ceiling(envelope: TaskEnvelope) -> int:
     return ceiling
 
 
-def _check_requester(locked: _Locked) -> None:
-    instance = locked.instance
+def _check_requester(instance: Instance) -> None:
     if instance.status == Instance.Status.RETIRED:
         raise _refuse("invalid_client", "this instance is retired")
     if instance.status != Instance.Status.ACTIVE:
@@ -176,7 +166,7 @@ def note_instance_seen(instance_id: uuid.UUID, *, now: datetime | None = None) -
 def _record_issued(minted: MintedToken, *, instance: Instance, actor, request) -> None:
     credential = minted.credential
     audit.record("credential.issued", actor=actor, target=credential, request=request,
-                 agent_id=instance.agent.id, after={
+                 agent_id=instance.agent_id, after={
                      "instance": str(instance.id), "envelope": str(credential.envelope_id),
                      "scopes": list(credential.scopes), "audience": credential.audience,
                      "expires_at": credential.expires_at, "kid": credential.kid,
@@ -203,12 +193,12 @@ def issue_credential(*, assertion: VerifiedAssertion, envelope_id: uuid.UUID, sc
     try:
         with transaction.atomic():
             _consume_or_refuse(assertion)
-            locked = _lock_envelope_and_instance(envelope_id, assertion.client.instance_id)
+            envelope = _lock_envelope(envelope_id)
             # One answer for "no such envelope" and "someone else's": a clone gets nothing from its parent.
-            if locked is None or locked.envelope.instance_id != assertion.client.instance_id:
+            if envelope is None or envelope.instance_id != assertion.client.instance_id:
                 raise _refuse("invalid_grant", "no such envelope for this instance")
-            _check_requester(locked)
-            envelope, instance = locked.envelope, locked.instance
+            instance = envelope.instance
+            _check_requester(instance)
             _check_envelope_live(envelope, now)
             granted = _narrow_scopes(scopes, envelope.scopes, "envelope's scopes")
             lifetime = credential_ttl(requested=ttl, policy_max=policy_ttl_ceiling(envelope),
@@ -254,15 +244,15 @@ def delegate_credential(*, subject_token: str, assertion: VerifiedAssertion, sco
             if (parent is None or str(parent.envelope_id) != subject.envelope_id
                     or parent.status != Credential.Status.ACTIVE or parent.expires_at <= now):
                 raise _refuse("invalid_grant", "subject_token is not a live credential")
-            locked = _lock_envelope_and_instance(parent.envelope_id, receiver_id)
-            if locked is None:
+            envelope = _lock_envelope(parent.envelope_id)
+            receiver = _lock_instance(receiver_id)
+            if envelope is None or receiver is None:
                 raise _refuse("invalid_grant", "subject_token is not a live credential")
-            envelope, receiver = locked.envelope, locked.instance
             if receiver_id == parent.instance_id:
                 raise _refuse("invalid_grant", "delegate to another instance; this one holds the subject token")
-            if receiver.agent.id != envelope.agent_id:
+            if receiver.agent_id != envelope.agent_id:
                 raise _refuse("invalid_grant", "delegation stays within one agent's instances")
-            _check_requester(locked)
+            _check_requester(receiver)
             _check_envelope_live(envelope, now)
             if not envelope.may_delegate:
                 raise _refuse("invalid_grant", "the envelope does not allow delegation")

@@ -28,9 +28,9 @@ from identities.assertions import (
     verify_client_assertion,
 )
 from identities.issuance import GrantRefused, delegate_credential, issue_credential
-from identities.models import Credential
+from identities.models import Agent, Credential, Instance
 from identities.services import revoke_credential
-from identities.tokens import TokenRejected, verify_access_token
+from identities.tokens import TokenRejected, VerifiedToken, verify_access_token
 from identities.validators import is_scope
 
 CLIENT_CREDENTIALS = "client_credentials"
@@ -210,19 +210,27 @@ def _unauthorised(err: OAuthError) -> JsonResponse:
     return _error(err.error, err.description, err.status)
 
 
-def live_credential(token_value: object) -> Credential | None:
-    """The Credential a token stands for if it is ours, unexpired and not revoked; None otherwise."""
+def live_credential(token_value: object) -> tuple[Credential, VerifiedToken] | None:
+    """The Credential a token stands for, with its verified claims, if the token is ours, unexpired
+    and not revoked and everything above it is still live; None otherwise."""
     try:
         verified = verify_access_token(token_value)
     except TokenRejected:
         return None
-    credential = (Credential.objects.select_related("instance__agent", "envelope")
-                  .filter(jti=verified.jti).first())
-    if credential is None or not credential.is_live:
+    rows = list(Credential.objects.select_related("instance__agent", "envelope").filter(jti=verified.jti)
+                .order_by()[:1])
+    if not rows or not rows[0].is_live:
         return None
-    if credential.instance.spiffe_id != verified.sub or str(credential.envelope_id) != verified.envelope_id:
+    credential = rows[0]
+    instance, envelope = credential.instance, credential.envelope
+    if instance.spiffe_id != verified.sub or str(envelope.id) != verified.envelope_id:
         return None
-    return credential
+    # The cascades revoke credentials when any of these end; checked again so that a row left
+    # behind by a failed cascade can never read as live.
+    if not (envelope.is_live and instance.status == Instance.Status.ACTIVE
+            and instance.agent.status == Agent.Status.ACTIVE):
+        return None
+    return credential, verified
 
 
 @csrf_exempt
@@ -236,10 +244,10 @@ def introspect(request):
         token_value = _required(params, "token")
     except OAuthError as err:
         return _unauthorised(err)
-    credential = live_credential(token_value)
-    if credential is None:
+    found = live_credential(token_value)
+    if found is None:
         return _no_store(JsonResponse({"active": False}))
-    verified = verify_access_token(token_value)
+    credential, verified = found
     claims = verified.claims
     body = {
         "active": True,
