@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.http import JsonResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 
@@ -28,10 +30,12 @@ from identities.assertions import (
     verify_client_assertion,
 )
 from identities.issuance import GrantRefused, delegate_credential, issue_credential
-from identities.models import Agent, Credential, Instance
+from identities.models import Agent, Credential, Instance, spiffe_id_for
+from identities.prepared import PreparedValues
 from identities.services import revoke_credential
 from identities.tokens import TokenRejected, VerifiedToken, verify_access_token
 from identities.validators import is_scope
+from tasks.models import TaskEnvelope
 
 CLIENT_CREDENTIALS = "client_credentials"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -210,27 +214,46 @@ def _unauthorised(err: OAuthError) -> JsonResponse:
     return _error(err.error, err.description, err.status)
 
 
-def live_credential(token_value: object) -> tuple[Credential, VerifiedToken] | None:
-    """The Credential a token stands for, with its verified claims, if the token is ours, unexpired
+@dataclass(frozen=True)
+class LiveCredential:
+    jti: str
+    instance_id: uuid.UUID
+    agent_slug: str
+    envelope_id: uuid.UUID
+
+
+_credential_for_introspection = PreparedValues(
+    lambda jti: Credential.objects.filter(pk=jti).order_by().values_list(
+        "status", "expires_at", "instance_id", "envelope_id", "instance__status", "instance__agent__slug",
+        "instance__agent__status", "envelope__state", "envelope__expires_at"),
+    sample="",
+)
+
+
+def live_credential(token_value: object) -> tuple[LiveCredential, VerifiedToken] | None:
+    """The credential a token stands for, with its verified claims, if the token is ours, unexpired
     and not revoked and everything above it is still live; None otherwise."""
     try:
         verified = verify_access_token(token_value)
     except TokenRejected:
         return None
-    rows = list(Credential.objects.select_related("instance__agent", "envelope").filter(jti=verified.jti)
-                .order_by()[:1])
-    if not rows or not rows[0].is_live:
+    row = _credential_for_introspection.fetch(verified.jti)
+    if row is None:
         return None
-    credential = rows[0]
-    instance, envelope = credential.instance, credential.envelope
-    if instance.spiffe_id != verified.sub or str(envelope.id) != verified.envelope_id:
+    now = timezone.now()
+    if row["status"] != Credential.Status.ACTIVE or row["expires_at"] <= now:
+        return None
+    if (spiffe_id_for(row["instance__agent__slug"], row["instance_id"]) != verified.sub
+            or str(row["envelope_id"]) != verified.envelope_id):
         return None
     # The cascades revoke credentials when any of these end; checked again so that a row left
     # behind by a failed cascade can never read as live.
-    if not (envelope.is_live and instance.status == Instance.Status.ACTIVE
-            and instance.agent.status == Agent.Status.ACTIVE):
+    envelope_live = (row["envelope__state"] in TaskEnvelope.LIVE_STATES
+                     and row["envelope__expires_at"] is not None and row["envelope__expires_at"] > now)
+    if not (envelope_live and row["instance__status"] == Instance.Status.ACTIVE
+            and row["instance__agent__status"] == Agent.Status.ACTIVE):
         return None
-    return credential, verified
+    return LiveCredential(verified.jti, row["instance_id"], row["instance__agent__slug"], row["envelope_id"]), verified
 
 
 @csrf_exempt
@@ -261,7 +284,7 @@ def introspect(request):
         "aud": claims["aud"],
         "token_type": "Bearer",
         "instance": str(credential.instance_id),
-        "agent": credential.instance.agent.slug,
+        "agent": credential.agent_slug,
     }
     if "act" in claims:
         body["act"] = claims["act"]
