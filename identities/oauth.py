@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.db import OperationalError
 from django.http import JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -164,6 +165,21 @@ def _token_exchange(request, params: dict):
 
 
 _GRANTS = {CLIENT_CREDENTIALS: _client_credentials, TOKEN_EXCHANGE: _token_exchange}
+_RETRYABLE = {"40P01", "40001"}  # deadlock detected, serialization failure
+
+
+def _with_one_retry(grant, request, params):
+    """A mint share-locks rows that a pause or revocation locks for update; in the rare case the
+    two deadlock, PostgreSQL aborts one. The mint rolled back whole (its assertion too), so it is
+    simply tried once more; a second failure is a 503, never a 500."""
+    for attempt in (1, 2):
+        try:
+            return grant(request, params)
+        except OperationalError as exc:
+            if attempt == 1 and getattr(exc.__cause__, "sqlstate", None) in _RETRYABLE:
+                continue
+            raise OAuthError("temporarily_unavailable", "the database is busy; try again", status=503) from None
+    raise AssertionError("unreachable")
 
 
 @csrf_exempt
@@ -174,7 +190,7 @@ def token(request):
         grant = _GRANTS.get(_required(params, "grant_type"))
         if grant is None:
             raise OAuthError("unsupported_grant_type", "use client_credentials or token exchange")
-        minted, extra = grant(request, params)
+        minted, extra = _with_one_retry(grant, request, params)
     except OAuthError as err:
         return _error(err.error, err.description, err.status)
     except GrantRefused as refusal:

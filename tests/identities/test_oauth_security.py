@@ -290,3 +290,26 @@ def test_a_get_is_refused_without_a_server_error(client):
 def test_an_oversized_body_is_refused_without_a_server_error(client, instance, envelope, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     refused(post_token(client, token_form(instance, envelope, padding="x" * 5000)), "invalid_request")
+
+
+def test_a_database_deadlock_is_retried_once_then_answered_503(client, instance, envelope, monkeypatch):
+    from django.db import OperationalError
+
+    from identities import oauth
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    calls = []
+
+    def deadlocked(request, params):
+        calls.append(1)
+        try:
+            raise Deadlock()
+        except Deadlock as cause:
+            raise OperationalError("deadlock detected") from cause
+
+    monkeypatch.setitem(oauth._GRANTS, "client_credentials", deadlocked)
+    response = post_token(client, token_form(instance, envelope))
+    assert response.status_code == 503 and response.json()["error"] == "temporarily_unavailable"
+    assert len(calls) == 2
