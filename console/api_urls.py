@@ -8,6 +8,7 @@ from console.api.audit import AuditViewSet
 from console.api.common import ApiRouter
 from console.api.tokens import ApiTokenViewSet
 from identities.api.agents import AgentViewSet
+from identities.api.credentials import CredentialViewSet
 from identities.api.instances import InstanceViewSet
 from tasks.api.envelopes import EnvelopeViewSet
 from tasks.api.exceptions import ExceptionViewSet
@@ -16,6 +17,7 @@ router = ApiRouter()
 router.register("agents", AgentViewSet, basename="agent")
 router.register("instances", InstanceViewSet, basename="instance")
 router.register("envelopes", EnvelopeViewSet, basename="envelope")
+router.register("credentials", CredentialViewSet, basename="credential")
 router.register("audit", AuditViewSet, basename="audit")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("exceptions", ExceptionViewSet, basename="exception")

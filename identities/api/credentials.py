@@ -8,11 +8,14 @@ from __future__ import annotations
 import django_filters
 from django.db.models import Q
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
+from console.api.common import ReasonSerializer, RolePermission, StrictFilterSet, errors
+from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from identities.models import Credential
 from identities.selectors import credentials_for
 from identities.services import revoke_credential
@@ -39,11 +42,7 @@ class CredentialSerializer(serializers.ModelSerializer):
         return credential.status
 
 
-class RevokeSerializer(serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
-
-
-class CredentialFilter(django_filters.FilterSet):
+class CredentialFilter(StrictFilterSet):
     instance = django_filters.UUIDFilter(field_name="instance_id")
     envelope = django_filters.UUIDFilter(field_name="envelope_id")
     status = django_filters.ChoiceFilter(choices=STATUS_CHOICES, method="filter_status")
@@ -62,10 +61,18 @@ class CredentialFilter(django_filters.FilterSet):
         return queryset.filter(status=Credential.Status.REVOKED)
 
 
+@extend_schema_view(
+    list=extend_schema(summary="List the credentials you may see (never the tokens)",
+                       responses={200: CredentialSerializer(many=True), **errors(400, 403)}),
+    retrieve=extend_schema(summary="One credential, by jti", responses={200: CredentialSerializer, **errors(403, 404)}),
+)
 class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Credentials by ``jti``: admins and auditors see all, owners their agents' only."""
 
     serializer_class = CredentialSerializer
+    permission_classes = [IsAuthenticated, RolePermission]
+    read_roles = (IDENTITY_ADMIN, AUDITOR, AGENT_OWNER)
+    write_roles = (IDENTITY_ADMIN, AGENT_OWNER)
     filterset_class = CredentialFilter
     lookup_field = "jti"
     lookup_value_regex = r"[A-Za-z0-9_-]{1,64}"
@@ -73,12 +80,12 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def get_queryset(self):
         return credentials_for(self.request.user).order_by("-issued_at", "jti")
 
-    @extend_schema(request=RevokeSerializer, responses=CredentialSerializer)
+    @extend_schema(summary="Revoke a credential and every credential delegated from it (owner or admin)",
+                   request=ReasonSerializer, responses={200: CredentialSerializer, **errors(400, 403, 404, 409)})
     @action(detail=True, methods=["post"])
     def revoke(self, request, jti=None):
-        """Revoke the credential and every credential delegated from it (owner or admin)."""
         credential = self.get_object()
-        body = RevokeSerializer(data=request.data)
+        body = ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         credential = revoke_credential(credential=credential, actor=request.user,
                                        reason=body.validated_data["reason"], request=request)
