@@ -269,3 +269,5 @@ class UsedAssertion(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+from identities.models_oidc import ExternalAccount, TrustedIssuer  # noqa: E402,F401
