@@ -248,3 +248,36 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
+
+# --- Single sign-on for people (OpenID Connect; off by default, see console/sso.py) ----------------
+MANDATE_OIDC_ENABLED = env_bool("MANDATE_OIDC_ENABLED", False)
+if MANDATE_OIDC_ENABLED:
+    MANDATE_OIDC_ISSUER = env_str("MANDATE_OIDC_ISSUER") or ""
+    OIDC_RP_CLIENT_ID = env_str("MANDATE_OIDC_CLIENT_ID") or ""
+    OIDC_RP_CLIENT_SECRET = env_str("MANDATE_OIDC_CLIENT_SECRET") or ""  # or MANDATE_OIDC_CLIENT_SECRET_FILE
+    if not (MANDATE_OIDC_ISSUER and OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+        raise ImproperlyConfigured("MANDATE_OIDC_ENABLED needs MANDATE_OIDC_ISSUER, _CLIENT_ID and _CLIENT_SECRET")
+    MANDATE_OIDC_DISCOVERY_URL = env_str(
+        "MANDATE_OIDC_DISCOVERY_URL", MANDATE_OIDC_ISSUER.rstrip("/") + "/.well-known/openid-configuration"
+    )
+    OIDC_RP_SCOPES = env_str("MANDATE_OIDC_SCOPES", "openid email profile groups")
+    OIDC_RP_SIGN_ALGO = env_str("MANDATE_OIDC_SIGN_ALGO", "RS256")
+    if OIDC_RP_SIGN_ALGO not in ("RS256", "ES256", "PS256"):
+        raise ImproperlyConfigured("MANDATE_OIDC_SIGN_ALGO must be RS256, ES256 or PS256")
+    MANDATE_OIDC_ROLE_CLAIM = env_str("MANDATE_OIDC_ROLE_CLAIM", "groups")
+    # "identity-admin=idp-admins,agent-owner=idp-owners": a provider group per role (repeat a role for more).
+    MANDATE_OIDC_ROLE_MAP: dict[str, set[str]] = {}
+    for _pair in env_list("MANDATE_OIDC_ROLE_MAP", []):
+        _role, _sep, _group = (part.strip() for part in _pair.partition("="))
+        if not _sep or not _group or _role not in ("identity-admin", "agent-owner", "auditor", "gateway"):
+            raise ImproperlyConfigured(f"MANDATE_OIDC_ROLE_MAP: {_pair!r} is not role=group with a Mandate role")
+        MANDATE_OIDC_ROLE_MAP.setdefault(_role, set()).add(_group)
+    MANDATE_OIDC_ALLOWED_GROUPS = env_list("MANDATE_OIDC_ALLOWED_GROUPS", [])
+    MANDATE_OIDC_BUTTON_LABEL = env_str("MANDATE_OIDC_BUTTON_LABEL", "Sign in with SSO")
+    OIDC_USE_PKCE = True
+    OIDC_USE_NONCE = True
+    OIDC_TIMEOUT = env_int("MANDATE_OIDC_TIMEOUT", 10, minimum=1)
+    OIDC_VERIFY_SSL = True
+    OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+    AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "console.sso.MandateOIDCBackend"]
+    TEMPLATES[0]["OPTIONS"]["context_processors"].append("console.sso.context")

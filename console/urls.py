@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
@@ -19,3 +20,6 @@ urlpatterns = [
 ]
 
 handler403 = "console.views.auth.forbidden"
+
+if settings.MANDATE_OIDC_ENABLED:  # single sign-on for people (console/sso.py)
+    urlpatterns.append(path("oidc/", include("console.sso")))

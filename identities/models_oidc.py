@@ -72,6 +72,9 @@ class ExternalAccount(models.Model):
     # The roles the provider's claims granted at the last sign-in (the ones SSO manages).
     roles = models.JSONField(default=list)
     last_login_at = models.DateTimeField(null=True, blank=True)
+    # Set when a sign-in was refused by the provider's claims and the account deactivated for it;
+    # only such an account is reactivated when the provider lets the person in again.
+    refused_at = models.DateTimeField(null=True, blank=True)
 
     audit_type = "external_account"
 

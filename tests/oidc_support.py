@@ -97,3 +97,32 @@ class LocalIssuer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def enable_sso(settings, *, issuer: str, client_id: str, client_secret: str,
+               role_map: dict[str, set[str]], allowed_groups=()) -> None:
+    """Switch single sign-on on for one test, as MANDATE_OIDC_* variables would at start-up."""
+    from console import sso
+
+    settings.MANDATE_OIDC_ENABLED = True
+    settings.MANDATE_OIDC_ISSUER = issuer
+    settings.MANDATE_OIDC_DISCOVERY_URL = f"{issuer}/.well-known/openid-configuration"
+    settings.OIDC_RP_CLIENT_ID = client_id
+    settings.OIDC_RP_CLIENT_SECRET = client_secret
+    settings.OIDC_RP_SCOPES = "openid email profile groups"
+    settings.OIDC_RP_SIGN_ALGO = "RS256"
+    settings.MANDATE_OIDC_ROLE_CLAIM = "groups"
+    settings.MANDATE_OIDC_ROLE_MAP = role_map
+    settings.MANDATE_OIDC_ALLOWED_GROUPS = list(allowed_groups)
+    settings.MANDATE_OIDC_BUTTON_LABEL = "Sign in with SSO"
+    settings.OIDC_USE_PKCE = True
+    settings.OIDC_USE_NONCE = True
+    settings.OIDC_TIMEOUT = 10
+    settings.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "console.sso.MandateOIDCBackend"]
+    templates = [dict(t, OPTIONS=dict(t["OPTIONS"])) for t in settings.TEMPLATES]
+    templates[0]["OPTIONS"]["context_processors"] = [*templates[0]["OPTIONS"]["context_processors"],
+                                                     "console.sso.context"]
+    settings.TEMPLATES = templates
+    settings.ROOT_URLCONF = "tests.e2e.sso_urlconf"
+    sso._forget_provider_config()
