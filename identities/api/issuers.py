@@ -1,0 +1,117 @@
+"""``/api/v1/issuers/``: trusted OpenID Connect workload issuers. Admins write; admins and auditors
+read. Writes go through ``identities/oidc.py`` (validated, audited)."""
+
+from __future__ import annotations
+
+from django.urls import path
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from console.roles import AUDITOR, IDENTITY_ADMIN, has_role
+from identities import oidc
+from identities.models_oidc import TrustedIssuer
+
+
+class IssuerPermission(permissions.BasePermission):
+    """Reading needs the admin or auditor role; changing needs the admin role."""
+
+    message = "trusted issuers are managed by identity admins and read by auditors"
+
+    def has_permission(self, request, view):
+        if request.method in permissions.SAFE_METHODS:
+            return has_role(request.user, IDENTITY_ADMIN, AUDITOR)
+        return has_role(request.user, IDENTITY_ADMIN)
+
+
+class IssuerSerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = TrustedIssuer
+        fields = ["id", "name", "issuer", "discovery_url", "jwks", "audience", "rules", "enabled", "created_by",
+                  "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class _StrictInput(serializers.Serializer):
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(str(k)[:100] for k in data if k not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({k: ["unknown field"] for k in unknown})
+        return super().to_internal_value(data)
+
+
+class IssuerCreateSerializer(_StrictInput):
+    # Types and shapes are checked by the service (it names the field); here only presence.
+    name = serializers.JSONField()
+    issuer = serializers.JSONField(help_text="The exact `iss` of the workload tokens (https; http only on loopback).")
+    discovery_url = serializers.JSONField(required=False, default="",
+                                          help_text="Default: <issuer>/.well-known/openid-configuration.")
+    jwks = serializers.JSONField(required=False, default=None, help_text="A pinned JWK Set instead of discovery.")
+    audience = serializers.JSONField(help_text="The audience the tokens must carry.")
+    rules = serializers.JSONField(help_text='[{"agent": "<slug>", "claims": {"sub": "system:serviceaccount:ns:*"}}]')
+    enabled = serializers.JSONField(required=False, default=True)
+
+
+class IssuerUpdateSerializer(_StrictInput):
+    name = serializers.JSONField(required=False)
+    issuer = serializers.JSONField(required=False)
+    discovery_url = serializers.JSONField(required=False)
+    jwks = serializers.JSONField(required=False)
+    audience = serializers.JSONField(required=False)
+    rules = serializers.JSONField(required=False)
+    enabled = serializers.JSONField(required=False)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List trusted workload issuers"),
+    retrieve=extend_schema(summary="One trusted workload issuer"),
+)
+class IssuerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = IssuerSerializer
+    permission_classes = [permissions.IsAuthenticated, IssuerPermission]
+    queryset = TrustedIssuer.objects.select_related("created_by").order_by("name")
+    filterset_fields = ["enabled"]
+
+    @extend_schema(summary="Trust a workload issuer", request=IssuerCreateSerializer,
+                   responses={201: IssuerSerializer})
+    def create(self, request):
+        data = IssuerCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = oidc.create_issuer(actor=request.user, request=request, **data.validated_data)
+        return Response(IssuerSerializer(row).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Change a trusted workload issuer", request=IssuerUpdateSerializer,
+                   responses={200: IssuerSerializer})
+    def partial_update(self, request, pk=None):
+        data = IssuerUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        row = oidc.update_issuer(issuer=self.get_object(), actor=request.user, changes=dict(data.validated_data),
+                                 request=request)
+        return Response(IssuerSerializer(row).data)
+
+    @extend_schema(summary="Stop trusting a workload issuer", request=None, responses={200: IssuerSerializer})
+    @action(detail=True, methods=["post"])
+    def disable(self, request, pk=None):
+        row = oidc.disable_issuer(issuer=self.get_object(), actor=request.user, request=request)
+        return Response(IssuerSerializer(row).data)
+
+    @extend_schema(summary="Trust a disabled workload issuer again", request=None, responses={200: IssuerSerializer})
+    @action(detail=True, methods=["post"])
+    def enable(self, request, pk=None):
+        row = oidc.update_issuer(issuer=self.get_object(), actor=request.user, changes={"enabled": True},
+                                 request=request)
+        return Response(IssuerSerializer(row).data)
+
+
+# Until the project-wide API router takes this resource, it routes itself (paths as the contract spells them).
+urlpatterns = [
+    path("issuers/", IssuerViewSet.as_view({"get": "list", "post": "create"}), name="issuer-list"),
+    path("issuers/<uuid:pk>/", IssuerViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+         name="issuer-detail"),
+    path("issuers/<uuid:pk>/disable", IssuerViewSet.as_view({"post": "disable"}), name="issuer-disable"),
+    path("issuers/<uuid:pk>/enable", IssuerViewSet.as_view({"post": "enable"}), name="issuer-enable"),
+]
