@@ -418,13 +418,20 @@ def verify_workload_token(token: object, *, consume: bool = True) -> tuple[Trust
         raise WorkloadTokenRejected("the workload token matches no rule of its issuer")
 
     if consume:
-        expires_at = datetime.fromtimestamp(int(claims["exp"]) + SKEW_SECONDS, tz=UTC)
+        key, expires_at = replay_record(issuer, claims, token)
         try:
             with transaction.atomic():
-                UsedAssertion.objects.create(key=_replay_key(issuer.issuer, claims, token), expires_at=expires_at)
+                UsedAssertion.objects.create(key=key, expires_at=expires_at)
         except IntegrityError:
             raise WorkloadTokenRejected("this workload token has been used already; present a fresh one") from None
     return issuer, agent, claims
+
+
+def replay_record(issuer: TrustedIssuer, claims: dict, token: str) -> tuple[str, datetime]:
+    """The ``UsedAssertion`` key and expiry that spend this token: sha256 of issuer and ``jti`` (of
+    the whole token when it has no ``jti``), kept until ``exp`` plus the allowed skew."""
+    return (_replay_key(issuer.issuer, claims, token),
+            datetime.fromtimestamp(int(claims["exp"]) + SKEW_SECONDS, tz=UTC))
 
 
 # --- attested instances ----------------------------------------------------------------------------
@@ -456,6 +463,28 @@ def register_attested_instance(*, agent: Agent, actor, workload_token: str, publ
     return instance
 
 
+def _attested_instance(assertion: object, *, instance_hint: str | None, consume: bool):
+    issuer, agent, claims = verify_workload_token(assertion, consume=consume)
+    candidates = Instance.objects.select_related("agent").filter(
+        agent=agent, attested_issuer=issuer.issuer, attested_subject=claims["sub"],
+    )
+    if instance_hint:
+        try:
+            hint = uuid.UUID(str(instance_hint).rsplit("/instance/", 1)[-1])
+        except ValueError:
+            raise WorkloadTokenRejected("client_id is not an instance id nor a SPIFFE ID") from None
+        candidates = candidates.filter(pk=hint)
+    found = list(candidates[:2])
+    if not found:
+        raise WorkloadTokenRejected("no instance is attested by this issuer and subject")
+    if len(found) > 1:
+        raise WorkloadTokenRejected("several instances share this subject; name yours in client_id")
+    instance = found[0]
+    if instance.status != Instance.Status.ACTIVE or instance.agent.status != Agent.Status.ACTIVE:
+        raise WorkloadTokenRejected("the instance or its agent is not active")
+    return instance, issuer, claims
+
+
 def authenticate_workload_assertion(assertion: str, *, instance_hint: str | None = None) -> Instance:
     """The instance a workload token (presented as ``client_assertion``) authenticates, or
     ``WorkloadTokenRejected`` (``invalid_client``).
@@ -463,28 +492,24 @@ def authenticate_workload_assertion(assertion: str, *, instance_hint: str | None
     The token must be fresh (never presented before) and match an active instance of an active agent
     attested by the same issuer and subject. Replicas sharing one subject (one Kubernetes service
     account, say) each have their own instance: they then name theirs in ``instance_hint`` (the
-    instance id or SPIFFE ID, sent as ``client_id``).
+    instance id or SPIFFE ID, sent as ``client_id``). A refused token is not spent.
     """
     with transaction.atomic():
-        issuer, agent, claims = verify_workload_token(assertion)
-        candidates = Instance.objects.select_related("agent").filter(
-            agent=agent, attested_issuer=issuer.issuer, attested_subject=claims["sub"],
-        )
-        if instance_hint:
-            try:
-                hint = uuid.UUID(str(instance_hint).rsplit("/instance/", 1)[-1])
-            except ValueError:
-                raise WorkloadTokenRejected("client_id is not an instance id nor a SPIFFE ID") from None
-            found = list(candidates.filter(pk=hint)[:2])
-        else:
-            found = list(candidates[:2])
-        if not found:
-            raise WorkloadTokenRejected("no instance is attested by this issuer and subject")
-        if len(found) > 1:
-            raise WorkloadTokenRejected("several instances share this subject; name yours in client_id")
-        instance = found[0]
-        if instance.status != Instance.Status.ACTIVE or instance.agent.status != Agent.Status.ACTIVE:
-            raise WorkloadTokenRejected("the instance or its agent is not active")
+        instance, _, _ = _attested_instance(assertion, instance_hint=instance_hint, consume=True)
     return instance
 
 
+def workload_client_assertion(assertion: str, *, instance_hint: str | None = None):
+    """For ``/oauth/token``: ``authenticate_workload_assertion``'s checks without spending the token,
+    answered as the endpoint's ``VerifiedAssertion``; the endpoint spends it (``consume_assertion``)
+    in the transaction that mints, under the same replay key, so a replay is refused there."""
+    from identities.assertions import ClientKey, VerifiedAssertion
+
+    instance, issuer, claims = _attested_instance(assertion, instance_hint=instance_hint, consume=False)
+    replay_key, expires_at = replay_record(issuer, claims, assertion)
+    alg = jwt.get_unverified_header(assertion)["alg"]
+    return VerifiedAssertion(
+        client=ClientKey(instance_id=instance.id, agent_slug=instance.agent.slug, alg=alg, key=None),
+        spiffe_id=instance.spiffe_id, jti=str(claims.get("jti") or replay_key), replay_key=replay_key,
+        expires_at=expires_at,
+    )
