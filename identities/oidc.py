@@ -31,6 +31,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 import jwt
@@ -299,6 +300,12 @@ def _keys_of(issuer: TrustedIssuer, *, want_kid: str | None) -> dict[str, dict]:
 # --- verification ------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=256)
+def _parsed_key(jwk_json: str, alg: str) -> jwt.PyJWK:
+    # Parsing an RSA key costs more than verifying with it: parse each published key once.
+    return jwt.PyJWK(json.loads(jwk_json), algorithm=alg)
+
+
 def _alg_for(jwk: dict) -> str | None:
     kty, crv = jwk.get("kty"), jwk.get("crv")
     for alg, (want_kty, want_crv) in _ALG_KEY.items():
@@ -388,7 +395,7 @@ def verify_workload_token(token: object, *, consume: bool = True) -> tuple[Trust
     if _alg_for(jwk) != alg:
         raise WorkloadTokenRejected("the token's algorithm does not fit the issuer's key")
     try:
-        key = jwt.PyJWK(jwk, algorithm=alg)
+        key = _parsed_key(json.dumps(jwk, sort_keys=True), alg)
         claims = jwt.decode(
             token, key, algorithms=[alg], audience=issuer.audience, issuer=issuer.issuer, leeway=SKEW_SECONDS,
             options={"require": ["iss", "aud", "exp", "iat", "sub"]},
