@@ -94,7 +94,7 @@ def browser(monkeypatch):
         chromium.close()
 
 
-def sign_in(browser, live_server, username, password):
+def sso_sign_in(browser, live_server, username, password):
     """Start at the console's sign-in page, take the SSO button, sign in at the provider."""
     context = browser.new_context()
     page = context.new_page()
@@ -113,7 +113,7 @@ def sign_in(browser, live_server, username, password):
 
 
 def test_an_admin_signs_in_through_the_provider_and_lands_with_the_admin_role(sso, browser, live_server):
-    page = sign_in(browser, live_server, "ada", "ada-pw")
+    page = sso_sign_in(browser, live_server, "ada", "ada-pw")
     (authorization,) = page.authorization_requests
     for parameter in ("code_challenge=", "code_challenge_method=S256", "state=", "nonce=", "response_type=code"):
         assert parameter in authorization
@@ -128,21 +128,21 @@ def test_an_admin_signs_in_through_the_provider_and_lands_with_the_admin_role(ss
 
 
 def test_someone_the_role_map_does_not_cover_is_refused_and_no_account_is_made(sso, browser, live_server):
-    page = sign_in(browser, live_server, "mallory", "mallory-pw")
+    page = sso_sign_in(browser, live_server, "mallory", "mallory-pw")
     assert "/login/" in page.url
     assert "did not let you in" in page.content()
     assert not get_user_model().objects.filter(username="mallory").exists()
 
 
 def test_someone_the_provider_disables_is_refused_here(sso, browser, live_server):
-    page = sign_in(browser, live_server, "dave", "dave-pw")
+    page = sso_sign_in(browser, live_server, "dave", "dave-pw")
     assert "/login/" in page.url
     assert not get_user_model().objects.filter(username="dave").exists()
 
 
 def test_a_person_removed_from_their_group_at_the_provider_is_refused_and_deactivated_on_next_sign_in(
         sso, browser, live_server, accounts_file):
-    sign_in(browser, live_server, "olga", "olga-pw")
+    sso_sign_in(browser, live_server, "olga", "olga-pw")
     olga = get_user_model().objects.get(username="olga")
     assert set(olga.groups.values_list("name", flat=True)) == {AGENT_OWNER}
 
@@ -150,7 +150,7 @@ def test_a_person_removed_from_their_group_at_the_provider_is_refused_and_deacti
     changed["olga"]["claims"]["groups"] = ["alumni"]
     accounts_file.write_text(json.dumps(changed))
 
-    page = sign_in(browser, live_server, "olga", "olga-pw")
+    page = sso_sign_in(browser, live_server, "olga", "olga-pw")
     assert "/login/" in page.url
     olga.refresh_from_db()
     assert not olga.is_active
