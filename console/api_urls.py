@@ -10,6 +10,7 @@ from console.api.tokens import ApiTokenViewSet
 from identities.api.agents import AgentViewSet
 from identities.api.credentials import CredentialViewSet
 from identities.api.instances import InstanceViewSet
+from identities.api.issuers import IssuerViewSet
 from tasks.api.envelopes import EnvelopeViewSet
 from tasks.api.exceptions import ExceptionViewSet
 
@@ -21,6 +22,7 @@ router.register("credentials", CredentialViewSet, basename="credential")
 router.register("audit", AuditViewSet, basename="audit")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("exceptions", ExceptionViewSet, basename="exception")
+router.register("issuers", IssuerViewSet, basename="issuer")
 
 
 @csrf_exempt  # it changes nothing; a CSRF refusal would answer HTML instead

@@ -25,8 +25,9 @@ from console.api.common import (
 )
 from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from identities import selectors, services
-from identities.api.instances import InstanceCreateSerializer, InstanceSerializer, render_instance
+from identities.api.instances import InstanceRegisterSerializer, InstanceSerializer, render_instance
 from identities.models import Agent
+from identities.oidc import register_attested_instance
 from identities.validators import SCOPE_RE, SLUG_RE
 
 
@@ -158,14 +159,21 @@ class AgentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
         return self._render(agent)
 
     @extend_schema(
-        summary="Register an instance of this agent with its own public key",
-        request=InstanceCreateSerializer,
+        summary="Register an instance of this agent with its own public key and/or a workload token",
+        request=InstanceRegisterSerializer,
         responses={201: InstanceSerializer, **errors(400, 403, 404)},
     )
     @action(detail=True, methods=["post"], url_path="instances/", url_name="instances")
     def instances(self, request, slug=None):
         agent = self.get_object()
-        body = InstanceCreateSerializer(data=request.data)
+        body = InstanceRegisterSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        instance = services.register_instance(agent=agent, actor=request.user, request=request, **body.validated_data)
+        if "workload_token" in body.validated_data:
+            instance = register_attested_instance(agent=agent, actor=request.user, request=request,
+                                                  public_jwk=body.validated_data.get("public_jwk"),
+                                                  workload_token=body.validated_data["workload_token"],
+                                                  label=body.validated_data["label"])
+        else:
+            instance = services.register_instance(agent=agent, actor=request.user, request=request,
+                                                  **body.validated_data)
         return render_instance(request, instance, status_code=status.HTTP_201_CREATED)

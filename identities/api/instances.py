@@ -47,6 +47,24 @@ class InstanceCreateSerializer(StrictSerializer):
     label = StrictCharField(required=False, allow_blank=True, max_length=200, default="")
 
 
+class InstanceRegisterSerializer(InstanceCreateSerializer):
+    """Registration may present a workload token from a trusted issuer with, or instead of, a key."""
+
+    public_jwk = serializers.DictField(
+        required=False, help_text="The instance's public key as a JWK (optional with a workload token)."
+    )
+    workload_token = StrictCharField(
+        required=False, max_length=16384, write_only=True,
+        help_text="A token from a trusted OpenID Connect workload issuer (see /api/v1/issuers/) whose rules "
+                  "bind it to this agent; the instance records the issuer and subject.",
+    )
+
+    def validate(self, attrs):
+        if "public_jwk" not in attrs and "workload_token" not in attrs:
+            raise serializers.ValidationError({"public_jwk": ["send public_jwk, workload_token, or both"]})
+        return attrs
+
+
 class InstanceFilter(StrictFilterSet):
     agent = django_filters.CharFilter(field_name="agent__slug", max_length=63, help_text="Agent slug.")
     status = django_filters.ChoiceFilter(choices=Instance.Status.choices)

@@ -3,12 +3,12 @@ read. Writes go through ``identities/oidc.py`` (validated, audited)."""
 
 from __future__ import annotations
 
-from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from console.api.common import errors
 from console.roles import AUDITOR, IDENTITY_ADMIN, has_role
 from identities import oidc
 from identities.models_oidc import TrustedIssuer
@@ -67,8 +67,9 @@ class IssuerUpdateSerializer(_StrictInput):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List trusted workload issuers"),
-    retrieve=extend_schema(summary="One trusted workload issuer"),
+    list=extend_schema(summary="List trusted workload issuers", responses={200: IssuerSerializer(many=True),
+                                                                          **errors(403)}),
+    retrieve=extend_schema(summary="One trusted workload issuer", responses={200: IssuerSerializer, **errors(403, 404)}),
 )
 class IssuerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = IssuerSerializer
@@ -77,7 +78,7 @@ class IssuerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     filterset_fields = ["enabled"]
 
     @extend_schema(summary="Trust a workload issuer", request=IssuerCreateSerializer,
-                   responses={201: IssuerSerializer})
+                   responses={201: IssuerSerializer, **errors(400, 403)})
     def create(self, request):
         data = IssuerCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -85,7 +86,7 @@ class IssuerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
         return Response(IssuerSerializer(row).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Change a trusted workload issuer", request=IssuerUpdateSerializer,
-                   responses={200: IssuerSerializer})
+                   responses={200: IssuerSerializer, **errors(400, 403, 404)})
     def partial_update(self, request, pk=None):
         data = IssuerUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -93,25 +94,18 @@ class IssuerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
                                  request=request)
         return Response(IssuerSerializer(row).data)
 
-    @extend_schema(summary="Stop trusting a workload issuer", request=None, responses={200: IssuerSerializer})
+    @extend_schema(summary="Stop trusting a workload issuer", request=None,
+                   responses={200: IssuerSerializer, **errors(403, 404)})
     @action(detail=True, methods=["post"])
     def disable(self, request, pk=None):
         row = oidc.disable_issuer(issuer=self.get_object(), actor=request.user, request=request)
         return Response(IssuerSerializer(row).data)
 
-    @extend_schema(summary="Trust a disabled workload issuer again", request=None, responses={200: IssuerSerializer})
+    @extend_schema(summary="Trust a disabled workload issuer again", request=None,
+                   responses={200: IssuerSerializer, **errors(403, 404)})
     @action(detail=True, methods=["post"])
     def enable(self, request, pk=None):
         row = oidc.update_issuer(issuer=self.get_object(), actor=request.user, changes={"enabled": True},
                                  request=request)
         return Response(IssuerSerializer(row).data)
 
-
-# Until the project-wide API router takes this resource, it routes itself (paths as the contract spells them).
-urlpatterns = [
-    path("issuers/", IssuerViewSet.as_view({"get": "list", "post": "create"}), name="issuer-list"),
-    path("issuers/<uuid:pk>/", IssuerViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
-         name="issuer-detail"),
-    path("issuers/<uuid:pk>/disable", IssuerViewSet.as_view({"post": "disable"}), name="issuer-disable"),
-    path("issuers/<uuid:pk>/enable", IssuerViewSet.as_view({"post": "enable"}), name="issuer-enable"),
-]

@@ -284,3 +284,47 @@ def test_github_actions_style_rules_bind_repository_and_ref(admin, owner, agent,
                                           workload_token=local_issuer.token(ref="refs/heads/main", **gh))
     assert authenticate_workload_assertion(local_issuer.token(ref="refs/heads/main", **gh)) == instance
     assert "no rule" in refused(local_issuer.token(ref="refs/heads/feature", **gh))
+
+
+# --- registration over REST ------------------------------------------------------------------------
+
+
+def test_an_instance_registers_over_rest_with_only_a_workload_token(api_client, owner, agent, trusted, local_issuer):
+    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/",
+                                              {"workload_token": local_issuer.token(), "label": "pod-a"},
+                                              format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["public_jwk"] is None
+    instance = Instance.objects.get(pk=response.json()["id"])
+    assert instance.attested_issuer == local_issuer.url and instance.attested_subject == K8S_SUB
+
+
+def test_rest_registration_takes_a_key_and_a_workload_token_together(api_client, owner, agent, trusted, local_issuer):
+    _, jwk = new_p256_key()
+    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/",
+                                              {"workload_token": local_issuer.token(), "public_jwk": jwk},
+                                              format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["public_jwk"]["kty"] == "EC"
+
+
+def test_rest_registration_needs_a_key_or_a_workload_token(api_client, owner, agent, trusted):
+    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/", {"label": "x"},
+                                              format="json")
+    assert response.status_code == 400 and "public_jwk" in response.json()
+
+
+def test_a_bad_workload_token_over_rest_is_a_400_naming_the_field(api_client, owner, agent, trusted, local_issuer):
+    client = api_client.as_user(owner)
+    for token in (local_issuer.token(aud="elsewhere"), "not-a-jwt", local_issuer.token(sub="system:serviceaccount:x:y"),
+                  12):
+        response = client.post(f"/api/v1/agents/{agent.slug}/instances/", {"workload_token": token}, format="json")
+        assert response.status_code == 400 and "workload_token" in response.json(), response.content
+    assert not Instance.objects.exists()
+
+
+def test_another_owner_cannot_register_an_attested_instance_over_rest(api_client, other_owner, agent, trusted,
+                                                                      local_issuer):
+    response = api_client.as_user(other_owner).post(f"/api/v1/agents/{agent.slug}/instances/",
+                                                    {"workload_token": local_issuer.token()}, format="json")
+    assert response.status_code == 404
