@@ -230,3 +230,11 @@ def test_local_accounts_still_sign_in_with_a_password_while_the_provider_is_down
     from django.contrib.auth import authenticate
 
     assert authenticate(username="local", password="local-password-123").username == "local"
+
+
+def test_the_sign_in_page_offers_sso_only_when_it_is_on(client, settings):
+    assert "sso-sign-in" not in client.get("/login/").content.decode()
+    enable_sso(settings, issuer=ISSUER, client_id="mandate", client_secret="s3cret", role_map=ROLE_MAP)
+    page = client.get("/login/?next=/agents/").content.decode()
+    assert 'id="sso-sign-in"' in page and "Sign in with SSO" in page
+    assert "/oidc/authenticate/?next=/agents/" in page

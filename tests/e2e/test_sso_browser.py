@@ -1,8 +1,9 @@
 """People sign into the console through a real, independent OpenID provider, in a real browser.
 
 The provider is the OpenID-certified ``oidc-provider`` package run with Node on 127.0.0.1
-(tests/e2e/oidc_provider/provider.mjs); Mandate runs in pytest-django's live server; Chromium
-drives the whole authorization code flow (PKCE, state, nonce) by clicking, as a person would.
+(tests/e2e/oidc_provider/provider.mjs); Mandate runs in pytest-django's live server; Chromium (the
+``browser`` fixture of tests/e2e/conftest.py) drives the whole authorization code flow (PKCE,
+state, nonce) by clicking, as a person would.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PROVIDER_DIR = Path(__file__).parent / "oidc_provider"
 CLIENT_ID = "mandate-console"
 CLIENT_SECRET = "a-client-secret-for-the-test-provider-only"
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"]
 
 ACCOUNTS = {
     "ada": {"password": "ada-pw", "claims": {"email": "ada@corp.test", "email_verified": True,
@@ -82,38 +81,35 @@ def sso(settings, provider):
 
 
 @pytest.fixture
-def browser(monkeypatch):
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls the test makes between
-    # clicks are ordinary blocking calls, not async ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
+def sso_sign_in(browser, live_server):
+    """``sso_sign_in(username, password)``: start at the console's sign-in page, take the SSO
+    button, sign in at the provider; the page is wherever Mandate sent the browser back to."""
+    contexts = []
 
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=BROWSER_ARGS)
-        yield chromium
-        chromium.close()
+    def sign_in(username, password):
+        context = browser.new_context()
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15000)
+        page.authorization_requests = []
+        page.on("request", lambda r: page.authorization_requests.append(r.url) if "/auth?" in r.url else None)
+        page.goto(f"{live_server.url}/login/")
+        page.click("#sso-sign-in")
+        page.wait_for_selector("#idp-submit")
+        assert page.url.startswith("http://127.0.0.1:") and "/interaction/" in page.url
+        page.fill("#username", username)
+        page.fill("#password", password)
+        page.click("#idp-submit")
+        page.wait_for_url(lambda url: url.startswith(live_server.url) and "/oidc/" not in url)
+        return page
 
-
-def sso_sign_in(browser, live_server, username, password):
-    """Start at the console's sign-in page, take the SSO button, sign in at the provider."""
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    page.authorization_requests = []
-    page.on("request", lambda r: page.authorization_requests.append(r.url) if "/auth?" in r.url else None)
-    page.goto(f"{live_server.url}/login/")
-    page.click("#sso-sign-in")
-    page.wait_for_selector("#idp-submit")
-    assert page.url.startswith("http://127.0.0.1:") and "/interaction/" in page.url
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("#idp-submit")
-    page.wait_for_url(lambda url: url.startswith(live_server.url) and "/oidc/" not in url)
-    return page
+    yield sign_in
+    for context in contexts:
+        context.close()
 
 
-def test_an_admin_signs_in_through_the_provider_and_lands_with_the_admin_role(sso, browser, live_server):
-    page = sso_sign_in(browser, live_server, "ada", "ada-pw")
+def test_an_admin_signs_in_through_the_provider_and_lands_with_the_admin_role(sso, sso_sign_in):
+    page = sso_sign_in("ada", "ada-pw")
     (authorization,) = page.authorization_requests
     for parameter in ("code_challenge=", "code_challenge_method=S256", "state=", "nonce=", "response_type=code"):
         assert parameter in authorization
@@ -127,22 +123,22 @@ def test_an_admin_signs_in_through_the_provider_and_lands_with_the_admin_role(ss
     assert AuditEvent.objects.filter(verb="user.created", target_label="ada").exists()
 
 
-def test_someone_the_role_map_does_not_cover_is_refused_and_no_account_is_made(sso, browser, live_server):
-    page = sso_sign_in(browser, live_server, "mallory", "mallory-pw")
+def test_someone_the_role_map_does_not_cover_is_refused_and_no_account_is_made(sso, sso_sign_in):
+    page = sso_sign_in("mallory", "mallory-pw")
     assert "/login/" in page.url
     assert "did not let you in" in page.content()
     assert not get_user_model().objects.filter(username="mallory").exists()
 
 
-def test_someone_the_provider_disables_is_refused_here(sso, browser, live_server):
-    page = sso_sign_in(browser, live_server, "dave", "dave-pw")
+def test_someone_the_provider_disables_is_refused_here(sso, sso_sign_in):
+    page = sso_sign_in("dave", "dave-pw")
     assert "/login/" in page.url
     assert not get_user_model().objects.filter(username="dave").exists()
 
 
 def test_a_person_removed_from_their_group_at_the_provider_is_refused_and_deactivated_on_next_sign_in(
-        sso, browser, live_server, accounts_file):
-    sso_sign_in(browser, live_server, "olga", "olga-pw")
+        sso, sso_sign_in, accounts_file):
+    sso_sign_in("olga", "olga-pw")
     olga = get_user_model().objects.get(username="olga")
     assert set(olga.groups.values_list("name", flat=True)) == {AGENT_OWNER}
 
@@ -150,7 +146,7 @@ def test_a_person_removed_from_their_group_at_the_provider_is_refused_and_deacti
     changed["olga"]["claims"]["groups"] = ["alumni"]
     accounts_file.write_text(json.dumps(changed))
 
-    page = sso_sign_in(browser, live_server, "olga", "olga-pw")
+    page = sso_sign_in("olga", "olga-pw")
     assert "/login/" in page.url
     olga.refresh_from_db()
     assert not olga.is_active
