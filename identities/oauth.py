@@ -32,6 +32,7 @@ from identities.assertions import (
 )
 from identities.issuance import GrantRefused, delegate_credential, issue_credential
 from identities.models import Agent, Credential, Instance, spiffe_id_for
+from identities.oidc import WorkloadTokenRejected, is_workload_assertion, workload_client_assertion
 from identities.prepared import PreparedValues
 from identities.services import revoke_credential
 from identities.tokens import TokenRejected, VerifiedToken, verify_access_token
@@ -128,7 +129,13 @@ def _parse_ttl(params: dict) -> int | None:
     return int(raw)
 
 
-def _authenticate(assertion: str, request):
+def _authenticate(assertion: str, request, *, client_id: str | None = None):
+    if is_workload_assertion(assertion):
+        # A token from a trusted OpenID Connect workload issuer instead of a Mandate-registered key.
+        try:
+            return workload_client_assertion(assertion, instance_hint=client_id)
+        except WorkloadTokenRejected as rejected:
+            raise OAuthError("invalid_client", rejected.description, status=401) from None
     try:
         return verify_client_assertion(assertion, audience=token_endpoint_url(request))
     except AssertionRejected as rejected:
@@ -138,7 +145,7 @@ def _authenticate(assertion: str, request):
 def _client_credentials(request, params: dict):
     if params.get("client_assertion_type") != JWT_BEARER:
         raise OAuthError("invalid_client", f"client_assertion_type must be {JWT_BEARER}", status=401)
-    assertion = _authenticate(_required(params, "client_assertion"), request)
+    assertion = _authenticate(_required(params, "client_assertion"), request, client_id=params.get("client_id"))
     if "client_id" in params and params["client_id"] != assertion.spiffe_id:
         raise OAuthError("invalid_client", "client_id does not match the assertion", status=401)
     try:
