@@ -188,6 +188,119 @@ def record(
     return event
 
 
+def _encode(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_many(
+    verb: str,
+    *,
+    actor,
+    target_type: str,
+    targets: list[tuple[uuid.UUID | None, str, str]],
+    before: dict | None = None,
+    after: dict | None = None,
+    reason: str = "",
+    at: datetime | None = None,
+) -> int:
+    """Append one event per ``(agent_id, target_id, target_label)``, all sharing verb, actor,
+    before/after and reason — the sweeps' bulk path. Must run inside the transaction that made the
+    change; returns how many rows it appended.
+
+    Each chain head is locked once per call (in key order, so two bulk writers cannot deadlock
+    each other), the rows are linked in memory and inserted in one statement (COPY on PostgreSQL),
+    and every head is advanced in one UPDATE. The canonical content is assembled from pre-encoded
+    parts in ``_canonical``'s exact key order, so ``verify_chain`` checks these rows like any other.
+    """
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit.record_many must be called inside the transaction that made the change")
+    if not targets:
+        return 0
+    who = as_actor(actor)
+    at = at or timezone.now()
+    before_s = scrub(before) if before is not None else None
+    after_s = scrub(after) if after is not None else None
+    reason_s = scrub(reason or "")[:2000]
+    request_id = current_request_id()
+    actor_name = who.name[:255]
+    actor_user_id = getattr(who.user, "pk", None) if who.user is not None else None
+
+    by_chain: dict[str, list[tuple[str | None, str, str]]] = {}
+    for agent_id, target_id, label in targets:
+        key = f"agent:{agent_id}" if agent_id else GLOBAL_CHAIN
+        by_chain.setdefault(key, []).append((str(agent_id) if agent_id else None, str(target_id), (label or "")[:255]))
+    keys = sorted(by_chain)
+    AuditChain.objects.bulk_create([AuditChain(key=k) for k in keys], ignore_conflicts=True)
+    heads = {h.key: h for h in AuditChain.objects.select_for_update().filter(key__in=keys).order_by("key")}
+
+    # Keys in sorted order, as json.dumps(sort_keys=True) writes them in _canonical.
+    p1 = ('{"actor":' + _encode(actor_name) + ',"actor_type":' + _encode(who.type)
+          + ',"after":' + _encode(after_s) + ',"agent_id":')
+    p2 = ',"at":' + _encode(at.isoformat()) + ',"before":' + _encode(before_s) + ',"chain":'
+    p3 = ',"reason":' + _encode(reason_s) + ',"request_id":' + _encode(request_id) + ',"seq":'
+    p6 = ',"target_type":' + _encode(target_type) + ',"verb":' + _encode(verb) + "}"
+    sha256 = hashlib.sha256
+    rows: list[tuple] = []
+    new_heads: list[tuple[str, int, str]] = []
+    for key in keys:
+        head = heads[key]
+        prev = head.last_hash
+        seq = head.length
+        enc_key = _encode(key)
+        for agent_id, target_id, label in by_chain[key]:
+            seq += 1
+            canonical = (p1 + _encode(agent_id) + p2 + enc_key + p3 + str(seq) + ',"target_id":' + _encode(target_id)
+                         + ',"target_label":' + _encode(label) + p6)
+            digest = sha256(prev.encode() + b"\n" + canonical.encode()).hexdigest()
+            rows.append((key, seq, agent_id, target_id, label, prev, digest))
+            prev = digest
+        new_heads.append((key, seq, prev))
+
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        _copy_events(connection, rows, at=at, actor_type=who.type, actor=actor_name, actor_user_id=actor_user_id,
+                     verb=verb, target_type=target_type, before=before_s, after=after_s, reason=reason_s,
+                     request_id=request_id)
+        with connection.cursor() as cursor:
+            values = ",".join(["(%s,%s,%s)"] * len(new_heads))
+            cursor.execute(
+                f"UPDATE {AuditChain._meta.db_table} AS h SET length = v.length::bigint, last_hash = v.last_hash "  # noqa: S608
+                f"FROM (VALUES {values}) AS v(key, length, last_hash) WHERE h.key = v.key",
+                [item for head in new_heads for item in head],
+            )
+    else:
+        AuditEvent.objects.bulk_create(
+            [
+                AuditEvent(chain=key, seq=seq, at=at, actor_type=who.type, actor=actor_name,
+                           actor_user_id=actor_user_id, verb=verb, target_type=target_type, target_id=target_id,
+                           target_label=label, agent_id=agent_id, before=before_s, after=after_s, reason=reason_s,
+                           request_id=request_id, prev_hash=prev, hash=digest)
+                for key, seq, agent_id, target_id, label, prev, digest in rows
+            ],
+            batch_size=500,
+        )
+        for key, length, last_hash in new_heads:
+            AuditChain.objects.filter(key=key).update(length=length, last_hash=last_hash)
+    return len(rows)
+
+
+def _copy_events(connection, rows, *, at, actor_type, actor, actor_user_id, verb, target_type, before, after,
+                 reason, request_id) -> None:
+    """COPY the linked rows into the audit table: one round trip for thousands of rows."""
+    meta = AuditEvent._meta
+    names = ["chain", "seq", "at", "actor_type", "actor", "actor_user", "verb", "target_type", "target_id",
+             "target_label", "agent_id", "before", "after", "reason", "request_id", "prev_hash", "hash"]
+    columns = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in names)
+    before_j = json.dumps(before) if before is not None else None
+    after_j = json.dumps(after) if after is not None else None
+    with connection.cursor() as cursor:
+        raw = cursor.cursor  # the psycopg cursor under Django's wrapper
+        with raw.copy(f"COPY {connection.ops.quote_name(meta.db_table)} ({columns}) FROM STDIN") as copy:
+            for key, seq, agent_id, target_id, label, prev, digest in rows:
+                copy.write_row((key, seq, at, actor_type, actor, actor_user_id, verb, target_type, target_id, label,
+                                agent_id, before_j, after_j, reason, request_id, prev, digest))
+
+
 @dataclass
 class VerifyResult:
     ok: bool

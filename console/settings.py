@@ -236,7 +236,62 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# Sweeps go to their own queue so a burst of notifications never delays expiry (and the other
+# way round); a worker started with `-Q celery,scheduled` serves both.
+MANDATE_SCHEDULED_QUEUE = env_str("MANDATE_SCHEDULED_QUEUE", "scheduled")
+MANDATE_SWEEP_TASKS = (
+    "tasks.tasks.expire_overdue_credentials",
+    "tasks.tasks.expire_overdue_envelopes",
+    "tasks.tasks.expire_pending_requests",
+    "tasks.tasks.flag_stale_sessions",
+    "tasks.tasks.rotate_signing_keys",
+    "tasks.tasks.retire_drained_keys",
+)
+CELERY_TASK_ROUTES = {name: {"queue": MANDATE_SCHEDULED_QUEUE} for name in MANDATE_SWEEP_TASKS}
+# A sweep that runs longer than this is stopped between chunks (its current chunk rolls back).
+MANDATE_SWEEP_SOFT_TIME_LIMIT = env_int("MANDATE_SWEEP_SOFT_TIME_LIMIT", 240, minimum=1)
+
+
+def _sweep(task: str, *, every: int, offset: int) -> dict:
+    """One beat entry: wall-clock slots shifted by ``offset`` so the sweeps do not fire together;
+    a run that waited in the queue longer than most of its interval is dropped (the next one
+    comes soon and does the same work)."""
+    from console.schedules import staggered
+
+    return {
+        "task": task,
+        "schedule": staggered(every, offset),
+        "options": {
+            "queue": MANDATE_SCHEDULED_QUEUE,
+            "expires": max(every * 0.8, 0.5),
+            "soft_time_limit": MANDATE_SWEEP_SOFT_TIME_LIMIT,
+            "time_limit": MANDATE_SWEEP_SOFT_TIME_LIMIT + 30,
+        },
+    }
+
+
+# Every scheduled job, in one place. Intervals in seconds, each overridable by its env var.
+CELERY_BEAT_SCHEDULE = {
+    "expire-overdue-credentials": _sweep(
+        "tasks.tasks.expire_overdue_credentials",
+        every=env_int("MANDATE_SWEEP_CREDENTIALS_SECONDS", 60, minimum=1), offset=0),
+    "expire-overdue-envelopes": _sweep(
+        "tasks.tasks.expire_overdue_envelopes",
+        every=env_int("MANDATE_SWEEP_ENVELOPES_SECONDS", 60, minimum=1), offset=17),
+    "expire-pending-requests": _sweep(
+        "tasks.tasks.expire_pending_requests",
+        every=env_int("MANDATE_SWEEP_PENDING_SECONDS", 300, minimum=1), offset=131),
+    "flag-stale-sessions": _sweep(
+        "tasks.tasks.flag_stale_sessions",
+        every=env_int("MANDATE_SWEEP_STALE_SECONDS", 120, minimum=1), offset=43),
+    "rotate-signing-keys": _sweep(
+        "tasks.tasks.rotate_signing_keys",
+        every=env_int("MANDATE_ROTATE_KEYS_SECONDS", 24 * 3600, minimum=60), offset=3 * 3600 + 17 * 60),
+    "retire-drained-keys": _sweep(
+        "tasks.tasks.retire_drained_keys",
+        every=env_int("MANDATE_RETIRE_KEYS_SECONDS", 3600, minimum=60), offset=23 * 60 + 7),
+}
 
 # --- Logging ------------------------------------------------------------------------------------
 LOGGING = {

@@ -44,3 +44,48 @@ def run_evidence_export(job_id: str) -> None:
     from tasks.export import run_export
 
     run_export(job_id)
+
+
+# --- scheduled sweeps (routed to the `scheduled` queue; beat entries in settings.CELERY_BEAT_SCHEDULE) ---
+
+
+@shared_task(ignore_result=True)
+def expire_overdue_credentials() -> int:
+    from tasks import sweeps
+
+    return sweeps.expire_overdue_credentials()
+
+
+@shared_task(ignore_result=True)
+def expire_overdue_envelopes() -> int:
+    from tasks import sweeps
+
+    return sweeps.expire_overdue_envelopes()
+
+
+@shared_task(ignore_result=True)
+def expire_pending_requests() -> int:
+    from tasks import sweeps
+
+    return sweeps.expire_pending_requests()
+
+
+@shared_task(ignore_result=True)
+def flag_stale_sessions() -> int:
+    from tasks import sweeps
+
+    return sweeps.flag_stale_sessions()
+
+
+@shared_task(ignore_result=True)
+def rotate_signing_keys() -> int:
+    from tasks import sweeps
+
+    return sweeps.rotate_signing_keys()
+
+
+@shared_task(ignore_result=True)
+def retire_drained_keys() -> int:
+    from tasks import sweeps
+
+    return sweeps.retire_drained_keys()
