@@ -26,11 +26,36 @@ def _database_ok() -> bool:
 
 
 def _broker_ok() -> bool:
+    """True when the broker would take a message now. Each transport is asked the way that
+    really touches it: kombu connects lazily for some, so ``ensure_connection`` alone can say
+    yes to a Redis that is down."""
     from console.celery import app
 
+    url = app.conf.broker_url or ""
+    scheme = url.split("://", 1)[0].lower()
     try:
+        if scheme == "filesystem":
+            return _filesystem_broker_ok(app.conf.broker_transport_options or {})
+        if scheme in ("redis", "rediss"):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
         with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, timeout=2)
-        return True
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
+            return bool(conn.connected)
     except Exception:
         return False
+
+
+def _filesystem_broker_ok(options: dict) -> bool:
+    """The embedded broker is a folder: it must exist and be writable by this process."""
+    import os
+
+    folders = {options.get("data_folder_in"), options.get("data_folder_out")} - {None}
+    if options.get("store_processed"):
+        folders.add(options.get("processed_folder"))
+    return bool(folders) and all(os.path.isdir(f) and os.access(f, os.W_OK | os.X_OK) for f in folders)

@@ -92,6 +92,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     _db["CONN_MAX_AGE"] = 0
+    # A file, not memory, so a real worker and beat started by a test can see the test database.
+    _db["TEST"] = {"NAME": str(DATA_DIR / "test-mandate.sqlite3")}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db["CONN_HEALTH_CHECKS"] = True
     if env_bool("DB_POOL", False):

@@ -25,7 +25,8 @@ class Command(BaseCommand):
         commands = {
             "web": [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
             "worker": [python, "-m", "celery", "-A", "console", "worker", "--loglevel=INFO",
-                       "--concurrency=2", "-Q", "celery,scheduled", "--without-gossip", "--without-mingle"],
+                       "--concurrency=2", "-Q", f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.MANDATE_SCHEDULED_QUEUE}",
+                       "--without-gossip", "--without-mingle"],
             "beat": [python, "-m", "celery", "-A", "console", "beat", "--loglevel=INFO",
                      "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
         }
