@@ -103,14 +103,14 @@ def test_one_bad_chunk_falls_back_to_rows_and_skips_only_the_bad_one(owner, admi
     envelope = approved_envelope(make_instance(make_agent(owner)), admin)
     good = [credential(envelope, expires_in=-2) for _ in range(3)]
     bad = credential(envelope, expires_in=-1)
-    real = sweeps._claim_credentials
+    real = sweeps.audit.record_many
 
-    def claim(jtis):
-        if bad.jti in jtis:
+    def record_many(verb, *, targets, **kwargs):
+        if any(jti == bad.jti for _, jti, _ in targets):
             raise RuntimeError("a broken row")
-        return real(jtis)
+        return real(verb, targets=targets, **kwargs)
 
-    monkeypatch.setattr(sweeps, "_claim_credentials", claim)
+    monkeypatch.setattr(sweeps.audit, "record_many", record_many)
     assert sweeps.expire_overdue_credentials() == 3
     assert Credential.objects.filter(jti__in=[g.jti for g in good], status="expired").count() == 3
     bad.refresh_from_db()
