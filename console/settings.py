@@ -248,6 +248,7 @@ MANDATE_SWEEP_TASKS = (
     "tasks.tasks.expire_pending_requests",
     "tasks.tasks.flag_stale_sessions",
     "tasks.tasks.rotate_signing_keys",
+    "tasks.tasks.activate_published_keys",
     "tasks.tasks.retire_drained_keys",
 )
 CELERY_TASK_ROUTES = {name: {"queue": MANDATE_SCHEDULED_QUEUE} for name in MANDATE_SWEEP_TASKS}
@@ -290,6 +291,9 @@ CELERY_BEAT_SCHEDULE = {
     "rotate-signing-keys": _sweep(
         "tasks.tasks.rotate_signing_keys",
         every=env_int("MANDATE_ROTATE_KEYS_SECONDS", 24 * 3600, minimum=60), offset=3 * 3600 + 17 * 60),
+    "activate-published-keys": _sweep(
+        "tasks.tasks.activate_published_keys",
+        every=env_int("MANDATE_ACTIVATE_KEYS_SECONDS", 300, minimum=60), offset=4 * 60 + 31),
     "retire-drained-keys": _sweep(
         "tasks.tasks.retire_drained_keys",
         every=env_int("MANDATE_RETIRE_KEYS_SECONDS", 3600, minimum=60), offset=23 * 60 + 7),

@@ -191,22 +191,10 @@ def expire_overdue_envelopes(*, now: datetime | None = None, limit: int = 1000) 
 
 
 def expire_pending_requests(*, now: datetime | None = None, limit: int = 1000) -> int:
-    """Pending envelopes nobody decided within the policy's limit → expired."""
+    """Pending envelopes nobody decided within the policy's limit → expired (env_pending_idx)."""
     from tasks import services
 
-    now = now or timezone.now()
-    delegate = getattr(services, "expire_pending_requests", None)
-    if delegate is not None:
-        changed = delegate(now=now, limit=limit)
-    else:
-        cutoff = now - timedelta(seconds=active_policy().pending_max_seconds)
-        ids = list(
-            TaskEnvelope.objects.filter(state=TaskEnvelope.State.PENDING, created_at__lte=cutoff)  # env_pending_idx
-            .order_by("created_at")
-            .values_list("id", flat=True)[:limit]
-        )
-        changed = _each(ids, lambda pk: services.expire_envelope(envelope_id=pk, now=now),
-                        what="expire_pending_requests")
+    changed = services.expire_pending_requests(now=now, limit=limit)
     log.info("expire_pending_requests: %d pending request(s) expired", changed)
     return changed
 
@@ -321,31 +309,28 @@ def _flag_envelope(pk, *, cutoff, stale: bool) -> bool:
 
 
 def rotate_signing_keys() -> int:
-    """Start a new signing key on schedule (the old one keeps verifying until its tokens expire)."""
-    keys = _keys_module()
-    if keys is None or not hasattr(keys, "rotate_signing_key"):
-        log.warning("rotate_signing_keys: identities.keys.rotate_signing_key is not available; nothing done")
-        return 0
-    keys.rotate_signing_key(actor=audit.Actor.scheduler("rotate-signing-keys"))
-    log.info("rotate_signing_keys: rotated")
+    """Publish a new signing key on schedule; it starts signing once verifiers had a refresh hint
+    to fetch it (``activate_published_keys``), and the old one keeps verifying until it drains."""
+    from identities import keys
+
+    key = keys.rotate_signing_key(actor=audit.Actor.scheduler("rotate-signing-keys"))
+    log.info("rotate_signing_keys: published %s (%s)", key.kid, key.status)
     return 1
+
+
+def activate_published_keys(*, now: datetime | None = None) -> int:
+    """Let the newest published key sign once it has been in the JWKS for a refresh hint."""
+    from identities import keys
+
+    changed = keys.activate_due_keys(actor=audit.Actor.scheduler("activate-published-keys"), now=now)
+    log.info("activate_published_keys: %d key(s) activated", changed)
+    return changed
 
 
 def retire_drained_keys(*, now: datetime | None = None) -> int:
     """Retire keys that no longer sign and whose last token has expired."""
-    keys = _keys_module()
-    if keys is None or not hasattr(keys, "retire_drained_keys"):
-        log.warning("retire_drained_keys: identities.keys.retire_drained_keys is not available; nothing done")
-        return 0
-    changed = keys.retire_drained_keys(actor=audit.Actor.scheduler("retire-drained-keys"))
-    changed = int(changed or 0) if not isinstance(changed, list | tuple) else len(changed)
+    from identities import keys
+
+    changed = keys.retire_drained_keys(actor=audit.Actor.scheduler("retire-drained-keys"), now=now)
     log.info("retire_drained_keys: %d key(s) retired", changed)
     return changed
-
-
-def _keys_module():
-    try:
-        from identities import keys
-    except ImportError:
-        return None
-    return keys

@@ -85,6 +85,13 @@ def rotate_signing_keys() -> int:
 
 
 @shared_task(ignore_result=True)
+def activate_published_keys() -> int:
+    from tasks import sweeps
+
+    return sweeps.activate_published_keys()
+
+
+@shared_task(ignore_result=True)
 def retire_drained_keys() -> int:
     from tasks import sweeps
 

@@ -251,18 +251,34 @@ def test_a_policy_that_pauses_stale_instances_pauses_them_and_revokes_their_cred
 # --- keys ----------------------------------------------------------------------------------------
 
 
-def test_key_sweeps_call_the_key_service_when_it_exists(monkeypatch):
-    import sys
-    import types
+def test_key_sweeps_rotate_then_activate_after_the_refresh_hint_then_retire_the_drained_key():
+    from identities.keys import REFRESH_HINT_SECONDS
+    from identities.models import SigningKey
 
-    calls = []
-    fake = types.ModuleType("identities.keys")
-    fake.rotate_signing_key = lambda *, actor: calls.append(("rotate", actor.name))
-    fake.retire_drained_keys = lambda *, actor: calls.append(("retire", actor.name)) or 2
-    monkeypatch.setitem(sys.modules, "identities.keys", fake)
-    assert sweeps.rotate_signing_keys() == 1
-    assert sweeps.retire_drained_keys() == 2
-    assert calls == [("rotate", "rotate-signing-keys"), ("retire", "retire-drained-keys")]
+    assert sweeps.rotate_signing_keys() == 1  # no key signs yet: the first one signs at once
+    first = SigningKey.objects.get()
+    assert first.status == SigningKey.Status.ACTIVE
+
+    sweeps.rotate_signing_keys()
+    second = SigningKey.objects.exclude(pk=first.pk).get()
+    assert second.status == SigningKey.Status.PUBLISHED
+    assert sweeps.activate_published_keys() == 0  # verifiers have not had a refresh hint yet
+
+    later = timezone.now() + timedelta(seconds=REFRESH_HINT_SECONDS + 1)
+    assert sweeps.activate_published_keys(now=later) == 1
+    assert sweeps.activate_published_keys(now=later) == 0
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == (SigningKey.Status.RETIRING, SigningKey.Status.ACTIVE)
+
+    assert sweeps.retire_drained_keys() == 0  # its tokens may still be live
+    drained = timezone.now() + timedelta(days=1)
+    assert sweeps.retire_drained_keys(now=drained) == 1
+    assert sweeps.retire_drained_keys(now=drained) == 0
+    first.refresh_from_db()
+    assert first.status == SigningKey.Status.RETIRED
+    assert AuditEvent.objects.filter(verb="key.retired", actor_type="scheduler").count() == 1
+    assert verify_chain().ok
 
 
 # --- two workers at once (PostgreSQL) ------------------------------------------------------------
