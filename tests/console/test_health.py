@@ -14,6 +14,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def broker(monkeypatch):
+    # Celery reads CELERY_BROKER_URL from the environment before its own settings (CI sets it).
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+
     def use(url: str, options: dict | None = None):
         monkeypatch.setitem(app.conf, "broker_url", url)
         monkeypatch.setitem(app.conf, "broker_transport_options", options or {})
