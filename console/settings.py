@@ -250,6 +250,9 @@ MANDATE_SWEEP_TASKS = (
     "tasks.tasks.rotate_signing_keys",
     "tasks.tasks.activate_published_keys",
     "tasks.tasks.retire_drained_keys",
+    "tasks.tasks.expire_due_exceptions",
+    "tasks.tasks.remind_recertifications",
+    "tasks.tasks.flag_orphaned_agents",
 )
 CELERY_TASK_ROUTES = {name: {"queue": MANDATE_SCHEDULED_QUEUE} for name in MANDATE_SWEEP_TASKS}
 # A sweep that runs longer than this is stopped between chunks (its current chunk rolls back).
@@ -297,6 +300,16 @@ CELERY_BEAT_SCHEDULE = {
     "retire-drained-keys": _sweep(
         "tasks.tasks.retire_drained_keys",
         every=env_int("MANDATE_RETIRE_KEYS_SECONDS", 3600, minimum=60), offset=23 * 60 + 7),
+    "expire-standing-exceptions": _sweep(
+        "tasks.tasks.expire_due_exceptions",
+        every=env_int("MANDATE_SWEEP_EXCEPTIONS_SECONDS", 300, minimum=1), offset=2 * 60 + 13),
+    # Reminders are claimed per exception per day, so a second run the same day mails nobody twice.
+    "remind-recertifications": _sweep(
+        "tasks.tasks.remind_recertifications",
+        every=env_int("MANDATE_REMIND_RECERTIFICATIONS_SECONDS", 24 * 3600, minimum=60), offset=8 * 3600 + 7 * 60),
+    "flag-orphaned-agents": _sweep(
+        "tasks.tasks.flag_orphaned_agents",
+        every=env_int("MANDATE_SWEEP_ORPHANS_SECONDS", 900, minimum=1), offset=7 * 60 + 41),
 }
 
 # --- Logging ------------------------------------------------------------------------------------
