@@ -12,6 +12,7 @@ changed row, logs and skips a row that fails, and returns how many rows it chang
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -130,9 +131,8 @@ def claim_credentials_sql(*, now, limit: int, skip: set[str] = frozenset(), only
     return sql, [Credential.Status.EXPIRED, *params, Credential.Status.ACTIVE]
 
 
-def _as_uuid(value):
-    import uuid
-
+def _as_uuid(value) -> uuid.UUID:
+    # SQLite hands back the instance id as text, PostgreSQL as a UUID.
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
