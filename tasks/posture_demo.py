@@ -23,7 +23,7 @@ from tasks import exceptions as exception_services
 from tasks import services as task_services
 from tasks.models import ActivityEvent, TaskEnvelope
 
-DEMO_AGENTS = ("invoice-triage", "repo-gardener", "nightly-sync", "ticket-bot")
+DEMO_AGENTS = ("expense-review", "repo-gardener", "nightly-sync", "ticket-bot")
 
 
 def _user(username: str, *roles: str, active: bool = True):
@@ -80,7 +80,7 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
 
     agents = {}
     with transaction.atomic():
-        for slug, who, max_s in (("invoice-triage", owner, 4 * 3600), ("repo-gardener", owner, 3600),
+        for slug, who, max_s in (("expense-review", owner, 4 * 3600), ("repo-gardener", owner, 3600),
                                  ("nightly-sync", owner, 4 * 3600), ("ticket-bot", leaver, 4 * 3600)):
             agents[slug] = identity_services.register_agent(actor=admin, owner=who, slug=slug,
                                                            name=slug.replace("-", " ").title(), ceiling=ceiling,
@@ -90,11 +90,11 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
     Instance.objects.filter(pk__in=[i.pk for i in inst.values()]).update(last_seen_at=now - timedelta(minutes=5))
 
     envelopes, activity, creds = [], [], []
-    # invoice-triage: asks for read+write on GitHub and Jira, uses mostly github:read.
+    # expense-review: asks for read+write on GitHub and Jira, uses mostly github:read.
     for day in range(28, 0, -1):
         approved = now - timedelta(days=day, hours=rng.randint(0, 8))
         wait = timedelta(minutes=rng.choice([2, 3, 12, 25, 50, 90, 200, 600, 1500]))
-        env = _envelope(inst["invoice-triage"], owner, approvers, intent=f"triage invoices batch {29 - day}",
+        env = _envelope(inst["expense-review"], owner, approvers, intent=f"triage invoices batch {29 - day}",
                         scopes=ceiling, resources=["repo:acme/*", "project:FIN"], duration=3600,
                         approved_at=approved, wait=wait, actions_used=activity_per_envelope)
         envelopes.append(env)
@@ -146,7 +146,7 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
     Credential.objects.bulk_create(creds, batch_size=2000)
 
     # Stale and never-seen instances, and a clone that outlived its parent.
-    stale = identity_services.register_instance(agent=agents["invoice-triage"], actor=owner, public_jwk=_key(),
+    stale = identity_services.register_instance(agent=agents["expense-review"], actor=owner, public_jwk=_key(),
                                                 label="stale-worker")
     Instance.objects.filter(pk=stale.pk).update(stale=True, stale_since=now - timedelta(hours=3),
                                                 last_seen_at=now - timedelta(hours=4))
@@ -161,7 +161,7 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
 
     # Standing exceptions: approved, pending, due for re-certification, and one past its hard expiry.
     crm = exception_services.request_exception(
-        actor=owner, agent=agents["invoice-triage"], vendor="Acme CRM webhook", scopes=["jira:read"],
+        actor=owner, agent=agents["expense-review"], vendor="Acme CRM webhook", scopes=["jira:read"],
         justification="The CRM only supports a static bearer token for its webhook.",
         compensating_controls="Source IP allow-list; token scoped to one project; weekly log review.",
         duration_days=90, recertify_every_days=30, issue_secret=True).exception

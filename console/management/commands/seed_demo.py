@@ -21,6 +21,7 @@ from identities import services as ids
 from identities.models import Agent, Credential, Instance
 from tasks import services as tasks
 from tasks.models import ActivityEvent, TaskEnvelope
+from tasks.posture_demo import seed_posture_demo
 
 DEFAULT_PASSWORD = "mandate-demo"
 
@@ -56,6 +57,8 @@ class Command(BaseCommand):
         else:
             with transaction.atomic():
                 self._world(users)
+        # Weeks of history for the posture page: granted vs used, standing access, an orphaned agent.
+        seed_posture_demo(stdout=self.stdout)
         self.stdout.write(self.style.SUCCESS("\nDemo logins (password: %s):" % (
             "from MANDATE_PASSWORD" if os.environ.get("MANDATE_PASSWORD") else DEFAULT_PASSWORD)))
         for username, full_name, roles in USERS:
