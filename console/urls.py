@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("identities.oauth_urls")),
     path("", include("tasks.urls")),
     path("", include("console.ui_urls")),
+    path("api/v1/", include("tasks.api.urls")),
 ]
 
 handler403 = "console.views.auth.forbidden"

@@ -33,6 +33,11 @@ def _is_owner(actor, agent: Agent) -> bool:
     return getattr(actor, "pk", None) is not None and agent.owner_id == actor.pk
 
 
+def _is_rule_actor(actor) -> bool:
+    return isinstance(actor, audit.Actor) and actor.type in (audit.AuditEvent.ActorType.POLICY,
+                                                             audit.AuditEvent.ActorType.SCHEDULER)
+
+
 def _require_owner_or_admin(actor, agent: Agent, what: str) -> None:
     if is_admin(actor):
         return
@@ -252,7 +257,9 @@ def _end_live(envelope: TaskEnvelope, *, new_state: str, verb: str, actor, reaso
 
 
 def revoke_envelope(*, envelope: TaskEnvelope, actor, reason: str = "", request=None) -> TaskEnvelope:
-    _require_owner_or_admin(actor, envelope.agent, "revoke this envelope")
+    # A named policy rule (e.g. the drift limit) or the scheduler acts on its own authority.
+    if not _is_rule_actor(actor):
+        _require_owner_or_admin(actor, envelope.agent, "revoke this envelope")
     with transaction.atomic():
         envelope = _lock(envelope)
         if envelope.state == State.REVOKED:

@@ -1,0 +1,70 @@
+"""``POST /api/v1/decisions``: a gateway asks whether one tool call may go ahead."""
+
+from __future__ import annotations
+
+import json
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from console.errors import ValidationFailed
+from tasks.api.permissions import IsGatewayOrAdmin
+from tasks.decisions import REASONS, decide
+
+MAX_CONTEXT_BYTES = 4096
+
+
+class DecisionRequestSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="the agent's credential (JWT) as presented to the gateway")
+    scope = serializers.CharField(max_length=130, help_text="the tool scope of the call, e.g. github:write")
+    resource = serializers.CharField(max_length=512, allow_blank=True, help_text="what the call acts on, e.g. repo:acme/api")
+    context = serializers.DictField(required=False, help_text="optional facts for the guardrail policy")
+
+
+class DecisionSerializer(serializers.Serializer):
+    allow = serializers.BooleanField()
+    reason = serializers.ChoiceField(choices=REASONS)
+    detail = serializers.CharField()
+    decision_id = serializers.CharField()
+    envelope = serializers.UUIDField(allow_null=True)
+    instance = serializers.UUIDField(allow_null=True)
+    remaining_actions = serializers.IntegerField(allow_null=True)
+
+
+def parse_decision_request(data) -> dict:
+    """Validate by hand: this runs on every tool call, and a serializer costs more than the checks."""
+    if not isinstance(data, dict):
+        raise ValidationFailed("a JSON object with token, scope, resource and optional context", field="token")
+    token = data.get("token")
+    if not isinstance(token, str):
+        raise ValidationFailed("the agent's credential, a string", field="token")
+    scope = data.get("scope")
+    if not isinstance(scope, str) or not 0 < len(scope) <= 130:
+        raise ValidationFailed("a scope string of 1 to 130 characters", field="scope")
+    resource = data.get("resource")
+    if not isinstance(resource, str) or len(resource) > 512:
+        raise ValidationFailed("a resource string of at most 512 characters", field="resource")
+    context = data.get("context")
+    if context is None:
+        context = {}
+    if not isinstance(context, dict):
+        raise ValidationFailed("an object", field="context")
+    if context and len(json.dumps(context, default=str)) > MAX_CONTEXT_BYTES:
+        raise ValidationFailed(f"at most {MAX_CONTEXT_BYTES} bytes of JSON", field="context")
+    return {"token": token, "scope": scope, "resource": resource, "context": context}
+
+
+class DecisionView(APIView):
+    permission_classes = [IsGatewayOrAdmin]
+
+    @extend_schema(request=DecisionRequestSerializer, responses={200: DecisionSerializer},
+                   summary="Decide one tool call against its credential and envelope",
+                   description="Checks in order and answers the first failing reason. An allowed "
+                               "decision uses one action of the budget. Every decision is recorded "
+                               "before it is answered.")
+    def post(self, request):
+        fields = parse_decision_request(request.data)
+        decision = decide(**fields, reported_by=request.user.get_username())
+        return Response(decision.as_dict())

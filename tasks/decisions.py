@@ -1,0 +1,316 @@
+"""Request-time decisions: may this credential make this call, now?
+
+A gateway sends the agent's credential and the call (``scope``, ``resource``, ``context``). The
+checks run in a fixed order and the answer names the FIRST that fails (reason codes fixed by the
+API contract): ``token_invalid`` / ``token_expired`` → ``token_revoked`` → ``instance_inactive`` →
+``agent_inactive`` → ``envelope_inactive`` → ``scope_not_granted`` → ``resource_not_granted`` →
+``budget_exhausted`` → ``policy_forbids`` → ``ok``.
+
+The hot path is three statements: one SELECT loading credential, instance, agent and envelope by
+``jti``; for an allowed call, a conditional ``UPDATE … RETURNING`` that takes one action of the
+budget only while budget and time are left (so two gateways racing on the last action cannot both
+win); and the INSERT of the activity event. The UPDATE and the INSERT share one transaction, which
+commits before the answer leaves: no decision is ever answered without being on record. Expiry is
+compared here, never left to the sweep.
+
+Signature verification (ECDSA P-256) is the most expensive step in Python, and a gateway asks about
+the same token many times in its few minutes of life, so verified tokens are cached per process by
+their exact text for a few seconds — the same interval for which ``identities.keys`` caches which
+keys are published. ``exp`` is compared on every call, revocation is read from the database on every
+call.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from console import audit
+from identities.models import Agent, Credential, Instance
+from identities.tokens import TokenRejected, VerifiedToken, verify_access_token
+from tasks.models import ActivityEvent, TaskEnvelope
+from tasks.policy import active_policy
+from tasks.resources import resource_granted
+
+OK = "ok"
+TOKEN_INVALID = "token_invalid"
+TOKEN_EXPIRED = "token_expired"
+TOKEN_REVOKED = "token_revoked"
+INSTANCE_INACTIVE = "instance_inactive"
+AGENT_INACTIVE = "agent_inactive"
+ENVELOPE_INACTIVE = "envelope_inactive"
+SCOPE_NOT_GRANTED = "scope_not_granted"
+RESOURCE_NOT_GRANTED = "resource_not_granted"
+BUDGET_EXHAUSTED = "budget_exhausted"
+POLICY_FORBIDS = "policy_forbids"
+REASONS = (OK, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED, INSTANCE_INACTIVE, AGENT_INACTIVE,
+           ENVELOPE_INACTIVE, SCOPE_NOT_GRANTED, RESOURCE_NOT_GRANTED, BUDGET_EXHAUSTED, POLICY_FORBIDS)
+# Denials that mean the agent reached outside its envelope.
+DRIFT_REASONS = frozenset({SCOPE_NOT_GRANTED, RESOURCE_NOT_GRANTED})
+
+# last_seen_at is a hint for people and the stale sweep: write it at most this often per instance.
+LAST_SEEN_GRANULARITY = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allow: bool
+    reason: str
+    detail: str
+    decision_id: int | None
+    envelope: str | None
+    instance: str | None
+    remaining_actions: int | None
+    drift: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            "allow": self.allow,
+            "reason": self.reason,
+            "detail": self.detail,
+            "decision_id": str(self.decision_id) if self.decision_id is not None else None,
+            "envelope": self.envelope,
+            "instance": self.instance,
+            "remaining_actions": self.remaining_actions,
+        }
+
+
+# --- verification cache ----------------------------------------------------------------------------
+
+_VERIFY_TTL = 5.0  # seconds; matches identities.keys' cache of which keys are published
+_VERIFY_MAX = 20_000
+_verified: dict[str, tuple[float, VerifiedToken]] = {}
+_verified_lock = threading.Lock()
+
+
+def verify_token_cached(token: object) -> VerifiedToken:
+    """``verify_access_token`` with a short per-process memo of successful verifications.
+
+    Only successes are cached, keyed by the exact token text; ``exp`` is still compared on each call.
+    """
+    now = time.monotonic()
+    if isinstance(token, str):
+        hit = _verified.get(token)
+        if hit is not None and now - hit[0] < _VERIFY_TTL:
+            verified = hit[1]
+            if verified.expires_at <= timezone.now():
+                raise TokenRejected(TOKEN_EXPIRED, "the token has expired")
+            return verified
+    verified = verify_access_token(token)
+    with _verified_lock:
+        if len(_verified) >= _VERIFY_MAX:
+            _verified.clear()
+        _verified[token] = (now, verified)
+    return verified
+
+
+def clear_verification_cache() -> None:
+    with _verified_lock:
+        _verified.clear()
+
+
+# --- the decision --------------------------------------------------------------------------------
+
+
+def _guardrails_allow(policy, **call) -> tuple[bool, str]:
+    """The policy's organisation guardrails (Cedar) for this call; allow when the policy has none."""
+    check = getattr(policy, "guardrails_allow", None)
+    if check is None:
+        return True, ""
+    allowed, detail = check(**call)
+    return bool(allowed), str(detail or "")
+
+
+def load_credential(jti: str) -> Credential | None:
+    """Credential, instance, agent and envelope in one query."""
+    return (Credential.objects.select_related("instance__agent", "envelope")
+            .filter(jti=jti).first())
+
+
+@dataclass
+class _Outcome:
+    reason: str
+    detail: str
+    credential: Credential | None = None
+    verified: VerifiedToken | None = None
+
+    @property
+    def allow(self) -> bool:
+        return self.reason == OK
+
+
+def _check(*, token, scope: str, resource: str, context: dict, now: datetime, policy) -> _Outcome:
+    """Run the checks in contract order, stopping at the first that fails. Reads only."""
+    try:
+        verified = verify_token_cached(token)
+    except TokenRejected as rejected:
+        return _Outcome(rejected.reason, rejected.detail)
+    credential = load_credential(verified.jti)
+    if credential is None:
+        return _Outcome(TOKEN_INVALID, "no credential was issued with this jti")
+    instance, envelope = credential.instance, credential.envelope
+    if str(envelope.id) != verified.envelope_id or instance.spiffe_id != verified.sub:
+        return _Outcome(TOKEN_INVALID, "the token's claims do not match the credential issued", credential)
+    out = _Outcome("", "", credential, verified)
+    if credential.status == Credential.Status.REVOKED:
+        out.reason, out.detail = TOKEN_REVOKED, f"the credential was revoked: {credential.revoke_reason or 'revoked'}"
+    elif credential.status == Credential.Status.EXPIRED or credential.expires_at <= now:
+        out.reason, out.detail = TOKEN_EXPIRED, "the credential has expired"
+    elif instance.status != Instance.Status.ACTIVE:
+        out.reason, out.detail = INSTANCE_INACTIVE, f"instance is {instance.status}"
+    elif instance.agent.status != Agent.Status.ACTIVE:
+        out.reason, out.detail = AGENT_INACTIVE, f"agent {instance.agent.slug} is {instance.agent.status}"
+    elif envelope.state not in TaskEnvelope.LIVE_STATES:
+        out.reason, out.detail = ENVELOPE_INACTIVE, f"envelope is {envelope.state}"
+    elif envelope.expires_at is None or envelope.expires_at <= now:
+        out.reason, out.detail = ENVELOPE_INACTIVE, "envelope's time is up"
+    elif scope not in verified.scopes or scope not in credential.scopes or scope not in envelope.scopes:
+        out.reason, out.detail = SCOPE_NOT_GRANTED, f"scope {scope!r} is not granted to this credential"
+    elif not resource_granted(envelope.resources, resource):
+        out.reason, out.detail = RESOURCE_NOT_GRANTED, f"resource {resource!r} is outside the envelope's resources"
+    elif envelope.actions_used >= envelope.max_actions:
+        out.reason, out.detail = BUDGET_EXHAUSTED, f"all {envelope.max_actions} actions of the envelope are used"
+    else:
+        allowed, why = _guardrails_allow(policy, instance=instance, agent=instance.agent, envelope=envelope,
+                                         scope=scope, resource=resource, context=context)
+        if not allowed:
+            out.reason, out.detail = POLICY_FORBIDS, why or "an organisation guardrail forbids this call"
+        else:
+            out.reason, out.detail = OK, "inside the envelope"
+    return out
+
+
+_TAKE_ACTION_SQL = None
+
+
+def _take_action(envelope_id, now: datetime) -> tuple[int, int] | None:
+    """Use one action of the budget if any is left and the envelope is live: ``(used, max)`` or None.
+
+    One conditional statement, so of two gateways racing on the last action exactly one matches.
+    """
+    global _TAKE_ACTION_SQL
+    if _TAKE_ACTION_SQL is None:
+        table = connection.ops.quote_name(TaskEnvelope._meta.db_table)
+        _TAKE_ACTION_SQL = (
+            f"UPDATE {table} SET actions_used = actions_used + 1 "
+            "WHERE id = %s AND actions_used < max_actions AND state IN (%s, %s) AND expires_at > %s "
+            "RETURNING actions_used, max_actions"
+        )
+    pk = TaskEnvelope._meta.pk.get_db_prep_value(envelope_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_TAKE_ACTION_SQL, [pk, *TaskEnvelope.LIVE_STATES, connection.ops.adapt_datetimefield_value(now)])
+        row = cursor.fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def _budget_denial(envelope_id, now: datetime) -> tuple[str, str]:
+    """Why the conditional update did not match (another decision won the race, or the envelope
+    ended in between). Rare: only after a lost race."""
+    envelope = TaskEnvelope.objects.filter(pk=envelope_id).only("state", "expires_at", "actions_used",
+                                                                "max_actions").first()
+    if envelope is None or envelope.state not in TaskEnvelope.LIVE_STATES:
+        return ENVELOPE_INACTIVE, f"envelope is {envelope.state if envelope else 'gone'}"
+    if envelope.expires_at is None or envelope.expires_at <= now:
+        return ENVELOPE_INACTIVE, "envelope's time is up"
+    return BUDGET_EXHAUSTED, f"all {envelope.max_actions} actions of the envelope are used"
+
+
+def touch_instance(instance: Instance, now: datetime) -> None:
+    """Coalesced ``last_seen_at``: written only when older than the granularity (or the instance was
+    flagged stale), and conditionally, so many processes seeing the same instance write once."""
+    seen = instance.last_seen_at
+    if seen is not None and now - seen < LAST_SEEN_GRANULARITY and not instance.stale:
+        return
+    Instance.objects.filter(pk=instance.pk).filter(
+        Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - LAST_SEEN_GRANULARITY) | Q(stale=True)
+    ).update(last_seen_at=now, stale=False, stale_since=None)
+    instance.last_seen_at, instance.stale = now, False
+
+
+def record_drift(*, envelope_id, now: datetime, count: int = 1, policy=None) -> int | None:
+    """Flag drift on a live envelope (conditional increment); returns the new count, or None when
+    the envelope is no longer live. Call inside the transaction that records the drifting event."""
+    changed = TaskEnvelope.objects.filter(pk=envelope_id, state__in=TaskEnvelope.LIVE_STATES).update(
+        drift_count=F("drift_count") + count, last_drift_at=now)
+    if not changed:
+        return None
+    return TaskEnvelope.objects.filter(pk=envelope_id).values_list("drift_count", flat=True).first()
+
+
+def revoke_for_drift_if_due(*, envelope_id, drift_count: int | None, policy=None) -> bool:
+    """Per policy, revoke the envelope once its drift count reaches the limit. Returns True if revoked."""
+    if drift_count is None:
+        return False
+    policy = policy or active_policy()
+    limit = getattr(policy, "drift_revoke_after", 3)
+    if not limit or drift_count < limit:
+        return False
+    from tasks.services import revoke_envelope
+
+    envelope = TaskEnvelope.objects.select_related("agent", "instance").filter(pk=envelope_id).first()
+    if envelope is None or envelope.state not in TaskEnvelope.LIVE_STATES:
+        return False
+    revoke_envelope(envelope=envelope, actor=audit.Actor.of_policy("drift-limit"),
+                    reason=f"drift limit reached: {drift_count} calls or reports outside the envelope "
+                           f"(policy revokes after {limit})")
+    return True
+
+
+def decide(*, token, scope: str, resource: str, context: dict | None = None, reported_by: str = "",
+           now: datetime | None = None) -> Decision:
+    """Decide one call, record it durably, and return the answer (see the module docstring)."""
+    now = now or timezone.now()
+    context = context or {}
+    policy = active_policy()
+    out = _check(token=token, scope=scope, resource=resource, context=context, now=now, policy=policy)
+    credential = out.credential
+    envelope = credential.envelope if credential is not None else None
+    instance = credential.instance if credential is not None else None
+    identified = credential is not None and out.reason != TOKEN_INVALID
+    remaining = envelope.remaining_actions if identified else None
+    drift = out.reason in DRIFT_REASONS
+    drift_count = None
+    event = ActivityEvent(
+        kind=ActivityEvent.Kind.DECISION,
+        agent_id=instance.agent_id if identified else None,
+        instance_id=instance.id if identified else None,
+        envelope_id=envelope.id if identified else None,
+        jti=credential.jti if identified else "",
+        scope=scope[:130],
+        resource=resource[:512],
+        reason=out.reason,
+        drift=drift,
+        policy_version=policy.version,
+        details={"context": audit.scrub(context)} if context else {},
+        occurred_at=now,
+        recorded_at=now,
+        reported_by=reported_by[:255],
+    )
+    with transaction.atomic():
+        if out.allow:
+            taken = _take_action(envelope.id, now)
+            if taken is None:
+                out.reason, out.detail = _budget_denial(envelope.id, now)
+                remaining = 0 if out.reason == BUDGET_EXHAUSTED else remaining
+                event.reason = out.reason
+            else:
+                remaining = max(taken[1] - taken[0], 0)
+        event.allow = out.allow
+        event.save(force_insert=True)
+        if drift:
+            drift_count = record_drift(envelope_id=envelope.id, now=now)
+    if identified and out.reason != TOKEN_REVOKED:
+        touch_instance(instance, now)
+    if drift:
+        revoke_for_drift_if_due(envelope_id=envelope.id, drift_count=drift_count, policy=policy)
+    return Decision(
+        allow=out.allow, reason=out.reason, detail=out.detail, decision_id=event.id,
+        envelope=str(envelope.id) if identified else None, instance=str(instance.id) if identified else None,
+        remaining_actions=remaining, drift=drift,
+    )

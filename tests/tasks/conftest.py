@@ -1,0 +1,39 @@
+"""Shared set-up for decisions and activity: an approved envelope and a way to mint its tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from identities.tokens import mint_credential
+from tasks import decisions, services
+from tests.factories import make_agent, make_envelope, make_instance
+
+
+@pytest.fixture(autouse=True)
+def _fresh_verification_cache():
+    decisions.clear_verification_cache()
+    yield
+    decisions.clear_verification_cache()
+
+
+@pytest.fixture
+def live_envelope(owner, admin):
+    instance = make_instance(make_agent(owner))
+    envelope = make_envelope(instance, scopes=("github:write", "github:read"), resources=("repo:acme/*",),
+                             max_actions=50)
+    services.approve_envelope(envelope=envelope, actor=admin)
+    envelope.refresh_from_db()
+    return envelope
+
+
+@pytest.fixture
+def mint():
+    def _mint(envelope, *, scopes=None, minutes=5, now=None):
+        now = now or timezone.now()
+        return mint_credential(instance=envelope.instance, envelope=envelope,
+                               scopes=list(scopes or envelope.scopes), audience="mandate",
+                               expires_at=now + timedelta(minutes=minutes), now=now)
+    return _mint
