@@ -196,9 +196,10 @@ def _take_action(envelope_id, now: datetime) -> tuple[int, int] | None:
     """
     global _TAKE_ACTION_SQL
     if _TAKE_ACTION_SQL is None:
+        # The table name comes from the model, every value is a parameter.
         table = connection.ops.quote_name(TaskEnvelope._meta.db_table)
         _TAKE_ACTION_SQL = (
-            f"UPDATE {table} SET actions_used = actions_used + 1 "
+            f"UPDATE {table} SET actions_used = actions_used + 1 "  # noqa: S608
             "WHERE id = %s AND actions_used < max_actions AND state IN (%s, %s) AND expires_at > %s "
             "RETURNING actions_used, max_actions"
         )

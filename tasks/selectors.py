@@ -1,4 +1,4 @@
-"""Reads of envelopes, already scoped to the caller: owners see only their own agents' envelopes;
+"""Reads of envelopes and activity, already scoped to the caller: owners see only their own agents';
 admins and auditors all. Lists carry what they render, so their query count is constant whatever
 the number of rows."""
 
@@ -57,6 +57,7 @@ def activity_for(user) -> QuerySet[ActivityEvent]:
     qs = ActivityEvent.objects.select_related("agent", "instance__agent")
     if can_read_all(user):
         return qs
-    if not getattr(user, "is_authenticated", False):
+    # Anonymous, or an agent's own credential (authenticated, but nobody's owner).
+    if not getattr(user, "is_authenticated", False) or getattr(user, "pk", None) is None:
         return qs.none()
     return qs.filter(agent__owner=user)

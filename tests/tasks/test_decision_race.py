@@ -1,0 +1,71 @@
+"""The last action of a budget, asked for by several gateways at once, is given exactly once."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from identities.tokens import mint_credential
+from tasks import decisions, services
+from tasks.models import ActivityEvent, TaskEnvelope
+from tests.factories import make_agent, make_envelope, make_instance
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _needs_postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("the race needs real parallel transactions: run with DATABASE_URL=postgres://…")
+
+
+def _race(token, callers: int) -> list[decisions.Decision]:
+    barrier = threading.Barrier(callers)
+    answers, errors = [], []
+
+    def gateway():
+        try:
+            barrier.wait()
+            answers.append(decisions.decide(token=token, scope="github:write", resource="repo:acme/api",
+                                            reported_by="gate"))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=gateway) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+    return answers
+
+
+def _envelope(owner, admin, max_actions):
+    envelope = make_envelope(make_instance(make_agent(owner)), max_actions=max_actions)
+    services.approve_envelope(envelope=envelope, actor=admin)
+    envelope.refresh_from_db()
+    token = mint_credential(instance=envelope.instance, envelope=envelope, scopes=["github:write"],
+                            audience="mandate", expires_at=timezone.now() + timedelta(minutes=5)).token
+    return envelope, token
+
+
+def test_two_gateways_racing_on_the_last_action_get_exactly_one_allow(owner, admin):
+    envelope, token = _envelope(owner, admin, max_actions=1)
+    answers = _race(token, callers=2)
+    assert sorted(a.reason for a in answers) == ["budget_exhausted", "ok"]
+    assert TaskEnvelope.objects.get(pk=envelope.pk).actions_used == 1
+    assert ActivityEvent.objects.filter(kind="decision").count() == 2
+
+
+def test_many_gateways_never_overspend_a_budget(owner, admin):
+    envelope, token = _envelope(owner, admin, max_actions=5)
+    answers = _race(token, callers=16)
+    assert sum(a.allow for a in answers) == 5
+    assert sorted(a.remaining_actions for a in answers if a.allow) == [0, 1, 2, 3, 4]
+    assert TaskEnvelope.objects.get(pk=envelope.pk).actions_used == 5
+    assert ActivityEvent.objects.filter(kind="decision", allow=True).count() == 5
+    assert ActivityEvent.objects.filter(kind="decision").count() == 16
