@@ -22,6 +22,7 @@ call.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -222,6 +223,48 @@ def _budget_denial(envelope_id, now: datetime) -> tuple[str, str]:
     return BUDGET_EXHAUSTED, f"all {envelope.max_actions} actions of the envelope are used"
 
 
+_DECIDE_AND_RECORD_SQL = None
+_EVENT_COLUMNS = ("kind", "agent_id", "instance_id", "envelope_id", "jti", "scope", "resource", "allow", "reason",
+                  "outcome", "drift", "policy_version", "details", "occurred_at", "recorded_at", "reported_by")
+
+
+def _take_action_and_record(event: ActivityEvent, now: datetime) -> tuple[str, int | None]:
+    """PostgreSQL: take one action and insert the decision's event in ONE statement — one round trip,
+    one commit. The event's ``allow``/``reason`` come from whether the conditional update matched,
+    so the record can never disagree with the budget. Returns ``(reason, remaining)`` and sets
+    ``event.id``."""
+    global _DECIDE_AND_RECORD_SQL
+    if _DECIDE_AND_RECORD_SQL is None:
+        envelopes = connection.ops.quote_name(TaskEnvelope._meta.db_table)
+        events = connection.ops.quote_name(ActivityEvent._meta.db_table)
+        columns = ", ".join(_EVENT_COLUMNS)
+        # Table and column names come from the models; every value is a parameter.
+        _DECIDE_AND_RECORD_SQL = (
+            f"WITH taken AS (UPDATE {envelopes} SET actions_used = actions_used + 1 "  # noqa: S608
+            "  WHERE id = %(envelope)s AND actions_used < max_actions AND state IN ('approved', 'active')"
+            "  AND expires_at > %(now)s RETURNING actions_used, max_actions), "
+            "outcome AS (SELECT EXISTS (SELECT 1 FROM taken) AS allowed, "
+            f"  (SELECT state IN ('approved', 'active') AND expires_at > %(now)s FROM {envelopes} WHERE id = %(envelope)s) AS live), "
+            f"recorded AS (INSERT INTO {events} ({columns}) "
+            "  SELECT 'decision', %(agent)s, %(instance)s, %(envelope)s, %(jti)s, %(scope)s, %(resource)s, o.allowed, "
+            "  CASE WHEN o.allowed THEN 'ok' WHEN o.live THEN 'budget_exhausted' ELSE 'envelope_inactive' END, "
+            "  '', false, %(policy_version)s, %(details)s, %(now)s, %(now)s, %(reported_by)s FROM outcome o "
+            "  RETURNING id, allow, reason) "
+            "SELECT r.id, r.reason, t.actions_used, t.max_actions FROM recorded r LEFT JOIN taken t ON true"
+        )
+    params = {
+        "envelope": event.envelope_id, "now": now, "agent": event.agent_id, "instance": event.instance_id,
+        "jti": event.jti, "scope": event.scope, "resource": event.resource,
+        "policy_version": event.policy_version, "details": json.dumps(event.details),
+        "reported_by": event.reported_by,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_DECIDE_AND_RECORD_SQL, params)
+        event_id, reason, used, most = cursor.fetchone()
+    event.id, event.reason, event.allow = event_id, reason, reason == OK
+    return reason, (max(most - used, 0) if used is not None else None)
+
+
 def touch_instance(instance: Instance, now: datetime) -> None:
     """Coalesced ``last_seen_at``: written only when older than the granularity (or the instance was
     flagged stale), and conditionally, so many processes seeing the same instance write once."""
@@ -293,19 +336,27 @@ def decide(*, token, scope: str, resource: str, context: dict | None = None, rep
         recorded_at=now,
         reported_by=reported_by[:255],
     )
-    with transaction.atomic():
-        if out.allow:
-            taken = _take_action(envelope.id, now)
-            if taken is None:
-                out.reason, out.detail = _budget_denial(envelope.id, now)
-                remaining = 0 if out.reason == BUDGET_EXHAUSTED else remaining
-                event.reason = out.reason
-            else:
-                remaining = max(taken[1] - taken[0], 0)
-        event.allow = out.allow
-        event.save(force_insert=True)
-        if drift:
+    if out.allow and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        # The hot path: one statement takes the action and writes the record, committed on return.
+        reason, taken_remaining = _take_action_and_record(event, now)
+        if reason == OK:
+            remaining = taken_remaining
+        else:
+            out.reason = reason
+            out.detail = (f"all {envelope.max_actions} actions of the envelope are used" if reason == BUDGET_EXHAUSTED
+                          else "envelope ended while deciding")
+            remaining = 0 if reason == BUDGET_EXHAUSTED else remaining
+    elif out.allow:
+        remaining = _take_action_and_record_portably(out, event, envelope, now, remaining)
+    elif drift:
+        # The drifting call's record and the envelope's drift count commit together.
+        with transaction.atomic():
+            event.allow = False
+            event.save(force_insert=True)
             drift_count = record_drift(envelope_id=envelope.id, now=now)
+    else:
+        event.allow = False
+        event.save(force_insert=True)  # one statement, committed on return (autocommit)
     if identified and out.reason != TOKEN_REVOKED:
         touch_instance(instance, now)
     if drift:
@@ -315,3 +366,19 @@ def decide(*, token, scope: str, resource: str, context: dict | None = None, rep
         envelope=str(envelope.id) if identified else None, instance=str(instance.id) if identified else None,
         remaining_actions=remaining, drift=drift,
     )
+
+
+def _take_action_and_record_portably(out: _Outcome, event: ActivityEvent, envelope, now: datetime,
+                                     remaining: int | None) -> int | None:
+    """Any database: the conditional update and the event's insert in one transaction."""
+    with transaction.atomic():
+        taken = _take_action(envelope.id, now)
+        if taken is None:
+            out.reason, out.detail = _budget_denial(envelope.id, now)
+            remaining = 0 if out.reason == BUDGET_EXHAUSTED else remaining
+            event.reason = out.reason
+        else:
+            remaining = max(taken[1] - taken[0], 0)
+        event.allow = out.allow
+        event.save(force_insert=True)
+    return remaining

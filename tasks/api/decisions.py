@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.errors import ValidationFailed
+from tasks.api.authentication import CachedApiTokenAuthentication
 from tasks.api.permissions import IsGatewayOrAdmin
 from tasks.decisions import REASONS, decide
 
@@ -57,6 +58,7 @@ def parse_decision_request(data) -> dict:
 
 
 class DecisionView(APIView):
+    authentication_classes = [CachedApiTokenAuthentication]
     permission_classes = [IsGatewayOrAdmin]
 
     @extend_schema(request=DecisionRequestSerializer, responses={200: DecisionSerializer},

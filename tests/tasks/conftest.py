@@ -14,9 +14,13 @@ from tests.factories import make_agent, make_envelope, make_instance
 
 @pytest.fixture(autouse=True)
 def _fresh_verification_cache():
+    from tasks.api import authentication
+
     decisions.clear_verification_cache()
+    authentication.clear_cache()
     yield
     decisions.clear_verification_cache()
+    authentication.clear_cache()
 
 
 @pytest.fixture

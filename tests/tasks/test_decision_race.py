@@ -69,3 +69,46 @@ def test_many_gateways_never_overspend_a_budget(owner, admin):
     assert TaskEnvelope.objects.get(pk=envelope.pk).actions_used == 5
     assert ActivityEvent.objects.filter(kind="decision", allow=True).count() == 5
     assert ActivityEvent.objects.filter(kind="decision").count() == 16
+
+
+def test_the_single_statement_path_counts_down_and_records_each_answer(owner, admin):
+    envelope, token = _envelope(owner, admin, max_actions=2)
+    answers = [decisions.decide(token=token, scope="github:write", resource="repo:acme/api") for _ in range(3)]
+    assert [(a.reason, a.remaining_actions) for a in answers] == [("ok", 1), ("ok", 0), ("budget_exhausted", 0)]
+    events = {e.id: e for e in ActivityEvent.objects.filter(kind="decision")}
+    assert [(events[a.decision_id].allow, events[a.decision_id].reason) for a in answers] == [
+        (True, "ok"), (True, "ok"), (False, "budget_exhausted")]
+    recorded = events[answers[0].decision_id]
+    assert recorded.envelope_id == envelope.id and recorded.instance_id == envelope.instance_id
+    assert recorded.agent_id == envelope.agent_id and recorded.jti and recorded.policy_version
+
+
+def test_an_envelope_that_ends_between_check_and_update_is_recorded_as_inactive(owner, admin):
+    envelope, _ = _envelope(owner, admin, max_actions=5)
+    TaskEnvelope.objects.filter(pk=envelope.pk).update(state="revoked")
+    event = ActivityEvent(kind="decision", agent_id=envelope.agent_id, instance_id=envelope.instance_id,
+                          envelope_id=envelope.id, jti="j", scope="github:write", resource="repo:acme/api",
+                          policy_version="v", details={}, reported_by="gate")
+    reason, remaining = decisions._take_action_and_record(event, timezone.now())
+    assert (reason, remaining) == ("envelope_inactive", None)
+    stored = ActivityEvent.objects.get(pk=event.id)
+    assert (stored.allow, stored.reason) == (False, "envelope_inactive")
+    assert TaskEnvelope.objects.get(pk=envelope.pk).actions_used == 0
+
+
+def test_an_allowed_decision_is_two_statements_on_postgresql(owner, admin, gateway):
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.test import APIClient
+
+    from console.models import ApiToken
+
+    _, token = _envelope(owner, admin, max_actions=10)
+    secret = ApiToken.new_secret()
+    ApiToken.objects.create(user=gateway, name="gw", prefix=secret[:8], digest=ApiToken.digest_of(secret))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    body = {"token": token, "scope": "github:write", "resource": "repo:acme/api"}
+    assert client.post("/api/v1/decisions", body, format="json").json()["reason"] == "ok"  # warm caches
+    with CaptureQueriesContext(connection) as queries:
+        assert client.post("/api/v1/decisions", body, format="json").json()["remaining_actions"] == 8
+    assert len(queries) == 2, [q["sql"][:80] for q in queries]

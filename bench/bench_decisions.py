@@ -1,0 +1,371 @@
+"""Decisions per second and p50/p99 through the real HTTP endpoint, and events ingested per second.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/bench_decisions.py
+
+Creates a scratch database (``mandate_bench_decisions`` on the server of DATABASE_URL; dropped at
+the end unless ``--keep``), migrates it, registers one agent with ``--envelopes`` live envelopes and
+a credential for each, and serves the project with gunicorn (gthread workers, persistent database
+connections) on 127.0.0.1 exactly as it would run in production (DEBUG off). In the same run it
+measures, with the same load generator against the same server:
+
+- ``GET /healthz`` (the server's floor: Django + gunicorn, no database);
+- ``POST /api/v1/decisions`` closed loop (full load), then open loop at half that rate;
+- the raw ES256 verification rate of one process (``verify_access_token``, no cache);
+- ``POST /api/v1/events`` with batches of 100 and 1,000, beside a raw ``COPY`` of the same rows.
+
+It checks that every answered decision is in the activity record, and prints CPU seconds per
+process group (server, PostgreSQL, load generator) so the limiting resource is visible.
+Load goes to 127.0.0.1 only and every phase is bounded by ``--duration``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import loadgen  # noqa: E402
+
+SCRATCH_DB = "mandate_bench_decisions"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- process CPU accounting ------------------------------------------------------------------------
+
+
+def _cpu_of(pids) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def _pids_named(name: str) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append(int(entry.name))
+            except OSError:
+                pass
+    return out
+
+
+class CpuMeter:
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+
+    def snapshot(self) -> dict:
+        server = [self.server_pid, *_children(self.server_pid)]
+        return {"server": _cpu_of(server), "postgres": _cpu_of(_pids_named("postgres")),
+                "loadgen": _cpu_of([os.getpid()])}
+
+    @staticmethod
+    def diff(before: dict, after: dict, seconds: float) -> dict:
+        return {k: round((after[k] - before[k]) / seconds, 2) for k in before}
+
+
+# --- set-up ----------------------------------------------------------------------------------------
+
+
+def scratch_database(base_url: str, keep: bool) -> str:
+    import psycopg
+
+    parts = urlparse(base_url)
+    admin_url = urlunparse(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{SCRATCH_DB}"')
+    return urlunparse(parts._replace(path=f"/{SCRATCH_DB}"))
+
+
+def drop_database(base_url: str) -> None:
+    import psycopg
+
+    admin_url = urlunparse(urlparse(base_url)._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_DB}" WITH (FORCE)')
+
+
+def configure_environment(database_url: str, data_dir: str) -> dict:
+    from cryptography.fernet import Fernet
+
+    env = {
+        "DATABASE_URL": database_url,
+        "DEBUG": "false",
+        "MANDATE_TESTING": "0",
+        "SECRET_KEY": "bench-" + os.urandom(16).hex(),
+        "MANDATE_KEY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "SECURE_SSL_REDIRECT": "false",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "MANDATE_DATA_DIR": data_dir,
+        "LOG_LEVEL": "WARNING",
+        "DB_CONN_MAX_AGE": "600",
+        "DJANGO_SETTINGS_MODULE": "console.settings",
+    }
+    os.environ.update(env)
+    return env
+
+
+def seed(envelopes: int) -> tuple[list[str], str]:
+    """One agent, ``envelopes`` live envelopes with a credential each, and a gateway API token."""
+    import django
+
+    django.setup()
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    from django.contrib.auth.models import Group, User
+    from django.core.management import call_command
+    from django.utils import timezone
+    from jwt.algorithms import OKPAlgorithm
+
+    from console.models import ApiToken
+    from identities import services as ids
+    from identities.tokens import mint_credential
+    from tasks import services
+
+    call_command("migrate", verbosity=0)
+    roles = {name: Group.objects.get_or_create(name=name)[0] for name in ("agent-owner", "identity-admin", "gateway")}
+    owner = User.objects.create_user("owner")
+    owner.groups.add(roles["agent-owner"])
+    admin = User.objects.create_user("admin")
+    admin.groups.add(roles["identity-admin"])
+    gateway = User.objects.create_user("gateway")
+    gateway.groups.add(roles["gateway"])
+    secret = ApiToken.new_secret()
+    ApiToken.objects.create(user=gateway, name="bench", prefix=secret[:8], digest=ApiToken.digest_of(secret))
+    agent = ids.register_agent(actor=owner, owner=owner, slug="bench-agent", name="Bench", ceiling=["github:write"],
+                               max_envelope_seconds=8 * 3600)
+    tokens = []
+    for n in range(envelopes):
+        jwk = OKPAlgorithm.to_jwk(ed25519.Ed25519PrivateKey.generate().public_key(), as_dict=True)
+        instance = ids.register_instance(agent=agent, actor=owner, public_jwk=jwk, label=f"worker-{n}")
+        envelope = services.request_envelope(actor=owner, instance=instance, intent="bench", scopes=["github:write"],
+                                             resources=["repo:acme/*"], duration_seconds=3 * 3600,
+                                             max_actions=1_000_000)
+        services.approve_envelope(envelope=envelope, actor=admin)
+        envelope.refresh_from_db()
+        tokens.append(mint_credential(instance=instance, envelope=envelope, scopes=["github:write"],
+                                      audience="mandate", expires_at=timezone.now() + timedelta(hours=1)).token)
+    from django.db import connections
+
+    connections.close_all()
+    return tokens, secret
+
+
+def start_server(env: dict, *, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [str(Path(sys.executable).parent / "gunicorn"), "console.wsgi:application", "-k", "gthread",
+           "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--keep-alive", "30",
+           "--log-level", "warning", "--backlog", "512"]
+    server = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+            return server, port
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("gunicorn did not come up")
+
+
+# --- phases ----------------------------------------------------------------------------------------
+
+
+def phase(name, meter, port, requests, **kw) -> dict:
+    before, started = meter.snapshot(), time.perf_counter()
+    result = loadgen.run(port, requests, **kw)
+    cpu = CpuMeter.diff(before, meter.snapshot(), time.perf_counter() - started)
+    bad = {s: n for s, n in result.statuses.items() if s >= 300}
+    row = {"phase": name, "requests": result.count, "per_s": round(result.rate, 1),
+           "p50_ms": round(result.percentile(50) * 1000, 2), "p99_ms": round(result.percentile(99) * 1000, 2),
+           "cpu_cores": cpu, "errors": bad, "marker_hits": result.marker_hits}
+    if bad:
+        row["sample"] = [b.decode(errors="replace") for b in result.bodies_sample]
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def raw_verification_rate(tokens: list[str], seconds: float) -> float:
+    from identities.tokens import verify_access_token
+
+    for token in tokens:
+        verify_access_token(token)  # load keys
+    n, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        verify_access_token(tokens[n % len(tokens)])
+        n += 1
+    return n / (time.perf_counter() - started)
+
+
+def event_rows(tokens: list[str], size: int) -> tuple[list[dict], list[tuple]]:
+    """A batch as a gateway sends it, and the same rows as the service stores them."""
+    from django.utils import timezone
+
+    from identities.models import Credential
+    from identities.tokens import verify_access_token
+
+    now = timezone.now()
+    creds = {}
+    for token in tokens:
+        jti = verify_access_token(token).jti
+        creds[token] = Credential.objects.select_related("instance").get(jti=jti)
+    events, rows = [], []
+    for i in range(size):
+        token = tokens[i % len(tokens)]
+        events.append({"kind": "tool_call", "scope": "github:write", "resource": f"repo:acme/svc-{i % 50}",
+                       "outcome": "success", "occurred_at": now.isoformat(), "details": {"tool": "git", "n": i},
+                       "token": token})
+        cred = creds[token]
+        rows.append(("tool_call", cred.instance.agent_id, cred.instance_id, cred.envelope_id, cred.jti,
+                     "github:write", f"repo:acme/svc-{i % 50}", None, "", "success", False, "",
+                     json.dumps({"tool": "git", "n": i}), now, now, "gateway"))
+    return events, rows
+
+
+def raw_copy_rate(rows: list[tuple], seconds: float) -> float:
+    """COPY the same rows, one transaction per batch, as fast as one connection goes."""
+    from django.db import connection, transaction
+
+    from tasks.activity import _COLUMNS
+    from tasks.models import ActivityEvent
+
+    table = ActivityEvent._meta.db_table
+    n, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        with transaction.atomic(), connection.cursor() as cursor, \
+                cursor.cursor.copy(f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        n += len(rows)
+    return n / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--envelopes", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase (at most 60)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+    args.duration = min(args.duration, 60.0)
+    base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    if not base_url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("DATABASE_URL must name a PostgreSQL server (the bench creates its own database there)")
+
+    database_url = scratch_database(base_url, args.keep)
+    data_dir = tempfile.mkdtemp(prefix="mandate-bench-")
+    env = configure_environment(database_url, data_dir)
+    tokens, api_token = seed(args.envelopes)
+    server, port = start_server(env, workers=args.workers, threads=args.threads)
+    meter = CpuMeter(server.pid)
+    summary = {"config": {"workers": args.workers, "threads": args.threads, "connections": args.connections,
+                          "envelopes": args.envelopes, "duration_s": args.duration, "cores": os.cpu_count()}}
+    print(json.dumps(summary["config"]), flush=True)
+    try:
+        from django.db import connection
+
+        auth = {"Authorization": f"Bearer {api_token}"}
+        healthz = [loadgen.build_request("GET", "/healthz")]
+        decisions = [loadgen.build_request("POST", "/api/v1/decisions", json.dumps(
+            {"token": t, "scope": "github:write", "resource": "repo:acme/api", "context": {"ticket": "B-1"}}).encode(),
+            auth) for t in tokens]
+        allow = b'"allow":true'
+
+        def decision_events() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM tasks_activityevent WHERE kind = 'decision'")
+                return cursor.fetchone()[0]
+
+        phase("warm-up", meter, port, decisions, connections=args.connections, duration=2, marker=allow)
+        recorded_before = decision_events()
+        summary["healthz"] = phase("healthz", meter, port, healthz, connections=args.connections,
+                                   duration=args.duration)
+        full = phase("decisions-full", meter, port, decisions, connections=args.connections,
+                     duration=args.duration, marker=allow)
+        half = phase("decisions-half", meter, port, decisions, connections=args.connections,
+                     duration=args.duration, rate=full["per_s"] / 2, marker=allow)
+        summary["decisions_full"], summary["decisions_half"] = full, half
+        answered = full["requests"] + half["requests"]
+        recorded = decision_events() - recorded_before
+        summary["durability"] = {"answered": answered, "recorded": recorded,
+                                 "allowed": full["marker_hits"] + half["marker_hits"]}
+        print(json.dumps({"durability": summary["durability"]}), flush=True)
+
+        verify_rate = raw_verification_rate(tokens, min(args.duration, 3))
+        summary["raw_verify_per_s_one_core"] = round(verify_rate)
+
+        for size in (100, 1000):
+            events, rows = event_rows(tokens, size)
+            body = json.dumps({"events": events}).encode()
+            requests = [loadgen.build_request("POST", "/api/v1/events", body, auth)]
+            row = phase(f"events-{size}", meter, port, requests, connections=4, duration=args.duration)
+            row["events_per_s"] = round(row["per_s"] * size)
+            row["raw_copy_events_per_s"] = round(raw_copy_rate(rows, min(args.duration, 3)))
+            summary[f"events_{size}"] = row
+            print(json.dumps({"events": size, "endpoint_events_per_s": row["events_per_s"],
+                              "raw_copy_events_per_s": row["raw_copy_events_per_s"]}), flush=True)
+        connection.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+
+    hz = summary["healthz"]["per_s"]
+    print("\n=== decisions (2-core targets: >= 1500/s, p99 <= 10 ms; half load p99 <= 4 ms) ===")
+    print(f"decisions/s full load      {full['per_s']:>10.0f}   p50 {full['p50_ms']:.2f} ms   p99 {full['p99_ms']:.2f} ms")
+    print(f"decisions half load        {half['per_s']:>10.0f}   p50 {half['p50_ms']:.2f} ms   p99 {half['p99_ms']:.2f} ms")
+    print(f"/healthz same server       {hz:>10.0f}   p99 {summary['healthz']['p99_ms']:.2f} ms   "
+          f"decisions/healthz = {full['per_s'] / hz:.2f}")
+    print(f"raw ES256 verify, 1 core   {summary['raw_verify_per_s_one_core']:>10}   "
+          f"decisions/verify = {full['per_s'] / summary['raw_verify_per_s_one_core']:.2f}")
+    d = summary["durability"]
+    print(f"answered {d['answered']}, recorded {d['recorded']}, allowed {d['allowed']}"
+          f" -> {'every answer on record' if d['recorded'] >= d['answered'] else 'MISSING RECORDS'}")
+    print("=== events (target >= 60,000/s) ===")
+    for size in (100, 1000):
+        row = summary[f"events_{size}"]
+        print(f"batches of {size:<5} endpoint {row['events_per_s']:>8}/s   raw COPY {row['raw_copy_events_per_s']:>8}/s   "
+              f"ratio {row['events_per_s'] / row['raw_copy_events_per_s']:.2f}   p99 {row['p99_ms']:.1f} ms")
+    print("CPU cores used per phase (server / postgres / load generator) are in the JSON lines above.")
+    if not args.keep:
+        drop_database(base_url)
+    Path(data_dir, "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

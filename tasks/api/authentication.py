@@ -1,0 +1,50 @@
+"""API-token authentication for the per-call endpoints (decisions), remembered for a few seconds.
+
+A gateway asks on every tool call with the same API token; looking the token and its user's roles
+up every time would be two of the decision's four queries. This authenticator remembers a token
+that authenticated, with its user and roles, for ``TTL_SECONDS`` per process — the same staleness
+``identities.keys`` accepts for which signing keys are published. So revoking a gateway's API
+token (or removing its role) takes effect on this endpoint within that many seconds; expiry is
+still compared on every request. Every other endpoint uses the uncached authenticator.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from rest_framework import authentication
+
+from console.authentication import ApiTokenAuthentication
+from console.models import TOKEN_PREFIX, ApiToken
+from console.roles import roles_of
+
+TTL_SECONDS = 5.0
+_MAX_ENTRIES = 1024
+_cache: dict[str, tuple[float, object, ApiToken]] = {}
+_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
+
+
+class CachedApiTokenAuthentication(ApiTokenAuthentication):
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if len(header) == 2 and header[0].lower() == b"bearer" and header[1].startswith(TOKEN_PREFIX.encode()):
+            digest = ApiToken.digest_of(header[1].decode("ascii", "replace"))
+            hit = _cache.get(digest)
+            if hit is not None and time.monotonic() - hit[0] < TTL_SECONDS and hit[2].is_usable:
+                return hit[1], hit[2]
+            result = super().authenticate(request)
+            if result is not None:
+                user, token = result
+                roles_of(user)  # computed now and kept on the cached user object
+                with _lock:
+                    if len(_cache) >= _MAX_ENTRIES:
+                        _cache.clear()
+                    _cache[digest] = (time.monotonic(), user, token)
+            return result
+        return super().authenticate(request)
