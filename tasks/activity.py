@@ -31,7 +31,7 @@ from console.errors import ValidationFailed
 from identities.models import Credential
 from identities.tokens import TokenRejected, verify_access_token
 from tasks.decisions import (
-    load_credential,
+    load_credentials,
     record_drift,
     revoke_for_drift_if_due,
     touch_instance,
@@ -94,26 +94,39 @@ def _occurred_at(event: dict, index: int, now: datetime) -> datetime:
     return when
 
 
-def _credential_for_report(token: object, index: int, cache: dict) -> Credential:
-    if not isinstance(token, str) or not token:
-        raise _bad(index, "token", "the agent's credential this event belongs to")
-    if token in cache:
-        return cache[token]
+def _verify_reported(token: str):
+    """The token's verified claims, or the ``TokenRejected`` that explains why not."""
     try:
         try:
-            verified = verify_token_cached(token)
+            return verify_token_cached(token)
         except TokenRejected as rejected:
             if rejected.reason != "token_expired":
                 raise
-            verified = verify_access_token(token, leeway=report_leeway_seconds())
+            return verify_access_token(token, leeway=report_leeway_seconds())
     except TokenRejected as rejected:
-        raise _bad(index, "token", rejected.detail) from None
-    credential = load_credential(verified.jti)
-    if (credential is None or str(credential.envelope_id) != verified.envelope_id
-            or credential.instance.spiffe_id != verified.sub):
-        raise _bad(index, "token", "no credential was issued with this token")
-    cache[token] = credential
-    return credential
+        return rejected
+
+
+def _credentials_for_batch(events: list) -> dict[str, Credential | str]:
+    """Each distinct token of a gateway's batch: its Credential, or why it is refused. One query."""
+    verified = {}
+    for event in events:
+        token = event.get("token") if isinstance(event, dict) else None
+        if isinstance(token, str) and token and token not in verified:
+            verified[token] = _verify_reported(token)
+    loaded = load_credentials([v.jti for v in verified.values() if not isinstance(v, TokenRejected)])
+    out: dict[str, Credential | str] = {}
+    for token, claims in verified.items():
+        if isinstance(claims, TokenRejected):
+            out[token] = claims.detail
+            continue
+        credential = loaded.get(claims.jti)
+        if (credential is None or str(credential.envelope_id) != claims.envelope_id
+                or credential.instance.spiffe_id != claims.sub):
+            out[token] = "no credential was issued with this token"
+        else:
+            out[token] = credential
+    return out
 
 
 def validate_batch(events: object, *, reporter: Reporter, now: datetime) -> tuple[list[tuple], dict]:
@@ -123,7 +136,7 @@ def validate_batch(events: object, *, reporter: Reporter, now: datetime) -> tupl
         raise ValidationFailed(f"a non-empty list of at most {MAX_BATCH} events", field="events")
     if len(events) > MAX_BATCH:
         raise ValidationFailed(f"at most {MAX_BATCH} events per batch; got {len(events)}", field="events")
-    credentials: dict[str, Credential] = {}
+    credentials = _credentials_for_batch(events) if reporter.credential is None else {}
     rows, instances = [], {}
     for index, event in enumerate(events):
         if not isinstance(event, dict):
@@ -152,7 +165,12 @@ def validate_batch(events: object, *, reporter: Reporter, now: datetime) -> tupl
                 raise _bad(index, "token", "an agent reports with its own credential; leave token out")
             credential = reporter.credential
         else:
-            credential = _credential_for_report(event.get("token"), index, credentials)
+            token = event.get("token")
+            credential = credentials.get(token) if isinstance(token, str) else None
+            if credential is None:
+                raise _bad(index, "token", "the agent's credential this event belongs to")
+            if isinstance(credential, str):
+                raise _bad(index, "token", credential)
         envelope = credential.envelope
         drift = bool((scope and scope not in envelope.scopes)
                      or (resource and not resource_granted(envelope.resources, resource)))
