@@ -58,15 +58,20 @@ def _cpu_of(pids) -> float:
     return total / CLK_TCK
 
 
-def _pids_named(name: str) -> list[int]:
+def _postgres_pids() -> list[int]:
+    """PostgreSQL backends serving the scratch database, plus the WAL writer (other databases on
+    the same server are not ours to count)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == name:
-                    pids.append(int(entry.name))
+                if (entry / "comm").read_text().strip() != "postgres":
+                    continue
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
-                pass
+                continue
+            if f" {SCRATCH_DB} " in title or "walwriter" in title:
+                pids.append(int(entry.name))
     return pids
 
 
@@ -89,7 +94,7 @@ class CpuMeter:
 
     def snapshot(self) -> dict:
         server = [self.server_pid, *_children(self.server_pid)]
-        return {"server": _cpu_of(server), "postgres": _cpu_of(_pids_named("postgres")),
+        return {"server": _cpu_of(server), "postgres": _cpu_of(_postgres_pids()),
                 "loadgen": _cpu_of([os.getpid()])}
 
     @staticmethod
@@ -295,7 +300,8 @@ def main() -> None:
     server, port = start_server(env, workers=args.workers, threads=args.threads)
     meter = CpuMeter(server.pid)
     summary = {"config": {"workers": args.workers, "threads": args.threads, "connections": args.connections,
-                          "envelopes": args.envelopes, "duration_s": args.duration, "cores": os.cpu_count()}}
+                          "envelopes": args.envelopes, "duration_s": args.duration, "cores": os.cpu_count(),
+                          "load_average_at_start": os.getloadavg()}}
     print(json.dumps(summary["config"]), flush=True)
     try:
         from django.db import connection
@@ -362,6 +368,8 @@ def main() -> None:
         print(f"batches of {size:<5} endpoint {row['events_per_s']:>8}/s   raw COPY {row['raw_copy_events_per_s']:>8}/s   "
               f"ratio {row['events_per_s'] / row['raw_copy_events_per_s']:.2f}   p99 {row['p99_ms']:.1f} ms")
     print("CPU cores used per phase (server / postgres / load generator) are in the JSON lines above.")
+    print(f"load average at start {summary['config']['load_average_at_start']}, at end {os.getloadavg()} "
+          "(other work on the machine skews every figure)")
     if not args.keep:
         drop_database(base_url)
     Path(data_dir, "summary.json").write_text(json.dumps(summary, indent=2))

@@ -96,6 +96,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["TEST"] = {"NAME": str(DATA_DIR / "test-mandate.sqlite3")}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db["CONN_HEALTH_CHECKS"] = True
+    # Django's own (client-side binding) cursors never prepare; this lets the decision hot path
+    # prepare its two statements (tasks/decisions.py). Turn off behind a transaction-mode pooler.
+    if env_bool("DB_PREPARED_STATEMENTS", True):
+        _db.setdefault("OPTIONS", {})["prepare_threshold"] = 5
     if env_bool("DB_POOL", False):
         # psycopg's pool replaces persistent connections: one or the other.
         _db["CONN_MAX_AGE"] = 0

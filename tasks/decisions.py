@@ -131,6 +131,28 @@ def _guardrails_allow(policy, **call) -> tuple[bool, str]:
 _LOAD = None
 
 
+_PreparingCursor = None
+
+
+def _prepared_cursor():
+    """A Django cursor whose statements PostgreSQL prepares once per connection: planning the
+    four-table load cost more server CPU than running it. Django disables prepared statements by
+    default (for transaction-mode poolers such as PgBouncer < 1.21); these two statements opt in,
+    so run such a pooler in session mode, or a version that tracks prepared statements."""
+    global _PreparingCursor
+    if _PreparingCursor is None:
+        import psycopg
+
+        class Preparing(psycopg.Cursor):
+            def execute(self, query, params=None, *, prepare=None, binary=None):
+                return super().execute(query, params, prepare=True, binary=binary)
+
+        _PreparingCursor = Preparing
+    connection.ensure_connection()
+    raw = _PreparingCursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
 def _load_statement():
     """The hot path's one SELECT, written out once per process: compiling the equivalent
     ``select_related`` queryset costs more CPU than the database spends answering it."""
@@ -158,7 +180,7 @@ def load_credential(jti: str) -> Credential | None:
     if connection.vendor != "postgresql":
         return Credential.objects.select_related("instance__agent", "envelope").filter(jti=jti).first()
     sql, models = _load_statement()
-    with connection.cursor() as cursor:
+    with _prepared_cursor() as cursor:
         cursor.execute(sql + " = %s", [jti])
         row = cursor.fetchone()
     return _build(row, models) if row is not None else None
@@ -172,7 +194,7 @@ def load_credentials(jtis: list[str]) -> dict[str, Credential]:
         qs = Credential.objects.select_related("instance__agent", "envelope").filter(jti__in=jtis)
         return {c.jti: c for c in qs}
     sql, models = _load_statement()
-    with connection.cursor() as cursor:
+    with _prepared_cursor() as cursor:
         cursor.execute(sql + " = ANY(%s)", [list(jtis)])
         rows = cursor.fetchall()
     credentials = (_build(row, models) for row in rows)
@@ -307,7 +329,7 @@ def _take_action_and_record(event: ActivityEvent, now: datetime) -> tuple[str, i
             f"recorded AS (INSERT INTO {events} ({columns}) "
             "  SELECT 'decision', %(agent)s, %(instance)s, %(envelope)s, %(jti)s, %(scope)s, %(resource)s, o.allowed, "
             "  CASE WHEN o.allowed THEN 'ok' WHEN o.live THEN 'budget_exhausted' ELSE 'envelope_inactive' END, "
-            "  '', false, %(policy_version)s, %(details)s, %(now)s, %(now)s, %(reported_by)s FROM outcome o "
+            "  '', false, %(policy_version)s, %(details)s::jsonb, %(now)s, %(now)s, %(reported_by)s FROM outcome o "
             "  RETURNING id, allow, reason) "
             "SELECT r.id, r.reason, t.actions_used, t.max_actions FROM recorded r LEFT JOIN taken t ON true"
         )
@@ -317,7 +339,7 @@ def _take_action_and_record(event: ActivityEvent, now: datetime) -> tuple[str, i
         "policy_version": event.policy_version, "details": json.dumps(event.details),
         "reported_by": event.reported_by,
     }
-    with connection.cursor() as cursor:
+    with _prepared_cursor() as cursor:
         cursor.execute(_DECIDE_AND_RECORD_SQL, params)
         event_id, reason, used, most = cursor.fetchone()
     event.id, event.reason, event.allow = event_id, reason, reason == OK
