@@ -120,11 +120,8 @@ def clear_verification_cache() -> None:
 
 
 def _guardrails_allow(policy, **call) -> tuple[bool, str]:
-    """The policy's organisation guardrails (Cedar) for this call; allow when the policy has none."""
-    check = getattr(policy, "guardrails_allow", None)
-    if check is None:
-        return True, ""
-    allowed, detail = check(**call)
+    """The organisation's Cedar guardrails for this call (``Policy.guardrails_allow`` fails closed)."""
+    allowed, detail = policy.guardrails_allow(**call)
     return bool(allowed), str(detail or "")
 
 
@@ -373,7 +370,7 @@ def revoke_for_drift_if_due(*, envelope_id, drift_count: int | None, policy=None
     if drift_count is None:
         return False
     policy = policy or active_policy()
-    limit = getattr(policy, "drift_revoke_after", 3)
+    limit = policy.drift_revoke_after
     if not limit or drift_count < limit:
         return False
     from tasks.services import revoke_envelope

@@ -325,3 +325,23 @@ def test_a_rotated_key_still_verifies_tokens_it_signed(gw, live_envelope, mint):
     keys.rotate_signing_key(actor=None, immediately=True)
     decisions.clear_verification_cache()
     assert ask(gw, token)["reason"] == "ok"
+
+
+def test_the_organisations_cedar_guardrails_forbid_a_call_the_envelope_allows(gw, owner, admin, second_admin, mint):
+    from tasks import services
+    from tests.factories import make_agent, make_envelope, make_instance
+
+    agent = make_agent(owner, slug="db-janitor", ceiling=("secrets:read",))
+    envelope = make_envelope(make_instance(agent), scopes=("secrets:read",), resources=("prod:*",),
+                             duration_seconds=1800)
+    for approver in (admin, second_admin)[:envelope.required_approvals]:
+        services.approve_envelope(envelope=envelope, actor=approver)
+    envelope.refresh_from_db()
+    assert envelope.state == "approved"
+    token = mint(envelope).token
+    denied = ask(gw, token, scope="secrets:read", resource="prod:db-password")
+    assert (denied["allow"], denied["reason"]) == (False, "policy_forbids")
+    assert "prod-secrets-need-ticket" in denied["detail"]
+    allowed = ask(gw, token, scope="secrets:read", resource="prod:db-password", context={"ticket": "CHG-1234"})
+    assert (allowed["allow"], allowed["reason"], allowed["remaining_actions"]) == (True, "ok", envelope.max_actions - 1)
+    assert ActivityEvent.objects.get(id=denied["decision_id"]).policy_version == decisions.active_policy().version

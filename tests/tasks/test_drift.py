@@ -71,6 +71,9 @@ def test_a_policy_may_revoke_at_the_first_drift(gw, live_envelope, mint, monkeyp
         version = "strict"
         drift_revoke_after = 1
 
+        def guardrails_allow(self, **call):
+            return True, ""
+
     monkeypatch.setattr(decisions, "active_policy", lambda: Strict())
     ask(gw, mint(live_envelope).token, scope="jira:read")
     assert TaskEnvelope.objects.get(pk=live_envelope.pk).state == "revoked"
@@ -80,6 +83,9 @@ def test_a_policy_may_never_revoke_for_drift(gw, live_envelope, mint, monkeypatc
     class Lenient:
         version = "lenient"
         drift_revoke_after = 0
+
+        def guardrails_allow(self, **call):
+            return True, ""
 
     monkeypatch.setattr(decisions, "active_policy", lambda: Lenient())
     token = mint(live_envelope).token
