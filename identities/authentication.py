@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from console.models import TOKEN_PREFIX
@@ -79,3 +80,12 @@ class AgentCredentialAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class AgentCredentialScheme(OpenApiAuthenticationExtension):
+    target_class = "identities.authentication.AgentCredentialAuthentication"
+    name = "agentCredential"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "The agent instance's own access token from /oauth/token."}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication
 
 from console.authentication import ApiTokenAuthentication
@@ -48,3 +49,11 @@ class CachedApiTokenAuthentication(ApiTokenAuthentication):
                     _cache[digest] = (time.monotonic(), user, token)
             return result
         return super().authenticate(request)
+
+
+class CachedApiTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "tasks.api.authentication.CachedApiTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An API token (mdt_…)."}
