@@ -217,7 +217,10 @@ def phase(name, meter, port, requests, **kw) -> dict:
     bad = {s: n for s, n in result.statuses.items() if s >= 300}
     row = {"phase": name, "requests": result.count, "per_s": round(result.rate, 1),
            "p50_ms": round(result.percentile(50) * 1000, 2), "p99_ms": round(result.percentile(99) * 1000, 2),
-           "cpu_cores": cpu, "errors": bad, "marker_hits": result.marker_hits}
+           "cpu_cores": cpu, "errors": bad, "marker_hits": result.marker_hits,
+           # CPU per request is steadier than the rate when other work shares the machine.
+           "cpu_ms_per_request": {k: round(v / result.rate * 1000, 3) if result.rate else None
+                                  for k, v in cpu.items()}}
     if bad:
         row["sample"] = [b.decode(errors="replace") for b in result.bodies_sample]
     print(json.dumps(row), flush=True)
@@ -359,6 +362,13 @@ def main() -> None:
           f"decisions/healthz = {full['per_s'] / hz:.2f}")
     print(f"raw ES256 verify, 1 core   {summary['raw_verify_per_s_one_core']:>10}   "
           f"decisions/verify = {full['per_s'] / summary['raw_verify_per_s_one_core']:.2f}")
+    for name, row in (("healthz", summary["healthz"]), ("decision", full)):
+        per = row["cpu_ms_per_request"]
+        print(f"CPU per {name:<8} server {per['server']:.3f} ms + postgres {per['postgres']:.3f} ms "
+              f"+ load generator {per['loadgen']:.3f} ms")
+    per = full["cpu_ms_per_request"]
+    budget = (os.cpu_count() or 1) * 1000 / (per["server"] + per["postgres"] + per["loadgen"])
+    print(f"=> with every core of this machine for this bench alone, about {budget:.0f} decisions/s")
     d = summary["durability"]
     print(f"answered {d['answered']}, recorded {d['recorded']}, allowed {d['allowed']}"
           f" -> {'every answer on record' if d['recorded'] >= d['answered'] else 'MISSING RECORDS'}")
