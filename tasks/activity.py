@@ -64,6 +64,30 @@ class Reporter:
     credential: Credential | None = None
 
 
+def storable(text: str) -> bool:
+    """PostgreSQL text holds neither NUL nor lone surrogates; refuse them as bad input, not a 500."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def json_text(value) -> str | None:
+    """``value`` as compact JSON that jsonb accepts (no NaN/Infinity, no NUL), or None."""
+    try:
+        out = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError):
+        return None
+    if "\\u0000" in out or not storable(out):
+        return None
+    return out
+
+
 def _bad(index: int, field: str, message: str) -> ValidationFailed:
     return ValidationFailed(message, field=f"events[{index}].{field}")
 
@@ -72,7 +96,7 @@ def _text(event: dict, index: int, field: str, limit: int) -> str:
     value = event.get(field, "")
     if value is None:
         return ""
-    if not isinstance(value, str) or len(value) > limit:
+    if not isinstance(value, str) or len(value) > limit or not storable(value):
         raise _bad(index, field, f"a string of at most {limit} characters")
     return value
 
@@ -157,7 +181,9 @@ def validate_batch(events: object, *, reporter: Reporter, now: datetime) -> tupl
         elif not isinstance(details, dict):
             raise _bad(index, "details", "an object")
         else:
-            details_json = json.dumps(details, separators=(",", ":"), ensure_ascii=False)
+            details_json = json_text(details)
+            if details_json is None:
+                raise _bad(index, "details", "JSON without NaN, Infinity or NUL characters")
             if len(details_json) > MAX_DETAILS_BYTES:
                 raise _bad(index, "details", f"at most {MAX_DETAILS_BYTES} bytes of JSON")
         if reporter.credential is not None:

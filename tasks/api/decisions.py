@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from console.errors import ValidationFailed
+from tasks.activity import json_text, storable
 from tasks.api.authentication import CachedApiTokenAuthentication
 from tasks.api.permissions import IsGatewayOrAdmin
 from tasks.decisions import REASONS, decide
@@ -39,21 +38,25 @@ def parse_decision_request(data) -> dict:
     if not isinstance(data, dict):
         raise ValidationFailed("a JSON object with token, scope, resource and optional context", field="token")
     token = data.get("token")
-    if not isinstance(token, str):
+    if not isinstance(token, str) or not storable(token):
         raise ValidationFailed("the agent's credential, a string", field="token")
     scope = data.get("scope")
-    if not isinstance(scope, str) or not 0 < len(scope) <= 130:
+    if not isinstance(scope, str) or not 0 < len(scope) <= 130 or not storable(scope):
         raise ValidationFailed("a scope string of 1 to 130 characters", field="scope")
     resource = data.get("resource")
-    if not isinstance(resource, str) or len(resource) > 512:
+    if not isinstance(resource, str) or len(resource) > 512 or not storable(resource):
         raise ValidationFailed("a resource string of at most 512 characters", field="resource")
     context = data.get("context")
     if context is None:
         context = {}
     if not isinstance(context, dict):
         raise ValidationFailed("an object", field="context")
-    if context and len(json.dumps(context, default=str)) > MAX_CONTEXT_BYTES:
-        raise ValidationFailed(f"at most {MAX_CONTEXT_BYTES} bytes of JSON", field="context")
+    if context:
+        text = json_text(context)
+        if text is None:
+            raise ValidationFailed("JSON without NaN, Infinity or NUL characters", field="context")
+        if len(text) > MAX_CONTEXT_BYTES:
+            raise ValidationFailed(f"at most {MAX_CONTEXT_BYTES} bytes of JSON", field="context")
     return {"token": token, "scope": scope, "resource": resource, "context": context}
 
 

@@ -345,3 +345,21 @@ def test_the_organisations_cedar_guardrails_forbid_a_call_the_envelope_allows(gw
     allowed = ask(gw, token, scope="secrets:read", resource="prod:db-password", context={"ticket": "CHG-1234"})
     assert (allowed["allow"], allowed["reason"], allowed["remaining_actions"]) == (True, "ok", envelope.max_actions - 1)
     assert ActivityEvent.objects.get(id=denied["decision_id"]).policy_version == decisions.active_policy().version
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ('{"token": "t", "scope": "github:wr\\u0000ite", "resource": "r"}', "scope"),
+    ('{"token": "t", "scope": "github:write", "resource": "repo:\\ud800"}', "resource"),
+    ('{"token": "t\\ud800", "scope": "github:write", "resource": "r"}', "token"),
+    ('{"token": "t", "scope": "github:write", "resource": "r", "context": {"k": "\\u0000"}}', "context"),
+])
+def test_text_postgresql_cannot_store_is_400_not_500(gw, raw, field):
+    response = gw.post(URL, raw, content_type="application/json")
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_nan_in_the_context_is_400(gw):
+    response = gw.post(URL, '{"token": "t", "scope": "github:write", "resource": "r", "context": {"k": NaN}}',
+                       content_type="application/json")
+    assert response.status_code == 400

@@ -227,3 +227,18 @@ def test_the_list_pages_by_cursor_with_a_constant_number_of_queries(api_client, 
 
 def test_anonymous_cannot_read_the_record(api_client):
     assert api_client.get(LIST_URL).status_code == 401
+
+
+@pytest.mark.parametrize(("raw_event", "field"), [
+    ('"outcome": "ok\\u0000"', "events[0].outcome"),
+    ('"resource": "repo:\\udc00"', "events[0].resource"),
+    ('"details": {"k": "\\u0000"}', "events[0].details"),
+    ('"details": {"k": "\\ud800"}', "events[0].details"),
+])
+def test_text_postgresql_cannot_store_is_400_not_500(gw, live_envelope, mint, raw_event, field):
+    token = mint(live_envelope).token
+    body = '{"events": [{"kind": "tool_call", "token": "' + token + '", ' + raw_event + "}]}"
+    response = gw.post(POST_URL, body, content_type="application/json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not ActivityEvent.objects.exists()
