@@ -6,12 +6,15 @@ API contract): ``token_invalid`` / ``token_expired`` → ``token_revoked`` → `
 ``agent_inactive`` → ``envelope_inactive`` → ``scope_not_granted`` → ``resource_not_granted`` →
 ``budget_exhausted`` → ``policy_forbids`` → ``ok``.
 
-The hot path is three statements: one SELECT loading credential, instance, agent and envelope by
-``jti``; for an allowed call, a conditional ``UPDATE … RETURNING`` that takes one action of the
-budget only while budget and time are left (so two gateways racing on the last action cannot both
-win); and the INSERT of the activity event. The UPDATE and the INSERT share one transaction, which
-commits before the answer leaves: no decision is ever answered without being on record. Expiry is
-compared here, never left to the sweep.
+The hot path on PostgreSQL is two prepared statements: one SELECT loading credential, instance,
+agent and envelope by ``jti``; and, for a call that passed every check, one statement that takes
+one action of the budget with a conditional ``UPDATE … RETURNING`` (only while budget and time are
+left, so two gateways racing on the last action cannot both win) and inserts the decision's
+activity event with ``allow``/``reason`` taken from whether the update matched. It runs in
+autocommit, so it is committed before the answer leaves: no decision is ever answered without
+being on record. A denial is the SELECT and one INSERT; a drifting denial adds the drift count in
+the same transaction. Elsewhere (SQLite, or inside an outer transaction) the update and the insert
+share one ``atomic()``. Expiry is compared here, never left to the sweep.
 
 Signature verification (ECDSA P-256) is the most expensive step in Python, and a gateway asks about
 the same token many times in its few minutes of life, so verified tokens are cached per process by
