@@ -161,7 +161,8 @@ def validate_batch(events: object, *, reporter: Reporter, now: datetime) -> tupl
     if len(events) > MAX_BATCH:
         raise ValidationFailed(f"at most {MAX_BATCH} events per batch; got {len(events)}", field="events")
     credentials = _credentials_for_batch(events) if reporter.credential is None else {}
-    rows, instances = [], {}
+    rows, instances, per_credential = [], {}, {}
+    reported_by = reporter.name[:255]
     for index, event in enumerate(events):
         if not isinstance(event, dict):
             raise ValidationFailed("an object", field=f"events[{index}]")
@@ -197,13 +198,20 @@ def validate_batch(events: object, *, reporter: Reporter, now: datetime) -> tupl
                 raise _bad(index, "token", "the agent's credential this event belongs to")
             if isinstance(credential, str):
                 raise _bad(index, "token", credential)
-        envelope = credential.envelope
-        drift = bool((scope and scope not in envelope.scopes)
-                     or (resource and not resource_granted(envelope.resources, resource)))
-        rows.append((kind, credential.instance.agent_id, credential.instance_id, credential.envelope_id,
-                     credential.jti, scope, resource, None, "", outcome, drift, "", details_json,
-                     occurred_at, now, reporter.name[:255]))
-        instances[credential.instance_id] = credential.instance
+        # A batch repeats a few credentials and resources many times: work each out once.
+        ident = per_credential.get(credential.jti)
+        if ident is None:
+            envelope = credential.envelope
+            ident = per_credential[credential.jti] = (
+                (credential.instance.agent_id, credential.instance_id, credential.envelope_id, credential.jti),
+                frozenset(envelope.scopes), envelope.resources, {})
+            instances[credential.instance_id] = credential.instance
+        prefix, granted_scopes, patterns, resource_ok = ident
+        if resource and resource not in resource_ok:
+            resource_ok[resource] = resource_granted(patterns, resource)
+        drift = bool((scope and scope not in granted_scopes) or (resource and not resource_ok[resource]))
+        rows.append((kind, *prefix, scope, resource, None, "", outcome, drift, "", details_json,
+                     occurred_at, now, reported_by))
     return rows, instances
 
 
