@@ -13,6 +13,7 @@ from identities.api.instances import InstanceViewSet
 from identities.api.issuers import IssuerViewSet
 from tasks.api.envelopes import EnvelopeViewSet
 from tasks.api.exceptions import ExceptionViewSet
+from tasks.api.urls import urlpatterns as decision_and_activity_urls
 
 router = ApiRouter()
 router.register("agents", AgentViewSet, basename="agent")
@@ -34,4 +35,4 @@ def api_not_found(request, *args, **kwargs):
 
 # Register new resources on the router above (or insert paths before the catch-all): anything
 # placed after it under /api/v1/ would never be reached.
-urlpatterns = [*router.urls, re_path(r"", api_not_found)]
+urlpatterns = [*router.urls, *decision_and_activity_urls, re_path(r"", api_not_found)]

@@ -181,6 +181,9 @@ SPECTACULAR_SETTINGS = {
         "LifecycleStatusEnum": "identities.models.Agent.Status",
         "ApiTokenStatusEnum": ["active", "expired", "revoked"],
         "StandingExceptionStatusEnum": "tasks.models_posture.StandingException.Status",
+        # Activity kinds: all of them on the record, three of them reportable.
+        "ActivityKindEnum": "tasks.models.ActivityEvent.Kind",
+        "ReportedKindEnum": ["tool_call", "secret_access", "privilege_escalation"],
     },
     "APPEND_COMPONENTS": {
         "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},

@@ -17,7 +17,6 @@ urlpatterns = [
     path("", include("identities.oauth_urls")),
     path("", include("tasks.urls")),
     path("", include("console.ui_urls")),
-    path("api/v1/", include("tasks.api.urls")),
 ]
 
 handler403 = "console.views.auth.forbidden"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication
 
 from console.authentication import ApiTokenAuthentication
@@ -50,10 +49,3 @@ class CachedApiTokenAuthentication(ApiTokenAuthentication):
             return result
         return super().authenticate(request)
 
-
-class CachedApiTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "tasks.api.authentication.CachedApiTokenAuthentication"
-    name = "bearerAuth"
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "An API token (mdt_…)."}

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from console.api.common import errors
 from console.errors import ValidationFailed
 from tasks.activity import json_text, storable
 from tasks.api.authentication import CachedApiTokenAuthentication
@@ -64,7 +65,8 @@ class DecisionView(APIView):
     authentication_classes = [CachedApiTokenAuthentication]
     permission_classes = [IsGatewayOrAdmin]
 
-    @extend_schema(request=DecisionRequestSerializer, responses={200: DecisionSerializer},
+    # The cached authenticator is the ordinary API-token scheme; name it so, not as a second scheme.
+    @extend_schema(request=DecisionRequestSerializer, responses={200: DecisionSerializer, **errors(400, 403)}, auth=[{"bearerAuth": []}],
                    summary="Decide one tool call against its credential and envelope",
                    description="Checks in order and answers the first failing reason. An allowed "
                                "decision uses one action of the budget. Every decision is recorded "

@@ -59,7 +59,7 @@ class EnvelopeSerializer(serializers.ModelSerializer):
                   "max_actions", "actions_used", "may_delegate", "delegation_depth", "requested_by",
                   "required_approvals", "approvals", "approved_at", "expires_at", "ended_at", "end_reason",
                   "policy_version", "supersedes", "superseded_by", "parent_envelope", "auto_approved_by",
-                  "created_at"]
+                  "created_at", "drift_count", "last_drift_at"]
         read_only_fields = fields
 
     def get_superseded_by(self, envelope: TaskEnvelope) -> str | None:

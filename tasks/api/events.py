@@ -13,6 +13,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from console.api.common import errors
 from console.authentication import ApiTokenAuthentication
 from console.errors import ValidationFailed
 from console.pagination import NewestFirstCursorPagination
@@ -54,7 +55,8 @@ class EventIngestView(APIView):
     permission_classes = [IsAuthenticated]
 
     @extend_schema(request=EventBatchSerializer,
-                   responses={202: inline_serializer("EventsAccepted", {"accepted": serializers.IntegerField()})},
+                   responses={202: inline_serializer("EventsAccepted", {"accepted": serializers.IntegerField()}),
+                              **errors(400, 403)},
                    summary="Report a batch of tool calls, secret accesses and escalation attempts",
                    description="Sent by an agent with its own credential (attributed to its instance and "
                                "envelope) or by a gateway naming `token` per event. Validated whole: one "
@@ -95,7 +97,8 @@ class EventListView(generics.ListAPIView):
         OpenApiParameter("envelope", OpenApiTypes.UUID),
         OpenApiParameter("kind", OpenApiTypes.STR, enum=[k.value for k in ActivityEvent.Kind]),
         OpenApiParameter("since", OpenApiTypes.DATETIME, description="occurred at or after"),
-    ], summary="The activity record, newest first (owners see their own agents')")
+    ], responses={200: ActivityEventSerializer(many=True), **errors(400)},
+        summary="The activity record, newest first (owners see their own agents')")
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 

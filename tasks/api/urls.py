@@ -1,4 +1,6 @@
-"""Decisions and activity under ``/api/v1/`` (merged into the API router once it exists)."""
+"""Decisions and activity under ``/api/v1/`` (listed in ``console/api_urls.py`` before its catch-all).
+
+``POST /api/v1/events`` and ``GET /api/v1/events/`` are two views: the contract spells them so."""
 
 from django.urls import path
 

@@ -119,3 +119,9 @@ def test_drift_on_an_ended_envelope_is_flagged_but_not_counted(gw, live_envelope
     assert ActivityEvent.objects.get().drift is True
     assert TaskEnvelope.objects.get(pk=live_envelope.pk).drift_count == 0
 
+
+
+def test_drift_shows_in_the_envelope_api(gw, api_client, owner, live_envelope, mint):
+    ask(gw, mint(live_envelope).token, scope="jira:read")
+    body = api_client.as_user(owner).get(f"/api/v1/envelopes/{live_envelope.id}/").json()
+    assert body["drift_count"] == 1 and body["last_drift_at"]

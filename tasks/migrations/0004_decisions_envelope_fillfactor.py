@@ -20,6 +20,6 @@ def reset_fillfactor(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("tasks", "0001_initial")]
+    dependencies = [("tasks", "0003_console_activity_drift_idx")]
 
     operations = [migrations.RunPython(set_fillfactor, reset_fillfactor)]
