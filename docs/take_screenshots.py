@@ -19,7 +19,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 PAGES = {
     "ada": [("dashboard", "/"), ("approvals", "/approvals/"), ("agent-detail", "/agents/invoice-triage/"),
-            ("agents", "/agents/"), ("audit", "/audit/"), ("activity", "/activity/")],
+            ("agents", "/agents/"), ("audit", "/audit/"), ("activity", "/activity/"),
+            ("posture", "/posture/")],
     "olivia": [("my-agents", "/my-agents/"), ("request-envelope", "/envelopes/new/")],
 }
 
