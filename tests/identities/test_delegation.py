@@ -205,3 +205,30 @@ def test_a_replayed_actor_token_is_refused(exchange, subject_token, helper):
 @pytest.mark.parametrize("missing", ["subject_token", "actor_token", "subject_token_type", "actor_token_type"])
 def test_a_token_exchange_missing_a_part_is_an_invalid_request(exchange, subject_token, helper, missing):
     refused(exchange(subject_token, helper, **{missing: None}), "invalid_request")
+
+
+def test_a_gateway_allows_a_delegated_credential_inside_the_envelope_and_denies_it_once_the_parent_dies(
+    exchange, subject_token, helper, delegating, api_client, gateway
+):
+    """End to end: token exchange at /oauth/token, then the decision endpoint, then the cascade."""
+    _, envelope = delegating
+    delegated = exchange(subject_token, helper, scope="github:read")
+    assert delegated.status_code == 200, delegated.content
+    token = delegated.json()["access_token"]
+    gw = api_client.as_user(gateway)
+
+    def decide(scope):
+        response = gw.post("/api/v1/decisions", {"token": token, "scope": scope, "resource": "repo:acme/api"},
+                           format="json")
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    allowed = decide("github:read")
+    assert (allowed["allow"], allowed["reason"]) == (True, "ok")
+    assert allowed["instance"] == str(helper.id) and allowed["envelope"] == str(envelope.id)
+    # Narrower than its parent: the parent's write scope was not passed on.
+    assert decide("github:write")["reason"] == "scope_not_granted"
+
+    parent = Credential.objects.get(jti=claims_of(subject_token)["jti"])
+    identity_services.revoke_credentials(actor=None, reason="test", jtis=[parent.jti])
+    assert decide("github:read")["reason"] == "token_revoked"
