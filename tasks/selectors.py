@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
 
 from console.roles import IDENTITY_ADMIN, can_read_all, is_admin
+from identities.authentication import AgentPrincipal
 from tasks.models import ActivityEvent, Approval, TaskEnvelope
 
 
@@ -19,6 +20,9 @@ def envelopes_for(user) -> QuerySet[TaskEnvelope]:
         return qs
     if not getattr(user, "is_authenticated", False):
         return qs.none()
+    if isinstance(user, AgentPrincipal):
+        # An instance sees only the envelope its credential was minted under, and only its own.
+        return qs.filter(pk=user.envelope.pk, instance_id=user.instance.pk)
     return qs.filter(agent__owner=user)
 
 

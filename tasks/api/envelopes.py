@@ -6,6 +6,7 @@ import django_filters
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -23,8 +24,11 @@ from console.api.common import (
     StrictUUIDField,
     errors,
 )
+from console.audit import Actor
+from console.authentication import ApiTokenAuthentication
 from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from identities import selectors as identity_selectors
+from identities.authentication import AgentCredentialAuthentication, AgentPrincipal
 from identities.validators import RESOURCE_RE, SCOPE_RE
 from tasks import selectors, services
 from tasks.models import Approval, TaskEnvelope
@@ -109,6 +113,13 @@ class EnvelopeFilter(StrictFilterSet):
         fields = ["state", "agent", "instance"]
 
 
+class OwnInstanceOrRole(RolePermission):
+    """``complete`` is also open to the envelope's own instance, authenticated by its credential."""
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, AgentPrincipal) or super().has_permission(request, view)
+
+
 _ONE = {200: EnvelopeSerializer, **errors(400, 403, 404, 409)}
 
 
@@ -173,11 +184,19 @@ class EnvelopeViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
                                             **body.validated_data)
         return self._render(envelope)
 
-    @extend_schema(summary="Mark the task done; its credentials are revoked", request=None, responses=_ONE)
-    @action(detail=True, methods=["post"])
+    @extend_schema(
+        summary="Mark the task done; its credentials are revoked",
+        description="By the agent's owner, an identity admin, or the envelope's own instance presenting "
+                    "its live credential (Authorization: Bearer <credential>).",
+        request=None, responses=_ONE,
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, OwnInstanceOrRole],
+            authentication_classes=[ApiTokenAuthentication, AgentCredentialAuthentication,
+                                    SessionAuthentication])
     def complete(self, request, pk=None):
-        envelope = self.get_object()
-        envelope = services.complete_envelope(envelope=envelope, actor=request.user, request=request)
+        envelope = self.get_object()  # an instance's credential sees only its own envelope
+        actor = Actor.of_instance(request.user.instance) if isinstance(request.user, AgentPrincipal) else request.user
+        envelope = services.complete_envelope(envelope=envelope, actor=actor, request=request)
         return self._render(envelope)
 
     @extend_schema(
