@@ -218,8 +218,12 @@ class Credential(models.Model):
     TERMINAL_STATES = (Status.EXPIRED, Status.REVOKED)
 
     jti = models.CharField(primary_key=True, max_length=64)
-    instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="credentials")
-    envelope = models.ForeignKey("tasks.TaskEnvelope", on_delete=models.PROTECT, related_name="credentials")
+    # Every index here is rewritten when a credential expires or is revoked (the status change rules
+    # out a HOT update), so the FK columns are indexed only through the composite indexes below.
+    instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="credentials",
+                                 db_index=False)
+    envelope = models.ForeignKey("tasks.TaskEnvelope", on_delete=models.PROTECT, related_name="credentials",
+                                 db_index=False)
     scopes = models.JSONField(default=list)
     audience = models.CharField(max_length=500)
     issued_at = models.DateTimeField()
@@ -229,7 +233,8 @@ class Credential(models.Model):
     revoke_reason = models.CharField(max_length=500, blank=True)
     kid = models.CharField(max_length=64)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="delegated", to_field="jti"
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="delegated", to_field="jti",
+        db_index=False,
     )
     # The chain of delegating instances' SPIFFE IDs, nearest first (the ``act`` claim).
     act_chain = models.JSONField(default=list, blank=True)
@@ -243,6 +248,8 @@ class Credential(models.Model):
             models.Index(fields=["expires_at"], name="cred_live_exp_idx", condition=Q(status="active")),
             models.Index(fields=["envelope", "status"], name="cred_envelope_idx"),
             models.Index(fields=["instance", "status"], name="cred_instance_idx"),
+            # The revocation cascade follows delegated children; most credentials have no parent.
+            models.Index(fields=["parent"], name="cred_parent_idx", condition=Q(parent__isnull=False)),
         ]
 
     def __str__(self) -> str:
