@@ -31,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=300, help="calls per path and round (default 300)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the best round is reported")
+    parser.add_argument("--profile", choices=["mint", "decision"], help="print a pyinstrument profile of one path")
     args = parser.parse_args()
 
     import django
@@ -42,17 +43,18 @@ def main() -> None:
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
-        run(args.n, args.rounds)
+        run(args.n, args.rounds, args.profile)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
-def run(n: int, rounds: int) -> None:
+def run(n: int, rounds: int, profile: str | None = None) -> None:
+    from urllib.parse import urlencode
+
     import jwt
     from django.contrib.auth.models import Group, User
     from django.db import connection
     from django.test import Client
-    from urllib.parse import urlencode
 
     from console.models import ApiToken
     from console.roles import AGENT_OWNER, GATEWAY, IDENTITY_ADMIN
@@ -116,6 +118,19 @@ def run(n: int, rounds: int) -> None:
     for _ in range(20):  # warm caches (keys, policy, token verification) before any clock starts
         decide()
         health()
+    if profile:
+        from pyinstrument import Profiler
+
+        bodies = forms(n)
+        with Profiler(interval=0.0002) as profiler:
+            if profile == "mint":
+                for body in bodies:
+                    mint_once(body)
+            else:
+                for _ in range(n):
+                    decide()
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+        return
     best = {"mint": float("inf"), "decision": float("inf"), "healthz": float("inf")}
     for _ in range(rounds):
         bodies = forms(n)
