@@ -133,14 +133,49 @@ def _agent_id_of(target) -> uuid.UUID | None:
     return getter() if callable(getter) else getter
 
 
-def _ensure_chain(key: str) -> AuditChain:
-    # Lock the head; only a chain's first writer inserts it (insert-if-missing, then lock), so two
-    # first writers cannot both create it and every later event saves a round trip.
-    head = AuditChain.objects.select_for_update().filter(key=key).first()
-    if head is None:
+_statements: dict[str, tuple[str, str, str | None]] = {}
+
+
+def _append_statements(connection) -> tuple[str, str, str | None]:
+    """(advance the head, insert the row [and set the head's hash], set the head's hash or None),
+    built once per database vendor."""
+    cached = _statements.get(connection.vendor)
+    if cached is not None:
+        return cached
+    q = connection.ops.quote_name
+    chain, events = q(AuditChain._meta.db_table), q(AuditEvent._meta.db_table)
+    key, length, last_hash = q("key"), q("length"), q("last_hash")
+    columns = ", ".join(q(field.column) for field in _EVENT_FIELDS)
+    placeholders = ", ".join(["%s"] * len(_EVENT_FIELDS))
+    # Locks the head row (until the caller's transaction ends) and takes the next seq in one go.
+    advance = f"UPDATE {chain} SET {length} = {length} + 1 WHERE {key} = %s RETURNING {length}, {last_hash}"  # noqa: S608
+    insert = f"INSERT INTO {events} ({columns}) VALUES ({placeholders}) RETURNING {q('id')}"  # noqa: S608
+    set_hash = f"UPDATE {chain} SET {last_hash} = %s WHERE {key} = %s"  # noqa: S608
+    if connection.vendor == "postgresql":
+        # One round trip: the head's new hash rides along with the row's INSERT.
+        cached = (advance, f"WITH head AS ({set_hash}) {insert}", None)
+    else:
+        cached = (advance, insert, set_hash)
+    _statements[connection.vendor] = cached
+    return cached
+
+
+# Every column but the id, in model order; values go through each field's own get_db_prep_save,
+# exactly as the ORM's INSERT would send them.
+_EVENT_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
+
+
+def _advance_head(connection, cursor, statement: str, key: str) -> tuple[int, str]:
+    """Lock the chain's head and advance its length: (this event's seq, the previous hash). Only a
+    chain's first writer inserts the head (insert-if-missing, then advance), so two first writers
+    cannot both create it."""
+    cursor.execute(statement, [key])
+    row = cursor.fetchone()
+    if row is None:
         AuditChain.objects.bulk_create([AuditChain(key=key)], ignore_conflicts=True)
-        head = AuditChain.objects.select_for_update().get(key=key)
-    return head
+        cursor.execute(statement, [key])
+        row = cursor.fetchone()
+    return int(row[0]), row[1]
 
 
 def record(
@@ -163,28 +198,39 @@ def record(
     if agent_id is None and not isinstance(target, tuple):
         agent_id = _agent_id_of(target)
     chain_key = f"agent:{agent_id}" if agent_id else GLOBAL_CHAIN
-    head = _ensure_chain(chain_key)
-    event = AuditEvent(
-        chain=chain_key,
-        seq=head.length + 1,
-        at=at or timezone.now(),
-        actor_type=who.type,
-        actor=who.name[:255],
-        actor_user=who.user if who.user is not None and getattr(who.user, "pk", None) else None,
-        verb=verb,
-        target_type=target_type,
-        target_id=target_id,
-        target_label=label[:255],
-        agent_id=agent_id,
-        before=scrub(before) if before is not None else None,
-        after=scrub(after) if after is not None else None,
-        reason=scrub(reason or "")[:2000],
-        request_id=(getattr(request, "request_id", "") if request is not None else "") or current_request_id(),
-        prev_hash=head.last_hash,
-    )
-    event.hash = compute_hash(head.last_hash, event)
-    event.save()
-    AuditChain.objects.filter(key=chain_key).update(length=event.seq, last_hash=event.hash)
+    connection = transaction.get_connection()
+    advance, insert, set_hash = _append_statements(connection)
+    with connection.cursor() as cursor:
+        seq, prev_hash = _advance_head(connection, cursor, advance, chain_key)
+        event = AuditEvent(
+            chain=chain_key,
+            seq=seq,
+            at=at or timezone.now(),
+            actor_type=who.type,
+            actor=who.name[:255],
+            actor_user=who.user if who.user is not None and getattr(who.user, "pk", None) else None,
+            verb=verb,
+            target_type=target_type,
+            target_id=target_id,
+            target_label=label[:255],
+            agent_id=agent_id,
+            before=scrub(before) if before is not None else None,
+            after=scrub(after) if after is not None else None,
+            reason=scrub(reason or "")[:2000],
+            request_id=(getattr(request, "request_id", "") if request is not None else "") or current_request_id(),
+            prev_hash=prev_hash,
+        )
+        event.hash = compute_hash(prev_hash, event)
+        values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in _EVENT_FIELDS]
+        if set_hash is None:
+            cursor.execute(insert, [event.hash, chain_key, *values])
+        else:
+            cursor.execute(insert, values)
+        event.id = cursor.fetchone()[0]
+        if set_hash is not None:
+            cursor.execute(set_hash, [event.hash, chain_key])
+    event._state.adding = False
+    event._state.db = connection.alias
     return event
 
 

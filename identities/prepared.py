@@ -63,3 +63,31 @@ def model_from(model: type[Model], data: dict, *, using: str = DEFAULT_DB_ALIAS)
     any other field is deferred and would load on access."""
     fields = [f for f in model._meta.concrete_fields if f.attname in data]
     return model.from_db(using, {f.attname for f in fields}, [data[f.attname] for f in fields])
+
+
+_inserts: dict[tuple[type[Model], str], tuple[str, list]] = {}
+
+
+def insert(instance: Model, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """INSERT ``instance`` (its primary key already set) as ``save(force_insert=True)`` would:
+    every concrete field through its own ``pre_save`` and ``get_db_prep_save``, the SQL built once
+    per model and database. No model signals are sent (the project connects none); a duplicate key
+    raises IntegrityError as the ORM's insert does."""
+    model = type(instance)
+    connection = connections[using]
+    cached = _inserts.get((model, using))
+    if cached is None:
+        fields = list(model._meta.concrete_fields)
+        if any(field.db_returning for field in fields):
+            raise ValueError("prepared.insert is for models whose primary key the caller sets")
+        quote = connection.ops.quote_name
+        sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+               f"VALUES ({', '.join(['%s'] * len(fields))})")
+        cached = (sql, fields)
+        _inserts[(model, using)] = cached
+    sql, fields = cached
+    values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+    instance._state.adding = False
+    instance._state.db = using

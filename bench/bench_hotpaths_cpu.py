@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""In-process CPU cost of the two hot paths, beside /healthz, measured in one process.
+
+    MANDATE_TESTING=1 .venv/bin/python bench/bench_hotpaths_cpu.py [-n 400]
+    MANDATE_TESTING=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/mandate_x .venv/bin/python bench/bench_hotpaths_cpu.py
+
+Creates a throw-away test database (``test_<name>`` next to DATABASE_URL's, or in-memory SQLite),
+seeds one agent, instances with their own Ed25519 keys and approved envelopes, then times N calls of
+each through the Django test Client: ``POST /oauth/token`` (a fresh signed client assertion each,
+signed before the clock starts), ``POST /api/v1/decisions`` (gateway Bearer token) and ``GET /healthz``.
+It reports ``time.process_time()`` per request, which is this process's CPU, so a busy machine
+skews it far less than wall-clock rates; on PostgreSQL the server's own CPU is not included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+os.environ.setdefault("MANDATE_TESTING", "1")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=300, help="calls per path and round (default 300)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; the best round is reported")
+    parser.add_argument("--profile", choices=["mint", "decision"], help="print a pyinstrument profile of one path")
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        run(args.n, args.rounds, args.profile)
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+def run(n: int, rounds: int, profile: str | None = None) -> None:
+    from urllib.parse import urlencode
+
+    import jwt
+    from django.contrib.auth.models import Group, User
+    from django.db import connection
+    from django.test import Client
+
+    from console.models import ApiToken
+    from console.roles import AGENT_OWNER, GATEWAY, IDENTITY_ADMIN
+    from identities import keys
+    from tasks import services as task_services
+    from tests.factories import make_agent, make_envelope, make_instance
+
+    def user(name, role):
+        account = User.objects.create_user(name, f"{name}@bench.test", "x" * 20)
+        account.groups.add(Group.objects.get_or_create(name=role)[0])
+        return account
+
+    owner, admin, gateway = user("owner", AGENT_OWNER), user("admin", IDENTITY_ADMIN), user("gateway", GATEWAY)
+    secret = ApiToken.new_secret()
+    ApiToken.objects.create(user=gateway, name="bench", prefix=secret[:8], digest=ApiToken.digest_of(secret))
+    keys.rotate_signing_key(actor=None, immediately=True)
+    agent = make_agent(owner)
+    instance = make_instance(agent)
+    envelope = make_envelope(instance, scopes=("github:write", "github:read"), resources=("repo:acme/*",),
+                             duration_seconds=4 * 3600, max_actions=1_000_000)
+    task_services.approve_envelope(envelope=envelope, actor=admin)
+
+    client = Client()
+    token_url = "http://testserver/oauth/token"
+
+    def forms(count):
+        now = int(time.time())
+        out = []
+        for _ in range(count):
+            assertion = jwt.encode({"iss": instance.spiffe_id, "sub": instance.spiffe_id, "aud": token_url,
+                                    "iat": now, "exp": now + 240, "jti": uuid.uuid4().hex},
+                                   instance.private_key, algorithm="EdDSA")
+            out.append(urlencode({"grant_type": "client_credentials",
+                                  "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                                  "client_assertion": assertion, "envelope": str(envelope.id)}))
+        return out
+
+    def mint_once(body):
+        response = client.post("/oauth/token", body, content_type="application/x-www-form-urlencoded")
+        assert response.status_code == 200, response.content
+        return response
+
+    access_token = mint_once(forms(1)[0]).json()["access_token"]
+    decision_body = {"token": access_token, "scope": "github:write", "resource": "repo:acme/api"}
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+
+    def decide():
+        response = client.post("/api/v1/decisions", decision_body, content_type="application/json", **auth)
+        assert response.status_code == 200 and response.json()["allow"], response.content
+
+    def health():
+        response = client.get("/healthz")
+        assert response.status_code == 200
+
+    def timed(fn, items):
+        start = time.process_time()
+        for item in items:
+            fn(item)
+        return (time.process_time() - start) * 1000 / len(items)
+
+    for _ in range(20):  # warm caches (keys, policy, token verification) before any clock starts
+        decide()
+        health()
+    if profile:
+        from pyinstrument import Profiler
+
+        bodies = forms(n)
+        with Profiler(interval=0.0002) as profiler:
+            if profile == "mint":
+                for body in bodies:
+                    mint_once(body)
+            else:
+                for _ in range(n):
+                    decide()
+        print(profiler.output_text(unicode=False, color=False, show_all=False))
+        return
+    best = {"mint": float("inf"), "decision": float("inf"), "healthz": float("inf")}
+    for _ in range(rounds):
+        bodies = forms(n)
+        best["mint"] = min(best["mint"], timed(mint_once, bodies))
+        best["decision"] = min(best["decision"], timed(lambda _: decide(), range(n)))
+        best["healthz"] = min(best["healthz"], timed(lambda _: health(), range(n)))
+    print(f"database: {connection.vendor}, n={n} x {rounds} rounds (best round), CPU ms per request in this process")
+    for name, value in best.items():
+        print(f"  {name:9s} {value:7.3f} ms   ({value / best['healthz']:5.2f}x healthz)")
+
+
+if __name__ == "__main__":
+    main()
