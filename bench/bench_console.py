@@ -119,7 +119,7 @@ def load(envelopes: int, events: int, audit_rows: int) -> None:
             SELECT (ARRAY['decision','decision','decision','decision','decision','decision','tool_call','tool_call',
                           'secret_access','privilege_escalation'])[1 + g % 10],
                 '', (ARRAY['github:read','github:write','jira:read'])[1 + g % 3], 'repo:acme/app-' || (g % 50),
-                g % 13 <> 0, CASE WHEN g % 13 = 0 THEN 'scope_outside_envelope' ELSE 'ok' END, '', g % 97 = 0,
+                g % 13 <> 0, CASE WHEN g % 13 = 0 THEN 'scope_not_granted' ELSE 'ok' END, '', g % 97 = 0,
                 'bench', '{{}}'::jsonb,
                 now() - ({events} - g) * interval '2.5 seconds', now() - ({events} - g) * interval '2.5 seconds',
                 'bench-gateway', e.agent_id, e.instance_id, e.id

@@ -150,12 +150,12 @@ def test_my_agents_shows_only_mine_with_what_each_can_do_now(signed_in, owner, o
     envelope = approved(make_envelope(mine, intent="my live task"), admin)
     credential = make_credential(envelope, seconds=120)
     approved(make_envelope(theirs, intent="their live task"), admin)
-    make_activity(envelope, 1, allow=False, reason="scope_outside_envelope", drift=True)
+    make_activity(envelope, 1, allow=False, reason="scope_not_granted", drift=True)
     page = signed_in(owner).get("/my-agents/").content.decode()
     assert "mine" in page and "my live task" in page and credential.jti[:10] in page
     assert "theirs" not in page and "their live task" not in page
     assert f'data-expires="{credential.expires_at.isoformat()}"' in page
-    assert "scope_outside_envelope" in page  # recent decisions
+    assert "scope_not_granted" in page  # recent decisions
 
 
 def test_my_agents_flags_stale_instances(signed_in, owner):

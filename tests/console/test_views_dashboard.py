@@ -14,7 +14,7 @@ def _world(owner, other_owner, admin, second_admin, n=3):
         make_envelope(theirs, intent=f"theirs pending {i}")
     live = approved(make_envelope(theirs, intent="theirs live", duration_seconds=1200), admin)
     make_credential(live)
-    make_activity(live, 2, drift=True, allow=False, reason="scope_outside_envelope")
+    make_activity(live, 2, drift=True, allow=False, reason="scope_not_granted")
     return mine, theirs
 
 
@@ -24,7 +24,7 @@ def test_an_admin_sees_what_needs_a_person_across_every_agent(signed_in, owner, 
     assert "envelopes pending approval" in page
     assert "mine pending 0" in page and "theirs pending 0" in page
     assert "theirs live" in page  # ends within the hour
-    assert "scope_outside_envelope" in page  # drift in the last 24 h
+    assert "scope_not_granted" in page  # drift in the last 24 h
 
 
 def test_an_owner_sees_only_their_own_agents_on_the_dashboard(signed_in, owner, other_owner, admin, second_admin):

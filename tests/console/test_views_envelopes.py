@@ -78,7 +78,7 @@ def test_the_envelope_page_shows_timeline_credentials_as_a_tree_activity_and_dri
     envelope = approved(make_envelope(instance, may_delegate=True, delegation_depth=1), admin)
     parent = make_credential(envelope)
     child = make_credential(envelope, parent=parent, seconds=100)
-    make_activity(envelope, 2, drift=True, allow=False, reason="scope_outside_envelope", resource="repo:evil/x")
+    make_activity(envelope, 2, drift=True, allow=False, reason="scope_not_granted", resource="repo:evil/x")
     TaskEnvelope.objects.filter(pk=envelope.pk).update(drift_count=2)
     page = signed_in(owner).get(f"/envelopes/{envelope.id}/").content.decode()
     assert "envelope.requested" in page and "envelope.approved" in page and "ok" in page

@@ -201,13 +201,13 @@ class Command(BaseCommand):
             (active, triage, "tool_call", "jira:write", "project:FIN/FIN-101", True, "ok", False),
             (active, triage, "decision", "github:read", "repo:acme/ledger", True, "ok", False),
             (active, sub, "decision", "jira:read", "project:FIN/FIN-102", True, "ok", False),
-            (active, triage, "decision", "github:write", "repo:acme/ledger", False, "scope_outside_envelope", True),
+            (active, triage, "decision", "github:write", "repo:acme/ledger", False, "scope_not_granted", True),
             (active, triage, "secret_access", "vault:read", "secret/fin/erp-api", None, "", False),
             (low, inst["support-summariser"], "decision", "jira:read", "project:SUP/SUP-88", True, "ok", False),
             (low, inst["support-summariser"], "decision", "jira:write", "project:SUP/SUP-88", False,
-             "scope_outside_envelope", True),
+             "scope_not_granted", True),
             (ending, inst["data-sync"], "decision", "crm:read", "crm:accounts", True, "ok", False),
-            (revoked, inst["data-sync"], "decision", "s3:write", "s3://private/hr/*", False, "resource_outside_envelope", True),
+            (revoked, inst["data-sync"], "decision", "s3:write", "s3://private/hr/*", False, "resource_not_granted", True),
             (revoked, inst["data-sync"], "privilege_escalation", "iam:assume", "role/admin", False, "policy_forbids", True),
         ]
         for n in range(3):
