@@ -40,3 +40,27 @@ def test_the_dashboard_query_count_does_not_grow_with_the_data(signed_in, owner,
     client = signed_in(admin)
     with django_assert_max_num_queries(16):
         assert client.get("/").status_code == 200
+
+
+def test_drift_reported_late_does_not_hide_recent_drift(client, admin, owner):
+    """Backfilled history arrives with newer ids but old times; the last 24 h must still show."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tasks.models import ActivityEvent
+    from tests.factories import make_agent, make_instance
+
+    instance = make_instance(make_agent(owner))
+    recent = ActivityEvent.objects.create(kind="decision", agent=instance.agent, instance=instance, drift=True,
+                                          allow=False, reason="scope_not_granted", scope="x:recent",
+                                          occurred_at=timezone.now() - timedelta(hours=1))
+    ActivityEvent.objects.bulk_create([
+        ActivityEvent(kind="tool_call", agent=instance.agent, instance=instance, drift=True, scope="x:old",
+                      occurred_at=timezone.now() - timedelta(days=3))
+        for _ in range(20)
+    ])
+    assert recent.id < ActivityEvent.objects.order_by("-id").first().id
+    client.force_login(admin)
+    page = client.get("/").content.decode()
+    assert "x:recent" in page and "x:old" not in page
