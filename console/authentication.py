@@ -13,19 +13,27 @@ from console.models import TOKEN_PREFIX, ApiToken
 _LAST_USED_GRANULARITY = timedelta(seconds=60)
 
 
+def bearer_value(request) -> str | None:
+    """The value of ``Authorization: Bearer <value>``, None without such a header, and a 401 for
+    a malformed one. Shared by every Bearer authenticator (API tokens, agent credentials)."""
+    header = authentication.get_authorization_header(request).split()
+    if not header or header[0].lower() != b"bearer":
+        return None
+    if len(header) != 2:
+        raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
+    try:
+        return header[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise exceptions.AuthenticationFailed("invalid token") from None
+
+
 class ApiTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
+        secret = bearer_value(request)
+        if secret is None:
             return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
-        try:
-            secret = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("invalid token") from None
         if not secret.startswith(TOKEN_PREFIX):
             # Not an API token (perhaps an agent credential): let another authenticator try.
             return None

@@ -14,6 +14,7 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
+from console.authentication import bearer_value
 from console.models import TOKEN_PREFIX
 from identities.models import Credential, Instance
 from identities.tokens import TokenRejected
@@ -51,17 +52,9 @@ class AgentCredentialAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
-        try:
-            token = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("invalid token") from None
-        if token.startswith(TOKEN_PREFIX):
-            return None
+        token = bearer_value(request)
+        if token is None or token.startswith(TOKEN_PREFIX):
+            return None  # no Bearer header, or an API token for ApiTokenAuthentication
         from tasks.decisions import load_credential, verify_token_cached
 
         try:
