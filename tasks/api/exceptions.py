@@ -7,14 +7,12 @@ once and never again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console.api.common import errors
+from console.api.common import StrictBooleanField, StrictIntegerField, StrictSerializer, errors
 from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
 from identities.models import Agent
 from identities.selectors import agents_for
@@ -29,53 +27,28 @@ class ConsoleRole(permissions.BasePermission):
         return has_role(request.user, IDENTITY_ADMIN, AGENT_OWNER, AUDITOR)
 
 
-class Strict(serializers.Serializer):
-    """Refuses fields it does not know, naming them."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, Mapping):
-            unknown = sorted(str(k) for k in data if k not in self.fields)
-            if unknown:
-                raise serializers.ValidationError({k[:100]: ["unknown field"] for k in unknown})
-        return super().to_internal_value(data)
-
-
-class ExactInteger(serializers.IntegerField):
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class ExactBoolean(serializers.BooleanField):
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid")
-        return data
-
-
-class ExceptionIn(Strict):
+class ExceptionIn(StrictSerializer):
     vendor = serializers.CharField(max_length=200)
     justification = serializers.CharField(max_length=4000)
     compensating_controls = serializers.CharField(max_length=4000)
     scopes = serializers.ListField(child=serializers.CharField(max_length=130), allow_empty=False, max_length=100)
-    duration_days = ExactInteger(min_value=1, max_value=MAX_EXCEPTION_DAYS)
-    recertify_every_days = ExactInteger(min_value=1, max_value=MAX_EXCEPTION_DAYS, required=False)
+    duration_days = StrictIntegerField(min_value=1, max_value=MAX_EXCEPTION_DAYS)
+    recertify_every_days = StrictIntegerField(min_value=1, max_value=MAX_EXCEPTION_DAYS, required=False)
     agent = serializers.SlugField(required=False, allow_null=True, help_text="slug of the agent it serves")
-    issue_secret = ExactBoolean(required=False, default=False)
+    issue_secret = StrictBooleanField(required=False, default=False)
 
 
-class CommentIn(Strict):
+class CommentIn(StrictSerializer):
     comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
 
 
-class RenewIn(Strict):
-    duration_days = ExactInteger(min_value=1, max_value=MAX_EXCEPTION_DAYS, required=False)
+class RenewIn(StrictSerializer):
+    duration_days = StrictIntegerField(min_value=1, max_value=MAX_EXCEPTION_DAYS, required=False)
     justification = serializers.CharField(max_length=4000, required=False)
     compensating_controls = serializers.CharField(max_length=4000, required=False)
 
 
-class ReasonIn(Strict):
+class ReasonIn(StrictSerializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
