@@ -13,9 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
-from rest_framework import authentication
-
-from console.authentication import ApiTokenAuthentication
+from console.authentication import ApiTokenAuthentication, bearer_value
 from console.models import TOKEN_PREFIX, ApiToken
 from console.roles import roles_of
 
@@ -32,9 +30,9 @@ def clear_cache() -> None:
 
 class CachedApiTokenAuthentication(ApiTokenAuthentication):
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if len(header) == 2 and header[0].lower() == b"bearer" and header[1].startswith(TOKEN_PREFIX.encode()):
-            digest = ApiToken.digest_of(header[1].decode("ascii", "replace"))
+        secret = bearer_value(request)
+        if secret is not None and secret.startswith(TOKEN_PREFIX):
+            digest = ApiToken.digest_of(secret)
             hit = _cache.get(digest)
             if hit is not None and time.monotonic() - hit[0] < TTL_SECONDS and hit[2].is_usable:
                 return hit[1], hit[2]
