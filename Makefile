@@ -17,6 +17,8 @@ install: $(STAMP)
 
 ## make run: migrate, then serve the console on 127.0.0.1:$(PORT) with a Celery worker and beat.
 run: install
+	@mkdir -p $${MANDATE_DATA_DIR:-data}
+	@printf 'DEBUG=%s\nPORT=%s\n' "$${DEBUG:-true}" "$(PORT)" > $${MANDATE_DATA_DIR:-data}/development.env
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-true} PORT=$(PORT) $(BIN)/python manage.py runall
 

@@ -1,10 +1,18 @@
 """The Celery app: configured from Django settings (CELERY_* names), tasks autodiscovered."""
 
 import os
+import sys
+from pathlib import Path
 
 from celery import Celery
 
+from console.development import load_development_settings
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
+# A worker or beat started by hand after `make run` uses the same development settings. Only the
+# celery command does: a web server imports this module too and must never read that file.
+if Path(sys.argv[0]).name in {"celery", "__main__.py"} and "celery" in sys.argv[0]:
+    load_development_settings(Path(__file__).resolve().parent.parent)
 
 app = Celery("mandate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
