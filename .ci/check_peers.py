@@ -73,11 +73,15 @@ def action(path_of, kind: str, state_path_of, field: str, unchanged: str) -> Non
         if status == 404 and call("GET", state_path_of(theirs), theirs["token"])[0] == 404:
             skipped.append(f"POST {path_of(theirs)} ({kind} not served yet)")
             return
-        expect(status in (403, 404), f"{mine['username']} acting on {theirs['username']}'s {kind}: {status} {body[:200]}")
+        expect(
+            status in (403, 404), f"{mine['username']} acting on {theirs['username']}'s {kind}: {status} {body[:200]}"
+        )
         status, body = call("GET", state_path_of(theirs), theirs["token"])
         if status == 200:
-            expect(json.loads(body).get(field) == unchanged,
-                   f"{theirs['username']}'s {kind} changed after {mine['username']}'s attempt: {body[:200]}")
+            expect(
+                json.loads(body).get(field) == unchanged,
+                f"{theirs['username']}'s {kind} changed after {mine['username']}'s attempt: {body[:200]}",
+            )
 
 
 detail(lambda p: f"/api/v1/agents/{p['agent']}/", "agent")
@@ -88,10 +92,20 @@ listing("/api/v1/instances/", "instance", "instances")
 listing("/api/v1/envelopes/", "envelope", "envelopes")
 listing("/api/v1/credentials/", "credential", "credentials")
 listing("/api/v1/audit/", "agent_id", "audit events")
-action(lambda p: f"/api/v1/agents/{p['agent']}/pause", "agent", lambda p: f"/api/v1/agents/{p['agent']}/",
-       "status", "active")
-action(lambda p: f"/api/v1/envelopes/{p['envelope']}/revoke", "envelope",
-       lambda p: f"/api/v1/envelopes/{p['envelope']}/", "state", "approved")
+action(
+    lambda p: f"/api/v1/agents/{p['agent']}/pause",
+    "agent",
+    lambda p: f"/api/v1/agents/{p['agent']}/",
+    "status",
+    "active",
+)
+action(
+    lambda p: f"/api/v1/envelopes/{p['envelope']}/revoke",
+    "envelope",
+    lambda p: f"/api/v1/envelopes/{p['envelope']}/",
+    "state",
+    "approved",
+)
 for me, other in (("a", "b"), ("b", "a")):
     mine, theirs = PEERS[me], PEERS[other]
     status, body = call("POST", f"/api/v1/credentials/{theirs['credential']}/revoke", mine["token"], {"reason": "peer"})
@@ -99,7 +113,9 @@ for me, other in (("a", "b"), ("b", "a")):
     if status == 404 and listed == 404:
         skipped.append("POST /api/v1/credentials/{jti}/revoke (credentials not served yet)")
         break
-    expect(status in (403, 404), f"{mine['username']} revoking {theirs['username']}'s credential: {status} {body[:200]}")
+    expect(
+        status in (403, 404), f"{mine['username']} revoking {theirs['username']}'s credential: {status} {body[:200]}"
+    )
     if listed == 200:
         expect(theirs["credential"] in active, f"{theirs['username']}'s credential is no longer active")
 

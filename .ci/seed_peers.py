@@ -53,19 +53,43 @@ def seed(username: str, admin) -> dict:
     owner = user(username, AGENT_OWNER)
     suffix = secrets.token_hex(3)
     agent = identity_services.register_agent(
-        actor=owner, slug=f"{username}-agent-{suffix}", name=f"{username}'s agent",
-        ceiling=["github:read", "github:write", "jira:read"], max_envelope_seconds=3600)
+        actor=owner,
+        slug=f"{username}-agent-{suffix}",
+        name=f"{username}'s agent",
+        ceiling=["github:read", "github:write", "jira:read"],
+        max_envelope_seconds=3600,
+    )
     instance = identity_services.register_instance(agent=agent, actor=owner, public_jwk=public_jwk(), label="ci")
     envelope = task_services.request_envelope(
-        actor=owner, instance=instance, intent="ci peer", scopes=["github:write"], resources=["repo:ci/*"],
-        duration_seconds=1800, max_actions=10)
+        actor=owner,
+        instance=instance,
+        intent="ci peer",
+        scopes=["github:write"],
+        resources=["repo:ci/*"],
+        duration_seconds=1800,
+        max_actions=10,
+    )
     task_services.approve_envelope(envelope=envelope, actor=admin)
     now = timezone.now()
     credential = Credential.objects.create(
-        jti=secrets.token_hex(16), instance=instance, envelope=envelope, scopes=["github:write"], audience="mandate",
-        issued_at=now, expires_at=now + timedelta(hours=1), kid="ci")
-    return {"username": username, "token": token(owner), "agent": agent.slug, "agent_id": str(agent.id),
-            "instance": str(instance.id), "envelope": str(envelope.id), "credential": credential.jti}
+        jti=secrets.token_hex(16),
+        instance=instance,
+        envelope=envelope,
+        scopes=["github:write"],
+        audience="mandate",
+        issued_at=now,
+        expires_at=now + timedelta(hours=1),
+        kid="ci",
+    )
+    return {
+        "username": username,
+        "token": token(owner),
+        "agent": agent.slug,
+        "agent_id": str(agent.id),
+        "instance": str(instance.id),
+        "envelope": str(envelope.id),
+        "credential": credential.jti,
+    }
 
 
 def main() -> None:

@@ -51,21 +51,38 @@ def load(envelopes: int, events: int, audit_rows: int) -> None:
         user = User.objects.create_user(f"bench-owner-{i:02d}", password="x")
         user.groups.add(groups[AGENT_OWNER])
         owners.append(user)
-    agents = Agent.objects.bulk_create([
-        Agent(slug=f"bench-agent-{o:02d}-{a:02d}", name=f"Bench agent {o}/{a}", owner=owners[o],
-              ceiling=["github:read", "github:write", "jira:read"], max_envelope_seconds=8 * 3600)
-        for o in range(OWNERS) for a in range(AGENTS_PER_OWNER)
-    ])
-    instances = Instance.objects.bulk_create([
-        Instance(agent=agent, label=f"worker-{k}", key_thumbprint=f"{agent.slug}-{k}")
-        for agent in agents for k in range(INSTANCES_PER_AGENT)
-    ])
-    clones = [Instance(agent=i.agent, parent=i, origin=Instance.Origin.CLONE, label="clone",
-                       key_thumbprint=f"{i.key_thumbprint}-c") for i in instances[::INSTANCES_PER_AGENT]]
+    agents = Agent.objects.bulk_create(
+        [
+            Agent(
+                slug=f"bench-agent-{o:02d}-{a:02d}",
+                name=f"Bench agent {o}/{a}",
+                owner=owners[o],
+                ceiling=["github:read", "github:write", "jira:read"],
+                max_envelope_seconds=8 * 3600,
+            )
+            for o in range(OWNERS)
+            for a in range(AGENTS_PER_OWNER)
+        ]
+    )
+    instances = Instance.objects.bulk_create(
+        [
+            Instance(agent=agent, label=f"worker-{k}", key_thumbprint=f"{agent.slug}-{k}")
+            for agent in agents
+            for k in range(INSTANCES_PER_AGENT)
+        ]
+    )
+    clones = [
+        Instance(
+            agent=i.agent, parent=i, origin=Instance.Origin.CLONE, label="clone", key_thumbprint=f"{i.key_thumbprint}-c"
+        )
+        for i in instances[::INSTANCES_PER_AGENT]
+    ]
     Instance.objects.bulk_create(clones)
     with connection.cursor() as c:
-        c.execute("CREATE TEMP TABLE pick_i AS SELECT row_number() OVER (ORDER BY id) AS n, id, agent_id "
-                  "FROM identities_instance")
+        c.execute(
+            "CREATE TEMP TABLE pick_i AS SELECT row_number() OVER (ORDER BY id) AS n, id, agent_id "
+            "FROM identities_instance"
+        )
         c.execute("SELECT count(*) FROM pick_i")
         n_inst = c.fetchone()[0]
         # States by share: 2% pending, 2% approved, 3% active, the rest ended. Live and pending rows are
@@ -95,10 +112,14 @@ def load(envelopes: int, events: int, audit_rows: int) -> None:
             CROSS JOIN LATERAL (SELECT st.state AS state, st.state IN ('approved','active') AS live) s
         """)
         # Requested by the agent's owner, so scoping and separation of duties look real.
-        c.execute("UPDATE tasks_taskenvelope e SET requested_by_id = a.owner_id FROM identities_agent a "
-                  "WHERE a.id = e.agent_id")
-        c.execute("CREATE TEMP TABLE pick_e AS SELECT row_number() OVER (ORDER BY id) AS n, id, agent_id, instance_id, "
-                  "state FROM tasks_taskenvelope")
+        c.execute(
+            "UPDATE tasks_taskenvelope e SET requested_by_id = a.owner_id FROM identities_agent a "
+            "WHERE a.id = e.agent_id"
+        )
+        c.execute(
+            "CREATE TEMP TABLE pick_e AS SELECT row_number() OVER (ORDER BY id) AS n, id, agent_id, instance_id, "
+            "state FROM tasks_taskenvelope"
+        )
         c.execute("SELECT count(*) FROM pick_e")
         n_env = c.fetchone()[0]
         c.execute("""
@@ -205,8 +226,10 @@ def main() -> int:
         with transaction.atomic():  # all or nothing: a failed load leaves no half-loaded data behind
             load(args.envelopes, args.events, args.audit)
     with connection.cursor() as c:
-        c.execute("SELECT (SELECT count(*) FROM tasks_taskenvelope), (SELECT count(*) FROM tasks_activityevent), "
-                  "(SELECT count(*) FROM console_auditevent), (SELECT count(*) FROM identities_credential)")
+        c.execute(
+            "SELECT (SELECT count(*) FROM tasks_taskenvelope), (SELECT count(*) FROM tasks_activityevent), "
+            "(SELECT count(*) FROM console_auditevent), (SELECT count(*) FROM identities_credential)"
+        )
         n_env, n_act, n_audit, n_cred = c.fetchone()
     print(f"{n_env:,} envelopes, {n_act:,} activity events, {n_audit:,} audit events, {n_cred:,} credentials")
 
@@ -254,8 +277,10 @@ def main() -> int:
         p95 = sorted(samples)[max(int(len(samples) * 0.95) - 1, 0)]
         worst = max(worst, median)
         flag = "" if median <= TARGET_MS else "  over target"
-        print(f"{label:<30} {median:>10.1f} {p95:>8.1f} {statistics.median(cpu):>7.1f} {sql:>7.1f} {queries:>8} "
-              f"{size / 1024:>6.0f}{flag}")
+        print(
+            f"{label:<30} {median:>10.1f} {p95:>8.1f} {statistics.median(cpu):>7.1f} {sql:>7.1f} {queries:>8} "
+            f"{size / 1024:>6.0f}{flag}"
+        )
     print(f"\nslowest median {worst:.1f} ms (target ≤ {TARGET_MS:.0f} ms)")
     return 0 if worst <= TARGET_MS else 1
 

@@ -59,21 +59,23 @@ def server_env(database_url: str, port: int, data_dir: str) -> dict:
     from cryptography.fernet import Fernet
 
     env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": database_url,
-        "DEBUG": "false",
-        "MANDATE_TESTING": "0",
-        "SECRET_KEY": secrets.token_urlsafe(40),
-        "MANDATE_KEY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "false",
-        "SESSION_COOKIE_SECURE": "false",
-        "CSRF_COOKIE_SECURE": "false",
-        "MANDATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "MANDATE_DATA_DIR": data_dir,
-        "LOG_LEVEL": "WARNING",
-        "DB_CONN_MAX_AGE": "600",
-    })
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "DEBUG": "false",
+            "MANDATE_TESTING": "0",
+            "SECRET_KEY": secrets.token_urlsafe(40),
+            "MANDATE_KEY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "SECURE_SSL_REDIRECT": "false",
+            "SESSION_COOKIE_SECURE": "false",
+            "CSRF_COOKIE_SECURE": "false",
+            "MANDATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "MANDATE_DATA_DIR": data_dir,
+            "LOG_LEVEL": "WARNING",
+            "DB_CONN_MAX_AGE": "600",
+        }
+    )
     return env
 
 
@@ -105,18 +107,30 @@ def seed(agents: int, instances_per_agent: int) -> dict:
     keys.rotate_signing_key(actor=None, immediately=True)
     clients = []
     for a in range(agents):
-        agent = services.register_agent(actor=owner, slug=f"bench-agent-{a}", name=f"Bench {a}",
-                                        ceiling=["github:read", "github:write"], max_envelope_seconds=8 * 3600)
+        agent = services.register_agent(
+            actor=owner,
+            slug=f"bench-agent-{a}",
+            name=f"Bench {a}",
+            ceiling=["github:read", "github:write"],
+            max_envelope_seconds=8 * 3600,
+        )
         for _ in range(instances_per_agent):
             private = ed25519.Ed25519PrivateKey.generate()
             jwk = OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
             instance = services.register_instance(agent=agent, actor=owner, public_jwk=jwk)
             envelope = task_services.request_envelope(
-                actor=owner, instance=instance, intent="benchmark", scopes=["github:read", "github:write"],
-                resources=["repo:bench/*"], duration_seconds=4 * 3600, max_actions=1000)
+                actor=owner,
+                instance=instance,
+                intent="benchmark",
+                scopes=["github:read", "github:write"],
+                resources=["repo:bench/*"],
+                duration_seconds=4 * 3600,
+                max_actions=1000,
+            )
             task_services.approve_envelope(envelope=envelope, actor=admin)
-            pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption()).decode()
+            pem = private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode()
             clients.append({"spiffe_id": instance.spiffe_id, "envelope": str(envelope.id), "pem": pem})
     return {"gateway_token": secret, "clients": clients}
 
@@ -131,9 +145,16 @@ def raw_es256_rates(seconds: float = 1.5) -> dict:
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key()
     now = int(time.time())
-    claims = {"iss": "spiffe://mandate.local", "sub": f"spiffe://mandate.local/agent/bench/instance/{uuid.uuid4()}",
-              "aud": "mandate", "exp": now + 300, "iat": now, "jti": secrets.token_urlsafe(18),
-              "scope": "github:read github:write", "envelope": str(uuid.uuid4())}
+    claims = {
+        "iss": "spiffe://mandate.local",
+        "sub": f"spiffe://mandate.local/agent/bench/instance/{uuid.uuid4()}",
+        "aud": "mandate",
+        "exp": now + 300,
+        "iat": now,
+        "jti": secrets.token_urlsafe(18),
+        "scope": "github:read github:write",
+        "envelope": str(uuid.uuid4()),
+    }
     token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "k" * 32, "typ": "JWT"})
     message = token.rsplit(".", 1)[0].encode()
     signature = key.sign(message, ec.ECDSA(hashes.SHA256()))
@@ -248,13 +269,23 @@ def server_pids(spec: dict) -> dict[str, list[int]]:
     for task in Path(f"/proc/{master}/task").iterdir():
         workers += [int(p) for p in (task / "children").read_text().split()]
     with psycopg.connect(spec["database_url"], autocommit=True) as conn:
-        backends = [row[0] for row in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        backends = [
+            row[0]
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
     return {"django": [master, *workers], "postgres": backends}
 
 
-def run_phase(port: int, requests: list[bytes], connections: int, duration: float, keep_bodies: int = 0,
-              watch: dict[str, list[int]] | None = None) -> dict:
+def run_phase(
+    port: int,
+    requests: list[bytes],
+    connections: int,
+    duration: float,
+    keep_bodies: int = 0,
+    watch: dict[str, list[int]] | None = None,
+) -> dict:
     """Send ``requests`` (each used at most once) over ``connections`` threads for ``duration`` s."""
     lock = threading.Lock()
     cursor = {"next": 0}
@@ -305,13 +336,22 @@ def run_phase(port: int, requests: list[bytes], connections: int, duration: floa
         return all_latencies[min(int(p * count), count - 1)] * 1000 if count else float("nan")
 
     return {
-        "count": count, "elapsed": elapsed, "rate": count / elapsed if elapsed else 0.0,
-        "p50_ms": pct(0.50), "p99_ms": pct(0.99), "mean_ms": statistics.fmean(all_latencies) * 1000 if count else 0,
-        "statuses": statuses, "errors": errors[:3], "exhausted": cursor["next"] >= len(requests),
+        "count": count,
+        "elapsed": elapsed,
+        "rate": count / elapsed if elapsed else 0.0,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "mean_ms": statistics.fmean(all_latencies) * 1000 if count else 0,
+        "statuses": statuses,
+        "errors": errors[:3],
+        "exhausted": cursor["next"] >= len(requests),
         "loadgen_cpu": (cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime) / elapsed,
         "cpu_ms_per_request": {name: 1000 * used / count if count else 0.0 for name, used in server_cpu.items()},
-        "loadgen_ms_per_request": 1000 * (cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime
-                                          - cpu_before.ru_stime) / count if count else 0.0,
+        "loadgen_ms_per_request": 1000
+        * (cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime)
+        / count
+        if count
+        else 0.0,
         "bodies": [b.decode() for b in bodies],
     }
 
@@ -327,12 +367,27 @@ def presign(spec: dict, total: int) -> list[bytes]:
     now = int(time.time())
     for i in range(total):
         client = spec["clients"][i % len(keys)]
-        assertion = jwt.encode({"iss": client["spiffe_id"], "sub": client["spiffe_id"], "aud": audience,
-                                "iat": now, "exp": now + 290, "jti": uuid.uuid4().hex},
-                               keys[i % len(keys)], algorithm="EdDSA")
-        body = urllib.parse.urlencode({"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER,
-                                       "client_assertion": assertion, "envelope": client["envelope"],
-                                       "scope": "github:read"}).encode()
+        assertion = jwt.encode(
+            {
+                "iss": client["spiffe_id"],
+                "sub": client["spiffe_id"],
+                "aud": audience,
+                "iat": now,
+                "exp": now + 290,
+                "jti": uuid.uuid4().hex,
+            },
+            keys[i % len(keys)],
+            algorithm="EdDSA",
+        )
+        body = urllib.parse.urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_assertion_type": JWT_BEARER,
+                "client_assertion": assertion,
+                "envelope": client["envelope"],
+                "scope": "github:read",
+            }
+        ).encode()
         out.append(_request(port, "POST", "/oauth/token", body))
     return out
 
@@ -355,8 +410,7 @@ def load_main(spec_path: str) -> None:
     tokens = [json.loads(b)["access_token"] for b in results["mint"].pop("bodies")]
     auth = {"Authorization": f"Bearer {spec['gateway_token']}"}
     introspections = [
-        _request(port, "POST", "/oauth/introspect", urllib.parse.urlencode({"token": t}).encode(), auth)
-        for t in tokens
+        _request(port, "POST", "/oauth/introspect", urllib.parse.urlencode({"token": t}).encode(), auth) for t in tokens
     ]
     run_phase(port, introspections * 4, conns, 1.0)
     many = introspections * (1 + 10_000_000 // max(len(introspections), 1))
@@ -420,29 +474,66 @@ def main() -> None:
     try:
         print(f"scratch database {name}; migrating and seeding ...", file=sys.stderr)
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        seeded = json.loads(subprocess.run(
-            [PYTHON, __file__, "--seed", "--agents", str(args.agents), "--instances", str(args.instances)],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        seeded = json.loads(
+            subprocess.run(
+                [PYTHON, __file__, "--seed", "--agents", str(args.agents), "--instances", str(args.instances)],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
 
         print("measuring raw ES256 rates ...", file=sys.stderr)
         raw = raw_es256_rates()
 
         worker_class = "gthread"
         server = subprocess.Popen(
-            [PYTHON, "-m", "gunicorn", "console.wsgi:application", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(args.workers), "--worker-class", worker_class, "--threads", str(args.threads),
-             "--keep-alive", "60", "--log-level", "warning", "--backlog", "2048"],
-            cwd=ROOT, env=env, start_new_session=True)
+            [
+                PYTHON,
+                "-m",
+                "gunicorn",
+                "console.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(args.workers),
+                "--worker-class",
+                worker_class,
+                "--threads",
+                str(args.threads),
+                "--keep-alive",
+                "60",
+                "--log-level",
+                "warning",
+                "--backlog",
+                "2048",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
         wait_ready(port)
 
         expected = int(args.duration * 4000) + 1000
-        spec = {"port": port, "duration": args.duration, "connections": args.connections,
-                "assertions": expected, "server_pid": server.pid, "database_url": database_url, **seeded}
+        spec = {
+            "port": port,
+            "duration": args.duration,
+            "connections": args.connections,
+            "assertions": expected,
+            "server_pid": server.pid,
+            "database_url": database_url,
+            **seeded,
+        }
         spec_path = Path(data_dir) / "spec.json"
         spec_path.write_text(json.dumps(spec))
         print(f"load: {args.connections} connections, {args.duration:.0f} s per phase ...", file=sys.stderr)
-        load = subprocess.run([PYTHON, __file__, "--load", str(spec_path)], cwd=ROOT, env=env, check=True,
-                              capture_output=True, text=True)
+        load = subprocess.run(
+            [PYTHON, __file__, "--load", str(spec_path)], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        )
         results = json.loads(load.stdout.strip().splitlines()[-1])
     finally:
         if server is not None:
@@ -460,46 +551,64 @@ def main() -> None:
 def report(args, raw: dict, results: dict) -> None:
     health, mint, intro = results["healthz"], results["mint"], results["introspect"]
     print()
-    print(f"Mandate credential benchmark — {os.cpu_count()} CPUs, gunicorn {args.workers} workers x "
-          f"{args.threads} thread(s), {args.connections} keep-alive connections, {args.duration:.0f} s per phase, "
-          f"PostgreSQL")
+    print(
+        f"Mandate credential benchmark — {os.cpu_count()} CPUs, gunicorn {args.workers} workers x "
+        f"{args.threads} thread(s), {args.connections} keep-alive connections, {args.duration:.0f} s per phase, "
+        f"PostgreSQL"
+    )
     print()
     header = f"{'endpoint':<28}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'vs /healthz':>13}{'loadgen CPU':>13}  statuses"
     print(header)
     print("-" * len(header))
-    for label, phase in (("GET /healthz (trivial JSON)", health), ("POST /oauth/token (mint)", mint),
-                         ("POST /oauth/introspect", intro)):
+    for label, phase in (
+        ("GET /healthz (trivial JSON)", health),
+        ("POST /oauth/token (mint)", mint),
+        ("POST /oauth/introspect", intro),
+    ):
         ratio = phase["rate"] / health["rate"] if health["rate"] else float("nan")
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(phase["statuses"].items(), key=lambda kv: str(kv[0])))
-        print(f"{label:<28}{phase['rate']:>9.0f}{phase['p50_ms']:>9.2f}{phase['p99_ms']:>9.2f}{ratio:>13.2f}"
-              f"{phase['loadgen_cpu']:>12.0%}  {statuses}")
+        print(
+            f"{label:<28}{phase['rate']:>9.0f}{phase['p50_ms']:>9.2f}{phase['p99_ms']:>9.2f}{ratio:>13.2f}"
+            f"{phase['loadgen_cpu']:>12.0%}  {statuses}"
+        )
         if phase["errors"] or phase["exhausted"]:
             print(f"    note: errors={phase['errors']} exhausted={phase['exhausted']}")
     print()
     print("CPU per request, load-independent (the machine may be shared with other work):")
-    print(f"{'endpoint':<28}{'django ms':>11}{'postgres ms':>13}{'loadgen ms':>12}{'total ms':>10}"
-          f"{'req/s on 2 idle cores':>24}")
-    for label, phase in (("GET /healthz", health), ("POST /oauth/token (mint)", mint),
-                         ("POST /oauth/introspect", intro)):
+    print(
+        f"{'endpoint':<28}{'django ms':>11}{'postgres ms':>13}{'loadgen ms':>12}{'total ms':>10}"
+        f"{'req/s on 2 idle cores':>24}"
+    )
+    for label, phase in (
+        ("GET /healthz", health),
+        ("POST /oauth/token (mint)", mint),
+        ("POST /oauth/introspect", intro),
+    ):
         cpu = phase["cpu_ms_per_request"]
         total = cpu.get("django", 0.0) + cpu.get("postgres", 0.0) + phase["loadgen_ms_per_request"]
         ceiling = 2000 / total if total else float("nan")
-        print(f"{label:<28}{cpu.get('django', 0.0):>11.2f}{cpu.get('postgres', 0.0):>13.2f}"
-              f"{phase['loadgen_ms_per_request']:>12.2f}{total:>10.2f}{ceiling:>24.0f}")
+        print(
+            f"{label:<28}{cpu.get('django', 0.0):>11.2f}{cpu.get('postgres', 0.0):>13.2f}"
+            f"{phase['loadgen_ms_per_request']:>12.2f}{total:>10.2f}{ceiling:>24.0f}"
+        )
     print()
     print(f"{'raw ES256, one thread':<28}{'ops/s':>9}{'mint/s as share':>18}{'introspect/s as share':>24}")
-    for label, key, against in (("PyJWT sign (cached key)", "jwt_sign", mint),
-                                ("PyJWT verify (cached key)", "jwt_verify", intro),
-                                ("ECDSA P-256 sign", "ecdsa_sign", mint),
-                                ("ECDSA P-256 verify", "ecdsa_verify", intro)):
+    for label, key, against in (
+        ("PyJWT sign (cached key)", "jwt_sign", mint),
+        ("PyJWT verify (cached key)", "jwt_verify", intro),
+        ("ECDSA P-256 sign", "ecdsa_sign", mint),
+        ("ECDSA P-256 verify", "ecdsa_verify", intro),
+    ):
         share = against["rate"] / raw[key]
         column = f"{share:>18.2f}{'':>24}" if against is mint else f"{'':>18}{share:>24.2f}"
         print(f"{label:<28}{raw[key]:>9.0f}{column}")
     print()
     target_ok = mint["rate"] >= 1500 and mint["p99_ms"] <= 10
-    print(f"target >= 1500 mints/s with p99 <= 10 ms: {'met' if target_ok else 'NOT met'} "
-          f"({mint['rate']:.0f}/s, p99 {mint['p99_ms']:.2f} ms); assertions pre-signed in "
-          f"{mint['presign_seconds']:.1f} s before timing")
+    print(
+        f"target >= 1500 mints/s with p99 <= 10 ms: {'met' if target_ok else 'NOT met'} "
+        f"({mint['rate']:.0f}/s, p99 {mint['p99_ms']:.2f} ms); assertions pre-signed in "
+        f"{mint['presign_seconds']:.1f} s before timing"
+    )
 
 
 if __name__ == "__main__":

@@ -94,8 +94,7 @@ class CpuMeter:
 
     def snapshot(self) -> dict:
         server = [self.server_pid, *_children(self.server_pid)]
-        return {"server": _cpu_of(server), "postgres": _cpu_of(_postgres_pids()),
-                "loadgen": _cpu_of([os.getpid()])}
+        return {"server": _cpu_of(server), "postgres": _cpu_of(_postgres_pids()), "loadgen": _cpu_of([os.getpid()])}
 
     @staticmethod
     def diff(before: dict, after: dict, seconds: float) -> dict:
@@ -170,19 +169,38 @@ def seed(envelopes: int) -> tuple[list[str], str]:
     gateway.groups.add(roles["gateway"])
     secret = ApiToken.new_secret()
     ApiToken.objects.create(user=gateway, name="bench", prefix=secret[:8], digest=ApiToken.digest_of(secret))
-    agent = ids.register_agent(actor=owner, owner=owner, slug="bench-agent", name="Bench", ceiling=["github:write"],
-                               max_envelope_seconds=8 * 3600)
+    agent = ids.register_agent(
+        actor=owner,
+        owner=owner,
+        slug="bench-agent",
+        name="Bench",
+        ceiling=["github:write"],
+        max_envelope_seconds=8 * 3600,
+    )
     tokens = []
     for n in range(envelopes):
         jwk = OKPAlgorithm.to_jwk(ed25519.Ed25519PrivateKey.generate().public_key(), as_dict=True)
         instance = ids.register_instance(agent=agent, actor=owner, public_jwk=jwk, label=f"worker-{n}")
-        envelope = services.request_envelope(actor=owner, instance=instance, intent="bench", scopes=["github:write"],
-                                             resources=["repo:acme/*"], duration_seconds=3 * 3600,
-                                             max_actions=1_000_000)
+        envelope = services.request_envelope(
+            actor=owner,
+            instance=instance,
+            intent="bench",
+            scopes=["github:write"],
+            resources=["repo:acme/*"],
+            duration_seconds=3 * 3600,
+            max_actions=1_000_000,
+        )
         services.approve_envelope(envelope=envelope, actor=admin)
         envelope.refresh_from_db()
-        tokens.append(mint_credential(instance=instance, envelope=envelope, scopes=["github:write"],
-                                      audience="mandate", expires_at=timezone.now() + timedelta(hours=1)).token)
+        tokens.append(
+            mint_credential(
+                instance=instance,
+                envelope=envelope,
+                scopes=["github:write"],
+                audience="mandate",
+                expires_at=timezone.now() + timedelta(hours=1),
+            ).token
+        )
     from django.db import connections
 
     connections.close_all()
@@ -193,9 +211,24 @@ def start_server(env: dict, *, workers: int, threads: int) -> tuple[subprocess.P
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [str(Path(sys.executable).parent / "gunicorn"), "console.wsgi:application", "-k", "gthread",
-           "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}", "--keep-alive", "30",
-           "--log-level", "warning", "--backlog", "512"]
+    cmd = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "console.wsgi:application",
+        "-k",
+        "gthread",
+        "-w",
+        str(workers),
+        "--threads",
+        str(threads),
+        "-b",
+        f"127.0.0.1:{port}",
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+        "--backlog",
+        "512",
+    ]
     server = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, start_new_session=True)
     for _ in range(100):
         try:
@@ -215,12 +248,18 @@ def phase(name, meter, port, requests, **kw) -> dict:
     result = loadgen.run(port, requests, **kw)
     cpu = CpuMeter.diff(before, meter.snapshot(), time.perf_counter() - started)
     bad = {s: n for s, n in result.statuses.items() if s >= 300}
-    row = {"phase": name, "requests": result.count, "per_s": round(result.rate, 1),
-           "p50_ms": round(result.percentile(50) * 1000, 2), "p99_ms": round(result.percentile(99) * 1000, 2),
-           "cpu_cores": cpu, "errors": bad, "marker_hits": result.marker_hits,
-           # CPU per request is steadier than the rate when other work shares the machine.
-           "cpu_ms_per_request": {k: round(v / result.rate * 1000, 3) if result.rate else None
-                                  for k, v in cpu.items()}}
+    row = {
+        "phase": name,
+        "requests": result.count,
+        "per_s": round(result.rate, 1),
+        "p50_ms": round(result.percentile(50) * 1000, 2),
+        "p99_ms": round(result.percentile(99) * 1000, 2),
+        "cpu_cores": cpu,
+        "errors": bad,
+        "marker_hits": result.marker_hits,
+        # CPU per request is steadier than the rate when other work shares the machine.
+        "cpu_ms_per_request": {k: round(v / result.rate * 1000, 3) if result.rate else None for k, v in cpu.items()},
+    }
     if bad:
         row["sample"] = [b.decode(errors="replace") for b in result.bodies_sample]
     print(json.dumps(row), flush=True)
@@ -254,13 +293,38 @@ def event_rows(tokens: list[str], size: int) -> tuple[list[dict], list[tuple]]:
     events, rows = [], []
     for i in range(size):
         token = tokens[i % len(tokens)]
-        events.append({"kind": "tool_call", "scope": "github:write", "resource": f"repo:acme/svc-{i % 50}",
-                       "outcome": "success", "occurred_at": now.isoformat(), "details": {"tool": "git", "n": i},
-                       "token": token})
+        events.append(
+            {
+                "kind": "tool_call",
+                "scope": "github:write",
+                "resource": f"repo:acme/svc-{i % 50}",
+                "outcome": "success",
+                "occurred_at": now.isoformat(),
+                "details": {"tool": "git", "n": i},
+                "token": token,
+            }
+        )
         cred = creds[token]
-        rows.append(("tool_call", cred.instance.agent_id, cred.instance_id, cred.envelope_id, cred.jti,
-                     "github:write", f"repo:acme/svc-{i % 50}", None, "", "success", False, "",
-                     json.dumps({"tool": "git", "n": i}), now, now, "gateway"))
+        rows.append(
+            (
+                "tool_call",
+                cred.instance.agent_id,
+                cred.instance_id,
+                cred.envelope_id,
+                cred.jti,
+                "github:write",
+                f"repo:acme/svc-{i % 50}",
+                None,
+                "",
+                "success",
+                False,
+                "",
+                json.dumps({"tool": "git", "n": i}),
+                now,
+                now,
+                "gateway",
+            )
+        )
     return events, rows
 
 
@@ -274,8 +338,11 @@ def raw_copy_rate(rows: list[tuple], seconds: float) -> float:
     table = ActivityEvent._meta.db_table
     n, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
-        with transaction.atomic(), connection.cursor() as cursor, \
-                cursor.cursor.copy(f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+        with (
+            transaction.atomic(),
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
         n += len(rows)
@@ -302,18 +369,34 @@ def main() -> None:
     tokens, api_token = seed(args.envelopes)
     server, port = start_server(env, workers=args.workers, threads=args.threads)
     meter = CpuMeter(server.pid)
-    summary = {"config": {"workers": args.workers, "threads": args.threads, "connections": args.connections,
-                          "envelopes": args.envelopes, "duration_s": args.duration, "cores": os.cpu_count(),
-                          "load_average_at_start": os.getloadavg()}}
+    summary = {
+        "config": {
+            "workers": args.workers,
+            "threads": args.threads,
+            "connections": args.connections,
+            "envelopes": args.envelopes,
+            "duration_s": args.duration,
+            "cores": os.cpu_count(),
+            "load_average_at_start": os.getloadavg(),
+        }
+    }
     print(json.dumps(summary["config"]), flush=True)
     try:
         from django.db import connection
 
         auth = {"Authorization": f"Bearer {api_token}"}
         healthz = [loadgen.build_request("GET", "/healthz")]
-        decisions = [loadgen.build_request("POST", "/api/v1/decisions", json.dumps(
-            {"token": t, "scope": "github:write", "resource": "repo:acme/api", "context": {"ticket": "B-1"}}).encode(),
-            auth) for t in tokens]
+        decisions = [
+            loadgen.build_request(
+                "POST",
+                "/api/v1/decisions",
+                json.dumps(
+                    {"token": t, "scope": "github:write", "resource": "repo:acme/api", "context": {"ticket": "B-1"}}
+                ).encode(),
+                auth,
+            )
+            for t in tokens
+        ]
         allow = b'"allow":true'
 
         def decision_events() -> int:
@@ -323,17 +406,30 @@ def main() -> None:
 
         phase("warm-up", meter, port, decisions, connections=args.connections, duration=2, marker=allow)
         recorded_before = decision_events()
-        summary["healthz"] = phase("healthz", meter, port, healthz, connections=args.connections,
-                                   duration=args.duration)
-        full = phase("decisions-full", meter, port, decisions, connections=args.connections,
-                     duration=args.duration, marker=allow)
-        half = phase("decisions-half", meter, port, decisions, connections=args.connections,
-                     duration=args.duration, rate=full["per_s"] / 2, marker=allow)
+        summary["healthz"] = phase(
+            "healthz", meter, port, healthz, connections=args.connections, duration=args.duration
+        )
+        full = phase(
+            "decisions-full", meter, port, decisions, connections=args.connections, duration=args.duration, marker=allow
+        )
+        half = phase(
+            "decisions-half",
+            meter,
+            port,
+            decisions,
+            connections=args.connections,
+            duration=args.duration,
+            rate=full["per_s"] / 2,
+            marker=allow,
+        )
         summary["decisions_full"], summary["decisions_half"] = full, half
         answered = full["requests"] + half["requests"]
         recorded = decision_events() - recorded_before
-        summary["durability"] = {"answered": answered, "recorded": recorded,
-                                 "allowed": full["marker_hits"] + half["marker_hits"]}
+        summary["durability"] = {
+            "answered": answered,
+            "recorded": recorded,
+            "allowed": full["marker_hits"] + half["marker_hits"],
+        }
         print(json.dumps({"durability": summary["durability"]}), flush=True)
 
         verify_rate = raw_verification_rate(tokens, min(args.duration, 3))
@@ -347,8 +443,16 @@ def main() -> None:
             row["events_per_s"] = round(row["per_s"] * size)
             row["raw_copy_events_per_s"] = round(raw_copy_rate(rows, min(args.duration, 3)))
             summary[f"events_{size}"] = row
-            print(json.dumps({"events": size, "endpoint_events_per_s": row["events_per_s"],
-                              "raw_copy_events_per_s": row["raw_copy_events_per_s"]}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "events": size,
+                        "endpoint_events_per_s": row["events_per_s"],
+                        "raw_copy_events_per_s": row["raw_copy_events_per_s"],
+                    }
+                ),
+                flush=True,
+            )
         connection.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -356,30 +460,46 @@ def main() -> None:
 
     hz = summary["healthz"]["per_s"]
     print("\n=== decisions (2-core targets: >= 1500/s, p99 <= 10 ms; half load p99 <= 4 ms) ===")
-    print(f"decisions/s full load      {full['per_s']:>10.0f}   p50 {full['p50_ms']:.2f} ms   p99 {full['p99_ms']:.2f} ms")
-    print(f"decisions half load        {half['per_s']:>10.0f}   p50 {half['p50_ms']:.2f} ms   p99 {half['p99_ms']:.2f} ms")
-    print(f"/healthz same server       {hz:>10.0f}   p99 {summary['healthz']['p99_ms']:.2f} ms   "
-          f"decisions/healthz = {full['per_s'] / hz:.2f}")
-    print(f"raw ES256 verify, 1 core   {summary['raw_verify_per_s_one_core']:>10}   "
-          f"decisions/verify = {full['per_s'] / summary['raw_verify_per_s_one_core']:.2f}")
+    print(
+        f"decisions/s full load      {full['per_s']:>10.0f}   p50 {full['p50_ms']:.2f} ms   p99 {full['p99_ms']:.2f} ms"
+    )
+    print(
+        f"decisions half load        {half['per_s']:>10.0f}   p50 {half['p50_ms']:.2f} ms   p99 {half['p99_ms']:.2f} ms"
+    )
+    print(
+        f"/healthz same server       {hz:>10.0f}   p99 {summary['healthz']['p99_ms']:.2f} ms   "
+        f"decisions/healthz = {full['per_s'] / hz:.2f}"
+    )
+    print(
+        f"raw ES256 verify, 1 core   {summary['raw_verify_per_s_one_core']:>10}   "
+        f"decisions/verify = {full['per_s'] / summary['raw_verify_per_s_one_core']:.2f}"
+    )
     for name, row in (("healthz", summary["healthz"]), ("decision", full)):
         per = row["cpu_ms_per_request"]
-        print(f"CPU per {name:<8} server {per['server']:.3f} ms + postgres {per['postgres']:.3f} ms "
-              f"+ load generator {per['loadgen']:.3f} ms")
+        print(
+            f"CPU per {name:<8} server {per['server']:.3f} ms + postgres {per['postgres']:.3f} ms "
+            f"+ load generator {per['loadgen']:.3f} ms"
+        )
     per = full["cpu_ms_per_request"]
     budget = (os.cpu_count() or 1) * 1000 / (per["server"] + per["postgres"] + per["loadgen"])
     print(f"=> with every core of this machine for this bench alone, about {budget:.0f} decisions/s")
     d = summary["durability"]
-    print(f"answered {d['answered']}, recorded {d['recorded']}, allowed {d['allowed']}"
-          f" -> {'every answer on record' if d['recorded'] >= d['answered'] else 'MISSING RECORDS'}")
+    print(
+        f"answered {d['answered']}, recorded {d['recorded']}, allowed {d['allowed']}"
+        f" -> {'every answer on record' if d['recorded'] >= d['answered'] else 'MISSING RECORDS'}"
+    )
     print("=== events (target >= 60,000/s) ===")
     for size in (100, 1000):
         row = summary[f"events_{size}"]
-        print(f"batches of {size:<5} endpoint {row['events_per_s']:>8}/s   raw COPY {row['raw_copy_events_per_s']:>8}/s   "
-              f"ratio {row['events_per_s'] / row['raw_copy_events_per_s']:.2f}   p99 {row['p99_ms']:.1f} ms")
+        print(
+            f"batches of {size:<5} endpoint {row['events_per_s']:>8}/s   raw COPY {row['raw_copy_events_per_s']:>8}/s   "
+            f"ratio {row['events_per_s'] / row['raw_copy_events_per_s']:.2f}   p99 {row['p99_ms']:.1f} ms"
+        )
     print("CPU cores used per phase (server / postgres / load generator) are in the JSON lines above.")
-    print(f"load average at start {summary['config']['load_average_at_start']}, at end {os.getloadavg()} "
-          "(other work on the machine skews every figure)")
+    print(
+        f"load average at start {summary['config']['load_average_at_start']}, at end {os.getloadavg()} "
+        "(other work on the machine skews every figure)"
+    )
     if not args.keep:
         drop_database(base_url)
     Path(data_dir, "summary.json").write_text(json.dumps(summary, indent=2))

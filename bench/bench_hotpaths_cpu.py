@@ -73,8 +73,13 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
     keys.rotate_signing_key(actor=None, immediately=True)
     agent = make_agent(owner)
     instance = make_instance(agent)
-    envelope = make_envelope(instance, scopes=("github:write", "github:read"), resources=("repo:acme/*",),
-                             duration_seconds=4 * 3600, max_actions=1_000_000)
+    envelope = make_envelope(
+        instance,
+        scopes=("github:write", "github:read"),
+        resources=("repo:acme/*",),
+        duration_seconds=4 * 3600,
+        max_actions=1_000_000,
+    )
     task_services.approve_envelope(envelope=envelope, actor=admin)
 
     client = Client()
@@ -84,12 +89,28 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
         now = int(time.time())
         out = []
         for _ in range(count):
-            assertion = jwt.encode({"iss": instance.spiffe_id, "sub": instance.spiffe_id, "aud": token_url,
-                                    "iat": now, "exp": now + 240, "jti": uuid.uuid4().hex},
-                                   instance.private_key, algorithm="EdDSA")
-            out.append(urlencode({"grant_type": "client_credentials",
-                                  "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                                  "client_assertion": assertion, "envelope": str(envelope.id)}))
+            assertion = jwt.encode(
+                {
+                    "iss": instance.spiffe_id,
+                    "sub": instance.spiffe_id,
+                    "aud": token_url,
+                    "iat": now,
+                    "exp": now + 240,
+                    "jti": uuid.uuid4().hex,
+                },
+                instance.private_key,
+                algorithm="EdDSA",
+            )
+            out.append(
+                urlencode(
+                    {
+                        "grant_type": "client_credentials",
+                        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                        "client_assertion": assertion,
+                        "envelope": str(envelope.id),
+                    }
+                )
+            )
         return out
 
     def mint_once(body):

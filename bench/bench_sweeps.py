@@ -93,14 +93,16 @@ def run(args) -> int:
     def load(overdue: int) -> None:
         t0 = time.perf_counter()
         _load_credentials(args.total, overdue)
-        print(f"  loaded {args.total:,} credentials ({overdue:,} overdue) in {time.perf_counter() - t0:.1f} s",
-              flush=True)
+        print(
+            f"  loaded {args.total:,} credentials ({overdue:,} overdue) in {time.perf_counter() - t0:.1f} s", flush=True
+        )
 
     def raw_update() -> tuple[int, float]:
         with connection.cursor() as cursor:
             t0 = time.perf_counter()
-            cursor.execute("UPDATE identities_credential SET status = 'expired' "
-                           "WHERE status = 'active' AND expires_at <= now()")
+            cursor.execute(
+                "UPDATE identities_credential SET status = 'expired' WHERE status = 'active' AND expires_at <= now()"
+            )
             return cursor.rowcount, time.perf_counter() - t0
 
     def sweep() -> tuple[int, float]:
@@ -113,8 +115,11 @@ def run(args) -> int:
             cursor.execute("SELECT count(*) FROM console_auditevent WHERE verb = 'credential.expired'")
             return cursor.fetchone()[0]
 
-    print(f"bench_sweeps: {args.total:,} credentials, {AGENTS} agents, {AGENTS * INSTANCES_PER_AGENT} instances, "
-          f"chunks of {args.chunk:,}", flush=True)
+    print(
+        f"bench_sweeps: {args.total:,} credentials, {AGENTS} agents, {AGENTS * INSTANCES_PER_AGENT} instances, "
+        f"chunks of {args.chunk:,}",
+        flush=True,
+    )
 
     load(args.overdue)
     n, secs = raw_update()
@@ -148,7 +153,9 @@ def run(args) -> int:
     verify_secs = time.perf_counter() - t0
 
     print()
-    print(f"| {'scenario':<28} | {'due':>9} | {'changed':>9} | {'audit rows':>10} | {'seconds':>8} | {'vs raw UPDATE':>13} |")
+    print(
+        f"| {'scenario':<28} | {'due':>9} | {'changed':>9} | {'audit rows':>10} | {'seconds':>8} | {'vs raw UPDATE':>13} |"
+    )
     print(f"|{'-' * 30}|{'-' * 11}|{'-' * 11}|{'-' * 12}|{'-' * 10}|{'-' * 15}|")
     for label, due, changed, audits, secs in results:
         raw = base_100k if "10%" in label else base_1m if "all due" in label else None
@@ -157,14 +164,27 @@ def run(args) -> int:
     print()
     if verified is not None:
         print(f"audit chain after the run: ok={verified.ok}, {verified.checked:,} rows checked in {verify_secs:.1f} s")
-    targets = [("10% due ≤ 1.5 s", sweep_100k <= 1.5), ("nothing due ≤ 50 ms", nothing <= 0.05),
-               ("all due ≤ 15 s", sweep_1m <= 15)]
+    targets = [
+        ("10% due ≤ 1.5 s", sweep_100k <= 1.5),
+        ("nothing due ≤ 50 ms", nothing <= 0.05),
+        ("all due ≤ 15 s", sweep_1m <= 15),
+    ]
     print("targets: " + ", ".join(f"{t}: {'met' if ok else 'MISSED'}" for t, ok in targets))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_sweeps.json").write_text(json.dumps(
-        {"rows": [dict(zip(["scenario", "due", "changed", "audit_rows", "seconds"], r, strict=True)) for r in results],
-         "chunk": args.chunk, "total": args.total, "chain_ok": verified.ok if verified else None}, indent=2))
+    (out / "bench_sweeps.json").write_text(
+        json.dumps(
+            {
+                "rows": [
+                    dict(zip(["scenario", "due", "changed", "audit_rows", "seconds"], r, strict=True)) for r in results
+                ],
+                "chunk": args.chunk,
+                "total": args.total,
+                "chain_ok": verified.ok if verified else None,
+            },
+            indent=2,
+        )
+    )
     return 0 if verified is None or verified.ok else 1
 
 
@@ -173,20 +193,25 @@ def _seed_parents() -> None:
     from django.db import connection
 
     with connection.cursor() as c:
-        c.execute("INSERT INTO auth_user (username, password, is_superuser, first_name, last_name, email, is_staff, "
-                  "is_active, date_joined) VALUES ('bench', '!', false, '', '', '', false, true, now()) RETURNING id")
+        c.execute(
+            "INSERT INTO auth_user (username, password, is_superuser, first_name, last_name, email, is_staff, "
+            "is_active, date_joined) VALUES ('bench', '!', false, '', '', '', false, true, now()) RETURNING id"
+        )
         user_id = c.fetchone()[0]
         c.execute(
             "INSERT INTO identities_agent (id, slug, name, description, owner_id, status, ceiling, "
             "max_envelope_seconds, created_at, orphaned) "
             "SELECT md5('agent' || g)::uuid, 'bench-' || g, 'Bench ' || g, '', %s, 'active', '[\"github:read\"]', "
-            "3600, now(), false FROM generate_series(1, %s) g", [user_id, AGENTS])
+            "3600, now(), false FROM generate_series(1, %s) g",
+            [user_id, AGENTS],
+        )
         c.execute(
             "INSERT INTO identities_instance (id, agent_id, status, origin, label, key_thumbprint, created_at, "
             "stale, paused_with_agent, attested_issuer, attested_subject) "
             "SELECT md5('instance' || g)::uuid, md5('agent' || (1 + g %% %s))::uuid, 'active', 'registered', "
             "'w' || g, '', now(), false, false, '', '' FROM generate_series(1, %s) g",
-            [AGENTS, AGENTS * INSTANCES_PER_AGENT])
+            [AGENTS, AGENTS * INSTANCES_PER_AGENT],
+        )
         c.execute(
             "INSERT INTO tasks_taskenvelope (id, instance_id, agent_id, state, risk, intent, scopes, resources, "
             "duration_seconds, max_actions, actions_used, may_delegate, delegation_depth, requested_by_id, "
@@ -194,7 +219,9 @@ def _seed_parents() -> None:
             "drift_count, stale) "
             "SELECT md5('envelope' || i.label)::uuid, i.id, i.agent_id, 'active', 'low', 'bench', '[\"github:read\"]', "
             "'[]', 3600, 100, 0, false, 0, %s, 1, 'bench', '', now(), now(), now() + interval '1 hour', '', 0, false "
-            "FROM identities_instance i", [user_id])
+            "FROM identities_instance i",
+            [user_id],
+        )
 
 
 def _load_credentials(total: int, overdue: int) -> None:
@@ -208,8 +235,10 @@ def _load_credentials(total: int, overdue: int) -> None:
         # Load fast: no per-row FK trigger (the parents are known to exist), secondary indexes
         # built once afterwards instead of row by row.
         c.execute("SET session_replication_role = replica")
-        c.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'identities_credential' "
-                  "AND indexname NOT LIKE '%%_pkey'")
+        c.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'identities_credential' "
+            "AND indexname NOT LIKE '%%_pkey'"
+        )
         indexes = c.fetchall()
         for index_name, _ in indexes:
             c.execute(f'DROP INDEX "{index_name}"')
@@ -223,7 +252,8 @@ def _load_credentials(total: int, overdue: int) -> None:
             "now() - interval '10 minutes', "
             f"CASE WHEN {due} THEN now() - (g % 300) * interval '1 second' "
             "ELSE now() + interval '1 hour' + (g % 300) * interval '1 second' END, "
-            f"'active', '', 'bench-key', '[]' FROM generate_series(1, {total}) g")
+            f"'active', '', 'bench-key', '[]' FROM generate_series(1, {total}) g"
+        )
         for _, definition in indexes:
             c.execute(definition)
         c.execute("SET session_replication_role = DEFAULT")

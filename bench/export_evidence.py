@@ -33,8 +33,12 @@ def main(rows: int) -> None:
     if have < rows:
         t = time.perf_counter()
         ActivityEvent.objects.bulk_create(
-            [ActivityEvent(kind="decision", scope="github:read", resource=f"repo:acme/r{i}", allow=True, reason="ok")
-             for i in range(rows - have)], batch_size=5000)
+            [
+                ActivityEvent(kind="decision", scope="github:read", resource=f"repo:acme/r{i}", allow=True, reason="ok")
+                for i in range(rows - have)
+            ],
+            batch_size=5000,
+        )
         print(f"inserted {rows - have} rows in {time.perf_counter() - t:.1f} s")
     for fmt in ("jsonl", "csv"):
         job = ExportJob.objects.create(requested_by=auditor, kind="activity", format=fmt)
@@ -45,9 +49,11 @@ def main(rows: int) -> None:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         size = (export.export_dir() / job.file_name).stat().st_size
-        print(f"{fmt}: {job.done} rows, {size / 1e6:.1f} MB in {elapsed:.1f} s "
-              f"({job.done / elapsed:,.0f} rows/s, traced peak {peak / 1e6:.2f} MB, "
-              f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f} MB)")
+        print(
+            f"{fmt}: {job.done} rows, {size / 1e6:.1f} MB in {elapsed:.1f} s "
+            f"({job.done / elapsed:,.0f} rows/s, traced peak {peak / 1e6:.2f} MB, "
+            f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3:.0f} MB)"
+        )
 
 
 if __name__ == "__main__":

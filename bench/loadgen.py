@@ -62,8 +62,16 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, body
 
 
-async def _run(host: str, port: int, requests: list[bytes], *, connections: int, duration: float,
-               rate: float | None, marker: bytes | None) -> Result:
+async def _run(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    *,
+    connections: int,
+    duration: float,
+    rate: float | None,
+    marker: bytes | None,
+) -> Result:
     result = Result()
     deadline = time.perf_counter() + duration
     counter = {"next": 0}
@@ -100,8 +108,16 @@ async def _run(host: str, port: int, requests: list[bytes], *, connections: int,
     return result
 
 
-def run(port: int, requests: list[bytes], *, connections: int, duration: float, rate: float | None = None,
-        marker: bytes | None = None) -> Result:
+def run(
+    port: int,
+    requests: list[bytes],
+    *,
+    connections: int,
+    duration: float,
+    rate: float | None = None,
+    marker: bytes | None = None,
+) -> Result:
     """Drive 127.0.0.1:``port`` for ``duration`` seconds (never anything but the loopback)."""
-    return asyncio.run(_run("127.0.0.1", port, requests, connections=connections, duration=duration,
-                            rate=rate, marker=marker))
+    return asyncio.run(
+        _run("127.0.0.1", port, requests, connections=connections, duration=duration, rate=rate, marker=marker)
+    )

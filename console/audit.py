@@ -79,9 +79,7 @@ def as_actor(actor) -> Actor:
 def scrub(value: Any) -> Any:
     """A JSON-safe copy of ``value`` with every secret-bearing key replaced."""
     if isinstance(value, dict):
-        return {
-            str(k): ("[redacted]" if str(k).lower() in _SECRET_KEYS else scrub(v)) for k, v in value.items()
-        }
+        return {str(k): ("[redacted]" if str(k).lower() in _SECRET_KEYS else scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [scrub(v) for v in value]
     if isinstance(value, datetime | date):
@@ -280,8 +278,15 @@ def record_many(
     heads = {h.key: h for h in AuditChain.objects.select_for_update().filter(key__in=keys).order_by("key")}
 
     # Keys in sorted order, as json.dumps(sort_keys=True) writes them in _canonical.
-    p1 = ('{"actor":' + _encode(actor_name) + ',"actor_type":' + _encode(who.type)
-          + ',"after":' + _encode(after_s) + ',"agent_id":')
+    p1 = (
+        '{"actor":'
+        + _encode(actor_name)
+        + ',"actor_type":'
+        + _encode(who.type)
+        + ',"after":'
+        + _encode(after_s)
+        + ',"agent_id":'
+    )
     p2 = ',"at":' + _encode(at.isoformat()) + ',"before":' + _encode(before_s) + ',"chain":'
     p3 = ',"reason":' + _encode(reason_s) + ',"request_id":' + _encode(request_id) + ',"seq":'
     p6 = ',"target_type":' + _encode(target_type) + ',"verb":' + _encode(verb) + "}"
@@ -295,8 +300,19 @@ def record_many(
         enc_key = _encode(key)
         for agent_id, target_id, label in by_chain[key]:
             seq += 1
-            canonical = (p1 + _encode(agent_id) + p2 + enc_key + p3 + str(seq) + ',"target_id":' + _encode(target_id)
-                         + ',"target_label":' + _encode(label) + p6)
+            canonical = (
+                p1
+                + _encode(agent_id)
+                + p2
+                + enc_key
+                + p3
+                + str(seq)
+                + ',"target_id":'
+                + _encode(target_id)
+                + ',"target_label":'
+                + _encode(label)
+                + p6
+            )
             digest = sha256(prev.encode() + b"\n" + canonical.encode()).hexdigest()
             rows.append((key, seq, agent_id, target_id, label, prev, digest))
             prev = digest
@@ -304,9 +320,20 @@ def record_many(
 
     connection = transaction.get_connection()
     if connection.vendor == "postgresql":
-        _copy_events(connection, rows, at=at, actor_type=who.type, actor=actor_name, actor_user_id=actor_user_id,
-                     verb=verb, target_type=target_type, before=before_s, after=after_s, reason=reason_s,
-                     request_id=request_id)
+        _copy_events(
+            connection,
+            rows,
+            at=at,
+            actor_type=who.type,
+            actor=actor_name,
+            actor_user_id=actor_user_id,
+            verb=verb,
+            target_type=target_type,
+            before=before_s,
+            after=after_s,
+            reason=reason_s,
+            request_id=request_id,
+        )
         with connection.cursor() as cursor:
             values = ",".join(["(%s,%s,%s)"] * len(new_heads))
             cursor.execute(
@@ -317,10 +344,25 @@ def record_many(
     else:
         AuditEvent.objects.bulk_create(
             [
-                AuditEvent(chain=key, seq=seq, at=at, actor_type=who.type, actor=actor_name,
-                           actor_user_id=actor_user_id, verb=verb, target_type=target_type, target_id=target_id,
-                           target_label=label, agent_id=agent_id, before=before_s, after=after_s, reason=reason_s,
-                           request_id=request_id, prev_hash=prev, hash=digest)
+                AuditEvent(
+                    chain=key,
+                    seq=seq,
+                    at=at,
+                    actor_type=who.type,
+                    actor=actor_name,
+                    actor_user_id=actor_user_id,
+                    verb=verb,
+                    target_type=target_type,
+                    target_id=target_id,
+                    target_label=label,
+                    agent_id=agent_id,
+                    before=before_s,
+                    after=after_s,
+                    reason=reason_s,
+                    request_id=request_id,
+                    prev_hash=prev,
+                    hash=digest,
+                )
                 for key, seq, agent_id, target_id, label, prev, digest in rows
             ],
             batch_size=500,
@@ -330,12 +372,30 @@ def record_many(
     return len(rows)
 
 
-def _copy_events(connection, rows, *, at, actor_type, actor, actor_user_id, verb, target_type, before, after,
-                 reason, request_id) -> None:
+def _copy_events(
+    connection, rows, *, at, actor_type, actor, actor_user_id, verb, target_type, before, after, reason, request_id
+) -> None:
     """COPY the linked rows into the audit table: one round trip for thousands of rows."""
     meta = AuditEvent._meta
-    names = ["chain", "seq", "at", "actor_type", "actor", "actor_user", "verb", "target_type", "target_id",
-             "target_label", "agent_id", "before", "after", "reason", "request_id", "prev_hash", "hash"]
+    names = [
+        "chain",
+        "seq",
+        "at",
+        "actor_type",
+        "actor",
+        "actor_user",
+        "verb",
+        "target_type",
+        "target_id",
+        "target_label",
+        "agent_id",
+        "before",
+        "after",
+        "reason",
+        "request_id",
+        "prev_hash",
+        "hash",
+    ]
     columns = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in names)
     before_j = json.dumps(before) if before is not None else None
     after_j = json.dumps(after) if after is not None else None
@@ -343,8 +403,27 @@ def _copy_events(connection, rows, *, at, actor_type, actor, actor_user_id, verb
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
         with raw.copy(f"COPY {connection.ops.quote_name(meta.db_table)} ({columns}) FROM STDIN") as copy:
             for key, seq, agent_id, target_id, label, prev, digest in rows:
-                copy.write_row((key, seq, at, actor_type, actor, actor_user_id, verb, target_type, target_id, label,
-                                agent_id, before_j, after_j, reason, request_id, prev, digest))
+                copy.write_row(
+                    (
+                        key,
+                        seq,
+                        at,
+                        actor_type,
+                        actor,
+                        actor_user_id,
+                        verb,
+                        target_type,
+                        target_id,
+                        label,
+                        agent_id,
+                        before_j,
+                        after_j,
+                        reason,
+                        request_id,
+                        prev,
+                        digest,
+                    )
+                )
 
 
 @dataclass
@@ -371,7 +450,9 @@ def verify_chain() -> VerifyResult:
             elif compute_hash(prev, row) != row.hash:
                 problem = "content does not match its hash"
             if problem:
-                return VerifyResult(False, checked, {"id": row.id, "chain": head.key, "seq": row.seq, "problem": problem})
+                return VerifyResult(
+                    False, checked, {"id": row.id, "chain": head.key, "seq": row.seq, "problem": problem}
+                )
             prev = row.hash
             expected_seq += 1
         if expected_seq - 1 != head.length or prev != head.last_hash:

@@ -63,10 +63,12 @@ def _fmt(value: float) -> str:
 
 def _open(title: str, desc: str, height: int, width: int = WIDTH) -> tuple[str, list[str]]:
     uid = f"chart{next(_ids)}"
-    head = (f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" '
-            f'preserveAspectRatio="xMinYMin meet" aria-labelledby="{uid}-t {uid}-d" '
-            f'xmlns="http://www.w3.org/2000/svg">'
-            f'<title id="{uid}-t">{escape(title)}</title><desc id="{uid}-d">{escape(desc)}</desc>')
+    head = (
+        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" '
+        f'preserveAspectRatio="xMinYMin meet" aria-labelledby="{uid}-t {uid}-d" '
+        f'xmlns="http://www.w3.org/2000/svg">'
+        f'<title id="{uid}-t">{escape(title)}</title><desc id="{uid}-d">{escape(desc)}</desc>'
+    )
     return uid, [head]
 
 
@@ -82,8 +84,9 @@ def _empty(title: str, desc: str, message: str) -> SafeString:
     return mark_safe("".join(parts))  # noqa: S308 (every piece above is escaped)
 
 
-def bar_chart(bars: Sequence[Bar], *, title: str, desc: str = "", unit: str = "",
-              empty: str = "Nothing in this window.") -> SafeString:
+def bar_chart(
+    bars: Sequence[Bar], *, title: str, desc: str = "", unit: str = "", empty: str = "Nothing in this window."
+) -> SafeString:
     """Horizontal bars, one per row, each a link to its rows, its value written beside it."""
     if not bars:
         return _empty(title, desc, empty)
@@ -96,18 +99,21 @@ def bar_chart(bars: Sequence[Bar], *, title: str, desc: str = "", unit: str = ""
         w = max(plot_w * bar.value / top, 1 if bar.value else 0)
         value = f"{_fmt(bar.value)}{(' ' + unit) if unit else ''}"
         tip = f"{bar.label}: {value}{(' — ' + bar.note) if bar.note else ''}"
-        inner = (f'<title>{escape(tip)}</title>'
-                 f'<text x="{LABEL_W - 8}" y="{y + BAR_H - 3}" text-anchor="end" class="chart-label">'
-                 f'{escape(bar.label)}</text>'
-                 f'<rect x="{LABEL_W}" y="{y}" width="{w:.1f}" height="{BAR_H}" rx="2" fill="{bar.color}"/>'
-                 f'<text x="{LABEL_W + w + 6:.1f}" y="{y + BAR_H - 3}" class="chart-value">{escape(value)}</text>')
+        inner = (
+            f"<title>{escape(tip)}</title>"
+            f'<text x="{LABEL_W - 8}" y="{y + BAR_H - 3}" text-anchor="end" class="chart-label">'
+            f"{escape(bar.label)}</text>"
+            f'<rect x="{LABEL_W}" y="{y}" width="{w:.1f}" height="{BAR_H}" rx="2" fill="{bar.color}"/>'
+            f'<text x="{LABEL_W + w + 6:.1f}" y="{y + BAR_H - 3}" class="chart-value">{escape(value)}</text>'
+        )
         parts.append(_link(bar.href, inner, tip))
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 (every piece above is escaped)
 
 
-def stacked_bar(stacks: Sequence[Stack], *, title: str, desc: str = "",
-                empty: str = "Nothing in this window.") -> SafeString:
+def stacked_bar(
+    stacks: Sequence[Stack], *, title: str, desc: str = "", empty: str = "Nothing in this window."
+) -> SafeString:
     """Horizontal stacked bars on one scale; each segment links to its rows and is labelled."""
     if not stacks:
         return _empty(title, desc, empty)
@@ -119,13 +125,21 @@ def stacked_bar(stacks: Sequence[Stack], *, title: str, desc: str = "",
     # Legend: the segment names of the first stack, in order.
     x = LABEL_W
     for seg in stacks[0].segments:
-        parts.append(f'<rect x="{x}" y="4" width="12" height="12" fill="{seg.color}"/>'
-                     f'<text x="{x + 16}" y="14" class="chart-legend">{escape(seg.name)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="4" width="12" height="12" fill="{seg.color}"/>'
+            f'<text x="{x + 16}" y="14" class="chart-legend">{escape(seg.name)}</text>'
+        )
         x += 24 + 8 * len(seg.name)
     for i, stack in enumerate(stacks):
         y = legend_h + 4 + i * ROW_H
-        parts.append(_link(stack.href, f'<text x="{LABEL_W - 8}" y="{y + BAR_H - 3}" text-anchor="end" '
-                                       f'class="chart-label">{escape(stack.label)}</text>', stack.label))
+        parts.append(
+            _link(
+                stack.href,
+                f'<text x="{LABEL_W - 8}" y="{y + BAR_H - 3}" text-anchor="end" '
+                f'class="chart-label">{escape(stack.label)}</text>',
+                stack.label,
+            )
+        )
         x = float(LABEL_W)
         for seg in stack.segments:
             w = plot_w * seg.value / top
@@ -134,8 +148,10 @@ def stacked_bar(stacks: Sequence[Stack], *, title: str, desc: str = "",
             tip = f"{stack.label}: {_fmt(seg.value)} {seg.name}"
             inner = f'<title>{escape(tip)}</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{BAR_H}" fill="{seg.color}"/>'
             if w >= 22:
-                inner += (f'<text x="{x + w / 2:.1f}" y="{y + BAR_H - 4}" text-anchor="middle" '
-                          f'class="chart-inbar">{_fmt(seg.value)}</text>')
+                inner += (
+                    f'<text x="{x + w / 2:.1f}" y="{y + BAR_H - 4}" text-anchor="middle" '
+                    f'class="chart-inbar">{_fmt(seg.value)}</text>'
+                )
             parts.append(_link(seg.href, inner, tip))
             x += w
         summary = ", ".join(f"{_fmt(s.value)} {s.short or s.name}" for s in stack.segments)
@@ -151,8 +167,15 @@ class Series:
     color: str = PALETTE["neutral"]
 
 
-def time_series(labels: Sequence[str], series: Sequence[Series], *, title: str, desc: str = "",
-                hrefs: Sequence[str] = (), height: int = 170) -> SafeString:
+def time_series(
+    labels: Sequence[str],
+    series: Sequence[Series],
+    *,
+    title: str,
+    desc: str = "",
+    hrefs: Sequence[str] = (),
+    height: int = 170,
+) -> SafeString:
     """Daily counts as lines with a dot per day; each day's column links to that day's rows."""
     if not labels:
         return _empty(title, desc, "Nothing in this window.")
@@ -163,16 +186,20 @@ def time_series(labels: Sequence[str], series: Sequence[Series], *, title: str, 
     step = plot_w / max(n - 1, 1)
     _, parts = _open(title, desc or title, height)
     # Axis, a top grid line labelled with the maximum, legend.
-    parts.append(f'<line x1="{left}" y1="{top_pad + plot_h}" x2="{WIDTH - right}" y2="{top_pad + plot_h}" class="chart-axis"/>'
-                 f'<line x1="{left}" y1="{top_pad}" x2="{WIDTH - right}" y2="{top_pad}" class="chart-grid"/>'
-                 f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" class="chart-tick">{_fmt(top)}</text>'
-                 f'<text x="{left - 6}" y="{top_pad + plot_h + 4}" text-anchor="end" class="chart-tick">0</text>')
+    parts.append(
+        f'<line x1="{left}" y1="{top_pad + plot_h}" x2="{WIDTH - right}" y2="{top_pad + plot_h}" class="chart-axis"/>'
+        f'<line x1="{left}" y1="{top_pad}" x2="{WIDTH - right}" y2="{top_pad}" class="chart-grid"/>'
+        f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" class="chart-tick">{_fmt(top)}</text>'
+        f'<text x="{left - 6}" y="{top_pad + plot_h + 4}" text-anchor="end" class="chart-tick">0</text>'
+    )
     x = left
     for s in series:
         total = sum(s.values)
         legend = f"{s.name} ({_fmt(total)})"
-        parts.append(f'<rect x="{x}" y="6" width="12" height="3" fill="{s.color}"/>'
-                     f'<text x="{x + 16}" y="12" class="chart-legend">{escape(legend)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="6" width="12" height="3" fill="{s.color}"/>'
+            f'<text x="{x + 16}" y="12" class="chart-legend">{escape(legend)}</text>'
+        )
         x += 30 + 7 * len(legend)
 
     def px(i: int, v: float) -> tuple[float, float]:
@@ -193,7 +220,9 @@ def time_series(labels: Sequence[str], series: Sequence[Series], *, title: str, 
     # First, middle and last day under the axis.
     for i in sorted({0, n // 2, n - 1}):
         anchor = "start" if i == 0 else "end" if i == n - 1 else "middle"
-        parts.append(f'<text x="{left + i * step:.1f}" y="{height - 6}" text-anchor="{anchor}" class="chart-tick">'
-                     f'{escape(labels[i])}</text>')
+        parts.append(
+            f'<text x="{left + i * step:.1f}" y="{height - 6}" text-anchor="{anchor}" class="chart-tick">'
+            f"{escape(labels[i])}</text>"
+        )
     parts.append("</svg>")
     return mark_safe("".join(parts))  # noqa: S308 (every piece above is escaped)

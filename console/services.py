@@ -50,9 +50,13 @@ def create_api_token(*, user, actor, name: str = "", expires_days: int | None = 
             created_at=now,
             expires_at=now + timedelta(days=expires_days) if expires_days else None,
         )
-        audit.record("token.created", actor=actor, target=_token_target(token), request=request,
-                     after={"user": user.get_username(), "name": name, "prefix": token.prefix,
-                            "expires_at": token.expires_at})
+        audit.record(
+            "token.created",
+            actor=actor,
+            target=_token_target(token),
+            request=request,
+            after={"user": user.get_username(), "name": name, "prefix": token.prefix, "expires_at": token.expires_at},
+        )
     return IssuedToken(token=token, secret=secret)
 
 
@@ -64,8 +68,14 @@ def revoke_api_token(*, token: ApiToken, actor, request=None) -> ApiToken:
             return token
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
-        audit.record("token.revoked", actor=actor, target=_token_target(token), request=request,
-                     before={"status": "active"}, after={"status": "revoked"})
+        audit.record(
+            "token.revoked",
+            actor=actor,
+            target=_token_target(token),
+            request=request,
+            before={"status": "active"},
+            after={"status": "revoked"},
+        )
     return token
 
 
@@ -88,6 +98,12 @@ def set_user_roles(*, user, roles, actor, request=None) -> bool:
             user.groups.remove(*removed)
         if hasattr(user, "_mandate_roles"):
             del user._mandate_roles
-        audit.record("user.roles_changed", actor=actor, target=("user", user.pk, user.get_username()),
-                     before={"roles": sorted(current)}, after={"roles": sorted(wanted)}, request=request)
+        audit.record(
+            "user.roles_changed",
+            actor=actor,
+            target=("user", user.pk, user.get_username()),
+            before={"roles": sorted(current)},
+            after={"roles": sorted(wanted)},
+            request=request,
+        )
     return True

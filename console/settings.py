@@ -290,35 +290,53 @@ def _sweep(task: str, *, every: int, offset: int) -> dict:
 CELERY_BEAT_SCHEDULE = {
     "expire-overdue-credentials": _sweep(
         "tasks.tasks.expire_overdue_credentials",
-        every=env_int("MANDATE_SWEEP_CREDENTIALS_SECONDS", 60, minimum=1), offset=0),
+        every=env_int("MANDATE_SWEEP_CREDENTIALS_SECONDS", 60, minimum=1),
+        offset=0,
+    ),
     "expire-overdue-envelopes": _sweep(
         "tasks.tasks.expire_overdue_envelopes",
-        every=env_int("MANDATE_SWEEP_ENVELOPES_SECONDS", 60, minimum=1), offset=17),
+        every=env_int("MANDATE_SWEEP_ENVELOPES_SECONDS", 60, minimum=1),
+        offset=17,
+    ),
     "expire-pending-requests": _sweep(
         "tasks.tasks.expire_pending_requests",
-        every=env_int("MANDATE_SWEEP_PENDING_SECONDS", 300, minimum=1), offset=131),
+        every=env_int("MANDATE_SWEEP_PENDING_SECONDS", 300, minimum=1),
+        offset=131,
+    ),
     "flag-stale-sessions": _sweep(
-        "tasks.tasks.flag_stale_sessions",
-        every=env_int("MANDATE_SWEEP_STALE_SECONDS", 120, minimum=1), offset=43),
+        "tasks.tasks.flag_stale_sessions", every=env_int("MANDATE_SWEEP_STALE_SECONDS", 120, minimum=1), offset=43
+    ),
     "rotate-signing-keys": _sweep(
         "tasks.tasks.rotate_signing_keys",
-        every=env_int("MANDATE_ROTATE_KEYS_SECONDS", 24 * 3600, minimum=60), offset=3 * 3600 + 17 * 60),
+        every=env_int("MANDATE_ROTATE_KEYS_SECONDS", 24 * 3600, minimum=60),
+        offset=3 * 3600 + 17 * 60,
+    ),
     "activate-published-keys": _sweep(
         "tasks.tasks.activate_published_keys",
-        every=env_int("MANDATE_ACTIVATE_KEYS_SECONDS", 300, minimum=60), offset=4 * 60 + 31),
+        every=env_int("MANDATE_ACTIVATE_KEYS_SECONDS", 300, minimum=60),
+        offset=4 * 60 + 31,
+    ),
     "retire-drained-keys": _sweep(
         "tasks.tasks.retire_drained_keys",
-        every=env_int("MANDATE_RETIRE_KEYS_SECONDS", 3600, minimum=60), offset=23 * 60 + 7),
+        every=env_int("MANDATE_RETIRE_KEYS_SECONDS", 3600, minimum=60),
+        offset=23 * 60 + 7,
+    ),
     "expire-standing-exceptions": _sweep(
         "tasks.tasks.expire_due_exceptions",
-        every=env_int("MANDATE_SWEEP_EXCEPTIONS_SECONDS", 300, minimum=1), offset=2 * 60 + 13),
+        every=env_int("MANDATE_SWEEP_EXCEPTIONS_SECONDS", 300, minimum=1),
+        offset=2 * 60 + 13,
+    ),
     # Reminders are claimed per exception per day, so a second run the same day mails nobody twice.
     "remind-recertifications": _sweep(
         "tasks.tasks.remind_recertifications",
-        every=env_int("MANDATE_REMIND_RECERTIFICATIONS_SECONDS", 24 * 3600, minimum=60), offset=8 * 3600 + 7 * 60),
+        every=env_int("MANDATE_REMIND_RECERTIFICATIONS_SECONDS", 24 * 3600, minimum=60),
+        offset=8 * 3600 + 7 * 60,
+    ),
     "flag-orphaned-agents": _sweep(
         "tasks.tasks.flag_orphaned_agents",
-        every=env_int("MANDATE_SWEEP_ORPHANS_SECONDS", 900, minimum=1), offset=7 * 60 + 41),
+        every=env_int("MANDATE_SWEEP_ORPHANS_SECONDS", 900, minimum=1),
+        offset=7 * 60 + 41,
+    ),
 }
 
 # --- Logging ------------------------------------------------------------------------------------

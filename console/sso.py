@@ -55,8 +55,10 @@ def provider_config() -> dict:
     global _config
     with _config_lock:
         if _config is None:
-            request = urllib.request.Request(settings.MANDATE_OIDC_DISCOVERY_URL,  # noqa: S310 (URL from settings)
-                                             headers={"Accept": "application/json"})
+            request = urllib.request.Request(
+                settings.MANDATE_OIDC_DISCOVERY_URL,  # noqa: S310 (URL from settings)
+                headers={"Accept": "application/json"},
+            )
             with urllib.request.urlopen(request, timeout=settings.OIDC_TIMEOUT) as response:  # noqa: S310
                 document = json.loads(response.read(512 * 1024))
             if document.get("issuer") != settings.MANDATE_OIDC_ISSUER:
@@ -122,7 +124,9 @@ class MandateOIDCBackend(OIDCAuthenticationBackend):
         audiences = aud if isinstance(aud, list) else [aud]
         if payload.get("iss") != settings.MANDATE_OIDC_ISSUER:
             raise SuspiciousOperation("ID token from another issuer")
-        if self.OIDC_RP_CLIENT_ID not in audiences or (len(audiences) > 1 and payload.get("azp") != self.OIDC_RP_CLIENT_ID):
+        if self.OIDC_RP_CLIENT_ID not in audiences or (
+            len(audiences) > 1 and payload.get("azp") != self.OIDC_RP_CLIENT_ID
+        ):
             raise SuspiciousOperation("ID token meant for another client")
         if not isinstance(payload.get("sub"), str) or not payload["sub"]:
             raise SuspiciousOperation("ID token without subject")
@@ -131,8 +135,9 @@ class MandateOIDCBackend(OIDCAuthenticationBackend):
 
     def _verify_jws(self, payload, key):
         try:
-            return jwt.decode(payload, key, algorithms=[self.OIDC_RP_SIGN_ALGO], options={"verify_aud": False},
-                              leeway=60)
+            return jwt.decode(
+                payload, key, algorithms=[self.OIDC_RP_SIGN_ALGO], options={"verify_aud": False}, leeway=60
+            )
         except jwt.PyJWTError:
             raise SuspiciousOperation("ID token verification failed") from None
 
@@ -145,8 +150,12 @@ class MandateOIDCBackend(OIDCAuthenticationBackend):
         roles = roles_from_claims(claims)
         refusal = refusal_of(claims, roles)
         with transaction.atomic():
-            account = (ExternalAccount.objects.select_for_update().select_related("user")
-                       .filter(issuer=settings.MANDATE_OIDC_ISSUER, subject=payload["sub"]).first())
+            account = (
+                ExternalAccount.objects.select_for_update()
+                .select_related("user")
+                .filter(issuer=settings.MANDATE_OIDC_ISSUER, subject=payload["sub"])
+                .first()
+            )
             if refusal:
                 if account is not None:
                     self._refuse_account(account, refusal)
@@ -161,9 +170,14 @@ class MandateOIDCBackend(OIDCAuthenticationBackend):
                     return None
                 user.is_active = True
                 user.save(update_fields=["is_active"])
-                audit.record("user.reactivated", actor=audit.Actor.system("sso"), target=user,
-                             before={"is_active": False}, after={"is_active": True},
-                             reason="the OpenID provider lets this person in again")
+                audit.record(
+                    "user.reactivated",
+                    actor=audit.Actor.system("sso"),
+                    target=user,
+                    before={"is_active": False},
+                    after={"is_active": True},
+                    reason="the OpenID provider lets this person in again",
+                )
             self._set_roles(account, roles)
             self._update_profile(user, claims)
             account.refused_at = None
@@ -183,9 +197,18 @@ class MandateOIDCBackend(OIDCAuthenticationBackend):
         user.set_unusable_password()
         user.save()
         account = ExternalAccount.objects.create(user=user, issuer=settings.MANDATE_OIDC_ISSUER, subject=claims["sub"])
-        audit.record("user.created", actor=audit.Actor.system("sso"), target=user,
-                     after={"username": user.username, "email": user.email, "issuer": account.issuer,
-                            "subject": account.subject}, reason="first single sign-on")
+        audit.record(
+            "user.created",
+            actor=audit.Actor.system("sso"),
+            target=user,
+            after={
+                "username": user.username,
+                "email": user.email,
+                "issuer": account.issuer,
+                "subject": account.subject,
+            },
+            reason="first single sign-on",
+        )
         return account
 
     def _free_username(self, claims: dict) -> str:
@@ -202,8 +225,11 @@ class MandateOIDCBackend(OIDCAuthenticationBackend):
         return name
 
     def _update_profile(self, user, claims: dict) -> None:
-        fields = {"email": str(claims.get("email", ""))[:254], "first_name": str(claims.get("given_name", ""))[:150],
-                  "last_name": str(claims.get("family_name", ""))[:150]}
+        fields = {
+            "email": str(claims.get("email", ""))[:254],
+            "first_name": str(claims.get("given_name", ""))[:150],
+            "last_name": str(claims.get("family_name", ""))[:150],
+        }
         changed = [k for k, v in fields.items() if v and getattr(user, k) != v]
         for k in changed:
             setattr(user, k, fields[k])
@@ -220,14 +246,21 @@ class MandateOIDCBackend(OIDCAuthenticationBackend):
         for role in roles - before:
             user.groups.add(Group.objects.get_or_create(name=role)[0])
         account.roles = sorted(roles)
-        audit.record("user.roles_changed", actor=audit.Actor.system("sso"), target=user,
-                     before={"roles": sorted(before)}, after={"roles": sorted(roles)},
-                     reason="roles mapped from the OpenID provider's claims")
+        audit.record(
+            "user.roles_changed",
+            actor=audit.Actor.system("sso"),
+            target=user,
+            before={"roles": sorted(before)},
+            after={"roles": sorted(roles)},
+            reason="roles mapped from the OpenID provider's claims",
+        )
 
     def _refuse_account(self, account: ExternalAccount, refusal: str) -> None:
         user = account.user
-        before = {"is_active": user.is_active,
-                  "roles": sorted(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True))}
+        before = {
+            "is_active": user.is_active,
+            "roles": sorted(user.groups.filter(name__in=ALL_ROLES).values_list("name", flat=True)),
+        }
         user.groups.remove(*Group.objects.filter(name__in=ALL_ROLES))
         if user.is_active:
             user.is_active = False
@@ -235,8 +268,14 @@ class MandateOIDCBackend(OIDCAuthenticationBackend):
             account.refused_at = timezone.now()
         account.roles = []
         account.save(update_fields=["roles", "refused_at"])
-        audit.record("user.deactivated", actor=audit.Actor.system("sso"), target=user, before=before,
-                     after={"is_active": user.is_active, "roles": []}, reason=f"single sign-on refused: {refusal}")
+        audit.record(
+            "user.deactivated",
+            actor=audit.Actor.system("sso"),
+            target=user,
+            before=before,
+            after={"is_active": user.is_active, "roles": []},
+            reason=f"single sign-on refused: {refusal}",
+        )
 
 
 # --- views ------------------------------------------------------------------------------------------

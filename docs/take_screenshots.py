@@ -14,13 +14,25 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 OUT = Path(__file__).resolve().parent / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 PAGES = {
-    "ada": [("dashboard", "/"), ("approvals", "/approvals/"), ("agent-detail", "/agents/invoice-triage/"),
-            ("agents", "/agents/"), ("audit", "/audit/"), ("activity", "/activity/"),
-            ("posture", "/posture/")],
+    "ada": [
+        ("dashboard", "/"),
+        ("approvals", "/approvals/"),
+        ("agent-detail", "/agents/invoice-triage/"),
+        ("agents", "/agents/"),
+        ("audit", "/audit/"),
+        ("activity", "/activity/"),
+        ("posture", "/posture/"),
+    ],
     "olivia": [("my-agents", "/my-agents/"), ("request-envelope", "/envelopes/new/")],
 }
 

@@ -72,7 +72,7 @@ def client_key(instance_id: uuid.UUID) -> ClientKey | None:
     cached = _client_keys.get(instance_id)
     if cached is not None:
         return cached
-    row = (Instance.objects.filter(pk=instance_id).values_list("agent__slug", "public_jwk").first())
+    row = Instance.objects.filter(pk=instance_id).values_list("agent__slug", "public_jwk").first()
     if row is None or not row[1]:
         return None
     slug, jwk = row

@@ -62,8 +62,11 @@ class AgentCredentialAuthentication(authentication.BaseAuthentication):
         except TokenRejected as rejected:
             raise exceptions.AuthenticationFailed(rejected.detail) from None
         credential = load_credential(verified.jti)
-        if (credential is None or str(credential.envelope_id) != verified.envelope_id
-                or credential.instance.spiffe_id != verified.sub):
+        if (
+            credential is None
+            or str(credential.envelope_id) != verified.envelope_id
+            or credential.instance.spiffe_id != verified.sub
+        ):
             raise exceptions.AuthenticationFailed("no such credential")
         if credential.status != Credential.Status.ACTIVE or credential.expires_at <= timezone.now():
             raise exceptions.AuthenticationFailed(f"the credential is {credential.status}")
@@ -80,5 +83,9 @@ class AgentCredentialScheme(OpenApiAuthenticationExtension):
     name = "agentCredential"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                "description": "The agent instance's own access token from /oauth/token."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "The agent instance's own access token from /oauth/token.",
+        }

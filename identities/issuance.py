@@ -75,14 +75,37 @@ def _fetch_key_shared(queryset) -> list:
 
 # Only the columns minting reads, compiled once per process: compiling the three-table SELECT on
 # every call cost more CPU than the signature. (The intent is the envelope's audit label.)
-_ENVELOPE_FIELDS = ("id", "instance_id", "agent_id", "state", "expires_at", "scopes", "resources",
-                    "duration_seconds", "max_actions", "may_delegate", "delegation_depth", "risk", "intent")
+_ENVELOPE_FIELDS = (
+    "id",
+    "instance_id",
+    "agent_id",
+    "state",
+    "expires_at",
+    "scopes",
+    "resources",
+    "duration_seconds",
+    "max_actions",
+    "may_delegate",
+    "delegation_depth",
+    "risk",
+    "intent",
+)
 _INSTANCE_FIELDS = ("id", "agent_id", "status", "agent__id", "agent__slug", "agent__status", "agent__owner_id")
 _envelope_for_minting = PreparedValues(
-    lambda pk: TaskEnvelope.objects.filter(pk=pk).order_by().values_list(
-        *_ENVELOPE_FIELDS, "instance__status", "instance__agent_id", "instance__agent__slug", "instance__agent__status",
-        "instance__agent__owner_id"),
-    sample=uuid.UUID(int=0), key_share=True,
+    lambda pk: (
+        TaskEnvelope.objects.filter(pk=pk)
+        .order_by()
+        .values_list(
+            *_ENVELOPE_FIELDS,
+            "instance__status",
+            "instance__agent_id",
+            "instance__agent__slug",
+            "instance__agent__status",
+            "instance__agent__owner_id",
+        )
+    ),
+    sample=uuid.UUID(int=0),
+    key_share=True,
 )
 
 
@@ -92,11 +115,18 @@ def _lock_envelope(envelope_id: uuid.UUID) -> TaskEnvelope | None:
     row = _envelope_for_minting.fetch(envelope_id)
     if row is None:
         return None
-    agent = model_from(Agent, {"id": row["instance__agent_id"], "slug": row["instance__agent__slug"],
-                               "status": row["instance__agent__status"],
-                               "owner_id": row["instance__agent__owner_id"]})
-    instance = model_from(Instance, {"id": row["instance_id"], "agent_id": row["instance__agent_id"],
-                                     "status": row["instance__status"]})
+    agent = model_from(
+        Agent,
+        {
+            "id": row["instance__agent_id"],
+            "slug": row["instance__agent__slug"],
+            "status": row["instance__agent__status"],
+            "owner_id": row["instance__agent__owner_id"],
+        },
+    )
+    instance = model_from(
+        Instance, {"id": row["instance_id"], "agent_id": row["instance__agent_id"], "status": row["instance__status"]}
+    )
     envelope = model_from(TaskEnvelope, {name: row[name] for name in _ENVELOPE_FIELDS})
     instance.agent = agent
     envelope.instance = instance
@@ -104,8 +134,9 @@ def _lock_envelope(envelope_id: uuid.UUID) -> TaskEnvelope | None:
 
 
 def _lock_instance(instance_id: uuid.UUID) -> Instance | None:
-    rows = _fetch_key_shared(Instance.objects.select_related("agent").only(*_INSTANCE_FIELDS)
-                             .filter(pk=instance_id).order_by())
+    rows = _fetch_key_shared(
+        Instance.objects.select_related("agent").only(*_INSTANCE_FIELDS).filter(pk=instance_id).order_by()
+    )
     return rows[0] if rows else None
 
 
@@ -125,9 +156,14 @@ def policy_ttl_ceiling(envelope: TaskEnvelope) -> int:
     ceiling = _policy_ttl_cache.get(key)
     if ceiling is None:
         try:
-            verdict = policy.classify(scopes=list(envelope.scopes), resources=list(envelope.resources),
-                                      duration_seconds=envelope.duration_seconds, max_actions=envelope.max_actions,
-                                      may_delegate=envelope.may_delegate, delegation_depth=envelope.delegation_depth)
+            verdict = policy.classify(
+                scopes=list(envelope.scopes),
+                resources=list(envelope.resources),
+                duration_seconds=envelope.duration_seconds,
+                max_actions=envelope.max_actions,
+                may_delegate=envelope.may_delegate,
+                delegation_depth=envelope.delegation_depth,
+            )
             ceiling = int(verdict.max_credential_ttl)
         except Exception:
             # A policy that cannot answer must not stop the endpoint; fall back to the shortest default.
@@ -191,13 +227,23 @@ def note_instance_seen(instance_id: uuid.UUID, *, now: datetime | None = None) -
 
 def _record_issued(minted: MintedToken, *, instance: Instance, actor, request) -> None:
     credential = minted.credential
-    audit.record("credential.issued", actor=actor, target=credential, request=request,
-                 agent_id=instance.agent_id, after={
-                     "instance": str(instance.id), "envelope": str(credential.envelope_id),
-                     "scopes": list(credential.scopes), "audience": credential.audience,
-                     "expires_at": credential.expires_at, "kid": credential.kid,
-                     "parent_jti": credential.parent_id, "act": list(credential.act_chain) or None,
-                 })
+    audit.record(
+        "credential.issued",
+        actor=actor,
+        target=credential,
+        request=request,
+        agent_id=instance.agent_id,
+        after={
+            "instance": str(instance.id),
+            "envelope": str(credential.envelope_id),
+            "scopes": list(credential.scopes),
+            "audience": credential.audience,
+            "expires_at": credential.expires_at,
+            "kid": credential.kid,
+            "parent_jti": credential.parent_id,
+            "act": list(credential.act_chain) or None,
+        },
+    )
 
 
 def _consume_after_refusal(assertion: VerifiedAssertion, refusal: GrantRefused) -> None:
@@ -207,8 +253,15 @@ def _consume_after_refusal(assertion: VerifiedAssertion, refusal: GrantRefused) 
         consume_assertion(assertion)
 
 
-def issue_credential(*, assertion: VerifiedAssertion, envelope_id: uuid.UUID, scopes: list[str] | None,
-                     audience: str | None, ttl: int | None, request=None) -> MintedToken:
+def issue_credential(
+    *,
+    assertion: VerifiedAssertion,
+    envelope_id: uuid.UUID,
+    scopes: list[str] | None,
+    audience: str | None,
+    ttl: int | None,
+    request=None,
+) -> MintedToken:
     """``client_credentials``: a credential for the asserting instance inside its own live envelope.
 
     TTL = min(requested, the policy ceiling for the envelope's risk, the time left in the envelope).
@@ -227,13 +280,19 @@ def issue_credential(*, assertion: VerifiedAssertion, envelope_id: uuid.UUID, sc
             _check_requester(instance)
             _check_envelope_live(envelope, now)
             granted = _narrow_scopes(scopes, envelope.scopes, "envelope's scopes")
-            lifetime = credential_ttl(requested=ttl, policy_max=policy_ttl_ceiling(envelope),
-                                      envelope_expires_at=envelope.expires_at, now=now)
+            lifetime = credential_ttl(
+                requested=ttl, policy_max=policy_ttl_ceiling(envelope), envelope_expires_at=envelope.expires_at, now=now
+            )
             if lifetime.total_seconds() < 1:
                 raise _refuse("invalid_grant", "the envelope ends now")
-            minted = mint_credential(instance=instance, envelope=envelope, scopes=granted,
-                                     audience=audience or settings.MANDATE_DEFAULT_AUDIENCE,
-                                     expires_at=now + lifetime, now=now)
+            minted = mint_credential(
+                instance=instance,
+                envelope=envelope,
+                scopes=granted,
+                audience=audience or settings.MANDATE_DEFAULT_AUDIENCE,
+                expires_at=now + lifetime,
+                now=now,
+            )
             actor = audit.Actor.of_instance(instance)
             if envelope.state == TaskEnvelope.State.APPROVED:
                 from tasks.services import activate_on_first_credential
@@ -247,8 +306,15 @@ def issue_credential(*, assertion: VerifiedAssertion, envelope_id: uuid.UUID, sc
     return minted
 
 
-def delegate_credential(*, subject_token: str, assertion: VerifiedAssertion, scopes: list[str] | None,
-                        audience: str | None, ttl: int | None, request=None) -> MintedToken:
+def delegate_credential(
+    *,
+    subject_token: str,
+    assertion: VerifiedAssertion,
+    scopes: list[str] | None,
+    audience: str | None,
+    ttl: int | None,
+    request=None,
+) -> MintedToken:
     """RFC 8693 token exchange: the delegating instance's live credential (``subject_token``) is
     narrowed for another instance of the same agent (authenticated by ``assertion``).
 
@@ -267,8 +333,12 @@ def delegate_credential(*, subject_token: str, assertion: VerifiedAssertion, sco
         with transaction.atomic():
             _consume_or_refuse(assertion)
             parent = _lock_credential(subject.jti)
-            if (parent is None or str(parent.envelope_id) != subject.envelope_id
-                    or parent.status != Credential.Status.ACTIVE or parent.expires_at <= now):
+            if (
+                parent is None
+                or str(parent.envelope_id) != subject.envelope_id
+                or parent.status != Credential.Status.ACTIVE
+                or parent.expires_at <= now
+            ):
                 raise _refuse("invalid_grant", "subject_token is not a live credential")
             envelope = _lock_envelope(parent.envelope_id)
             receiver = _lock_instance(receiver_id)
@@ -288,12 +358,24 @@ def delegate_credential(*, subject_token: str, assertion: VerifiedAssertion, sco
             granted = _narrow_scopes(scopes, parent.scopes, "subject token's scopes")
             if audience is not None and audience != parent.audience:
                 raise _refuse("invalid_request", "a delegated credential keeps the subject token's audience")
-            lifetime = credential_ttl(requested=ttl, policy_max=policy_ttl_ceiling(envelope),
-                                      envelope_expires_at=min(parent.expires_at, envelope.expires_at), now=now)
+            lifetime = credential_ttl(
+                requested=ttl,
+                policy_max=policy_ttl_ceiling(envelope),
+                envelope_expires_at=min(parent.expires_at, envelope.expires_at),
+                now=now,
+            )
             if lifetime.total_seconds() < 1:
                 raise _refuse("invalid_grant", "the subject token expires now")
-            minted = mint_credential(instance=receiver, envelope=envelope, scopes=granted, audience=parent.audience,
-                                     expires_at=now + lifetime, parent=parent, act_chain=chain, now=now)
+            minted = mint_credential(
+                instance=receiver,
+                envelope=envelope,
+                scopes=granted,
+                audience=parent.audience,
+                expires_at=now + lifetime,
+                parent=parent,
+                act_chain=chain,
+                now=now,
+            )
             _record_issued(minted, instance=receiver, actor=audit.Actor.of_instance(receiver), request=request)
     except GrantRefused as refusal:
         _consume_after_refusal(assertion, refusal)

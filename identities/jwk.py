@@ -23,9 +23,7 @@ def validate_public_jwk(value: object, *, field: str = "public_jwk") -> dict:
     if not isinstance(value, dict):
         raise ValidationFailed("must be a JSON object (a JWK)", field=field)
     if _PRIVATE_MEMBERS & set(value):
-        raise ValidationFailed(
-            "contains private key material; send only the public key (never 'd')", field=field
-        )
+        raise ValidationFailed("contains private key material; send only the public key (never 'd')", field=field)
     kty = value.get("kty")
     if kty not in _REQUIRED:
         raise ValidationFailed("unsupported key type; use OKP (Ed25519) or EC (P-256)", field=field)

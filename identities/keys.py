@@ -59,12 +59,19 @@ def _new_key_row(status: str) -> SigningKey:
     public_jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
     kid = _kid_for(public_jwk)
     public_jwk.update({"kid": kid, "alg": ALGORITHM, "use": "sig"})
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     now = timezone.now()
-    return SigningKey(kid=kid, alg=ALGORITHM, status=status, public_jwk=public_jwk,
-                      private_key_encrypted=encrypt_private_key(pem), created_at=now,
-                      activated_at=now if status == SigningKey.Status.ACTIVE else None)
+    return SigningKey(
+        kid=kid,
+        alg=ALGORITHM,
+        status=status,
+        public_jwk=public_jwk,
+        private_key_encrypted=encrypt_private_key(pem),
+        created_at=now,
+        activated_at=now if status == SigningKey.Status.ACTIVE else None,
+    )
 
 
 # --- transitions ---------------------------------------------------------------------------------
@@ -92,12 +99,14 @@ def activate_key(*, key: SigningKey, actor, now=None) -> SigningKey:
         for old in SigningKey.objects.select_for_update().filter(status=SigningKey.Status.ACTIVE):
             old.status, old.retiring_at = SigningKey.Status.RETIRING, now
             old.save(update_fields=["status", "retiring_at"])
-            audit.record("key.retiring", actor=actor, target=old, before={"status": "active"},
-                         after={"status": "retiring"})
+            audit.record(
+                "key.retiring", actor=actor, target=old, before={"status": "active"}, after={"status": "retiring"}
+            )
         key.status, key.activated_at = SigningKey.Status.ACTIVE, now
         key.save(update_fields=["status", "activated_at"])
-        audit.record("key.activated", actor=actor, target=key, before={"status": "published"},
-                     after={"status": "active"})
+        audit.record(
+            "key.activated", actor=actor, target=key, before={"status": "published"}, after={"status": "active"}
+        )
     _invalidate()
     return key
 
@@ -113,8 +122,7 @@ def rotate_signing_key(*, actor, immediately: bool = False, now=None) -> Signing
     has_active = SigningKey.objects.filter(status=SigningKey.Status.ACTIVE).exists()
     at_once = immediately or not has_active
     signs_from = now if at_once else now + timedelta(seconds=REFRESH_HINT_SECONDS)
-    key = publish_new_key(actor=actor, verb="key.rotated",
-                          extra={"immediately": at_once, "signs_from": signs_from})
+    key = publish_new_key(actor=actor, verb="key.rotated", extra={"immediately": at_once, "signs_from": signs_from})
     if at_once:
         key = activate_key(key=key, actor=actor, now=now)
     return key
@@ -123,9 +131,13 @@ def rotate_signing_key(*, actor, immediately: bool = False, now=None) -> Signing
 def activate_due_keys(*, actor, now=None) -> int:
     """Promote the newest published key that has been public for a refresh hint. Returns 0 or 1."""
     now = now or timezone.now()
-    due = (SigningKey.objects.filter(status=SigningKey.Status.PUBLISHED,
-                                     created_at__lte=now - timedelta(seconds=REFRESH_HINT_SECONDS))
-           .order_by("-created_at").first())
+    due = (
+        SigningKey.objects.filter(
+            status=SigningKey.Status.PUBLISHED, created_at__lte=now - timedelta(seconds=REFRESH_HINT_SECONDS)
+        )
+        .order_by("-created_at")
+        .first()
+    )
     if due is None:
         return 0
     activate_key(key=due, actor=actor, now=now)
@@ -137,14 +149,21 @@ def retire_drained_keys(*, actor, now=None) -> int:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.MANDATE_CREDENTIAL_MAX_TTL + 60)
     retired = 0
-    for kid in SigningKey.objects.filter(status=SigningKey.Status.RETIRING, retiring_at__lte=cutoff) \
-            .values_list("kid", flat=True):
+    for kid in SigningKey.objects.filter(status=SigningKey.Status.RETIRING, retiring_at__lte=cutoff).values_list(
+        "kid", flat=True
+    ):
         with transaction.atomic():
             changed = SigningKey.objects.filter(kid=kid, status=SigningKey.Status.RETIRING).update(
-                status=SigningKey.Status.RETIRED, retired_at=now)
+                status=SigningKey.Status.RETIRED, retired_at=now
+            )
             if changed:
-                audit.record("key.retired", actor=actor, target=("signing_key", kid, kid),
-                             before={"status": "retiring"}, after={"status": "retired"})
+                audit.record(
+                    "key.retired",
+                    actor=actor,
+                    target=("signing_key", kid, kid),
+                    before={"status": "retiring"},
+                    after={"status": "retired"},
+                )
                 retired += 1
     if retired:
         _invalidate()
@@ -251,8 +270,9 @@ def key_set() -> KeySet:
     if cached is not None and now - _state.get("key_set_at", 0.0) < _ACTIVE_KEY_CACHE_SECONDS:
         return cached
     keys = published_keys()
-    latest = SigningKey.objects.aggregate(created=Max("created_at"), activated=Max("activated_at"),
-                                          retiring=Max("retiring_at"), retired=Max("retired_at"))
+    latest = SigningKey.objects.aggregate(
+        created=Max("created_at"), activated=Max("activated_at"), retiring=Max("retiring_at"), retired=Max("retired_at")
+    )
     stamps = [v for v in latest.values() if v is not None]
     sequence = int(max(stamps).timestamp() * 1_000_000) if stamps else 0
     result = KeySet(

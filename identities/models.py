@@ -92,9 +92,7 @@ class Instance(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="instances")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.REGISTERED)
-    parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
-    )
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     public_jwk = models.JSONField(null=True, blank=True)
     # RFC 7638 thumbprint of the public key: shown in the console, and one key is never two instances.
     key_thumbprint = models.CharField(max_length=64, blank=True)
@@ -121,9 +119,7 @@ class Instance(models.Model):
         indexes = [
             models.Index(fields=["agent", "status"], name="instance_agent_status_idx"),
             # Used by the stale-session sweep: live instances by when they were last seen.
-            models.Index(
-                fields=["last_seen_at"], name="instance_live_seen_idx", condition=Q(status="active")
-            ),
+            models.Index(fields=["last_seen_at"], name="instance_live_seen_idx", condition=Q(status="active")),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -220,10 +216,10 @@ class Credential(models.Model):
     jti = models.CharField(primary_key=True, max_length=64)
     # Every index here is rewritten when a credential expires or is revoked (the status change rules
     # out a HOT update), so the FK columns are indexed only through the composite indexes below.
-    instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="credentials",
-                                 db_index=False)
-    envelope = models.ForeignKey("tasks.TaskEnvelope", on_delete=models.PROTECT, related_name="credentials",
-                                 db_index=False)
+    instance = models.ForeignKey(Instance, on_delete=models.PROTECT, related_name="credentials", db_index=False)
+    envelope = models.ForeignKey(
+        "tasks.TaskEnvelope", on_delete=models.PROTECT, related_name="credentials", db_index=False
+    )
     scopes = models.JSONField(default=list)
     audience = models.CharField(max_length=500)
     issued_at = models.DateTimeField()
@@ -233,7 +229,12 @@ class Credential(models.Model):
     revoke_reason = models.CharField(max_length=500, blank=True)
     kid = models.CharField(max_length=64)
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="delegated", to_field="jti",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="delegated",
+        to_field="jti",
         db_index=False,
     )
     # The chain of delegating instances' SPIFFE IDs, nearest first (the ``act`` claim).
@@ -276,5 +277,6 @@ class UsedAssertion(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
 
 from identities.models_oidc import ExternalAccount, TrustedIssuer  # noqa: E402,F401

@@ -152,8 +152,14 @@ def _client_credentials(request, params: dict):
         envelope_id = uuid.UUID(_required(params, "envelope"))
     except ValueError:
         raise OAuthError("invalid_request", "envelope is an envelope id") from None
-    minted = issue_credential(assertion=assertion, envelope_id=envelope_id, scopes=_parse_scopes(params),
-                              audience=_parse_audience(params), ttl=_parse_ttl(params), request=request)
+    minted = issue_credential(
+        assertion=assertion,
+        envelope_id=envelope_id,
+        scopes=_parse_scopes(params),
+        audience=_parse_audience(params),
+        ttl=_parse_ttl(params),
+        request=request,
+    )
     return minted, {}
 
 
@@ -166,8 +172,14 @@ def _token_exchange(request, params: dict):
     assertion = _authenticate(_required(params, "actor_token"), request)
     if "requested_token_type" in params and params["requested_token_type"] not in (TOKEN_TYPE_JWT, TOKEN_TYPE_ACCESS):
         raise OAuthError("invalid_request", "only JWT access tokens are issued")
-    minted = delegate_credential(subject_token=subject_token, assertion=assertion, scopes=_parse_scopes(params),
-                                 audience=_parse_audience(params), ttl=_parse_ttl(params), request=request)
+    minted = delegate_credential(
+        subject_token=subject_token,
+        assertion=assertion,
+        scopes=_parse_scopes(params),
+        audience=_parse_audience(params),
+        ttl=_parse_ttl(params),
+        request=request,
+    )
     return minted, {"issued_token_type": TOKEN_TYPE_JWT}
 
 
@@ -205,14 +217,18 @@ def token(request):
     finally:
         maybe_purge_used_assertions()
     credential = minted.credential
-    return _no_store(JsonResponse({
-        "access_token": minted.token,
-        "token_type": "Bearer",
-        "expires_in": minted.expires_in,
-        "scope": " ".join(credential.scopes),
-        "envelope": str(credential.envelope_id),
-        **extra,
-    }))
+    return _no_store(
+        JsonResponse(
+            {
+                "access_token": minted.token,
+                "token_type": "Bearer",
+                "expires_in": minted.expires_in,
+                "scope": " ".join(credential.scopes),
+                "envelope": str(credential.envelope_id),
+                **extra,
+            }
+        )
+    )
 
 
 # --- introspection and revocation ----------------------------------------------------------------
@@ -246,9 +262,21 @@ class LiveCredential:
 
 
 _credential_for_introspection = PreparedValues(
-    lambda jti: Credential.objects.filter(pk=jti).order_by().values_list(
-        "status", "expires_at", "instance_id", "envelope_id", "instance__status", "instance__agent__slug",
-        "instance__agent__status", "envelope__state", "envelope__expires_at"),
+    lambda jti: (
+        Credential.objects.filter(pk=jti)
+        .order_by()
+        .values_list(
+            "status",
+            "expires_at",
+            "instance_id",
+            "envelope_id",
+            "instance__status",
+            "instance__agent__slug",
+            "instance__agent__status",
+            "envelope__state",
+            "envelope__expires_at",
+        )
+    ),
     sample="",
 )
 
@@ -266,15 +294,23 @@ def live_credential(token_value: object) -> tuple[LiveCredential, VerifiedToken]
     now = timezone.now()
     if row["status"] != Credential.Status.ACTIVE or row["expires_at"] <= now:
         return None
-    if (spiffe_id_for(row["instance__agent__slug"], row["instance_id"]) != verified.sub
-            or str(row["envelope_id"]) != verified.envelope_id):
+    if (
+        spiffe_id_for(row["instance__agent__slug"], row["instance_id"]) != verified.sub
+        or str(row["envelope_id"]) != verified.envelope_id
+    ):
         return None
     # The cascades revoke credentials when any of these end; checked again so that a row left
     # behind by a failed cascade can never read as live.
-    envelope_live = (row["envelope__state"] in TaskEnvelope.LIVE_STATES
-                     and row["envelope__expires_at"] is not None and row["envelope__expires_at"] > now)
-    if not (envelope_live and row["instance__status"] == Instance.Status.ACTIVE
-            and row["instance__agent__status"] == Agent.Status.ACTIVE):
+    envelope_live = (
+        row["envelope__state"] in TaskEnvelope.LIVE_STATES
+        and row["envelope__expires_at"] is not None
+        and row["envelope__expires_at"] > now
+    )
+    if not (
+        envelope_live
+        and row["instance__status"] == Instance.Status.ACTIVE
+        and row["instance__agent__status"] == Agent.Status.ACTIVE
+    ):
         return None
     return LiveCredential(verified.jti, row["instance_id"], row["instance__agent__slug"], row["envelope_id"]), verified
 
@@ -334,8 +370,13 @@ def revoke(request):
         # Only a token whose signature verified gets here: possession of it is the authority.
         actor = user if user is not None else audit.Actor.of_instance(credential.instance)
         try:
-            revoke_credential(credential=credential, actor=actor, reason="revoked at /oauth/revoke",
-                              request=request, proof_of_possession=True)
+            revoke_credential(
+                credential=credential,
+                actor=actor,
+                reason="revoked at /oauth/revoke",
+                request=request,
+                proof_of_possession=True,
+            )
         except InvalidTransition:
             pass  # it expired a moment ago: nothing left to revoke
     return _no_store(JsonResponse({}))

@@ -10,6 +10,9 @@ urlpatterns = [
     path("oauth/revoke", oauth.revoke, name="oauth-revoke"),
     path(".well-known/jwks.json", well_known.jwks, name="jwks"),
     path(".well-known/spiffe-bundle", well_known.spiffe_bundle, name="spiffe-bundle"),
-    path(".well-known/oauth-authorization-server", well_known.authorization_server_metadata,
-         name="oauth-authorization-server"),
+    path(
+        ".well-known/oauth-authorization-server",
+        well_known.authorization_server_metadata,
+        name="oauth-authorization-server",
+    ),
 ]

@@ -106,8 +106,9 @@ def _check_jwks(value: object) -> dict | None:
         try:
             jwt.PyJWK(jwk, algorithm=_alg_for(jwk))
         except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
-            raise ValidationFailed(f"key {str(jwk.get('kid', ''))[:40]!r} is not a valid public key",
-                                   field="jwks") from None
+            raise ValidationFailed(
+                f"key {str(jwk.get('kid', ''))[:40]!r} is not a valid public key", field="jwks"
+            ) from None
         keys.append(jwk)
     return {"keys": keys}
 
@@ -118,8 +119,9 @@ def _check_rules(value: object) -> list[dict]:
     cleaned = []
     for rule in value:
         if not isinstance(rule, dict) or set(rule) - {"agent", "claims"}:
-            raise ValidationFailed('each rule is {"agent": "<slug>", "claims": {"<claim>": "<pattern>"}}',
-                                   field="rules")
+            raise ValidationFailed(
+                'each rule is {"agent": "<slug>", "claims": {"<claim>": "<pattern>"}}', field="rules"
+            )
         slug, claims = rule.get("agent"), rule.get("claims")
         if not isinstance(slug, str) or not SLUG_RE.fullmatch(slug):
             raise ValidationFailed("each rule names one agent by its slug", field="rules")
@@ -166,12 +168,29 @@ def _clean(field_name: str, value):
     raise ValidationFailed("not an editable field", field=field_name)
 
 
-def create_issuer(*, actor, name: str, issuer: str, audience: str, rules: list, discovery_url: str = "",
-                  jwks: dict | None = None, enabled: bool = True, request=None) -> TrustedIssuer:
+def create_issuer(
+    *,
+    actor,
+    name: str,
+    issuer: str,
+    audience: str,
+    rules: list,
+    discovery_url: str = "",
+    jwks: dict | None = None,
+    enabled: bool = True,
+    request=None,
+) -> TrustedIssuer:
     _check_admin(actor)
     row = TrustedIssuer(created_by=actor if getattr(actor, "pk", None) else None)
-    for name_, value in (("name", name), ("issuer", issuer), ("discovery_url", discovery_url), ("jwks", jwks),
-                         ("audience", audience), ("rules", rules), ("enabled", enabled)):
+    for name_, value in (
+        ("name", name),
+        ("issuer", issuer),
+        ("discovery_url", discovery_url),
+        ("jwks", jwks),
+        ("audience", audience),
+        ("rules", rules),
+        ("enabled", enabled),
+    ):
         setattr(row, name_, _clean(name_, value))
     try:
         with transaction.atomic():
@@ -228,6 +247,7 @@ _cache: dict[str, _KeySet] = {}
 
 def _clock() -> float:
     return time.monotonic()
+
 
 _cache_lock = threading.Lock()
 
@@ -376,7 +396,8 @@ def verify_workload_token(token: object, *, consume: bool = True) -> tuple[Trust
     iss = unverified.get("iss")
     issuer = (
         TrustedIssuer.objects.filter(issuer=iss, enabled=True).first()
-        if isinstance(iss, str) and not iss.startswith("spiffe://") else None
+        if isinstance(iss, str) and not iss.startswith("spiffe://")
+        else None
     )
     if issuer is None:
         raise WorkloadTokenRejected("the workload token's issuer is not trusted")
@@ -397,7 +418,12 @@ def verify_workload_token(token: object, *, consume: bool = True) -> tuple[Trust
     try:
         key = _parsed_key(json.dumps(jwk, sort_keys=True), alg)
         claims = jwt.decode(
-            token, key, algorithms=[alg], audience=issuer.audience, issuer=issuer.issuer, leeway=SKEW_SECONDS,
+            token,
+            key,
+            algorithms=[alg],
+            audience=issuer.audience,
+            issuer=issuer.issuer,
+            leeway=SKEW_SECONDS,
             options={"require": ["iss", "aud", "exp", "iat", "sub"]},
         )
     except jwt.ExpiredSignatureError:
@@ -417,7 +443,8 @@ def verify_workload_token(token: object, *, consume: bool = True) -> tuple[Trust
     slugs = agents_matching(issuer, claims)
     if len(slugs) != 1:
         raise WorkloadTokenRejected(
-            "the workload token matches no rule of its issuer" if not slugs
+            "the workload token matches no rule of its issuer"
+            if not slugs
             else "the workload token matches more than one agent; the issuer's rules must be narrower"
         )
     agent = Agent.objects.filter(slug=next(iter(slugs))).first()
@@ -437,15 +464,18 @@ def verify_workload_token(token: object, *, consume: bool = True) -> tuple[Trust
 def replay_record(issuer: TrustedIssuer, claims: dict, token: str) -> tuple[str, datetime]:
     """The ``UsedAssertion`` key and expiry that spend this token: sha256 of issuer and ``jti`` (of
     the whole token when it has no ``jti``), kept until ``exp`` plus the allowed skew."""
-    return (_replay_key(issuer.issuer, claims, token),
-            datetime.fromtimestamp(int(claims["exp"]) + SKEW_SECONDS, tz=UTC))
+    return (
+        _replay_key(issuer.issuer, claims, token),
+        datetime.fromtimestamp(int(claims["exp"]) + SKEW_SECONDS, tz=UTC),
+    )
 
 
 # --- attested instances ----------------------------------------------------------------------------
 
 
-def register_attested_instance(*, agent: Agent, actor, workload_token: str, public_jwk=None, label: str = "",
-                               request=None) -> Instance:
+def register_attested_instance(
+    *, agent: Agent, actor, workload_token: str, public_jwk=None, label: str = "", request=None
+) -> Instance:
     """Register an instance of ``agent`` attested by a workload token (with or without its own key).
 
     The token must come from a trusted issuer whose rules bind it to this agent; the instance records
@@ -461,19 +491,34 @@ def register_attested_instance(*, agent: Agent, actor, workload_token: str, publ
         except WorkloadTokenRejected as exc:
             raise ValidationFailed(exc.description, field="workload_token") from None
         if matched.pk != agent.pk:
-            raise ValidationFailed(f"the workload token is bound to agent {matched.slug}, not {agent.slug}",
-                                   field="workload_token")
-        instance = register_instance(agent=agent, actor=actor, public_jwk=public_jwk, label=label, request=request,
-                                     attested_issuer=issuer.issuer, attested_subject=claims["sub"])
-        audit.record("instance.attested", actor=actor, target=instance, request=request,
-                     after={"issuer": issuer.issuer, "trusted_issuer": str(issuer.pk), "subject": claims["sub"]})
+            raise ValidationFailed(
+                f"the workload token is bound to agent {matched.slug}, not {agent.slug}", field="workload_token"
+            )
+        instance = register_instance(
+            agent=agent,
+            actor=actor,
+            public_jwk=public_jwk,
+            label=label,
+            request=request,
+            attested_issuer=issuer.issuer,
+            attested_subject=claims["sub"],
+        )
+        audit.record(
+            "instance.attested",
+            actor=actor,
+            target=instance,
+            request=request,
+            after={"issuer": issuer.issuer, "trusted_issuer": str(issuer.pk), "subject": claims["sub"]},
+        )
     return instance
 
 
 def _attested_instance(assertion: object, *, instance_hint: str | None, consume: bool):
     issuer, agent, claims = verify_workload_token(assertion, consume=consume)
     candidates = Instance.objects.select_related("agent").filter(
-        agent=agent, attested_issuer=issuer.issuer, attested_subject=claims["sub"],
+        agent=agent,
+        attested_issuer=issuer.issuer,
+        attested_subject=claims["sub"],
     )
     if instance_hint:
         try:
@@ -517,6 +562,8 @@ def workload_client_assertion(assertion: str, *, instance_hint: str | None = Non
     alg = jwt.get_unverified_header(assertion)["alg"]
     return VerifiedAssertion(
         client=ClientKey(instance_id=instance.id, agent_slug=instance.agent.slug, alg=alg, key=None),
-        spiffe_id=instance.spiffe_id, jti=str(claims.get("jti") or replay_key), replay_key=replay_key,
+        spiffe_id=instance.spiffe_id,
+        jti=str(claims.get("jti") or replay_key),
+        replay_key=replay_key,
         expires_at=expires_at,
     )

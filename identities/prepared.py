@@ -81,8 +81,10 @@ def insert(instance: Model, *, using: str = DEFAULT_DB_ALIAS) -> None:
         if any(field.db_returning for field in fields):
             raise ValueError("prepared.insert is for models whose primary key the caller sets")
         quote = connection.ops.quote_name
-        sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-               f"VALUES ({', '.join(['%s'] * len(fields))})")
+        sql = (
+            f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+            f"VALUES ({', '.join(['%s'] * len(fields))})"
+        )
         cached = (sql, fields)
         _inserts[(model, using)] = cached
     sql, fields = cached

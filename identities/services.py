@@ -111,7 +111,9 @@ def update_agent(*, agent: Agent, actor, changes: dict, request=None) -> Agent:
                 fields.append(field)
         if fields:
             agent.save(update_fields=fields)
-            audit.record("agent.updated", actor=actor, target=agent, before=before, after=agent.snapshot(), request=request)
+            audit.record(
+                "agent.updated", actor=actor, target=agent, before=before, after=agent.snapshot(), request=request
+            )
     return agent
 
 
@@ -123,10 +125,19 @@ def pause_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agent
         if agent.status == Agent.Status.PAUSED:
             return agent
         old = agent.set_status(Agent.Status.PAUSED, allowed_from=(Agent.Status.ACTIVE,))
-        audit.record("agent.paused", actor=actor, target=agent, before={"status": old},
-                     after={"status": agent.status}, reason=reason, request=request)
+        audit.record(
+            "agent.paused",
+            actor=actor,
+            target=agent,
+            before={"status": old},
+            after={"status": agent.status},
+            reason=reason,
+            request=request,
+        )
         for instance in _lock_instances(agent, Instance.Status.ACTIVE):
-            _pause_instance_locked(instance, actor=actor, reason=reason or "agent paused", with_agent=True, request=request)
+            _pause_instance_locked(
+                instance, actor=actor, reason=reason or "agent paused", with_agent=True, request=request
+            )
     return agent
 
 
@@ -138,8 +149,15 @@ def resume_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agen
         if agent.status == Agent.Status.ACTIVE:
             return agent
         old = agent.set_status(Agent.Status.ACTIVE, allowed_from=(Agent.Status.PAUSED,))
-        audit.record("agent.resumed", actor=actor, target=agent, before={"status": old},
-                     after={"status": agent.status}, reason=reason, request=request)
+        audit.record(
+            "agent.resumed",
+            actor=actor,
+            target=agent,
+            before={"status": old},
+            after={"status": agent.status},
+            reason=reason,
+            request=request,
+        )
         for instance in _lock_instances(agent, Instance.Status.PAUSED):
             if instance.paused_with_agent:
                 instance.agent = agent
@@ -155,17 +173,22 @@ def retire_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agen
         if agent.status == Agent.Status.RETIRED:
             return agent
         old = agent.set_status(Agent.Status.RETIRED, allowed_from=Agent.LIVE_STATES)
-        audit.record("agent.retired", actor=actor, target=agent, before={"status": old},
-                     after={"status": agent.status}, reason=reason, request=request)
+        audit.record(
+            "agent.retired",
+            actor=actor,
+            target=agent,
+            before={"status": old},
+            after={"status": agent.status},
+            reason=reason,
+            request=request,
+        )
         for instance in _lock_instances(agent, *Instance.LIVE_STATES):
             _retire_instance_locked(instance, actor=actor, reason=reason or "agent retired", request=request)
     return agent
 
 
 def _lock_instances(agent: Agent, *statuses: str) -> list[Instance]:
-    instances = list(
-        Instance.objects.select_for_update().filter(agent=agent, status__in=statuses).order_by("id")
-    )
+    instances = list(Instance.objects.select_for_update().filter(agent=agent, status__in=statuses).order_by("id"))
     for instance in instances:
         instance.agent = agent
     return instances
@@ -174,8 +197,19 @@ def _lock_instances(agent: Agent, *statuses: str) -> list[Instance]:
 # --- instances -----------------------------------------------------------------------------------
 
 
-def _new_instance(*, agent: Agent, actor, public_jwk, label: str, origin: str, parent: Instance | None,
-                  verb: str, request=None, attested_issuer: str = "", attested_subject: str = "") -> Instance:
+def _new_instance(
+    *,
+    agent: Agent,
+    actor,
+    public_jwk,
+    label: str,
+    origin: str,
+    parent: Instance | None,
+    verb: str,
+    request=None,
+    attested_issuer: str = "",
+    attested_subject: str = "",
+) -> Instance:
     _require_manager(actor, agent)
     key = validate_public_jwk(public_jwk) if public_jwk is not None else None
     if key is None and not attested_issuer:
@@ -186,7 +220,9 @@ def _new_instance(*, agent: Agent, actor, public_jwk, label: str, origin: str, p
         with transaction.atomic():
             agent = Agent.objects.select_for_update().get(pk=agent.pk)
             if agent.status != Agent.Status.ACTIVE:
-                raise ValidationFailed(f"agent {agent.slug} is {agent.status}; new instances need an active agent", field="agent")
+                raise ValidationFailed(
+                    f"agent {agent.slug} is {agent.status}; new instances need an active agent", field="agent"
+                )
             instance = Instance(
                 agent=agent,
                 public_jwk=key,
@@ -199,34 +235,64 @@ def _new_instance(*, agent: Agent, actor, public_jwk, label: str, origin: str, p
                 attested_subject=attested_subject,
             )
             instance.save(force_insert=True)
-            after = {"spiffe_id": instance.spiffe_id, "origin": origin, "key_thumbprint": instance.key_thumbprint,
-                     "parent": str(parent.id) if parent else None, "label": label}
+            after = {
+                "spiffe_id": instance.spiffe_id,
+                "origin": origin,
+                "key_thumbprint": instance.key_thumbprint,
+                "parent": str(parent.id) if parent else None,
+                "label": label,
+            }
             audit.record(verb, actor=actor, target=instance, after=after, request=request)
     except IntegrityError:
-        raise ValidationFailed("this key already belongs to another instance; every instance needs its own key",
-                               field="public_jwk") from None
+        raise ValidationFailed(
+            "this key already belongs to another instance; every instance needs its own key", field="public_jwk"
+        ) from None
     return instance
 
 
 def register_instance(*, agent: Agent, actor, public_jwk, label: str = "", request=None, **attestation) -> Instance:
-    return _new_instance(agent=agent, actor=actor, public_jwk=public_jwk, label=label,
-                         origin=Instance.Origin.REGISTERED, parent=None, verb="instance.registered",
-                         request=request, **attestation)
+    return _new_instance(
+        agent=agent,
+        actor=actor,
+        public_jwk=public_jwk,
+        label=label,
+        origin=Instance.Origin.REGISTERED,
+        parent=None,
+        verb="instance.registered",
+        request=request,
+        **attestation,
+    )
 
 
 def clone_instance(*, parent: Instance, actor, public_jwk, label: str = "", request=None) -> Instance:
     """A clone is a new identity with its own key; it inherits no envelope and no credential."""
     if parent.status == Instance.Status.RETIRED:
         raise ValidationFailed("a retired instance cannot be cloned", field="instance")
-    return _new_instance(agent=parent.agent, actor=actor, public_jwk=public_jwk, label=label,
-                         origin=Instance.Origin.CLONE, parent=parent, verb="instance.cloned", request=request)
+    return _new_instance(
+        agent=parent.agent,
+        actor=actor,
+        public_jwk=public_jwk,
+        label=label,
+        origin=Instance.Origin.CLONE,
+        parent=parent,
+        verb="instance.cloned",
+        request=request,
+    )
 
 
 def spawn_subagent(*, parent: Instance, actor, public_jwk, label: str = "", request=None) -> Instance:
     if parent.status != Instance.Status.ACTIVE:
         raise ValidationFailed("only an active instance may spawn a sub-agent", field="instance")
-    return _new_instance(agent=parent.agent, actor=actor, public_jwk=public_jwk, label=label,
-                         origin=Instance.Origin.SUBAGENT, parent=parent, verb="instance.spawned", request=request)
+    return _new_instance(
+        agent=parent.agent,
+        actor=actor,
+        public_jwk=public_jwk,
+        label=label,
+        origin=Instance.Origin.SUBAGENT,
+        parent=parent,
+        verb="instance.spawned",
+        request=request,
+    )
 
 
 def pause_instance(*, instance: Instance, actor, reason: str = "", request=None) -> Instance:
@@ -263,22 +329,47 @@ def retire_instance(*, instance: Instance, actor, reason: str = "", request=None
 
 def _pause_instance_locked(instance: Instance, *, actor, reason: str, request=None, with_agent: bool = False) -> None:
     old = instance.set_status(Instance.Status.PAUSED, allowed_from=(Instance.Status.ACTIVE,), with_agent=with_agent)
-    audit.record("instance.paused", actor=actor, target=instance, before={"status": old},
-                 after={"status": instance.status}, reason=reason, request=request)
-    revoke_credentials(instance=instance, actor=actor, reason=f"instance paused: {reason}" if reason else "instance paused",
-                       request=request)
+    audit.record(
+        "instance.paused",
+        actor=actor,
+        target=instance,
+        before={"status": old},
+        after={"status": instance.status},
+        reason=reason,
+        request=request,
+    )
+    revoke_credentials(
+        instance=instance,
+        actor=actor,
+        reason=f"instance paused: {reason}" if reason else "instance paused",
+        request=request,
+    )
 
 
 def _resume_instance_locked(instance: Instance, *, actor, reason: str, request=None) -> None:
     old = instance.set_status(Instance.Status.ACTIVE, allowed_from=(Instance.Status.PAUSED,))
-    audit.record("instance.resumed", actor=actor, target=instance, before={"status": old},
-                 after={"status": instance.status}, reason=reason, request=request)
+    audit.record(
+        "instance.resumed",
+        actor=actor,
+        target=instance,
+        before={"status": old},
+        after={"status": instance.status},
+        reason=reason,
+        request=request,
+    )
 
 
 def _retire_instance_locked(instance: Instance, *, actor, reason: str, request=None) -> None:
     old = instance.set_status(Instance.Status.RETIRED, allowed_from=Instance.LIVE_STATES)
-    audit.record("instance.retired", actor=actor, target=instance, before={"status": old},
-                 after={"status": instance.status}, reason=reason, request=request)
+    audit.record(
+        "instance.retired",
+        actor=actor,
+        target=instance,
+        before={"status": old},
+        after={"status": instance.status},
+        reason=reason,
+        request=request,
+    )
     # Its open envelopes end with it; ending a live envelope revokes the credentials under it.
     from tasks.services import close_envelopes_of_retired_instance
 
@@ -289,8 +380,15 @@ def _retire_instance_locked(instance: Instance, *, actor, reason: str, request=N
 # --- credential revocation cascade ---------------------------------------------------------------
 
 
-def revoke_credentials(*, actor, reason: str, instance: Instance | None = None, envelope=None,
-                       jtis: Iterable[str] | None = None, request=None) -> int:
+def revoke_credentials(
+    *,
+    actor,
+    reason: str,
+    instance: Instance | None = None,
+    envelope=None,
+    jtis: Iterable[str] | None = None,
+    request=None,
+) -> int:
     """Revoke every live credential under an instance, an envelope or the given jtis, and every
     credential delegated from those, in the caller's transaction. Returns how many were revoked.
 
@@ -322,20 +420,29 @@ def revoke_credentials(*, actor, reason: str, instance: Instance | None = None, 
             revoked.extend(claimed)
         # Delegated credentials die with their parent, whatever instance holds them.
         frontier = list(
-            Credential.objects.filter(parent_id__in=frontier, status=Credential.Status.ACTIVE)
-            .values_list("jti", flat=True)
+            Credential.objects.filter(parent_id__in=frontier, status=Credential.Status.ACTIVE).values_list(
+                "jti", flat=True
+            )
         )
     if revoked:
         rows = Credential.objects.filter(jti__in=revoked).select_related("instance")
         for credential in rows:
-            audit.record("credential.revoked", actor=actor, target=credential, before={"status": "active"},
-                         after={"status": "revoked"}, reason=reason, request=request,
-                         agent_id=credential.instance.agent_id)
+            audit.record(
+                "credential.revoked",
+                actor=actor,
+                target=credential,
+                before={"status": "active"},
+                after={"status": "revoked"},
+                reason=reason,
+                request=request,
+                agent_id=credential.instance.agent_id,
+            )
     return len(revoked)
 
 
-def revoke_credential(*, credential: Credential, actor, reason: str = "", request=None,
-                      proof_of_possession: bool = False) -> Credential:
+def revoke_credential(
+    *, credential: Credential, actor, reason: str = "", request=None, proof_of_possession: bool = False
+) -> Credential:
     """Revoke one credential and every credential delegated from it.
 
     Allowed to the agent's owner and identity admins, or to whoever presents the token itself
@@ -354,7 +461,8 @@ def revoke_credential(*, credential: Credential, actor, reason: str = "", reques
             return locked
         if locked.status == Credential.Status.EXPIRED or locked.expires_at <= timezone.now():
             raise InvalidTransition("the credential has expired; there is nothing left to revoke")
-        revoke_credentials(jtis=[locked.jti], actor=actor, reason=(reason or "revoked").strip()[:500] or "revoked",
-                           request=request)
+        revoke_credentials(
+            jtis=[locked.jti], actor=actor, reason=(reason or "revoked").strip()[:500] or "revoked", request=request
+        )
     locked.refresh_from_db()
     return locked

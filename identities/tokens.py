@@ -42,9 +42,17 @@ def act_claim(chain: list[str]) -> dict | None:
     return claim
 
 
-def mint_credential(*, instance: Instance, envelope, scopes: list[str], audience: str, expires_at: datetime,
-                    parent: Credential | None = None, act_chain: list[str] | None = None,
-                    now: datetime | None = None) -> MintedToken:
+def mint_credential(
+    *,
+    instance: Instance,
+    envelope,
+    scopes: list[str],
+    audience: str,
+    expires_at: datetime,
+    parent: Credential | None = None,
+    act_chain: list[str] | None = None,
+    now: datetime | None = None,
+) -> MintedToken:
     """Sign a token and save its Credential row (in the caller's transaction). The caller has
     already decided that the instance may have it and computed ``expires_at``."""
     now = (now or timezone.now()).replace(microsecond=0)
@@ -66,8 +74,16 @@ def mint_credential(*, instance: Instance, envelope, scopes: list[str], audience
         claims["act"] = act
     token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": "JWT"})
     credential = Credential(
-        jti=jti, instance=instance, envelope=envelope, scopes=list(scopes), audience=audience, issued_at=now,
-        expires_at=expires_at, kid=key.kid, parent=parent, act_chain=list(act_chain or []),
+        jti=jti,
+        instance=instance,
+        envelope=envelope,
+        scopes=list(scopes),
+        audience=audience,
+        issued_at=now,
+        expires_at=expires_at,
+        kid=key.kid,
+        parent=parent,
+        act_chain=list(act_chain or []),
     )
     prepared.insert(credential)  # save(force_insert=True) without the per-call query compilation
     return MintedToken(token, credential, max(int((expires_at - now).total_seconds()), 0))
@@ -111,8 +127,9 @@ def verify_access_token(token: object, *, audience: str | None = None, leeway: i
         raise TokenRejected("token_invalid", "not signed by a key of this deployment")
     options = {"require": ["exp", "iat", "jti", "sub", "aud", "iss"], "verify_aud": audience is not None}
     try:
-        claims = jwt.decode(token, public, algorithms=[ALGORITHM], audience=audience, issuer=issuer(),
-                            options=options, leeway=leeway)
+        claims = jwt.decode(
+            token, public, algorithms=[ALGORITHM], audience=audience, issuer=issuer(), options=options, leeway=leeway
+        )
     except jwt.ExpiredSignatureError:
         raise TokenRejected("token_expired", "the token has expired") from None
     except jwt.PyJWTError:
@@ -121,13 +138,19 @@ def verify_access_token(token: object, *, audience: str | None = None, leeway: i
     if not (is_spiffe_id(sub) and isinstance(jti, str) and isinstance(envelope_id, str)):
         raise TokenRejected("token_invalid", "claims are malformed")
     scope = claims.get("scope", "")
-    return VerifiedToken(claims=claims, jti=jti, sub=sub, envelope_id=envelope_id,
-                         scopes=tuple(scope.split()) if isinstance(scope, str) else (),
-                         expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC))
+    return VerifiedToken(
+        claims=claims,
+        jti=jti,
+        sub=sub,
+        envelope_id=envelope_id,
+        scopes=tuple(scope.split()) if isinstance(scope, str) else (),
+        expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+    )
 
 
-def credential_ttl(*, requested: int | None, policy_max: int, envelope_expires_at: datetime,
-                   now: datetime | None = None) -> timedelta:
+def credential_ttl(
+    *, requested: int | None, policy_max: int, envelope_expires_at: datetime, now: datetime | None = None
+) -> timedelta:
     """TTL = min(requested or default, policy ceiling, time left in the envelope)."""
     now = now or timezone.now()
     wanted = requested if requested else settings.MANDATE_CREDENTIAL_DEFAULT_TTL

@@ -41,11 +41,13 @@ def jwks(request):
 def spiffe_bundle(request):
     """GET /.well-known/spiffe-bundle — the SPIFFE trust domain bundle (JWT authorities only)."""
     keys = key_set()
-    return _cacheable({
-        "keys": keys.spiffe_keys,
-        "spiffe_sequence": keys.sequence,
-        "spiffe_refresh_hint": REFRESH_HINT_SECONDS,
-    })
+    return _cacheable(
+        {
+            "keys": keys.spiffe_keys,
+            "spiffe_sequence": keys.sequence,
+            "spiffe_refresh_hint": REFRESH_HINT_SECONDS,
+        }
+    )
 
 
 @require_GET
@@ -53,20 +55,22 @@ def authorization_server_metadata(request):
     """GET /.well-known/oauth-authorization-server — RFC 8414."""
     from identities.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
 
-    return _cacheable({
-        "issuer": issuer(),
-        "token_endpoint": _absolute(request, "oauth-token"),
-        "jwks_uri": _absolute(request, "jwks"),
-        "introspection_endpoint": _absolute(request, "oauth-introspect"),
-        "revocation_endpoint": _absolute(request, "oauth-revoke"),
-        "grant_types_supported": [CLIENT_CREDENTIALS, TOKEN_EXCHANGE],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
-        "introspection_endpoint_auth_methods_supported": ["bearer"],
-        "revocation_endpoint_auth_methods_supported": ["none", "bearer"],
-        "response_types_supported": [],
-        "token_endpoint_auth_max_assertion_lifetime": MAX_LIFETIME_SECONDS,
-        "access_token_signing_alg_values_supported": ["ES256"],
-        "spiffe_bundle_endpoint": _absolute(request, "spiffe-bundle"),
-        "spiffe_trust_domain": settings.MANDATE_TRUST_DOMAIN,
-    })
+    return _cacheable(
+        {
+            "issuer": issuer(),
+            "token_endpoint": _absolute(request, "oauth-token"),
+            "jwks_uri": _absolute(request, "jwks"),
+            "introspection_endpoint": _absolute(request, "oauth-introspect"),
+            "revocation_endpoint": _absolute(request, "oauth-revoke"),
+            "grant_types_supported": [CLIENT_CREDENTIALS, TOKEN_EXCHANGE],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+            "introspection_endpoint_auth_methods_supported": ["bearer"],
+            "revocation_endpoint_auth_methods_supported": ["none", "bearer"],
+            "response_types_supported": [],
+            "token_endpoint_auth_max_assertion_lifetime": MAX_LIFETIME_SECONDS,
+            "access_token_signing_alg_values_supported": ["ES256"],
+            "spiffe_bundle_endpoint": _absolute(request, "spiffe-bundle"),
+            "spiffe_trust_domain": settings.MANDATE_TRUST_DOMAIN,
+        }
+    )

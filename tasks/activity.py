@@ -45,11 +45,28 @@ MAX_BATCH = 1000
 MAX_DETAILS_BYTES = 8192
 # How far in the future a reported occurred_at may lie (clock skew between gateway and us).
 FUTURE_SKEW = timedelta(minutes=5)
-REPORTED_KINDS = frozenset({ActivityEvent.Kind.TOOL_CALL, ActivityEvent.Kind.SECRET_ACCESS,
-                            ActivityEvent.Kind.PRIVILEGE_ESCALATION})
+REPORTED_KINDS = frozenset(
+    {ActivityEvent.Kind.TOOL_CALL, ActivityEvent.Kind.SECRET_ACCESS, ActivityEvent.Kind.PRIVILEGE_ESCALATION}
+)
 _FIELDS = frozenset({"kind", "scope", "resource", "outcome", "occurred_at", "details", "token"})
-_COLUMNS = ("kind", "agent_id", "instance_id", "envelope_id", "jti", "scope", "resource", "allow", "reason",
-            "outcome", "drift", "policy_version", "details", "occurred_at", "recorded_at", "reported_by")
+_COLUMNS = (
+    "kind",
+    "agent_id",
+    "instance_id",
+    "envelope_id",
+    "jti",
+    "scope",
+    "resource",
+    "allow",
+    "reason",
+    "outcome",
+    "drift",
+    "policy_version",
+    "details",
+    "occurred_at",
+    "recorded_at",
+    "reported_by",
+)
 
 
 def report_leeway_seconds() -> int:
@@ -145,8 +162,11 @@ def _credentials_for_batch(events: list) -> dict[str, Credential | str]:
             out[token] = claims.detail
             continue
         credential = loaded.get(claims.jti)
-        if (credential is None or str(credential.envelope_id) != claims.envelope_id
-                or credential.instance.spiffe_id != claims.sub):
+        if (
+            credential is None
+            or str(credential.envelope_id) != claims.envelope_id
+            or credential.instance.spiffe_id != claims.sub
+        ):
             out[token] = "no credential was issued with this token"
         else:
             out[token] = credential
@@ -204,14 +224,18 @@ def validate_batch(events: object, *, reporter: Reporter, now: datetime) -> tupl
             envelope = credential.envelope
             ident = per_credential[credential.jti] = (
                 (credential.instance.agent_id, credential.instance_id, credential.envelope_id, credential.jti),
-                frozenset(envelope.scopes), envelope.resources, {})
+                frozenset(envelope.scopes),
+                envelope.resources,
+                {},
+            )
             instances[credential.instance_id] = credential.instance
         prefix, granted_scopes, patterns, resource_ok = ident
         if resource and resource not in resource_ok:
             resource_ok[resource] = resource_granted(patterns, resource)
         drift = bool((scope and scope not in granted_scopes) or (resource and not resource_ok[resource]))
-        rows.append((kind, *prefix, scope, resource, None, "", outcome, drift, "", details_json,
-                     occurred_at, now, reported_by))
+        rows.append(
+            (kind, *prefix, scope, resource, None, "", outcome, drift, "", details_json, occurred_at, now, reported_by)
+        )
     return rows, instances
 
 
@@ -220,9 +244,12 @@ def _store(rows: list[tuple]) -> None:
     if connection.vendor == "postgresql":
         table = connection.ops.quote_name(ActivityEvent._meta.db_table)
         columns = ", ".join(_COLUMNS)
-        with connection.cursor() as cursor, cursor.cursor.copy(
-            f"COPY {table} ({columns}) FROM STDIN"  # model's table and columns, no input
-        ) as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(
+                f"COPY {table} ({columns}) FROM STDIN"  # model's table and columns, no input
+            ) as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
         return

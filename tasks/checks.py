@@ -11,7 +11,11 @@ def policy_is_valid(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 
     _, problems = check_policy_dir(policy_dir())
     return [
-        checks.Error(str(problem), hint="python manage.py check_policy shows every problem", id="mandate.E001",
-                     obj=str(policy_dir()))
+        checks.Error(
+            str(problem),
+            hint="python manage.py check_policy shows every problem",
+            id="mandate.E001",
+            obj=str(policy_dir()),
+        )
         for problem in problems
     ]

@@ -53,8 +53,19 @@ SCOPE_NOT_GRANTED = "scope_not_granted"
 RESOURCE_NOT_GRANTED = "resource_not_granted"
 BUDGET_EXHAUSTED = "budget_exhausted"
 POLICY_FORBIDS = "policy_forbids"
-REASONS = (OK, TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED, INSTANCE_INACTIVE, AGENT_INACTIVE,
-           ENVELOPE_INACTIVE, SCOPE_NOT_GRANTED, RESOURCE_NOT_GRANTED, BUDGET_EXHAUSTED, POLICY_FORBIDS)
+REASONS = (
+    OK,
+    TOKEN_INVALID,
+    TOKEN_EXPIRED,
+    TOKEN_REVOKED,
+    INSTANCE_INACTIVE,
+    AGENT_INACTIVE,
+    ENVELOPE_INACTIVE,
+    SCOPE_NOT_GRANTED,
+    RESOURCE_NOT_GRANTED,
+    BUDGET_EXHAUSTED,
+    POLICY_FORBIDS,
+)
 # Denials that mean the agent reached outside its envelope.
 DRIFT_REASONS = frozenset({SCOPE_NOT_GRANTED, RESOURCE_NOT_GRANTED})
 
@@ -164,13 +175,21 @@ def _load_statement():
         for model, alias in layout:
             fields = list(model._meta.concrete_fields)
             columns += [f"{alias}.{quote(f.column)}" for f in fields]
-            models.append((model, fields, [f.attname for f in fields],
-                           [(n, f) for n, f in enumerate(fields) if hasattr(f, "from_db_value")]))
-        sql = (f"SELECT {', '.join(columns)} FROM {quote(Credential._meta.db_table)} c "  # noqa: S608
-               f"JOIN {quote(Instance._meta.db_table)} i ON i.id = c.instance_id "
-               f"JOIN {quote(Agent._meta.db_table)} a ON a.id = i.agent_id "
-               f"JOIN {quote(TaskEnvelope._meta.db_table)} e ON e.id = c.envelope_id "
-               "WHERE c.jti")
+            models.append(
+                (
+                    model,
+                    fields,
+                    [f.attname for f in fields],
+                    [(n, f) for n, f in enumerate(fields) if hasattr(f, "from_db_value")],
+                )
+            )
+        sql = (
+            f"SELECT {', '.join(columns)} FROM {quote(Credential._meta.db_table)} c "  # noqa: S608
+            f"JOIN {quote(Instance._meta.db_table)} i ON i.id = c.instance_id "
+            f"JOIN {quote(Agent._meta.db_table)} a ON a.id = i.agent_id "
+            f"JOIN {quote(TaskEnvelope._meta.db_table)} e ON e.id = c.envelope_id "
+            "WHERE c.jti"
+        )
         _LOAD = (sql, models)
     return _LOAD
 
@@ -204,7 +223,7 @@ def load_credentials(jtis: list[str]) -> dict[str, Credential]:
 def _build(row, models) -> Credential:
     objects, start = [], 0
     for model, fields, attnames, converted in models:
-        values = list(row[start:start + len(fields)])
+        values = list(row[start : start + len(fields)])
         start += len(fields)
         for n, field in converted:
             values[n] = field.from_db_value(values[n], None, connection)
@@ -259,8 +278,15 @@ def _check(*, token, scope: str, resource: str, context: dict, now: datetime, po
     elif envelope.actions_used >= envelope.max_actions:
         out.reason, out.detail = BUDGET_EXHAUSTED, f"all {envelope.max_actions} actions of the envelope are used"
     else:
-        allowed, why = _guardrails_allow(policy, instance=instance, agent=instance.agent, envelope=envelope,
-                                         scope=scope, resource=resource, context=context)
+        allowed, why = _guardrails_allow(
+            policy,
+            instance=instance,
+            agent=instance.agent,
+            envelope=envelope,
+            scope=scope,
+            resource=resource,
+            context=context,
+        )
         if not allowed:
             out.reason, out.detail = POLICY_FORBIDS, why or "an organisation guardrail forbids this call"
         else:
@@ -295,8 +321,9 @@ def _take_action(envelope_id, now: datetime) -> tuple[int, int] | None:
 def _budget_denial(envelope_id, now: datetime) -> tuple[str, str]:
     """Why the conditional update did not match (another decision won the race, or the envelope
     ended in between). Rare: only after a lost race."""
-    envelope = TaskEnvelope.objects.filter(pk=envelope_id).only("state", "expires_at", "actions_used",
-                                                                "max_actions").first()
+    envelope = (
+        TaskEnvelope.objects.filter(pk=envelope_id).only("state", "expires_at", "actions_used", "max_actions").first()
+    )
     if envelope is None or envelope.state not in TaskEnvelope.LIVE_STATES:
         return ENVELOPE_INACTIVE, f"envelope is {envelope.state if envelope else 'gone'}"
     if envelope.expires_at is None or envelope.expires_at <= now:
@@ -305,8 +332,24 @@ def _budget_denial(envelope_id, now: datetime) -> tuple[str, str]:
 
 
 _DECIDE_AND_RECORD_SQL = None
-_EVENT_COLUMNS = ("kind", "agent_id", "instance_id", "envelope_id", "jti", "scope", "resource", "allow", "reason",
-                  "outcome", "drift", "policy_version", "details", "occurred_at", "recorded_at", "reported_by")
+_EVENT_COLUMNS = (
+    "kind",
+    "agent_id",
+    "instance_id",
+    "envelope_id",
+    "jti",
+    "scope",
+    "resource",
+    "allow",
+    "reason",
+    "outcome",
+    "drift",
+    "policy_version",
+    "details",
+    "occurred_at",
+    "recorded_at",
+    "reported_by",
+)
 
 
 def _take_action_and_record(event: ActivityEvent, now: datetime) -> tuple[str, int | None]:
@@ -334,9 +377,15 @@ def _take_action_and_record(event: ActivityEvent, now: datetime) -> tuple[str, i
             "SELECT r.id, r.reason, t.actions_used, t.max_actions FROM recorded r LEFT JOIN taken t ON true"
         )
     params = {
-        "envelope": event.envelope_id, "now": now, "agent": event.agent_id, "instance": event.instance_id,
-        "jti": event.jti, "scope": event.scope, "resource": event.resource,
-        "policy_version": event.policy_version, "details": json.dumps(event.details),
+        "envelope": event.envelope_id,
+        "now": now,
+        "agent": event.agent_id,
+        "instance": event.instance_id,
+        "jti": event.jti,
+        "scope": event.scope,
+        "resource": event.resource,
+        "policy_version": event.policy_version,
+        "details": json.dumps(event.details),
         "reported_by": event.reported_by,
     }
     with _prepared_cursor() as cursor:
@@ -362,7 +411,8 @@ def record_drift(*, envelope_id, now: datetime, count: int = 1, policy=None) -> 
     """Flag drift on a live envelope (conditional increment); returns the new count, or None when
     the envelope is no longer live. Call inside the transaction that records the drifting event."""
     changed = TaskEnvelope.objects.filter(pk=envelope_id, state__in=TaskEnvelope.LIVE_STATES).update(
-        drift_count=F("drift_count") + count, last_drift_at=now)
+        drift_count=F("drift_count") + count, last_drift_at=now
+    )
     if not changed:
         return None
     return TaskEnvelope.objects.filter(pk=envelope_id).values_list("drift_count", flat=True).first()
@@ -381,14 +431,18 @@ def revoke_for_drift_if_due(*, envelope_id, drift_count: int | None, policy=None
     envelope = TaskEnvelope.objects.select_related("agent", "instance").filter(pk=envelope_id).first()
     if envelope is None or envelope.state not in TaskEnvelope.LIVE_STATES:
         return False
-    revoke_envelope(envelope=envelope, actor=audit.Actor.of_policy("drift-limit"),
-                    reason=f"drift limit reached: {drift_count} calls or reports outside the envelope "
-                           f"(policy revokes after {limit})")
+    revoke_envelope(
+        envelope=envelope,
+        actor=audit.Actor.of_policy("drift-limit"),
+        reason=f"drift limit reached: {drift_count} calls or reports outside the envelope "
+        f"(policy revokes after {limit})",
+    )
     return True
 
 
-def decide(*, token, scope: str, resource: str, context: dict | None = None, reported_by: str = "",
-           now: datetime | None = None) -> Decision:
+def decide(
+    *, token, scope: str, resource: str, context: dict | None = None, reported_by: str = "", now: datetime | None = None
+) -> Decision:
     """Decide one call, record it durably, and return the answer (see the module docstring)."""
     now = now or timezone.now()
     context = context or {}
@@ -424,8 +478,11 @@ def decide(*, token, scope: str, resource: str, context: dict | None = None, rep
             remaining = taken_remaining
         else:
             out.reason = reason
-            out.detail = (f"all {envelope.max_actions} actions of the envelope are used" if reason == BUDGET_EXHAUSTED
-                          else "envelope ended while deciding")
+            out.detail = (
+                f"all {envelope.max_actions} actions of the envelope are used"
+                if reason == BUDGET_EXHAUSTED
+                else "envelope ended while deciding"
+            )
             remaining = 0 if reason == BUDGET_EXHAUSTED else remaining
     elif out.allow:
         remaining = _take_action_and_record_portably(out, event, envelope, now, remaining)
@@ -443,14 +500,20 @@ def decide(*, token, scope: str, resource: str, context: dict | None = None, rep
     if drift:
         revoke_for_drift_if_due(envelope_id=envelope.id, drift_count=drift_count, policy=policy)
     return Decision(
-        allow=out.allow, reason=out.reason, detail=out.detail, decision_id=event.id,
-        envelope=str(envelope.id) if identified else None, instance=str(instance.id) if identified else None,
-        remaining_actions=remaining, drift=drift,
+        allow=out.allow,
+        reason=out.reason,
+        detail=out.detail,
+        decision_id=event.id,
+        envelope=str(envelope.id) if identified else None,
+        instance=str(instance.id) if identified else None,
+        remaining_actions=remaining,
+        drift=drift,
     )
 
 
-def _take_action_and_record_portably(out: _Outcome, event: ActivityEvent, envelope, now: datetime,
-                                     remaining: int | None) -> int | None:
+def _take_action_and_record_portably(
+    out: _Outcome, event: ActivityEvent, envelope, now: datetime, remaining: int | None
+) -> int | None:
     """Any database: the conditional update and the event's insert in one transaction."""
     with transaction.atomic():
         taken = _take_action(envelope.id, now)

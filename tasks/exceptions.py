@@ -85,10 +85,21 @@ def _new_secret() -> tuple[str, str, str]:
 # --- request -------------------------------------------------------------------------------------
 
 
-def request_exception(*, actor, vendor, justification, scopes, compensating_controls, duration_days,
-                      recertify_every_days=None, agent: Agent | None = None, owner=None,
-                      issue_secret: bool = False, renews: StandingException | None = None,
-                      request=None) -> Requested:
+def request_exception(
+    *,
+    actor,
+    vendor,
+    justification,
+    scopes,
+    compensating_controls,
+    duration_days,
+    recertify_every_days=None,
+    agent: Agent | None = None,
+    owner=None,
+    issue_secret: bool = False,
+    renews: StandingException | None = None,
+    request=None,
+) -> Requested:
     """Ask for a standing exception (pending until an admin other than the requester approves)."""
     if not (is_admin(actor) or has_role(actor, AGENT_OWNER)):
         raise PermissionDenied("only agent owners and identity admins request standing exceptions")
@@ -121,11 +132,18 @@ def request_exception(*, actor, vendor, justification, scopes, compensating_cont
         secret, exc.secret_prefix, exc.secret_digest = _new_secret()
     with transaction.atomic():
         exc.save(force_insert=True)
-        audit.record("exception.requested", actor=actor, target=exc, after={
-            **exc.snapshot(), "justification": exc.justification,
-            "compensating_controls": exc.compensating_controls,
-            "renews": str(renews.id) if renews else None,
-        }, request=request)
+        audit.record(
+            "exception.requested",
+            actor=actor,
+            target=exc,
+            after={
+                **exc.snapshot(),
+                "justification": exc.justification,
+                "compensating_controls": exc.compensating_controls,
+                "renews": str(renews.id) if renews else None,
+            },
+            request=request,
+        )
     return Requested(exc, secret)
 
 
@@ -133,8 +151,9 @@ def _lock(exc: StandingException) -> StandingException:
     return StandingException.objects.select_for_update().select_related("owner").get(pk=exc.pk)
 
 
-def approve_exception(*, exception: StandingException, actor, comment: str = "", request=None,
-                      now: datetime | None = None) -> StandingException:
+def approve_exception(
+    *, exception: StandingException, actor, comment: str = "", request=None, now: datetime | None = None
+) -> StandingException:
     """An identity admin other than the requester approves; the hard expiry starts now. Approving a
     renewal retires the exception it renews (and its secret with it)."""
     if not is_admin(actor):
@@ -152,16 +171,31 @@ def approve_exception(*, exception: StandingException, actor, comment: str = "",
         exc.approved_at = now
         exc.expires_at = now + timedelta(days=exc.duration_days)
         exc.recertify_by = _next_recertification(exc, now)
-        old = exc.set_status(Status.APPROVED, allowed_from=(Status.PENDING,),
-                             extra_fields=("approved_by", "approved_at", "expires_at", "recertify_by"))
-        audit.record("exception.approved", actor=actor, target=exc, before={"status": old},
-                     after={"status": exc.status, "expires_at": exc.expires_at, "recertify_by": exc.recertify_by},
-                     reason=comment, request=request)
+        old = exc.set_status(
+            Status.APPROVED,
+            allowed_from=(Status.PENDING,),
+            extra_fields=("approved_by", "approved_at", "expires_at", "recertify_by"),
+        )
+        audit.record(
+            "exception.approved",
+            actor=actor,
+            target=exc,
+            before={"status": old},
+            after={"status": exc.status, "expires_at": exc.expires_at, "recertify_by": exc.recertify_by},
+            reason=comment,
+            request=request,
+        )
         if exc.renews_id:
             previous = StandingException.objects.select_for_update().get(pk=exc.renews_id)
             if previous.status in StandingException.OPEN_STATES:
-                _end(previous, new=Status.RETIRED, verb="exception.retired", actor=actor,
-                     reason=f"renewed as {exc.id}", request=request)
+                _end(
+                    previous,
+                    new=Status.RETIRED,
+                    verb="exception.retired",
+                    actor=actor,
+                    reason=f"renewed as {exc.id}",
+                    request=request,
+                )
     return exc
 
 
@@ -176,8 +210,9 @@ def _require_owner_or_admin(actor, exc: StandingException, what: str) -> None:
     raise PermissionDenied(f"only the exception's owner or an identity admin may {what}")
 
 
-def recertify_exception(*, exception: StandingException, actor, comment, request=None,
-                        now: datetime | None = None) -> StandingException:
+def recertify_exception(
+    *, exception: StandingException, actor, comment, request=None, now: datetime | None = None
+) -> StandingException:
     """The owner (or an admin) attests the exception is still needed; the next date moves on, never
     past the hard expiry. Re-certifying never extends the expiry: that takes a renewal."""
     _require_owner_or_admin(actor, exception, "re-certify this exception")
@@ -192,13 +227,27 @@ def recertify_exception(*, exception: StandingException, actor, comment, request
         exc.last_recertified_at = now
         exc.reminded_on = None
         exc.save(update_fields=["recertify_by", "last_recertified_at", "reminded_on"])
-        audit.record("exception.recertified", actor=actor, target=exc, before=before,
-                     after={"recertify_by": exc.recertify_by}, reason=comment, request=request)
+        audit.record(
+            "exception.recertified",
+            actor=actor,
+            target=exc,
+            before=before,
+            after={"recertify_by": exc.recertify_by},
+            reason=comment,
+            request=request,
+        )
     return exc
 
 
-def renew_exception(*, exception: StandingException, actor, justification=None, duration_days=None,
-                    compensating_controls=None, request=None) -> Requested:
+def renew_exception(
+    *,
+    exception: StandingException,
+    actor,
+    justification=None,
+    duration_days=None,
+    compensating_controls=None,
+    request=None,
+) -> Requested:
     """Never extend in place: a renewal is a new pending exception that, once approved, retires this one.
     If this one carried a Mandate-issued secret, the renewal gets a fresh one (rotation)."""
     _require_owner_or_admin(actor, exception, "renew this exception")
@@ -208,19 +257,33 @@ def renew_exception(*, exception: StandingException, actor, justification=None, 
     if StandingException.objects.filter(renews=exc).exists():
         raise InvalidTransition("a renewal of this exception exists already")
     return request_exception(
-        actor=actor, vendor=exc.vendor, justification=justification or exc.justification,
-        scopes=list(exc.scopes), compensating_controls=compensating_controls or exc.compensating_controls,
-        duration_days=duration_days or exc.duration_days, recertify_every_days=min(
-            exc.recertify_every_days, duration_days or exc.duration_days),
-        agent=exc.agent, owner=exc.owner, issue_secret=exc.has_secret, renews=exc, request=request,
+        actor=actor,
+        vendor=exc.vendor,
+        justification=justification or exc.justification,
+        scopes=list(exc.scopes),
+        compensating_controls=compensating_controls or exc.compensating_controls,
+        duration_days=duration_days or exc.duration_days,
+        recertify_every_days=min(exc.recertify_every_days, duration_days or exc.duration_days),
+        agent=exc.agent,
+        owner=exc.owner,
+        issue_secret=exc.has_secret,
+        renews=exc,
+        request=request,
     )
 
 
 def _end(exc: StandingException, *, new: str, verb: str, actor, reason: str, request=None) -> None:
     exc.end_reason = (reason or new)[:500]
     old = exc.set_status(new, allowed_from=StandingException.OPEN_STATES, extra_fields=("end_reason",))
-    audit.record(verb, actor=actor, target=exc, before={"status": old}, after={"status": exc.status},
-                 reason=reason, request=request)
+    audit.record(
+        verb,
+        actor=actor,
+        target=exc,
+        before={"status": old},
+        after={"status": exc.status},
+        reason=reason,
+        request=request,
+    )
 
 
 def retire_exception(*, exception: StandingException, actor, reason: str = "", request=None) -> StandingException:
@@ -230,8 +293,9 @@ def retire_exception(*, exception: StandingException, actor, reason: str = "", r
         exc = _lock(exception)
         if exc.status == Status.RETIRED:
             return exc
-        _end(exc, new=Status.RETIRED, verb="exception.retired", actor=actor, reason=reason or "retired",
-             request=request)
+        _end(
+            exc, new=Status.RETIRED, verb="exception.retired", actor=actor, reason=reason or "retired", request=request
+        )
     return exc
 
 
@@ -255,19 +319,24 @@ def expire_due_exceptions(now: datetime | None = None) -> int:
     actor = audit.Actor.scheduler("expire-exceptions")
     expired = 0
     while True:
-        ids = list(StandingException.objects.filter(status=Status.APPROVED, expires_at__lte=now)
-                   .order_by("expires_at").values_list("id", flat=True)[:SWEEP_CHUNK])
+        ids = list(
+            StandingException.objects.filter(status=Status.APPROVED, expires_at__lte=now)
+            .order_by("expires_at")
+            .values_list("id", flat=True)[:SWEEP_CHUNK]
+        )
         if not ids:
             return expired
         progressed = 0
         for exc_id in ids:
             with transaction.atomic():
-                exc = StandingException.objects.select_for_update().filter(
-                    pk=exc_id, status=Status.APPROVED, expires_at__lte=now).first()
+                exc = (
+                    StandingException.objects.select_for_update()
+                    .filter(pk=exc_id, status=Status.APPROVED, expires_at__lte=now)
+                    .first()
+                )
                 if exc is None:
                     continue
-                _end(exc, new=Status.EXPIRED, verb="exception.expired", actor=actor,
-                     reason="hard expiry reached")
+                _end(exc, new=Status.EXPIRED, verb="exception.expired", actor=actor, reason="hard expiry reached")
                 expired += 1
                 progressed += 1
         if not progressed:
@@ -281,29 +350,49 @@ def remind_recertifications(now: datetime | None = None, *, lead_days: int = 7) 
     now = now or timezone.now()
     today = now.date()
     horizon = today + timedelta(days=lead_days)
-    due = (StandingException.objects.filter(status=Status.APPROVED, recertify_by__lte=horizon)
-           .exclude(reminded_on=today).select_related("owner", "agent").order_by("recertify_by"))
-    admins = sorted(get_user_model().objects.filter(groups__name=IDENTITY_ADMIN, is_active=True)
-                    .exclude(email="").values_list("email", flat=True).distinct())
+    due = (
+        StandingException.objects.filter(status=Status.APPROVED, recertify_by__lte=horizon)
+        .exclude(reminded_on=today)
+        .select_related("owner", "agent")
+        .order_by("recertify_by")
+    )
+    admins = sorted(
+        get_user_model()
+        .objects.filter(groups__name=IDENTITY_ADMIN, is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+        .distinct()
+    )
     sent = 0
     for exc in due.iterator(chunk_size=SWEEP_CHUNK):
-        claimed = StandingException.objects.filter(pk=exc.pk, status=Status.APPROVED).exclude(
-            reminded_on=today).update(reminded_on=today)
+        claimed = (
+            StandingException.objects.filter(pk=exc.pk, status=Status.APPROVED)
+            .exclude(reminded_on=today)
+            .update(reminded_on=today)
+        )
         if not claimed:
             continue  # another run took it
         recipients = sorted({*([exc.owner.email] if exc.owner.email else []), *admins})
         if not recipients:
             continue
         overdue = exc.recertify_by < today
-        subject = (f"[Mandate] standing exception for {exc.vendor} "
-                   f"{'is overdue for' if overdue else 'is due for'} re-certification")
-        body = (f"Vendor: {exc.vendor}\nOwner: {exc.owner.get_username()}\n"
-                f"Agent: {exc.agent.slug if exc.agent else '-'}\nScopes: {' '.join(exc.scopes)}\n"
-                f"Re-certify by: {exc.recertify_by.isoformat()}\nHard expiry: {exc.expires_at.isoformat()}\n"
-                f"Exception: {exc.id}\n\nRe-certify it, renew it or retire it in the Mandate console.\n")
+        subject = (
+            f"[Mandate] standing exception for {exc.vendor} "
+            f"{'is overdue for' if overdue else 'is due for'} re-certification"
+        )
+        body = (
+            f"Vendor: {exc.vendor}\nOwner: {exc.owner.get_username()}\n"
+            f"Agent: {exc.agent.slug if exc.agent else '-'}\nScopes: {' '.join(exc.scopes)}\n"
+            f"Re-certify by: {exc.recertify_by.isoformat()}\nHard expiry: {exc.expires_at.isoformat()}\n"
+            f"Exception: {exc.id}\n\nRe-certify it, renew it or retire it in the Mandate console.\n"
+        )
         with transaction.atomic():
-            audit.record("exception.reminded", actor=audit.Actor.scheduler("remind-recertifications"),
-                         target=exc, after={"recertify_by": exc.recertify_by, "overdue": overdue})
+            audit.record(
+                "exception.reminded",
+                actor=audit.Actor.scheduler("remind-recertifications"),
+                target=exc,
+                after={"recertify_by": exc.recertify_by, "overdue": overdue},
+            )
         send_mail(subject, body, None, recipients)
         sent += 1
     return sent

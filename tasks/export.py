@@ -34,11 +34,44 @@ logger = logging.getLogger(__name__)
 CHUNK = 2000
 PROGRESS_EVERY = 5000
 
-AUDIT_FIELDS = ("id", "chain", "seq", "at", "actor_type", "actor", "verb", "target_type", "target_id",
-                "target_label", "agent_id", "before", "after", "reason", "request_id", "prev_hash", "hash")
-ACTIVITY_FIELDS = ("id", "kind", "occurred_at", "recorded_at", "agent_id", "instance_id", "envelope_id", "jti",
-                   "scope", "resource", "allow", "reason", "outcome", "drift", "policy_version", "details",
-                   "reported_by")
+AUDIT_FIELDS = (
+    "id",
+    "chain",
+    "seq",
+    "at",
+    "actor_type",
+    "actor",
+    "verb",
+    "target_type",
+    "target_id",
+    "target_label",
+    "agent_id",
+    "before",
+    "after",
+    "reason",
+    "request_id",
+    "prev_hash",
+    "hash",
+)
+ACTIVITY_FIELDS = (
+    "id",
+    "kind",
+    "occurred_at",
+    "recorded_at",
+    "agent_id",
+    "instance_id",
+    "envelope_id",
+    "jti",
+    "scope",
+    "resource",
+    "allow",
+    "reason",
+    "outcome",
+    "drift",
+    "policy_version",
+    "details",
+    "reported_by",
+)
 FIELDS = {ExportJob.Kind.AUDIT: AUDIT_FIELDS, ExportJob.Kind.ACTIVITY: ACTIVITY_FIELDS}
 CONTENT_TYPES = {ExportJob.Format.JSONL: "application/x-ndjson", ExportJob.Format.CSV: "text/csv"}
 
@@ -106,8 +139,12 @@ def render_rows(rows: QuerySet, kind: str, fmt: str) -> Iterator[str]:
             yield buffer.getvalue()
     else:
         for row in rows.iterator(chunk_size=CHUNK):
-            yield json.dumps({"type": kind, **{f: _plain(row[f]) for f in fields}},
-                             ensure_ascii=False, separators=(",", ":")) + "\n"
+            yield (
+                json.dumps(
+                    {"type": kind, **{f: _plain(row[f]) for f in fields}}, ensure_ascii=False, separators=(",", ":")
+                )
+                + "\n"
+            )
 
 
 def chain_status() -> dict:
@@ -123,9 +160,21 @@ def stream(user, kind: str, fmt: str, *, since=None, until=None) -> Iterator[str
         count += 1
         yield line
     if fmt == ExportJob.Format.JSONL:
-        yield json.dumps({"type": "summary", "kind": kind, "rows": count, "since": _plain(since),
-                          "until": _plain(until), "generated_at": timezone.now().isoformat(),
-                          "audit_chain": chain_status()}, separators=(",", ":")) + "\n"
+        yield (
+            json.dumps(
+                {
+                    "type": "summary",
+                    "kind": kind,
+                    "rows": count,
+                    "since": _plain(since),
+                    "until": _plain(until),
+                    "generated_at": timezone.now().isoformat(),
+                    "audit_chain": chain_status(),
+                },
+                separators=(",", ":"),
+            )
+            + "\n"
+        )
 
 
 # --- background exports --------------------------------------------------------------------------
@@ -180,18 +229,32 @@ def run_export(job_id) -> ExportJob | None:
                     if done % PROGRESS_EVERY == 0:
                         ExportJob.objects.filter(pk=job.pk).update(done=done)
         status = chain_status()
-        manifest = {"export": str(job.id), "kind": job.kind, "format": job.format, "rows": done,
-                    "since": _plain(job.since), "until": _plain(job.until), "sha256": digest.hexdigest(),
-                    "requested_by": job.requested_by.get_username(), "audit_chain": status,
-                    "generated_at": timezone.now().isoformat()}
+        manifest = {
+            "export": str(job.id),
+            "kind": job.kind,
+            "format": job.format,
+            "rows": done,
+            "since": _plain(job.since),
+            "until": _plain(job.until),
+            "sha256": digest.hexdigest(),
+            "requested_by": job.requested_by.get_username(),
+            "audit_chain": status,
+            "generated_at": timezone.now().isoformat(),
+        }
         (export_dir() / f"{name}.manifest.json").write_text(json.dumps(manifest, indent=2))
         ExportJob.objects.filter(pk=job.pk).update(
-            status=ExportJob.Status.DONE, done=done, total=max(total, done), sha256=digest.hexdigest(),
-            audit_chain=status, finished_at=timezone.now())
+            status=ExportJob.Status.DONE,
+            done=done,
+            total=max(total, done),
+            sha256=digest.hexdigest(),
+            audit_chain=status,
+            finished_at=timezone.now(),
+        )
     except Exception as exc:
         logger.exception("evidence export %s failed", job_id)
-        ExportJob.objects.filter(pk=job.pk).update(status=ExportJob.Status.FAILED, error=str(exc)[:500],
-                                                   finished_at=timezone.now())
+        ExportJob.objects.filter(pk=job.pk).update(
+            status=ExportJob.Status.FAILED, error=str(exc)[:500], finished_at=timezone.now()
+        )
         path.unlink(missing_ok=True)
     return ExportJob.objects.get(pk=job.pk)
 

@@ -43,7 +43,7 @@ class Guardrails:
         self.context_keys = caller_context_keys(schema_text)
         self.by_id: dict[str, GuardrailPolicy] = {}
         for index, statement in enumerate(self.statements):
-            text = policies_text[statement.start:statement.end]
+            text = policies_text[statement.start : statement.end]
             name = _annotation_id(text) or f"policy{index}"
             self.by_id[f"policy{index}"] = GuardrailPolicy(f"policy{index}", name, statement.line)
 
@@ -63,19 +63,41 @@ class Guardrails:
         from identities.models import spiffe_id_for
 
         entities = [
-            {"uid": agent_uid, "parents": [],
-             "attrs": {"slug": agent.slug, "owner": str(agent.owner_id), "status": agent.status}},
-            {"uid": instance_uid, "parents": [agent_uid],
-             "attrs": {"agent": {"__entity": agent_uid}, "origin": instance.origin, "status": instance.status,
-                       "spiffe_id": spiffe_id_for(agent.slug, instance.pk)}},
-            {"uid": envelope_uid, "parents": [],
-             "attrs": {"risk": envelope.risk, "scopes": list(envelope.scopes), "resources": list(envelope.resources),
-                       "may_delegate": bool(envelope.may_delegate), "delegation_depth": int(envelope.delegation_depth),
-                       "max_actions": int(envelope.max_actions), "actions_used": int(envelope.actions_used),
-                       "policy_version": envelope.policy_version or ""}},
+            {
+                "uid": agent_uid,
+                "parents": [],
+                "attrs": {"slug": agent.slug, "owner": str(agent.owner_id), "status": agent.status},
+            },
+            {
+                "uid": instance_uid,
+                "parents": [agent_uid],
+                "attrs": {
+                    "agent": {"__entity": agent_uid},
+                    "origin": instance.origin,
+                    "status": instance.status,
+                    "spiffe_id": spiffe_id_for(agent.slug, instance.pk),
+                },
+            },
+            {
+                "uid": envelope_uid,
+                "parents": [],
+                "attrs": {
+                    "risk": envelope.risk,
+                    "scopes": list(envelope.scopes),
+                    "resources": list(envelope.resources),
+                    "may_delegate": bool(envelope.may_delegate),
+                    "delegation_depth": int(envelope.delegation_depth),
+                    "max_actions": int(envelope.max_actions),
+                    "actions_used": int(envelope.actions_used),
+                    "policy_version": envelope.policy_version or "",
+                },
+            },
             {"uid": tool_uid, "parents": [], "attrs": {}},
-            {"uid": resource_uid, "parents": [],
-             "attrs": {"name": resource, "kind": resource.partition(":")[0] if ":" in resource else ""}},
+            {
+                "uid": resource_uid,
+                "parents": [],
+                "attrs": {"name": resource, "kind": resource.partition(":")[0] if ":" in resource else ""},
+            },
         ]
         request = {
             "principal": instance_uid,
@@ -126,7 +148,7 @@ def _annotation_id(text: str) -> str | None:
 def caller_context_keys(schema_text: str) -> frozenset[str] | None:
     """The attribute names the schema's ``type CallerContext`` declares (None if it has none)."""
     for statement in cedar_statements(schema_text):
-        text = schema_text[statement.start:statement.end]
+        text = schema_text[statement.start : statement.end]
         match = re.match(r"type\s+CallerContext\s*=\s*\{", text)
         if not match:
             continue
@@ -202,12 +224,16 @@ class _SampleEnvelope:
     policy_version = "sample"
 
 
-def load_guardrails(policies_text: str | None, schema_text: str | None) -> tuple[Guardrails | None, list[PolicyProblem]]:
+def load_guardrails(
+    policies_text: str | None, schema_text: str | None
+) -> tuple[Guardrails | None, list[PolicyProblem]]:
     """Parse and validate the guardrails against the schema; problems name file and line."""
     if policies_text is None:
         return None, []
     if schema_text is None:
-        return None, [PolicyProblem(SCHEMA_FILE, None, f"{GUARDRAILS_FILE} needs the Cedar schema {SCHEMA_FILE} beside it")]
+        return None, [
+            PolicyProblem(SCHEMA_FILE, None, f"{GUARDRAILS_FILE} needs the Cedar schema {SCHEMA_FILE} beside it")
+        ]
     problems: list[PolicyProblem] = []
     try:
         schema = cedarpy.Schema.from_str(schema_text)
@@ -218,7 +244,7 @@ def load_guardrails(policies_text: str | None, schema_text: str | None) -> tuple
     parsed_ok = True
     for statement in statements:
         try:
-            cedarpy.PolicySet.from_str(policies_text[statement.start:statement.end])
+            cedarpy.PolicySet.from_str(policies_text[statement.start : statement.end])
         except ValueError as exc:
             parsed_ok = False
             problems.append(PolicyProblem(GUARDRAILS_FILE, locate_in(policies_text, statement, str(exc)), str(exc)))
@@ -233,7 +259,7 @@ def load_guardrails(policies_text: str | None, schema_text: str | None) -> tuple
     result = cedarpy.validate_policies(policies_text, schema)
     if not result.validation_passed:
         for error in result.errors:
-            index = error.policy_id[len("policy"):] if error.policy_id.startswith("policy") else ""
+            index = error.policy_id[len("policy") :] if error.policy_id.startswith("policy") else ""
             statement = statements[int(index)] if index.isdigit() and int(index) < len(statements) else None
             line = _validation_line(policies_text, statement, error.error) if statement else None
             name = result.id_annotations_by_policy_id.get(error.policy_id)
@@ -244,8 +270,12 @@ def load_guardrails(policies_text: str | None, schema_text: str | None) -> tuple
     # Prove the entities and context Mandate builds match the schema, so a schema edit that
     # Mandate cannot honour is refused here rather than failing every call later.
     request, entities = guardrails.request(
-        instance=_SampleInstance, agent=_SampleAgent, envelope=_SampleEnvelope, scope="github:read",
-        resource="repo:acme/app", context={},
+        instance=_SampleInstance,
+        agent=_SampleAgent,
+        envelope=_SampleEnvelope,
+        scope="github:read",
+        resource="repo:acme/app",
+        context={},
     )
     check = cedarpy.is_authorized(request, guardrails.policy_set, json.dumps(entities), schema=guardrails.schema)
     errors = [e for e in check.diagnostics.errors if "failed to" in e or "schema" in e]

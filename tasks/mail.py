@@ -31,8 +31,10 @@ def send_envelope_notice(*, kind: str, envelope_id: str) -> int:
             return 0  # decided before the worker got to it: nothing is waiting any more
         recipients = sorted({u.email for u in approvers_of(envelope).exclude(email="")})
         subject = f"[Mandate] {envelope.risk}-risk envelope for {envelope.agent.slug} awaits approval"
-        intro = (f"{envelope.requested_by.get_username()} asks for a {envelope.risk}-risk envelope "
-                 f"({envelope.required_approvals} approval(s) needed).")
+        intro = (
+            f"{envelope.requested_by.get_username()} asks for a {envelope.risk}-risk envelope "
+            f"({envelope.required_approvals} approval(s) needed)."
+        )
     elif kind == "decided":
         recipients = [envelope.requested_by.email] if envelope.requested_by.email else []
         outcome = _OUTCOME.get(envelope.state, f"is {envelope.state}")

@@ -80,9 +80,7 @@ class TaskEnvelope(models.Model):
             models.Index(fields=["instance", "state"], name="env_instance_state_idx"),
             models.Index(fields=["state", "-created_at"], name="env_state_created_idx"),
             # The envelope-expiry sweep: live envelopes by expiry.
-            models.Index(
-                fields=["expires_at"], name="env_live_exp_idx", condition=Q(state__in=["approved", "active"])
-            ),
+            models.Index(fields=["expires_at"], name="env_live_exp_idx", condition=Q(state__in=["approved", "active"])),
             # The pending-expiry sweep and the approval queue (oldest first).
             models.Index(fields=["created_at"], name="env_pending_idx", condition=Q(state="pending")),
         ]

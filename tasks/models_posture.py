@@ -55,9 +55,7 @@ class StandingException(models.Model):
     reminded_on = models.DateField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=500, blank=True)
-    renews = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="renewed_by"
-    )
+    renews = models.OneToOneField("self", null=True, blank=True, on_delete=models.PROTECT, related_name="renewed_by")
     # A secret Mandate issued for the vendor: shown once at request, only its SHA-256 digest is kept.
     secret_prefix = models.CharField(max_length=16, blank=True)
     secret_digest = models.CharField(max_length=64, blank=True)
@@ -97,8 +95,11 @@ class StandingException(models.Model):
 
     @property
     def recertification_overdue(self) -> bool:
-        return (self.status == self.Status.APPROVED and self.recertify_by is not None
-                and self.recertify_by < timezone.now().date())
+        return (
+            self.status == self.Status.APPROVED
+            and self.recertify_by is not None
+            and self.recertify_by < timezone.now().date()
+        )
 
     def snapshot(self) -> dict:
         return {

@@ -143,8 +143,9 @@ class Policy:
         rule = self.risk_rules.get(risk) or self.risk_rules["high"]
         return min(rule.max_credential_ttl, self.credential_ttl_ceiling, settings.MANDATE_CREDENTIAL_MAX_TTL)
 
-    def classify(self, *, scopes, resources, duration_seconds, max_actions, may_delegate,
-                 delegation_depth) -> Classification:
+    def classify(
+        self, *, scopes, resources, duration_seconds, max_actions, may_delegate, delegation_depth
+    ) -> Classification:
         """Risk from the scopes, raised by the raisers; quorum from the level or a named auto-approve rule."""
         reasons: list[str] = []
         risk = "low"
@@ -157,15 +158,32 @@ class Policy:
             if RISKS.index(scope_risk) > RISKS.index(risk):
                 risk = scope_risk
         for raiser in self.raisers:
-            if raiser.matches(scopes=scopes, resources=resources, duration_seconds=duration_seconds,
-                              max_actions=max_actions, may_delegate=may_delegate, delegation_depth=delegation_depth):
+            if raiser.matches(
+                scopes=scopes,
+                resources=resources,
+                duration_seconds=duration_seconds,
+                max_actions=max_actions,
+                may_delegate=may_delegate,
+                delegation_depth=delegation_depth,
+            ):
                 if RISKS.index(raiser.to) > RISKS.index(risk):
                     risk = raiser.to
                 reasons.append(f"{raiser.name}: {raiser.description or 'raises risk to ' + raiser.to}")
         rule = self.risk_rules[risk]
-        auto = next((r.name for r in self.auto_approve_rules
-                     if r.matches(risk=risk, scopes=scopes, duration_seconds=duration_seconds,
-                                  max_actions=max_actions, may_delegate=may_delegate)), None)
+        auto = next(
+            (
+                r.name
+                for r in self.auto_approve_rules
+                if r.matches(
+                    risk=risk,
+                    scopes=scopes,
+                    duration_seconds=duration_seconds,
+                    max_actions=max_actions,
+                    may_delegate=may_delegate,
+                )
+            ),
+            None,
+        )
         return Classification(
             risk=risk,
             required_approvals=0 if auto else max(rule.required_approvals, 1),
@@ -176,8 +194,9 @@ class Policy:
             reasons=tuple(reasons),
         )
 
-    def guardrails_allow(self, *, instance, agent, envelope, scope: str, resource: str,
-                         context: dict | None = None) -> tuple[bool, str]:
+    def guardrails_allow(
+        self, *, instance, agent, envelope, scope: str, resource: str, context: dict | None = None
+    ) -> tuple[bool, str]:
         """Do the organisation's Cedar guardrails allow this call? ``(allowed, detail)``.
 
         Called on every decision, after the envelope itself allows the call. Uses only the
@@ -186,8 +205,9 @@ class Policy:
         if self.guardrails is None:
             return True, ""
         try:
-            return self.guardrails.evaluate(instance=instance, agent=agent, envelope=envelope, scope=scope,
-                                            resource=resource, context=context or {})
+            return self.guardrails.evaluate(
+                instance=instance, agent=agent, envelope=envelope, scope=scope, resource=resource, context=context or {}
+            )
         except Exception as exc:  # never a 500 on a decision, and never an allow by accident
             logger.exception("guardrails could not evaluate %s on %s", scope, resource)
             return False, f"guardrail could not be evaluated: {type(exc).__name__}"
@@ -216,7 +236,10 @@ class _Reader:
     def unknown_keys(self, table: dict, path: tuple, allowed: set[str]) -> None:
         for key in table:
             if key not in allowed:
-                self.problem((*path, key), f"unknown key {_dotted((*path, key))!r} (expected one of: {', '.join(sorted(allowed))})")
+                self.problem(
+                    (*path, key),
+                    f"unknown key {_dotted((*path, key))!r} (expected one of: {', '.join(sorted(allowed))})",
+                )
 
     def table(self, parent: dict, path: tuple, key: str, *, required: bool = False) -> dict:
         value = parent.get(key)
@@ -229,38 +252,54 @@ class _Reader:
             return {}
         return value
 
-    def duration(self, table: dict, path: tuple, key: str, *, default: int | None, minimum: int = 1,
-                 maximum: int | None = None) -> int | None:
+    def duration(
+        self, table: dict, path: tuple, key: str, *, default: int | None, minimum: int = 1, maximum: int | None = None
+    ) -> int | None:
         if key not in table:
             if default is None:
-                self.problem(path, f"missing {_dotted((*path, key))} (a duration such as \"15m\")")
+                self.problem(path, f'missing {_dotted((*path, key))} (a duration such as "15m")')
             return default
         seconds = parse_duration(table[key])
         where = (*path, key)
         if seconds is None:
-            self.problem(where, f"{_dotted(where)} = {table[key]!r} is not a duration (whole seconds, or text such as \"90s\", \"15m\", \"4h\", \"1d\")")
+            self.problem(
+                where,
+                f'{_dotted(where)} = {table[key]!r} is not a duration (whole seconds, or text such as "90s", "15m", "4h", "1d")',
+            )
             return default
         if seconds < minimum or (maximum is not None and seconds > maximum):
-            bound = f"between {format_duration(minimum)} and {format_duration(maximum)}" if maximum else f"at least {format_duration(minimum)}"
+            bound = (
+                f"between {format_duration(minimum)} and {format_duration(maximum)}"
+                if maximum
+                else f"at least {format_duration(minimum)}"
+            )
             self.problem(where, f"{_dotted(where)} must be {bound}")
             return default
         return seconds
 
-    def integer(self, table: dict, path: tuple, key: str, *, default: int | None, minimum: int,
-                maximum: int | None = None) -> int | None:
+    def integer(
+        self, table: dict, path: tuple, key: str, *, default: int | None, minimum: int, maximum: int | None = None
+    ) -> int | None:
         where = (*path, key)
         if key not in table:
             if default is None:
                 self.problem(path, f"missing {_dotted(where)}")
             return default
         value = table[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
             bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
             self.problem(where, f"{_dotted(where)} = {value!r} must be a whole number {bound}")
             return default
         return value
 
-    def choice(self, table: dict, path: tuple, key: str, choices: tuple[str, ...], *, default: str | None = None) -> str | None:
+    def choice(
+        self, table: dict, path: tuple, key: str, choices: tuple[str, ...], *, default: str | None = None
+    ) -> str | None:
         where = (*path, key)
         if key not in table:
             if default is None:
@@ -292,7 +331,7 @@ class _Reader:
     def globs(self, table: dict, path: tuple, key: str) -> tuple[str, ...]:
         value = table.get(key, [])
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-            self.problem((*path, key), f"{_dotted((*path, key))} must be a non-empty list of patterns such as \"prod:*\"")
+            self.problem((*path, key), f'{_dotted((*path, key))} must be a non-empty list of patterns such as "prod:*"')
             return ()
         return tuple(value)
 
@@ -305,8 +344,12 @@ class _Reader:
 
 
 def _dotted(path: tuple) -> str:
-    return ".".join(f'"{p}"' if isinstance(p, str) and not re.fullmatch(r"[A-Za-z0-9_-]+", p)
-                    else (f"[{p}]" if isinstance(p, int) else p) for p in path).replace(".[", "[")
+    return ".".join(
+        f'"{p}"'
+        if isinstance(p, str) and not re.fullmatch(r"[A-Za-z0-9_-]+", p)
+        else (f"[{p}]" if isinstance(p, int) else p)
+        for p in path
+    ).replace(".[", "[")
 
 
 def _line_from_message(message: str) -> int | None:
@@ -329,7 +372,7 @@ def _read_scopes(reader: _Reader) -> tuple[dict[str, str], dict[str, str]]:
             reader.problem(path, f"{scope!r} is not a scope of the form tool:action (lower case, no wildcard)")
             continue
         if not isinstance(entry, dict):
-            reader.problem(path, f"scopes.\"{scope}\" must be a table with description and risk")
+            reader.problem(path, f'scopes."{scope}" must be a table with description and risk')
             continue
         reader.unknown_keys(entry, path, {"description", "risk"})
         descriptions[scope] = reader.text(entry, path, "description", required=True)
@@ -337,8 +380,16 @@ def _read_scopes(reader: _Reader) -> tuple[dict[str, str], dict[str, str]]:
     return risk, descriptions
 
 
-_RAISER_CONDITIONS = {"duration_over", "max_actions_over", "may_delegate", "delegation_depth_over",
-                      "wildcard_resource", "resource_in", "resource_like", "scope_like"}
+_RAISER_CONDITIONS = {
+    "duration_over",
+    "max_actions_over",
+    "may_delegate",
+    "delegation_depth_over",
+    "wildcard_resource",
+    "resource_in",
+    "resource_like",
+    "scope_like",
+}
 
 
 def _read_risk(reader: _Reader) -> tuple[dict[str, RiskRule], int, tuple[Raiser, ...]]:
@@ -346,8 +397,9 @@ def _read_risk(reader: _Reader) -> tuple[dict[str, RiskRule], int, tuple[Raiser,
     reader.unknown_keys(data, (), {"credentials", "levels", "raise"})
     credentials = reader.table(data, (), "credentials")
     reader.unknown_keys(credentials, ("credentials",), {"ttl_ceiling"})
-    ceiling = reader.duration(credentials, ("credentials",), "ttl_ceiling", default=900,
-                              maximum=CREDENTIAL_TTL_HARD_CEILING)
+    ceiling = reader.duration(
+        credentials, ("credentials",), "ttl_ceiling", default=900, maximum=CREDENTIAL_TTL_HARD_CEILING
+    )
     levels = reader.table(data, (), "levels", required=True)
     reader.unknown_keys(levels, ("levels",), set(RISKS))
     rules: dict[str, RiskRule] = {}
@@ -364,12 +416,13 @@ def _read_risk(reader: _Reader) -> tuple[dict[str, RiskRule], int, tuple[Raiser,
             rules[risk] = RiskRule(approvals, envelope, ttl)
     if len(rules) == len(RISKS):
         if rules["high"].required_approvals < 2:
-            reader.problem(("levels", "high", "required_approvals"),
-                           "high risk needs at least 2 different approvers")
+            reader.problem(("levels", "high", "required_approvals"), "high risk needs at least 2 different approvers")
         for lower, higher in (("low", "medium"), ("medium", "high")):
             if rules[higher].required_approvals < rules[lower].required_approvals:
-                reader.problem(("levels", higher, "required_approvals"),
-                               f"{higher} risk cannot need fewer approvals than {lower} risk")
+                reader.problem(
+                    ("levels", higher, "required_approvals"),
+                    f"{higher} risk cannot need fewer approvals than {lower} risk",
+                )
     raisers = []
     names: set[str] = set()
     for index, entry in enumerate(reader.array_of_tables("raise")):
@@ -408,8 +461,11 @@ def _read_auto_approve(reader: _Reader, rules: dict[str, RiskRule]) -> tuple[Aut
     out, names = [], set()
     for index, entry in enumerate(reader.array_of_tables("rule")):
         path = ("rule", index)
-        reader.unknown_keys(entry, path, {"name", "description", "max_risk", "max_duration", "max_actions",
-                                          "allow_delegation", "scopes"})
+        reader.unknown_keys(
+            entry,
+            path,
+            {"name", "description", "max_risk", "max_duration", "max_actions", "allow_delegation", "scopes"},
+        )
         name = reader.text(entry, path, "name", required=True)
         if name and not _NAME_RE.fullmatch(name):
             reader.problem((*path, "name"), f"name {name!r} must be lower-case letters, digits and dashes")
@@ -424,8 +480,11 @@ def _read_auto_approve(reader: _Reader, rules: dict[str, RiskRule]) -> tuple[Aut
         delegation = reader.boolean(entry, path, "allow_delegation", default=False)
         scopes = reader.globs(entry, path, "scopes") if "scopes" in entry else ()
         if name and max_risk and duration is not None and actions is not None:
-            out.append(AutoApproveRule(name, reader.text(entry, path, "description"), max_risk, duration, actions,
-                                       delegation, scopes))
+            out.append(
+                AutoApproveRule(
+                    name, reader.text(entry, path, "description"), max_risk, duration, actions, delegation, scopes
+                )
+            )
     return tuple(out)
 
 
@@ -460,8 +519,13 @@ def read_policy_dir(directory: Path) -> tuple[list[PolicyFile], list[PolicyProbl
         if path.name.startswith(".") or path.suffix == ".md" or path.is_dir():
             continue
         if path.name not in POLICY_FILES:
-            problems.append(PolicyProblem(path.name, None, f"not a policy file (expected: {', '.join(POLICY_FILES)}; "
-                                                           "documentation may be *.md)"))
+            problems.append(
+                PolicyProblem(
+                    path.name,
+                    None,
+                    f"not a policy file (expected: {', '.join(POLICY_FILES)}; documentation may be *.md)",
+                )
+            )
             continue
         try:
             files.append(PolicyFile(path.name, path.read_text(encoding="utf-8")))
@@ -578,7 +642,10 @@ def policy_summary() -> dict:
     return {
         "directory": str(policy_dir()),
         "version": running.version if running else None,
-        "files": [{"name": f.name, "text": f.text, "lines": f.text.count("\n") + 1} for f in (running.files if running else ())],
+        "files": [
+            {"name": f.name, "text": f.text, "lines": f.text.count("\n") + 1}
+            for f in (running.files if running else ())
+        ],
         "disk_version": on_disk.version if on_disk else (version_of(files) if files else None),
         "errors": [{"file": p.file, "line": p.line, "message": p.message, "text": str(p)} for p in problems],
         "policy": running,

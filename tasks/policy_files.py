@@ -146,7 +146,9 @@ def cedar_statements(text: str) -> list[Statement]:
     return statements
 
 
-_TOKEN_RE = re.compile(r"(?:unexpected token|invalid variable in the policy scope:|failed to resolve types?:)\s*`?([^`,\s]+)`?")
+_TOKEN_RE = re.compile(
+    r"(?:unexpected token|invalid variable in the policy scope:|failed to resolve types?:)\s*`?([^`,\s]+)`?"
+)
 
 
 def _error_token(message: str) -> str | None:

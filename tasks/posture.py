@@ -165,8 +165,7 @@ def _matches(pattern: str, resource: str) -> bool:
     return resource == pattern or fnmatch.fnmatchcase(resource, pattern)
 
 
-def granted_vs_used(user, window: Window, *, agent: Agent | None = None,
-                    resource_sample: int = 200) -> GrantedVsUsed:
+def granted_vs_used(user, window: Window, *, agent: Agent | None = None, resource_sample: int = 200) -> GrantedVsUsed:
     """Three queries: the envelopes, the (envelope, scope) uses, the (envelope, resource) uses.
 
     A use is an activity event under the envelope inside the window that was not refused: an allowed
@@ -175,22 +174,38 @@ def granted_vs_used(user, window: Window, *, agent: Agent | None = None,
     envs = envelopes_in_window(user, window)
     if agent is not None:
         envs = envs.filter(agent=agent)
-    rows = list(envs.order_by("agent__slug", "approved_at").values(
-        "id", "agent_id", "agent__slug", "instance_id", "intent", "state", "scopes", "resources",
-        "duration_seconds", "max_actions", "approved_at"))
+    rows = list(
+        envs.order_by("agent__slug", "approved_at").values(
+            "id",
+            "agent_id",
+            "agent__slug",
+            "instance_id",
+            "intent",
+            "state",
+            "scopes",
+            "resources",
+            "duration_seconds",
+            "max_actions",
+            "approved_at",
+        )
+    )
     result = GrantedVsUsed()
     if not rows:
         return result
-    uses = (ActivityEvent.objects.filter(envelope_id__in=envs.values("id"), kind__in=USED_KINDS,
-                                         occurred_at__gte=window.since, occurred_at__lt=window.until)
-            .exclude(allow=False))
+    uses = ActivityEvent.objects.filter(
+        envelope_id__in=envs.values("id"),
+        kind__in=USED_KINDS,
+        occurred_at__gte=window.since,
+        occurred_at__lt=window.until,
+    ).exclude(allow=False)
     scope_uses: dict = defaultdict(dict)
     for row in uses.values("envelope_id", "scope").annotate(n=Count("id")).order_by():
         scope_uses[row["envelope_id"]][row["scope"]] = row["n"]
     resource_uses: dict = defaultdict(set)
     # Distinct resources per envelope; bounded so a crawler touching a million paths stays cheap.
-    for row in uses.exclude(resource="").values("envelope_id", "resource").distinct().order_by()[
-            : resource_sample * len(rows)]:
+    for row in (
+        uses.exclude(resource="").values("envelope_id", "resource").distinct().order_by()[: resource_sample * len(rows)]
+    ):
         resource_uses[row["envelope_id"]].add(row["resource"])
 
     per_agent: dict = {}
@@ -201,17 +216,35 @@ def granted_vs_used(user, window: Window, *, agent: Agent | None = None,
         seen = resource_uses.get(row["id"], set())
         used_resources = [p for p in row["resources"] if any(_matches(p, r) for r in seen)]
         usage = EnvelopeUsage(
-            granted_scopes=granted, used_scopes=used_scopes, granted_resources=list(row["resources"]),
-            used_resources=used_resources, calls=sum(used.values()), envelope_id=row["id"],
-            agent_id=row["agent_id"], agent_slug=row["agent__slug"], instance_id=row["instance_id"],
-            intent=row["intent"], state=row["state"], duration_seconds=row["duration_seconds"],
-            max_actions=row["max_actions"], approved_at=row["approved_at"])
+            granted_scopes=granted,
+            used_scopes=used_scopes,
+            granted_resources=list(row["resources"]),
+            used_resources=used_resources,
+            calls=sum(used.values()),
+            envelope_id=row["id"],
+            agent_id=row["agent_id"],
+            agent_slug=row["agent__slug"],
+            instance_id=row["instance_id"],
+            intent=row["intent"],
+            state=row["state"],
+            duration_seconds=row["duration_seconds"],
+            max_actions=row["max_actions"],
+            approved_at=row["approved_at"],
+        )
         result.envelopes.append(usage)
         result.granted_pairs += len(granted)
         result.unused_pairs += len(granted) - len(used_scopes)
-        agg = per_agent.setdefault(row["agent_id"], AgentUsage(
-            granted_scopes=[], used_scopes=[], granted_resources=[], used_resources=[],
-            agent_id=row["agent_id"], agent_slug=row["agent__slug"]))
+        agg = per_agent.setdefault(
+            row["agent_id"],
+            AgentUsage(
+                granted_scopes=[],
+                used_scopes=[],
+                granted_resources=[],
+                used_resources=[],
+                agent_id=row["agent_id"],
+                agent_slug=row["agent__slug"],
+            ),
+        )
         agg.envelopes += 1
         agg.calls += usage.calls
         agg.granted_scopes = sorted(set(agg.granted_scopes) | set(granted))
@@ -248,8 +281,11 @@ def back_to_back_renewals(user, window: Window) -> list[RenewalChain]:
     """Envelopes for the same instance and intent, each approved within ``RENEWAL_GAP`` of the previous
     one ending (or while it was still live), ``RENEWAL_CHAIN_MIN`` or more in a row: standing access
     dressed up as just-in-time. One query; the chaining is done in Python over the window's rows."""
-    rows = (envelopes_in_window(user, window).order_by("instance_id", "intent", "approved_at")
-            .values("id", "agent__slug", "instance_id", "intent", "approved_at", "ended_at", "expires_at"))
+    rows = (
+        envelopes_in_window(user, window)
+        .order_by("instance_id", "intent", "approved_at")
+        .values("id", "agent__slug", "instance_id", "intent", "approved_at", "ended_at", "expires_at")
+    )
     chains: list[RenewalChain] = []
     current: RenewalChain | None = None
     prev_end = None
@@ -262,8 +298,9 @@ def back_to_back_renewals(user, window: Window) -> list[RenewalChain]:
         else:
             if current is not None and current.length >= RENEWAL_CHAIN_MIN:
                 chains.append(current)
-            current = RenewalChain(row["agent__slug"], row["instance_id"], row["intent"], [row["id"]],
-                                   row["approved_at"], row["ended_at"])
+            current = RenewalChain(
+                row["agent__slug"], row["instance_id"], row["intent"], [row["id"]], row["approved_at"], row["ended_at"]
+            )
         prev_end = row["ended_at"] or row["expires_at"] or timezone.now()
     if current is not None and current.length >= RENEWAL_CHAIN_MIN:
         chains.append(current)
@@ -276,8 +313,13 @@ def always_max_duration(user, window: Window) -> list[dict]:
         agents_in_scope(user)
         .annotate(
             envelope_count=Count("envelopes", filter=Q(envelopes__in=envelopes_in_window(user, window))),
-            at_max=Count("envelopes", filter=Q(envelopes__in=envelopes_in_window(user, window),
-                                               envelopes__duration_seconds__gte=F("max_envelope_seconds"))),
+            at_max=Count(
+                "envelopes",
+                filter=Q(
+                    envelopes__in=envelopes_in_window(user, window),
+                    envelopes__duration_seconds__gte=F("max_envelope_seconds"),
+                ),
+            ),
         )
         .filter(envelope_count__gte=MAX_DURATION_MIN_ENVELOPES, at_max=F("envelope_count"))
         .order_by("slug")
@@ -288,18 +330,29 @@ def always_max_duration(user, window: Window) -> list[dict]:
 def over_minted(user, window: Window) -> list[dict]:
     """Envelopes whose credentials were minted far more often than their actions needed: at least
     ``MINT_MIN_CREDENTIALS`` and more than ``MINT_RATIO`` per action used."""
-    counts = (Credential.objects.filter(envelope__in=envelopes_in_window(user, window),
-                                        issued_at__gte=window.since, issued_at__lt=window.until)
-              .values("envelope_id", "envelope__agent__slug", "envelope__intent", "envelope__actions_used")
-              .annotate(credentials=Count("jti")).filter(credentials__gte=MINT_MIN_CREDENTIALS).order_by())
+    counts = (
+        Credential.objects.filter(
+            envelope__in=envelopes_in_window(user, window), issued_at__gte=window.since, issued_at__lt=window.until
+        )
+        .values("envelope_id", "envelope__agent__slug", "envelope__intent", "envelope__actions_used")
+        .annotate(credentials=Count("jti"))
+        .filter(credentials__gte=MINT_MIN_CREDENTIALS)
+        .order_by()
+    )
     found = []
     for row in counts:
         needed = max(row["envelope__actions_used"], 1)
         if row["credentials"] > MINT_RATIO * needed:
-            found.append({"envelope_id": row["envelope_id"], "agent_slug": row["envelope__agent__slug"],
-                          "intent": row["envelope__intent"], "credentials": row["credentials"],
-                          "actions": row["envelope__actions_used"],
-                          "ratio": round(row["credentials"] / needed, 1)})
+            found.append(
+                {
+                    "envelope_id": row["envelope_id"],
+                    "agent_slug": row["envelope__agent__slug"],
+                    "intent": row["envelope__intent"],
+                    "credentials": row["credentials"],
+                    "actions": row["envelope__actions_used"],
+                    "ratio": round(row["credentials"] / needed, 1),
+                }
+            )
     return sorted(found, key=lambda r: -r["ratio"])
 
 
@@ -310,11 +363,12 @@ def orphaned_agents_query() -> QuerySet[Agent]:
     """Live agents whose owner is deactivated or no longer in the agent-owner group (superusers hold
     every role, so they never orphan an agent)."""
     user_model = get_user_model()
-    in_owner_group = user_model.groups.through.objects.filter(
-        user_id=OuterRef("owner_id"), group__name=AGENT_OWNER)
-    return (Agent.objects.exclude(status=Agent.Status.RETIRED)
-            .annotate(owner_in_group=Exists(in_owner_group))
-            .filter(Q(owner__is_active=False) | Q(owner__is_superuser=False, owner_in_group=False)))
+    in_owner_group = user_model.groups.through.objects.filter(user_id=OuterRef("owner_id"), group__name=AGENT_OWNER)
+    return (
+        Agent.objects.exclude(status=Agent.Status.RETIRED)
+        .annotate(owner_in_group=Exists(in_owner_group))
+        .filter(Q(owner__is_active=False) | Q(owner__is_superuser=False, owner_in_group=False))
+    )
 
 
 def flag_orphaned_agents(*, pause: bool = True, now: datetime | None = None) -> dict:
@@ -329,10 +383,18 @@ def flag_orphaned_agents(*, pause: bool = True, now: datetime | None = None) -> 
         with transaction.atomic():
             if Agent.objects.filter(pk=agent.pk, orphaned=False).update(orphaned=True):
                 flagged += 1
-                reason = (f"owner {agent.owner.get_username()} is "
-                          f"{'deactivated' if not agent.owner.is_active else 'no longer an agent owner'}")
-                audit.record("agent.orphaned", actor=actor, target=agent, before={"orphaned": False},
-                             after={"orphaned": True}, reason=reason)
+                reason = (
+                    f"owner {agent.owner.get_username()} is "
+                    f"{'deactivated' if not agent.owner.is_active else 'no longer an agent owner'}"
+                )
+                audit.record(
+                    "agent.orphaned",
+                    actor=actor,
+                    target=agent,
+                    before={"orphaned": False},
+                    after={"orphaned": True},
+                    reason=reason,
+                )
         if pause and agent.status == Agent.Status.ACTIVE:
             pause_agent(agent=agent, actor=actor, reason="owner gone: paused by the orphaned-owner policy")
             paused += 1
@@ -341,8 +403,14 @@ def flag_orphaned_agents(*, pause: bool = True, now: datetime | None = None) -> 
         with transaction.atomic():
             if Agent.objects.filter(pk=agent.pk, orphaned=True).update(orphaned=False):
                 cleared += 1
-                audit.record("agent.orphan_cleared", actor=actor, target=agent, before={"orphaned": True},
-                             after={"orphaned": False}, reason="owner is an active agent owner again")
+                audit.record(
+                    "agent.orphan_cleared",
+                    actor=actor,
+                    target=agent,
+                    before={"orphaned": True},
+                    after={"orphaned": False},
+                    reason="owner is an active agent owner again",
+                )
     return {"flagged": flagged, "paused": paused, "cleared": cleared}
 
 
@@ -354,16 +422,23 @@ def stale_and_orphaned(user, *, now: datetime | None = None) -> dict[str, QueryS
     agents = agents_in_scope(user).select_related("owner")
     return {
         "stale_instances": instances.filter(stale=True, status__in=live),
-        "stale_envelopes": _scoped(TaskEnvelope.objects.select_related("agent", "instance"), user, "agent__owner")
-        .filter(stale=True, state__in=TaskEnvelope.LIVE_STATES),
-        "orphaned_agents": agents.filter(Q(orphaned=True) | Q(pk__in=orphaned_agents_query().values("pk")))
-        .exclude(status=Agent.Status.RETIRED),
-        "never_seen": instances.filter(status__in=live, last_seen_at__isnull=True,
-                                       created_at__lt=now - NEVER_SEEN_GRACE),
-        "outlived_parent": instances.filter(status__in=live, origin__in=(Instance.Origin.CLONE, Instance.Origin.SUBAGENT),
-                                            parent__status=Instance.Status.RETIRED),
-        "open_exceptions": _scoped(StandingException.objects.select_related("owner", "agent"), user, "owner")
-        .filter(status__in=StandingException.OPEN_STATES),
+        "stale_envelopes": _scoped(
+            TaskEnvelope.objects.select_related("agent", "instance"), user, "agent__owner"
+        ).filter(stale=True, state__in=TaskEnvelope.LIVE_STATES),
+        "orphaned_agents": agents.filter(Q(orphaned=True) | Q(pk__in=orphaned_agents_query().values("pk"))).exclude(
+            status=Agent.Status.RETIRED
+        ),
+        "never_seen": instances.filter(
+            status__in=live, last_seen_at__isnull=True, created_at__lt=now - NEVER_SEEN_GRACE
+        ),
+        "outlived_parent": instances.filter(
+            status__in=live,
+            origin__in=(Instance.Origin.CLONE, Instance.Origin.SUBAGENT),
+            parent__status=Instance.Status.RETIRED,
+        ),
+        "open_exceptions": _scoped(StandingException.objects.select_related("owner", "agent"), user, "owner").filter(
+            status__in=StandingException.OPEN_STATES
+        ),
     }
 
 
@@ -391,8 +466,11 @@ def _lifetime_expression():
 
 def credential_lifetimes(user, window: Window) -> list[tuple[str, int]]:
     """How long credentials issued in the window were valid for, bucketed; one query."""
-    qs = _scoped(Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until),
-                 user, "instance__agent__owner").annotate(life=_lifetime_expression())
+    qs = _scoped(
+        Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until),
+        user,
+        "instance__agent__owner",
+    ).annotate(life=_lifetime_expression())
     aggs, lower = {}, None
     for i, (_label, upper) in enumerate(LIFETIME_BUCKETS):
         cond = Q()
@@ -409,9 +487,13 @@ def credential_lifetimes(user, window: Window) -> list[tuple[str, int]]:
 def credentials_in_bucket(user, window: Window, index: int) -> QuerySet[Credential]:
     lower = LIFETIME_BUCKETS[index - 1][1] if index > 0 else None
     upper = LIFETIME_BUCKETS[index][1]
-    qs = _scoped(Credential.objects.select_related("instance__agent").filter(
-        issued_at__gte=window.since, issued_at__lt=window.until), user, "instance__agent__owner").annotate(
-        life=_lifetime_expression())
+    qs = _scoped(
+        Credential.objects.select_related("instance__agent").filter(
+            issued_at__gte=window.since, issued_at__lt=window.until
+        ),
+        user,
+        "instance__agent__owner",
+    ).annotate(life=_lifetime_expression())
     if lower is not None:
         qs = qs.filter(life__gt=lower)
     if upper is not None:
@@ -424,8 +506,7 @@ def _wait_expression():
 
 
 def decided_by_people(user, window: Window) -> QuerySet[TaskEnvelope]:
-    qs = TaskEnvelope.objects.filter(approved_at__gte=window.since, approved_at__lt=window.until,
-                                     auto_approved_by="")
+    qs = TaskEnvelope.objects.filter(approved_at__gte=window.since, approved_at__lt=window.until, auto_approved_by="")
     return _scoped(qs, user, "agent__owner").annotate(wait=_wait_expression())
 
 
@@ -442,10 +523,19 @@ def approval_waits(user, window: Window) -> dict:
         aggs[f"b{i}"] = Count("id", filter=cond)
         lower = upper
     aggs["auto"] = Count("id", filter=~Q(auto_approved_by=""))
-    counts = (_scoped(TaskEnvelope.objects.filter(approved_at__gte=window.since, approved_at__lt=window.until),
-                      user, "agent__owner").annotate(wait=_wait_expression()).aggregate(**aggs))
-    return {"buckets": [(label, counts[f"b{i}"] or 0) for i, (label, _u) in enumerate(WAIT_BUCKETS)],
-            "auto": counts["auto"] or 0}
+    counts = (
+        _scoped(
+            TaskEnvelope.objects.filter(approved_at__gte=window.since, approved_at__lt=window.until),
+            user,
+            "agent__owner",
+        )
+        .annotate(wait=_wait_expression())
+        .aggregate(**aggs)
+    )
+    return {
+        "buckets": [(label, counts[f"b{i}"] or 0) for i, (label, _u) in enumerate(WAIT_BUCKETS)],
+        "auto": counts["auto"] or 0,
+    }
 
 
 def envelopes_in_wait_bucket(user, window: Window, index: int) -> QuerySet[TaskEnvelope]:
@@ -466,11 +556,15 @@ def activity_in_scope(user) -> QuerySet[ActivityEvent]:
 def denials_and_drift(user, window: Window) -> list[dict]:
     """Per day in the window: denied decisions and drift events; one grouped query, days without
     events filled with zeros so the time axis is honest."""
-    rows = (activity_in_scope(user).filter(occurred_at__gte=window.since, occurred_at__lt=window.until)
-            .filter(Q(allow=False) | Q(drift=True))
-            .annotate(day=TruncDate("occurred_at")).values("day")
-            .annotate(denied=Count("id", filter=Q(allow=False)), drift=Count("id", filter=Q(drift=True)))
-            .order_by("day"))
+    rows = (
+        activity_in_scope(user)
+        .filter(occurred_at__gte=window.since, occurred_at__lt=window.until)
+        .filter(Q(allow=False) | Q(drift=True))
+        .annotate(day=TruncDate("occurred_at"))
+        .values("day")
+        .annotate(denied=Count("id", filter=Q(allow=False)), drift=Count("id", filter=Q(drift=True)))
+        .order_by("day")
+    )
     by_day = {row["day"]: row for row in rows}
     days = []
     day = window.since.date()
@@ -483,8 +577,11 @@ def denials_and_drift(user, window: Window) -> list[dict]:
 
 def short_lived_share(user, window: Window) -> tuple[int, int]:
     """(credentials valid for at most 15 minutes, all credentials) issued in the window."""
-    qs = _scoped(Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until),
-                 user, "instance__agent__owner").annotate(life=_lifetime_expression())
+    qs = _scoped(
+        Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until),
+        user,
+        "instance__agent__owner",
+    ).annotate(life=_lifetime_expression())
     counts = qs.aggregate(total=Count("jti"), short=Count("jti", filter=Q(life__lte=SHORT_LIVED)))
     return counts["short"] or 0, counts["total"] or 0
 
@@ -499,20 +596,34 @@ def request_narrower_envelope(*, envelope: TaskEnvelope, actor, window: Window, 
     from console.errors import ValidationFailed
     from tasks.services import request_envelope
 
-    usage = next((u for u in granted_vs_used(actor, window, agent=envelope.agent).envelopes
-                  if u.envelope_id == envelope.id), None)
+    usage = next(
+        (u for u in granted_vs_used(actor, window, agent=envelope.agent).envelopes if u.envelope_id == envelope.id),
+        None,
+    )
     suggestion = usage.suggestion if usage is not None else None
     if suggestion is None:
         raise ValidationFailed("nothing to narrow: every granted scope was used, or none was", field="scopes")
     resources = suggestion["resources"] or list(envelope.resources)
     with transaction.atomic():
-        new = request_envelope(actor=actor, instance=envelope.instance, intent=envelope.intent,
-                               scopes=suggestion["scopes"], resources=resources,
-                               duration_seconds=envelope.duration_seconds, max_actions=envelope.max_actions,
-                               may_delegate=envelope.may_delegate, delegation_depth=envelope.delegation_depth,
-                               request=request)
-        audit.record("envelope.narrowed", actor=actor, target=new, before={
-            "from": str(envelope.id), "scopes": sorted(envelope.scopes), "resources": list(envelope.resources)},
+        new = request_envelope(
+            actor=actor,
+            instance=envelope.instance,
+            intent=envelope.intent,
+            scopes=suggestion["scopes"],
+            resources=resources,
+            duration_seconds=envelope.duration_seconds,
+            max_actions=envelope.max_actions,
+            may_delegate=envelope.may_delegate,
+            delegation_depth=envelope.delegation_depth,
+            request=request,
+        )
+        audit.record(
+            "envelope.narrowed",
+            actor=actor,
+            target=new,
+            before={"from": str(envelope.id), "scopes": sorted(envelope.scopes), "resources": list(envelope.resources)},
             after={"scopes": new.scopes, "resources": new.resources},
-            reason=f"used subset over the last {window.days} days", request=request)
+            reason=f"used subset over the last {window.days} days",
+            request=request,
+        )
     return new

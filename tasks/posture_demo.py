@@ -49,15 +49,40 @@ def _key():
     return OKPAlgorithm.to_jwk(ed25519.Ed25519PrivateKey.generate().public_key(), as_dict=True)
 
 
-def _envelope(instance, requester, approvers, *, intent, scopes, resources, duration, approved_at, wait,
-              ended=True, actions_used=0, max_actions=200, ran_for=0.8):
-    env = task_services.request_envelope(actor=requester, instance=instance, intent=intent, scopes=scopes,
-                                         resources=resources, duration_seconds=duration, max_actions=max_actions)
+def _envelope(
+    instance,
+    requester,
+    approvers,
+    *,
+    intent,
+    scopes,
+    resources,
+    duration,
+    approved_at,
+    wait,
+    ended=True,
+    actions_used=0,
+    max_actions=200,
+    ran_for=0.8,
+):
+    env = task_services.request_envelope(
+        actor=requester,
+        instance=instance,
+        intent=intent,
+        scopes=scopes,
+        resources=resources,
+        duration_seconds=duration,
+        max_actions=max_actions,
+    )
     for admin in approvers[: env.required_approvals]:
         if env.state == TaskEnvelope.State.PENDING:
             env = task_services.approve_envelope(envelope=env, actor=admin)
-    fields = {"created_at": approved_at - wait, "approved_at": approved_at,
-              "expires_at": approved_at + timedelta(seconds=duration), "actions_used": actions_used}
+    fields = {
+        "created_at": approved_at - wait,
+        "approved_at": approved_at,
+        "expires_at": approved_at + timedelta(seconds=duration),
+        "actions_used": actions_used,
+    }
     if ended:
         fields.update(state=TaskEnvelope.State.COMPLETED, ended_at=approved_at + timedelta(seconds=duration * ran_for))
     TaskEnvelope.objects.filter(pk=env.pk).update(**fields)
@@ -80,13 +105,24 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
 
     agents = {}
     with transaction.atomic():
-        for slug, who, max_s in (("expense-review", owner, 4 * 3600), ("repo-gardener", owner, 3600),
-                                 ("nightly-sync", owner, 4 * 3600), ("ticket-bot", leaver, 4 * 3600)):
-            agents[slug] = identity_services.register_agent(actor=admin, owner=who, slug=slug,
-                                                           name=slug.replace("-", " ").title(), ceiling=ceiling,
-                                                           max_envelope_seconds=max_s)
-    inst = {slug: identity_services.register_instance(agent=a, actor=admin, public_jwk=_key(), label=f"{slug}-1")
-            for slug, a in agents.items()}
+        for slug, who, max_s in (
+            ("expense-review", owner, 4 * 3600),
+            ("repo-gardener", owner, 3600),
+            ("nightly-sync", owner, 4 * 3600),
+            ("ticket-bot", leaver, 4 * 3600),
+        ):
+            agents[slug] = identity_services.register_agent(
+                actor=admin,
+                owner=who,
+                slug=slug,
+                name=slug.replace("-", " ").title(),
+                ceiling=ceiling,
+                max_envelope_seconds=max_s,
+            )
+    inst = {
+        slug: identity_services.register_instance(agent=a, actor=admin, public_jwk=_key(), label=f"{slug}-1")
+        for slug, a in agents.items()
+    }
     Instance.objects.filter(pk__in=[i.pk for i in inst.values()]).update(last_seen_at=now - timedelta(minutes=5))
 
     envelopes, activity, creds = [], [], []
@@ -94,31 +130,76 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
     for day in range(28, 0, -1):
         approved = now - timedelta(days=day, hours=rng.randint(0, 8))
         wait = timedelta(minutes=rng.choice([2, 3, 12, 25, 50, 90, 200, 600, 1500]))
-        env = _envelope(inst["expense-review"], owner, approvers, intent=f"triage invoices batch {29 - day}",
-                        scopes=ceiling, resources=["repo:acme/*", "project:FIN"], duration=3600,
-                        approved_at=approved, wait=wait, actions_used=activity_per_envelope)
+        env = _envelope(
+            inst["expense-review"],
+            owner,
+            approvers,
+            intent=f"triage invoices batch {29 - day}",
+            scopes=ceiling,
+            resources=["repo:acme/*", "project:FIN"],
+            duration=3600,
+            approved_at=approved,
+            wait=wait,
+            actions_used=activity_per_envelope,
+        )
         envelopes.append(env)
     # repo-gardener: always asks for its maximum duration.
     for day in (20, 13, 6, 2):
-        envelopes.append(_envelope(inst["repo-gardener"], owner, approvers, intent="prune stale branches",
-                                   scopes=["github:read", "github:write"], resources=["repo:acme/*"], duration=3600,
-                                   approved_at=now - timedelta(days=day), wait=timedelta(minutes=8),
-                                   actions_used=20))
+        envelopes.append(
+            _envelope(
+                inst["repo-gardener"],
+                owner,
+                approvers,
+                intent="prune stale branches",
+                scopes=["github:read", "github:write"],
+                resources=["repo:acme/*"],
+                duration=3600,
+                approved_at=now - timedelta(days=day),
+                wait=timedelta(minutes=8),
+                actions_used=20,
+            )
+        )
     # nightly-sync: back-to-back renewals of one intent (standing access dressed as JIT).
     start = now - timedelta(days=3)
     for i in range(6):
-        envelopes.append(_envelope(inst["nightly-sync"], owner, approvers, intent="sync jira to github",
-                                   scopes=["jira:read", "github:write"], resources=["project:OPS", "repo:acme/ops"],
-                                   duration=4 * 3600, approved_at=start + timedelta(hours=4 * i, minutes=2 * i),
-                                   wait=timedelta(minutes=1), actions_used=30, ran_for=1.0))
+        envelopes.append(
+            _envelope(
+                inst["nightly-sync"],
+                owner,
+                approvers,
+                intent="sync jira to github",
+                scopes=["jira:read", "github:write"],
+                resources=["project:OPS", "repo:acme/ops"],
+                duration=4 * 3600,
+                approved_at=start + timedelta(hours=4 * i, minutes=2 * i),
+                wait=timedelta(minutes=1),
+                actions_used=30,
+                ran_for=1.0,
+            )
+        )
     # ticket-bot: its owner left; a live envelope it still holds.
-    envelopes.append(_envelope(inst["ticket-bot"], leaver, approvers, intent="close duplicate tickets",
-                               scopes=["jira:read", "jira:write"], resources=["project:SUP"], duration=3600,
-                               approved_at=now - timedelta(minutes=20), wait=timedelta(minutes=4), ended=False,
-                               actions_used=3))
+    envelopes.append(
+        _envelope(
+            inst["ticket-bot"],
+            leaver,
+            approvers,
+            intent="close duplicate tickets",
+            scopes=["jira:read", "jira:write"],
+            resources=["project:SUP"],
+            duration=3600,
+            approved_at=now - timedelta(minutes=20),
+            wait=timedelta(minutes=4),
+            ended=False,
+            actions_used=3,
+        )
+    )
 
-    used_by_intent = {"triage": ["github:read"] * 8 + ["jira:read"] * 2, "prune": ["github:read", "github:write"],
-                      "sync": ["jira:read", "github:write"], "close": ["jira:read"]}
+    used_by_intent = {
+        "triage": ["github:read"] * 8 + ["jira:read"] * 2,
+        "prune": ["github:read", "github:write"],
+        "sync": ["jira:read", "github:write"],
+        "close": ["jira:read"],
+    }
     for env in envelopes:
         key = env.intent.split()[0]
         uses = used_by_intent.get(key, env.scopes)
@@ -128,54 +209,99 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
             resource = rng.choice(env.resources).replace("*", rng.choice(["api", "web", "billing"]))
             denied = rng.random() < 0.04
             drift = denied and rng.random() < 0.4
-            activity.append(ActivityEvent(
-                kind=ActivityEvent.Kind.DECISION if n % 3 else ActivityEvent.Kind.TOOL_CALL,
-                agent_id=env.agent_id, instance_id=env.instance_id, envelope_id=env.id,
-                scope="github:admin" if drift else scope, resource=resource, allow=not denied,
-                reason="scope_not_granted" if drift else ("budget_exhausted" if denied else "ok"),
-                drift=drift, occurred_at=at, recorded_at=at))
+            activity.append(
+                ActivityEvent(
+                    kind=ActivityEvent.Kind.DECISION if n % 3 else ActivityEvent.Kind.TOOL_CALL,
+                    agent_id=env.agent_id,
+                    instance_id=env.instance_id,
+                    envelope_id=env.id,
+                    scope="github:admin" if drift else scope,
+                    resource=resource,
+                    allow=not denied,
+                    reason="scope_not_granted" if drift else ("budget_exhausted" if denied else "ok"),
+                    drift=drift,
+                    occurred_at=at,
+                    recorded_at=at,
+                )
+            )
         # One gardener envelope re-mints a credential for nearly every call: far more than 20 actions need.
         mint = 90 if key == "prune" and env.approved_at > now - timedelta(days=3) else max(2, env.actions_used // 10)
         for m in range(mint):
             issued = env.approved_at + timedelta(minutes=5 * m % max(int(env.duration_seconds / 60), 5))
             ttl = timedelta(minutes=rng.choice([5, 5, 5, 10, 15])) if key != "sync" else timedelta(minutes=60)
-            creds.append(Credential(jti=uuid.uuid4().hex, instance_id=env.instance_id, envelope_id=env.id,
-                                    scopes=list(env.scopes), audience="mandate", issued_at=issued,
-                                    expires_at=issued + ttl, status=Credential.Status.EXPIRED, kid="demo"))
+            creds.append(
+                Credential(
+                    jti=uuid.uuid4().hex,
+                    instance_id=env.instance_id,
+                    envelope_id=env.id,
+                    scopes=list(env.scopes),
+                    audience="mandate",
+                    issued_at=issued,
+                    expires_at=issued + ttl,
+                    status=Credential.Status.EXPIRED,
+                    kid="demo",
+                )
+            )
     ActivityEvent.objects.bulk_create(activity, batch_size=2000)
     Credential.objects.bulk_create(creds, batch_size=2000)
 
     # Stale and never-seen instances, and a clone that outlived its parent.
-    stale = identity_services.register_instance(agent=agents["expense-review"], actor=owner, public_jwk=_key(),
-                                                label="stale-worker")
-    Instance.objects.filter(pk=stale.pk).update(stale=True, stale_since=now - timedelta(hours=3),
-                                                last_seen_at=now - timedelta(hours=4))
-    never = identity_services.register_instance(agent=agents["repo-gardener"], actor=owner, public_jwk=_key(),
-                                                label="never-started")
+    stale = identity_services.register_instance(
+        agent=agents["expense-review"], actor=owner, public_jwk=_key(), label="stale-worker"
+    )
+    Instance.objects.filter(pk=stale.pk).update(
+        stale=True, stale_since=now - timedelta(hours=3), last_seen_at=now - timedelta(hours=4)
+    )
+    never = identity_services.register_instance(
+        agent=agents["repo-gardener"], actor=owner, public_jwk=_key(), label="never-started"
+    )
     Instance.objects.filter(pk=never.pk).update(created_at=now - timedelta(days=5))
-    parent = identity_services.register_instance(agent=agents["nightly-sync"], actor=owner, public_jwk=_key(),
-                                                 label="parent")
+    parent = identity_services.register_instance(
+        agent=agents["nightly-sync"], actor=owner, public_jwk=_key(), label="parent"
+    )
     clone = identity_services.clone_instance(parent=parent, actor=owner, public_jwk=_key(), label="clone")
     Instance.objects.filter(pk=clone.pk).update(last_seen_at=now - timedelta(hours=1))
     identity_services.retire_instance(instance=parent, actor=owner, reason="replaced")
 
     # Standing exceptions: approved, pending, due for re-certification, and one past its hard expiry.
     crm = exception_services.request_exception(
-        actor=owner, agent=agents["expense-review"], vendor="Acme CRM webhook", scopes=["jira:read"],
+        actor=owner,
+        agent=agents["expense-review"],
+        vendor="Acme CRM webhook",
+        scopes=["jira:read"],
         justification="The CRM only supports a static bearer token for its webhook.",
         compensating_controls="Source IP allow-list; token scoped to one project; weekly log review.",
-        duration_days=90, recertify_every_days=30, issue_secret=True).exception
+        duration_days=90,
+        recertify_every_days=30,
+        issue_secret=True,
+    ).exception
     exception_services.approve_exception(exception=crm, actor=admin)
     exception_services.request_exception(
-        actor=owner, vendor="Legacy SFTP drop", scopes=["github:read"], justification="Supplier cannot do OAuth yet.",
-        compensating_controls="Read-only; rotated monthly by hand.", duration_days=30)
+        actor=owner,
+        vendor="Legacy SFTP drop",
+        scopes=["github:read"],
+        justification="Supplier cannot do OAuth yet.",
+        compensating_controls="Read-only; rotated monthly by hand.",
+        duration_days=30,
+    )
     due = exception_services.request_exception(
-        actor=owner, vendor="Payroll export", scopes=["jira:read"], justification="Quarterly export job.",
-        compensating_controls="Runs from one host.", duration_days=60, recertify_every_days=5).exception
+        actor=owner,
+        vendor="Payroll export",
+        scopes=["jira:read"],
+        justification="Quarterly export job.",
+        compensating_controls="Runs from one host.",
+        duration_days=60,
+        recertify_every_days=5,
+    ).exception
     exception_services.approve_exception(exception=due, actor=admin2, now=now - timedelta(days=8))
     old = exception_services.request_exception(
-        actor=owner, vendor="Old analytics beacon", scopes=["github:read"], justification="Vendor sunset pending.",
-        compensating_controls="Monitored.", duration_days=3).exception
+        actor=owner,
+        vendor="Old analytics beacon",
+        scopes=["github:read"],
+        justification="Vendor sunset pending.",
+        compensating_controls="Monitored.",
+        duration_days=3,
+    ).exception
     exception_services.approve_exception(exception=old, actor=admin, now=now - timedelta(days=4))
 
     # The leaver: deactivated; the sweeps flag and pause the agent and expire the old exception.
@@ -185,8 +311,13 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
 
     orphaned = flag_orphaned_agents()
     expired = exception_services.expire_due_exceptions()
-    summary = {"envelopes": len(envelopes), "activity": len(activity), "credentials": len(creds),
-               "orphaned": orphaned, "expired_exceptions": expired}
+    summary = {
+        "envelopes": len(envelopes),
+        "activity": len(activity),
+        "credentials": len(creds),
+        "orphaned": orphaned,
+        "expired_exceptions": expired,
+    }
     if stdout is not None:
         stdout.write(f"posture demo: {summary}\n")
     return summary

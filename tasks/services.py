@@ -34,8 +34,10 @@ def _is_owner(actor, agent: Agent) -> bool:
 
 
 def _is_rule_actor(actor) -> bool:
-    return isinstance(actor, audit.Actor) and actor.type in (audit.AuditEvent.ActorType.POLICY,
-                                                             audit.AuditEvent.ActorType.SCHEDULER)
+    return isinstance(actor, audit.Actor) and actor.type in (
+        audit.AuditEvent.ActorType.POLICY,
+        audit.AuditEvent.ActorType.SCHEDULER,
+    )
 
 
 def _require_owner_or_admin(actor, agent: Agent, what: str) -> None:
@@ -49,8 +51,9 @@ def _require_owner_or_admin(actor, agent: Agent, what: str) -> None:
 # --- request -------------------------------------------------------------------------------------
 
 
-def _clean_request(*, agent: Agent, scopes, resources, duration_seconds, max_actions, may_delegate,
-                   delegation_depth, intent) -> dict:
+def _clean_request(
+    *, agent: Agent, scopes, resources, duration_seconds, max_actions, may_delegate, delegation_depth, intent
+) -> dict:
     if not isinstance(intent, str) or not intent.strip():
         raise ValidationFailed("say what the task is for", field="intent")
     if len(intent) > 4000:
@@ -78,7 +81,11 @@ def _clean_request(*, agent: Agent, scopes, resources, duration_seconds, max_act
         raise ValidationFailed(f"a whole number from 1 to {MAX_ACTIONS_LIMIT}", field="max_actions")
     if not isinstance(may_delegate, bool):
         raise ValidationFailed("true or false", field="may_delegate")
-    if isinstance(delegation_depth, bool) or not isinstance(delegation_depth, int) or not 0 <= delegation_depth <= MAX_DELEGATION_DEPTH:
+    if (
+        isinstance(delegation_depth, bool)
+        or not isinstance(delegation_depth, int)
+        or not 0 <= delegation_depth <= MAX_DELEGATION_DEPTH
+    ):
         raise ValidationFailed(f"a whole number from 0 to {MAX_DELEGATION_DEPTH}", field="delegation_depth")
     if delegation_depth and not may_delegate:
         raise ValidationFailed("must be 0 unless may_delegate is true", field="delegation_depth")
@@ -93,18 +100,38 @@ def _clean_request(*, agent: Agent, scopes, resources, duration_seconds, max_act
     }
 
 
-def request_envelope(*, actor, instance: Instance, intent, scopes, resources, duration_seconds, max_actions,
-                     may_delegate=False, delegation_depth=0, supersedes: TaskEnvelope | None = None,
-                     allow_auto_approve: bool = True, request=None) -> TaskEnvelope:
+def request_envelope(
+    *,
+    actor,
+    instance: Instance,
+    intent,
+    scopes,
+    resources,
+    duration_seconds,
+    max_actions,
+    may_delegate=False,
+    delegation_depth=0,
+    supersedes: TaskEnvelope | None = None,
+    allow_auto_approve: bool = True,
+    request=None,
+) -> TaskEnvelope:
     """Create a pending envelope (or an approved one when a named policy rule auto-approves it)."""
     agent = instance.agent
     _require_owner_or_admin(actor, agent, "request an envelope for this agent")
     if instance.status != Instance.Status.ACTIVE or agent.status != Agent.Status.ACTIVE:
-        raise ValidationFailed(f"instance is {instance.status} and agent is {agent.status}; both must be active",
-                               field="instance")
-    fields = _clean_request(agent=agent, scopes=scopes, resources=resources, duration_seconds=duration_seconds,
-                            max_actions=max_actions, may_delegate=may_delegate,
-                            delegation_depth=delegation_depth, intent=intent)
+        raise ValidationFailed(
+            f"instance is {instance.status} and agent is {agent.status}; both must be active", field="instance"
+        )
+    fields = _clean_request(
+        agent=agent,
+        scopes=scopes,
+        resources=resources,
+        duration_seconds=duration_seconds,
+        max_actions=max_actions,
+        may_delegate=may_delegate,
+        delegation_depth=delegation_depth,
+        intent=intent,
+    )
     policy = active_policy()
     verdict = policy.classify(**{k: v for k, v in fields.items() if k != "intent"})
     if fields["duration_seconds"] > verdict.max_envelope_seconds:
@@ -128,12 +155,22 @@ def request_envelope(*, actor, instance: Instance, intent, scopes, resources, du
             **fields,
         )
         envelope.save(force_insert=True)
-        audit.record("envelope.requested", actor=actor, target=envelope, after={
-            **envelope.snapshot(), "intent": envelope.intent, "required_approvals": envelope.required_approvals,
-            "policy_version": envelope.policy_version, "instance": str(instance.id),
-            "supersedes": str(supersedes.id) if supersedes else None, "risk_reasons": list(verdict.reasons),
-            "auto_approve_rule": auto_rule,
-        }, request=request)
+        audit.record(
+            "envelope.requested",
+            actor=actor,
+            target=envelope,
+            after={
+                **envelope.snapshot(),
+                "intent": envelope.intent,
+                "required_approvals": envelope.required_approvals,
+                "policy_version": envelope.policy_version,
+                "instance": str(instance.id),
+                "supersedes": str(supersedes.id) if supersedes else None,
+                "risk_reasons": list(verdict.reasons),
+                "auto_approve_rule": auto_rule,
+            },
+            request=request,
+        )
         if auto_rule:
             _approve_now(envelope, actor=audit.Actor.of_policy(auto_rule), request=request)
         else:
@@ -152,9 +189,14 @@ def _approve_now(envelope: TaskEnvelope, *, actor, request=None) -> None:
     envelope.approved_at = now
     envelope.expires_at = now + timedelta(seconds=envelope.duration_seconds)
     old = envelope.set_state(State.APPROVED, allowed_from=(State.PENDING,), extra_fields=("approved_at", "expires_at"))
-    audit.record("envelope.approved", actor=actor, target=envelope, before={"state": old},
-                 after={"state": envelope.state, "approved_at": envelope.approved_at,
-                        "expires_at": envelope.expires_at}, request=request)
+    audit.record(
+        "envelope.approved",
+        actor=actor,
+        target=envelope,
+        before={"state": old},
+        after={"state": envelope.state, "approved_at": envelope.approved_at, "expires_at": envelope.expires_at},
+        request=request,
+    )
 
 
 # --- decisions by admins -------------------------------------------------------------------------
@@ -207,15 +249,21 @@ def approve_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", reques
         _refuse_if_waited_too_long(envelope)
         try:
             with transaction.atomic():
-                Approval.objects.create(envelope=envelope, by=actor, decision=Approval.Decision.APPROVE,
-                                        comment=comment or "")
+                Approval.objects.create(
+                    envelope=envelope, by=actor, decision=Approval.Decision.APPROVE, comment=comment or ""
+                )
         except IntegrityError:
             raise PermissionDenied(ALREADY_DECIDED) from None
         count = envelope.approvals.filter(decision=Approval.Decision.APPROVE).count()
-        audit.record("envelope.approval_recorded", actor=actor, target=envelope,
-                     before={"state": envelope.state, "approvals": count - 1},
-                     after={"state": envelope.state, "approvals": count, "required": envelope.required_approvals},
-                     reason=comment, request=request)
+        audit.record(
+            "envelope.approval_recorded",
+            actor=actor,
+            target=envelope,
+            before={"state": envelope.state, "approvals": count - 1},
+            after={"state": envelope.state, "approvals": count, "required": envelope.required_approvals},
+            reason=comment,
+            request=request,
+        )
         if count >= envelope.required_approvals:
             _approve_now(envelope, actor=actor, request=request)
             _after_commit_notify("decided", envelope.id)
@@ -238,8 +286,15 @@ def deny_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", request=N
             raise PermissionDenied(ALREADY_DECIDED) from None
         envelope.end_reason = comment[:500]
         old = envelope.set_state(State.DENIED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
-        audit.record("envelope.denied", actor=actor, target=envelope, before={"state": old},
-                     after={"state": envelope.state}, reason=comment, request=request)
+        audit.record(
+            "envelope.denied",
+            actor=actor,
+            target=envelope,
+            before={"state": old},
+            after={"state": envelope.state},
+            reason=comment,
+            request=request,
+        )
         _after_commit_notify("decided", envelope.id)
     return envelope
 
@@ -251,8 +306,15 @@ def _end_live(envelope: TaskEnvelope, *, new_state: str, verb: str, actor, reaso
     """Leave approved/active for an end state and revoke every credential under the envelope."""
     envelope.end_reason = (reason or new_state)[:500]
     old = envelope.set_state(new_state, allowed_from=TaskEnvelope.LIVE_STATES, extra_fields=("end_reason",))
-    audit.record(verb, actor=actor, target=envelope, before={"state": old}, after={"state": envelope.state},
-                 reason=reason, request=request)
+    audit.record(
+        verb,
+        actor=actor,
+        target=envelope,
+        before={"state": old},
+        after={"state": envelope.state},
+        reason=reason,
+        request=request,
+    )
     revoke_credentials(envelope=envelope, actor=actor, reason=f"envelope {new_state}", request=request)
 
 
@@ -264,22 +326,33 @@ def revoke_envelope(*, envelope: TaskEnvelope, actor, reason: str = "", request=
         envelope = _lock(envelope)
         if envelope.state == State.REVOKED:
             return envelope
-        _end_live(envelope, new_state=State.REVOKED, verb="envelope.revoked", actor=actor, reason=reason, request=request)
+        _end_live(
+            envelope, new_state=State.REVOKED, verb="envelope.revoked", actor=actor, reason=reason, request=request
+        )
     return envelope
 
 
 def complete_envelope(*, envelope: TaskEnvelope, actor, request=None) -> TaskEnvelope:
     """Complete by the agent's owner, an admin, or the envelope's own instance (``audit.Actor``)."""
-    is_own_instance = isinstance(actor, audit.Actor) and actor.type == audit.AuditEvent.ActorType.INSTANCE \
+    is_own_instance = (
+        isinstance(actor, audit.Actor)
+        and actor.type == audit.AuditEvent.ActorType.INSTANCE
         and actor.name == envelope.instance.spiffe_id
+    )
     if not is_own_instance:
         _require_owner_or_admin(actor, envelope.agent, "complete this envelope")
     with transaction.atomic():
         envelope = _lock(envelope)
         if envelope.state == State.COMPLETED:
             return envelope
-        _end_live(envelope, new_state=State.COMPLETED, verb="envelope.completed", actor=actor,
-                  reason="task completed", request=request)
+        _end_live(
+            envelope,
+            new_state=State.COMPLETED,
+            verb="envelope.completed",
+            actor=actor,
+            reason="task completed",
+            request=request,
+        )
     return envelope
 
 
@@ -290,10 +363,22 @@ def retask_envelope(*, envelope: TaskEnvelope, actor, request=None, **fields) ->
         envelope = _lock(envelope)
         if envelope.state not in TaskEnvelope.LIVE_STATES:
             raise InvalidTransition(f"envelope is {envelope.state}; only approved or active envelopes can be re-tasked")
-        new = request_envelope(actor=actor, instance=envelope.instance, supersedes=envelope,
-                               allow_auto_approve=False, request=request, **fields)
-        _end_live(envelope, new_state=State.SUPERSEDED, verb="envelope.superseded", actor=actor,
-                  reason=f"re-tasked as {new.id}", request=request)
+        new = request_envelope(
+            actor=actor,
+            instance=envelope.instance,
+            supersedes=envelope,
+            allow_auto_approve=False,
+            request=request,
+            **fields,
+        )
+        _end_live(
+            envelope,
+            new_state=State.SUPERSEDED,
+            verb="envelope.superseded",
+            actor=actor,
+            reason=f"re-tasked as {new.id}",
+            request=request,
+        )
     return new
 
 
@@ -303,18 +388,27 @@ def expire_envelope(*, envelope_id, actor=None, now=None) -> bool:
     actor = actor or audit.Actor.scheduler("expire-envelopes")
     now = now or timezone.now()
     with transaction.atomic():
-        envelope = TaskEnvelope.objects.select_for_update().select_related("agent", "instance").filter(pk=envelope_id).first()
+        envelope = (
+            TaskEnvelope.objects.select_for_update().select_related("agent", "instance").filter(pk=envelope_id).first()
+        )
         if envelope is None:
             return False
         if envelope.state in TaskEnvelope.LIVE_STATES and envelope.expires_at and envelope.expires_at <= now:
-            _end_live(envelope, new_state=State.EXPIRED, verb="envelope.expired", actor=actor,
-                      reason="expired", request=None)
+            _end_live(
+                envelope, new_state=State.EXPIRED, verb="envelope.expired", actor=actor, reason="expired", request=None
+            )
             return True
         if envelope.state == State.PENDING and envelope.created_at <= pending_deadline(now):
             envelope.end_reason = "nobody decided in time"
             old = envelope.set_state(State.EXPIRED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
-            audit.record("envelope.expired", actor=actor, target=envelope, before={"state": old},
-                         after={"state": envelope.state}, reason=envelope.end_reason)
+            audit.record(
+                "envelope.expired",
+                actor=actor,
+                target=envelope,
+                before={"state": old},
+                after={"state": envelope.state},
+                reason=envelope.end_reason,
+            )
             _after_commit_notify("decided", envelope.id)
             return True
     return False
@@ -328,13 +422,17 @@ def expire_pending_requests(*, now=None, limit: int = 1000) -> int:
     now = now or timezone.now()
     cutoff = pending_deadline(now)
     # Uses env_pending_idx (partial index on created_at where state = 'pending').
-    ids = list(TaskEnvelope.objects.filter(state=State.PENDING, created_at__lte=cutoff)
-               .order_by("created_at").values_list("id", flat=True)[:limit])
+    ids = list(
+        TaskEnvelope.objects.filter(state=State.PENDING, created_at__lte=cutoff)
+        .order_by("created_at")
+        .values_list("id", flat=True)[:limit]
+    )
     expired = 0
     for envelope_id in ids:
         try:
-            expired += expire_envelope(envelope_id=envelope_id, actor=audit.Actor.scheduler("expire-pending-requests"),
-                                       now=now)
+            expired += expire_envelope(
+                envelope_id=envelope_id, actor=audit.Actor.scheduler("expire-pending-requests"), now=now
+            )
         except Exception:
             logger.exception("could not expire pending envelope %s", envelope_id)
     return expired
@@ -345,21 +443,38 @@ def activate_on_first_credential(*, envelope: TaskEnvelope, actor) -> bool:
     changed = TaskEnvelope.objects.filter(pk=envelope.pk, state=State.APPROVED).update(state=State.ACTIVE)
     if changed:
         envelope.state = State.ACTIVE
-        audit.record("envelope.activated", actor=actor, target=envelope, before={"state": "approved"},
-                     after={"state": "active"})
+        audit.record(
+            "envelope.activated", actor=actor, target=envelope, before={"state": "approved"}, after={"state": "active"}
+        )
     return bool(changed)
 
 
 def close_envelopes_of_retired_instance(*, instance: Instance, actor, request=None) -> None:
     """A retired instance keeps no authority: live envelopes are revoked, pending ones denied."""
-    for envelope in TaskEnvelope.objects.select_for_update().select_related("agent", "instance").filter(
-        instance=instance, state__in=TaskEnvelope.OPEN_STATES
-    ).order_by("id"):
+    for envelope in (
+        TaskEnvelope.objects.select_for_update()
+        .select_related("agent", "instance")
+        .filter(instance=instance, state__in=TaskEnvelope.OPEN_STATES)
+        .order_by("id")
+    ):
         if envelope.state == State.PENDING:
             envelope.end_reason = "instance retired"
             old = envelope.set_state(State.DENIED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
-            audit.record("envelope.denied", actor=actor, target=envelope, before={"state": old},
-                         after={"state": envelope.state}, reason="instance retired", request=request)
+            audit.record(
+                "envelope.denied",
+                actor=actor,
+                target=envelope,
+                before={"state": old},
+                after={"state": envelope.state},
+                reason="instance retired",
+                request=request,
+            )
         else:
-            _end_live(envelope, new_state=State.REVOKED, verb="envelope.revoked", actor=actor,
-                      reason="instance retired", request=request)
+            _end_live(
+                envelope,
+                new_state=State.REVOKED,
+                verb="envelope.revoked",
+                actor=actor,
+                reason="instance retired",
+                request=request,
+            )

@@ -39,8 +39,9 @@ def _fatal(exc: BaseException) -> bool:
 # --- credentials ---------------------------------------------------------------------------------
 
 
-def expire_overdue_credentials(*, now: datetime | None = None, chunk_size: int = CHUNK_SIZE,
-                               max_chunks: int | None = None) -> int:
+def expire_overdue_credentials(
+    *, now: datetime | None = None, chunk_size: int = CHUNK_SIZE, max_chunks: int | None = None
+) -> int:
     """active → expired for every credential whose ``exp`` has passed, in chunks of at most
     ``chunk_size`` rows per transaction, with one ``credential.expired`` event per row."""
     now = now or timezone.now()
@@ -121,13 +122,17 @@ def claim_credentials_sql(*, now, limit: int, skip: set[str] = frozenset(), only
     select = f"SELECT {{col}} FROM {table} WHERE {' AND '.join(where)} ORDER BY expires_at LIMIT %s"  # noqa: S608
     params.append(limit)
     if connection.vendor == "postgresql":
-        sql = (f"UPDATE {table} SET status = %s "  # noqa: S608
-               f"WHERE ctid = ANY(ARRAY({select.format(col='ctid')} FOR UPDATE SKIP LOCKED)) AND status = %s "
-               "RETURNING jti, instance_id")
+        sql = (
+            f"UPDATE {table} SET status = %s "  # noqa: S608
+            f"WHERE ctid = ANY(ARRAY({select.format(col='ctid')} FOR UPDATE SKIP LOCKED)) AND status = %s "
+            "RETURNING jti, instance_id"
+        )
     else:
         # SQLite: one writer at a time (IMMEDIATE transactions), so select-then-update is safe.
-        sql = (f"UPDATE {table} SET status = %s WHERE jti IN ({select.format(col='jti')}) AND status = %s "  # noqa: S608
-               "RETURNING jti, instance_id")
+        sql = (
+            f"UPDATE {table} SET status = %s WHERE jti IN ({select.format(col='jti')}) AND status = %s "  # noqa: S608
+            "RETURNING jti, instance_id"
+        )
     return sql, [Credential.Status.EXPIRED, *params, Credential.Status.ACTIVE]
 
 
@@ -222,8 +227,9 @@ def flag_stale_sessions(*, now: datetime | None = None, limit: int = 1000) -> in
         .values_list("id", flat=True)[:limit]
     )
     pause = bool(getattr(policy, "pause_stale_instances", False))
-    changed += _each(stale_instances, lambda pk: _flag_instance(pk, now=now, cutoff=cutoff, pause=pause),
-                     what="flag_stale_sessions")
+    changed += _each(
+        stale_instances, lambda pk: _flag_instance(pk, now=now, cutoff=cutoff, pause=pause), what="flag_stale_sessions"
+    )
 
     resumed = list(
         Instance.objects.filter(stale=True, last_seen_at__gt=F("stale_since")).values_list("id", flat=True)[:limit]
@@ -236,15 +242,17 @@ def flag_stale_sessions(*, now: datetime | None = None, limit: int = 1000) -> in
         .filter(Exists(idle_instance))
         .values_list("id", flat=True)[:limit]
     )
-    changed += _each(stale_envelopes, lambda pk: _flag_envelope(pk, cutoff=cutoff, stale=True),
-                     what="flag_stale_sessions")
-    woken_envelopes = list(
-        TaskEnvelope.objects.filter(stale=True, state=TaskEnvelope.State.ACTIVE,
-                                    instance__last_seen_at__gt=cutoff)
-        .values_list("id", flat=True)[:limit]
+    changed += _each(
+        stale_envelopes, lambda pk: _flag_envelope(pk, cutoff=cutoff, stale=True), what="flag_stale_sessions"
     )
-    changed += _each(woken_envelopes, lambda pk: _flag_envelope(pk, cutoff=cutoff, stale=False),
-                     what="flag_stale_sessions")
+    woken_envelopes = list(
+        TaskEnvelope.objects.filter(
+            stale=True, state=TaskEnvelope.State.ACTIVE, instance__last_seen_at__gt=cutoff
+        ).values_list("id", flat=True)[:limit]
+    )
+    changed += _each(
+        woken_envelopes, lambda pk: _flag_envelope(pk, cutoff=cutoff, stale=False), what="flag_stale_sessions"
+    )
     log.info("flag_stale_sessions: %d flag(s) set or cleared", changed)
     return changed
 
@@ -260,14 +268,22 @@ def _flag_instance(pk, *, now, cutoff, pause: bool) -> bool:
         instance.stale = True
         instance.stale_since = now
         instance.save(update_fields=["stale", "stale_since"])
-        audit.record("instance.flagged_stale", actor=audit.Actor.scheduler("flag-stale-sessions"), target=instance,
-                     before={"stale": False}, after={"stale": True, "last_seen_at": instance.last_seen_at},
-                     reason=f"no activity for {int((now - last).total_seconds())} s")
+        audit.record(
+            "instance.flagged_stale",
+            actor=audit.Actor.scheduler("flag-stale-sessions"),
+            target=instance,
+            before={"stale": False},
+            after={"stale": True, "last_seen_at": instance.last_seen_at},
+            reason=f"no activity for {int((now - last).total_seconds())} s",
+        )
     if pause:
         from identities.services import pause_instance
 
-        pause_instance(instance=instance, actor=audit.Actor.of_policy("pause-stale-instances"),
-                       reason="stale session: no activity for the policy's idle limit")
+        pause_instance(
+            instance=instance,
+            actor=audit.Actor.of_policy("pause-stale-instances"),
+            reason="stale session: no activity for the policy's idle limit",
+        )
     return True
 
 
@@ -282,9 +298,14 @@ def _clear_instance(pk, *, now) -> bool:
         instance.stale = False
         instance.stale_since = None
         instance.save(update_fields=["stale", "stale_since"])
-        audit.record("instance.stale_cleared", actor=audit.Actor.scheduler("flag-stale-sessions"), target=instance,
-                     before={"stale": True, "stale_since": since},
-                     after={"stale": False, "last_seen_at": instance.last_seen_at}, reason="activity resumed")
+        audit.record(
+            "instance.stale_cleared",
+            actor=audit.Actor.scheduler("flag-stale-sessions"),
+            target=instance,
+            before={"stale": True, "stale_since": since},
+            after={"stale": False, "last_seen_at": instance.last_seen_at},
+            reason="activity resumed",
+        )
     return True
 
 
@@ -299,9 +320,14 @@ def _flag_envelope(pk, *, cutoff, stale: bool) -> bool:
         envelope.stale = stale
         envelope.save(update_fields=["stale"])
         verb = "envelope.flagged_stale" if stale else "envelope.stale_cleared"
-        audit.record(verb, actor=audit.Actor.scheduler("flag-stale-sessions"), target=envelope,
-                     before={"stale": not stale}, after={"stale": stale},
-                     reason="its instance stopped acting" if stale else "its instance acts again")
+        audit.record(
+            verb,
+            actor=audit.Actor.scheduler("flag-stale-sessions"),
+            target=envelope,
+            before={"stale": not stale},
+            after={"stale": stale},
+            reason="its instance stopped acting" if stale else "its instance acts again",
+        )
     return True
 
 

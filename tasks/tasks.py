@@ -7,8 +7,13 @@ from smtplib import SMTPException
 from celery import shared_task
 
 
-@shared_task(ignore_result=True, autoretry_for=(SMTPException, ConnectionError, TimeoutError), max_retries=3,
-             retry_backoff=30, retry_jitter=True)
+@shared_task(
+    ignore_result=True,
+    autoretry_for=(SMTPException, ConnectionError, TimeoutError),
+    max_retries=3,
+    retry_backoff=30,
+    retry_jitter=True,
+)
 def notify_envelope(kind: str, envelope_id: str) -> None:
     from tasks.mail import send_envelope_notice
 

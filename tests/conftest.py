@@ -10,8 +10,9 @@ from console.roles import AGENT_OWNER, AUDITOR, GATEWAY, IDENTITY_ADMIN
 
 
 def _user(django_user_model, username: str, *roles: str):
-    user = django_user_model.objects.create_user(username=username, email=f"{username}@example.test",
-                                                 password="correct horse battery staple")
+    user = django_user_model.objects.create_user(
+        username=username, email=f"{username}@example.test", password="correct horse battery staple"
+    )
     for role in roles:
         group, _ = Group.objects.get_or_create(name=role)
         user.groups.add(group)

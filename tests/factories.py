@@ -21,27 +21,51 @@ def new_p256_key():
     return private, jwk
 
 
-def make_agent(owner, *, slug="invoice-triage", ceiling=("github:read", "github:write", "jira:read"),
-               max_envelope_seconds=8 * 3600, actor=None):
+def make_agent(
+    owner,
+    *,
+    slug="invoice-triage",
+    ceiling=("github:read", "github:write", "jira:read"),
+    max_envelope_seconds=8 * 3600,
+    actor=None,
+):
     return identity_services.register_agent(
-        actor=actor or owner, owner=owner, slug=slug, name=slug.replace("-", " ").title(),
-        ceiling=list(ceiling), max_envelope_seconds=max_envelope_seconds,
+        actor=actor or owner,
+        owner=owner,
+        slug=slug,
+        name=slug.replace("-", " ").title(),
+        ceiling=list(ceiling),
+        max_envelope_seconds=max_envelope_seconds,
     )
 
 
 def make_instance(agent, *, actor=None, label="worker-1"):
     private, jwk = new_ed25519_key()
-    instance = identity_services.register_instance(agent=agent, actor=actor or agent.owner, public_jwk=jwk,
-                                                   label=label)
+    instance = identity_services.register_instance(agent=agent, actor=actor or agent.owner, public_jwk=jwk, label=label)
     instance.private_key = private  # for tests that sign client assertions
     return instance
 
 
-def make_envelope(instance, *, actor=None, scopes=("github:write",), resources=("repo:acme/*",),
-                  duration_seconds=1800, max_actions=50, may_delegate=False, delegation_depth=0,
-                  intent="triage this week's invoices"):
+def make_envelope(
+    instance,
+    *,
+    actor=None,
+    scopes=("github:write",),
+    resources=("repo:acme/*",),
+    duration_seconds=1800,
+    max_actions=50,
+    may_delegate=False,
+    delegation_depth=0,
+    intent="triage this week's invoices",
+):
     return task_services.request_envelope(
-        actor=actor or instance.agent.owner, instance=instance, intent=intent, scopes=list(scopes),
-        resources=list(resources), duration_seconds=duration_seconds, max_actions=max_actions,
-        may_delegate=may_delegate, delegation_depth=delegation_depth,
+        actor=actor or instance.agent.owner,
+        instance=instance,
+        intent=intent,
+        scopes=list(scopes),
+        resources=list(resources),
+        duration_seconds=duration_seconds,
+        max_actions=max_actions,
+        may_delegate=may_delegate,
+        delegation_depth=delegation_depth,
     )

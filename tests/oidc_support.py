@@ -57,13 +57,24 @@ class LocalIssuer:
         return {"keys": keys}
 
     # tokens ----------------------------------------------------------------------------------
-    def token(self, *, sub="system:serviceaccount:billing:invoice-triage", aud="mandate", lifetime=300,
-              iat_offset=0, kid=None, private=None, alg=None, iss=None, jti=True, **claims) -> str:
+    def token(
+        self,
+        *,
+        sub="system:serviceaccount:billing:invoice-triage",
+        aud="mandate",
+        lifetime=300,
+        iat_offset=0,
+        kid=None,
+        private=None,
+        alg=None,
+        iss=None,
+        jti=True,
+        **claims,
+    ) -> str:
         now = int(time.time()) + iat_offset
         kid = kid or self.current_kid
         key_alg, key = self.keys.get(kid, (self.alg, None))
-        body = {"iss": iss or self.url, "sub": sub, "aud": aud, "iat": now, "nbf": now, "exp": now + lifetime,
-                **claims}
+        body = {"iss": iss or self.url, "sub": sub, "aud": aud, "iat": now, "nbf": now, "exp": now + lifetime, **claims}
         if jti:
             body["jti"] = uuid.uuid4().hex
         return jwt.encode(body, private or key, algorithm=alg or key_alg, headers={"kid": kid})
@@ -99,8 +110,9 @@ class LocalIssuer:
         self._server.server_close()
 
 
-def enable_sso(settings, *, issuer: str, client_id: str, client_secret: str,
-               role_map: dict[str, set[str]], allowed_groups=()) -> None:
+def enable_sso(
+    settings, *, issuer: str, client_id: str, client_secret: str, role_map: dict[str, set[str]], allowed_groups=()
+) -> None:
     """Switch single sign-on on for one test, as MANDATE_OIDC_* variables would at start-up."""
     from console import sso
 
@@ -121,8 +133,10 @@ def enable_sso(settings, *, issuer: str, client_id: str, client_secret: str,
     settings.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
     settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "console.sso.MandateOIDCBackend"]
     templates = [dict(t, OPTIONS=dict(t["OPTIONS"])) for t in settings.TEMPLATES]
-    templates[0]["OPTIONS"]["context_processors"] = [*templates[0]["OPTIONS"]["context_processors"],
-                                                     "console.sso.context"]
+    templates[0]["OPTIONS"]["context_processors"] = [
+        *templates[0]["OPTIONS"]["context_processors"],
+        "console.sso.context",
+    ]
     settings.TEMPLATES = templates
     settings.ROOT_URLCONF = "tests.e2e.sso_urlconf"
     sso._forget_provider_config()

@@ -29,13 +29,31 @@ from console.pagination import NewestFirstCursorPagination
 from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from console.selectors import audit_events_for
 
-EXPORT_FIELDS = ["id", "chain", "seq", "at", "actor_type", "actor", "verb", "target_type", "target_id",
-                 "target_label", "agent", "before", "after", "reason", "request_id", "prev_hash", "hash"]
+EXPORT_FIELDS = [
+    "id",
+    "chain",
+    "seq",
+    "at",
+    "actor_type",
+    "actor",
+    "verb",
+    "target_type",
+    "target_id",
+    "target_label",
+    "agent",
+    "before",
+    "after",
+    "reason",
+    "request_id",
+    "prev_hash",
+    "hash",
+]
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
-    agent = serializers.UUIDField(source="agent_id", read_only=True, allow_null=True,
-                                  help_text="The agent the event concerns, if any.")
+    agent = serializers.UUIDField(
+        source="agent_id", read_only=True, allow_null=True, help_text="The agent the event concerns, if any."
+    )
     before = serializers.JSONField(read_only=True, allow_null=True)
     after = serializers.JSONField(read_only=True, allow_null=True)
 
@@ -52,11 +70,13 @@ class VerifySerializer(serializers.Serializer):
 
 
 class AuditFilter(StrictFilterSet):
-    actor = django_filters.CharFilter(field_name="actor", max_length=255,
-                                      help_text="Who acted: a username, a SPIFFE ID, a policy rule or a job.")
+    actor = django_filters.CharFilter(
+        field_name="actor", max_length=255, help_text="Who acted: a username, a SPIFFE ID, a policy rule or a job."
+    )
     verb = django_filters.CharFilter(field_name="verb", max_length=64, help_text="A dotted verb, e.g. agent.paused.")
-    target = django_filters.CharFilter(method="filter_target", max_length=170,
-                                       help_text="The target's id, or type:id (e.g. agent:<uuid>).")
+    target = django_filters.CharFilter(
+        method="filter_target", max_length=170, help_text="The target's id, or type:id (e.g. agent:<uuid>)."
+    )
     since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601 time.")
 
     class Meta:
@@ -71,8 +91,10 @@ class AuditFilter(StrictFilterSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Read the audit trail, newest first",
-                       responses={200: AuditEventSerializer(many=True), **errors(400, 403)}),
+    list=extend_schema(
+        summary="Read the audit trail, newest first",
+        responses={200: AuditEventSerializer(many=True), **errors(400, 403)},
+    ),
 )
 class AuditViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = AuditEventSerializer
@@ -150,9 +172,12 @@ def _csv_lines(rows):
     yield flush()
     for event in rows:
         row = _as_row(event)
-        writer.writerow([
-            json.dumps(row[field], ensure_ascii=False, sort_keys=True) if field in ("before", "after")
-            else ("" if row[field] is None else row[field])
-            for field in EXPORT_FIELDS
-        ])
+        writer.writerow(
+            [
+                json.dumps(row[field], ensure_ascii=False, sort_keys=True)
+                if field in ("before", "after")
+                else ("" if row[field] is None else row[field])
+                for field in EXPORT_FIELDS
+            ]
+        )
         yield flush()

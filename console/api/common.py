@@ -119,9 +119,7 @@ class ApiRouter(SimpleRouter):
     exactly as the HTTP contract spells them. An action whose ``url_path`` ends in ``/`` keeps it."""
 
     routes = [
-        route._replace(url=route.url.replace("{trailing_slash}", ""))
-        if isinstance(route, DynamicRoute)
-        else route
+        route._replace(url=route.url.replace("{trailing_slash}", "")) if isinstance(route, DynamicRoute) else route
         for route in SimpleRouter.routes
     ]
 

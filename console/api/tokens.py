@@ -39,14 +39,23 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 
 class ApiTokenCreateSerializer(StrictSerializer):
     name = StrictCharField(required=False, allow_blank=True, max_length=100, default="")
-    expires_days = StrictIntegerField(required=False, allow_null=True, default=None, min_value=1,
-                                      max_value=services.MAX_TOKEN_DAYS, help_text="Days until it expires; none: never.")
+    expires_days = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        max_value=services.MAX_TOKEN_DAYS,
+        help_text="Days until it expires; none: never.",
+    )
 
 
 @extend_schema_view(
     list=extend_schema(summary="List your API tokens", responses={200: ApiTokenSerializer(many=True), **errors(400)}),
-    create=extend_schema(summary="Create an API token (its secret is shown once)", request=ApiTokenCreateSerializer,
-                         responses={201: ApiTokenCreatedSerializer, **errors(400)}),
+    create=extend_schema(
+        summary="Create an API token (its secret is shown once)",
+        request=ApiTokenCreateSerializer,
+        responses={201: ApiTokenCreatedSerializer, **errors(400)},
+    ),
 )
 class ApiTokenViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     serializer_class = ApiTokenSerializer
@@ -59,16 +68,18 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, viewsets.G
     def create(self, request, *args, **kwargs):
         body = ApiTokenCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        issued = services.create_api_token(user=request.user, actor=request.user, request=request,
-                                           **body.validated_data)
+        issued = services.create_api_token(
+            user=request.user, actor=request.user, request=request, **body.validated_data
+        )
         data = ApiTokenCreatedSerializer(issued.token).data
         data["token"] = issued.secret
         response = Response(data, status=status.HTTP_201_CREATED)
         response["Cache-Control"] = "no-store"
         return response
 
-    @extend_schema(summary="Revoke one of your API tokens", request=None,
-                   responses={200: ApiTokenSerializer, **errors(404)})
+    @extend_schema(
+        summary="Revoke one of your API tokens", request=None, responses={200: ApiTokenSerializer, **errors(404)}
+    )
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
         token = services.revoke_api_token(token=self.get_object(), actor=request.user, request=request)

@@ -22,8 +22,13 @@ def when(value: datetime | None, empty: str = "—"):
     utc = value.astimezone(UTC)
     absolute = utc.strftime("%Y-%m-%d %H:%M:%S UTC")
     short = utc.strftime("%b %d %H:%M")
-    return format_html('<time datetime="{}" title="{}">{}</time> <span class="abs">{}</span>',
-                       value.isoformat(), absolute, relative(value), short)
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time> <span class="abs">{}</span>',
+        value.isoformat(),
+        absolute,
+        relative(value),
+        short,
+    )
 
 
 def relative(value: datetime, now: datetime | None = None) -> str:
@@ -68,7 +73,9 @@ def duration(seconds) -> str:
 def badge(value: str, label: str | None = None):
     """A state as a colour-coded badge that also says it in words."""
     value = str(value or "")
-    return format_html('<span class="badge badge-{}">{}</span>', value.replace("_", "-"), label or value.replace("_", " "))
+    return format_html(
+        '<span class="badge badge-{}">{}</span>', value.replace("_", "-"), label or value.replace("_", " ")
+    )
 
 
 @register.simple_tag
@@ -77,9 +84,12 @@ def countdown(expires_at: datetime | None):
     if expires_at is None:
         return "—"
     left = max(int((expires_at - timezone.now()).total_seconds()), 0)
-    return format_html('<span class="countdown" data-expires="{}" title="until {}">{}</span>',
-                       expires_at.isoformat(), expires_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
-                       "expired" if left == 0 else f"{duration(left)} left")
+    return format_html(
+        '<span class="countdown" data-expires="{}" title="until {}">{}</span>',
+        expires_at.isoformat(),
+        expires_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "expired" if left == 0 else f"{duration(left)} left",
+    )
 
 
 @register.simple_tag(takes_context=True)
@@ -98,6 +108,7 @@ def query_with(context, **changes):
 @register.filter
 def state_change(event) -> str:
     """'paused → active' from an audit event's before/after, when it records a state change."""
+
     def state(side):
         return (side or {}).get("state") or (side or {}).get("status") if isinstance(side, dict) else None
 

@@ -58,8 +58,15 @@ def activity_list(request):
     if since is not None:
         qs = qs.filter(occurred_at__gte=since)
     page = KeysetPage(qs, request)
-    api_params = {k: v for k, v in {"kind": filters["kind"], "envelope": filters["envelope"],
-                                    "since": since.isoformat() if since else ""}.items() if v}
+    api_params = {
+        k: v
+        for k, v in {
+            "kind": filters["kind"],
+            "envelope": filters["envelope"],
+            "since": since.isoformat() if since else "",
+        }.items()
+        if v
+    }
     context = {
         "page": page,
         "filters": filters,

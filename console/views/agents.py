@@ -81,13 +81,16 @@ def agent_detail(request, slug):
         "agent": agent,
         "tree": lineage(instances),
         "state_counts": [(s, label, state_counts.get(s, 0)) for s, label in TaskEnvelope.State.choices],
-        "open_envelopes": list(envelopes.filter(state__in=TaskEnvelope.OPEN_STATES).order_by("-created_at")[:OPEN_SHOWN]),
+        "open_envelopes": list(
+            envelopes.filter(state__in=TaskEnvelope.OPEN_STATES).order_by("-created_at")[:OPEN_SHOWN]
+        ),
         "recent_envelopes": list(
             envelopes.exclude(state__in=TaskEnvelope.OPEN_STATES).order_by("-created_at")[:RECENT]
         ),
         "live_credentials": list(
-            credentials_for(user).filter(instance__agent=agent, status=Credential.Status.ACTIVE,
-                                         expires_at__gt=now).order_by("expires_at")[:OPEN_SHOWN]
+            credentials_for(user)
+            .filter(instance__agent=agent, status=Credential.Status.ACTIVE, expires_at__gt=now)
+            .order_by("expires_at")[:OPEN_SHOWN]
         ),
         "activity": list(activity_for(user).filter(agent=agent).order_by("-id")[:RECENT]),
         "can_manage": can_manage(user, agent),
@@ -112,8 +115,9 @@ def agent_lifecycle(request, slug, verb):
     if not can_manage(request.user, agent):
         raise DjangoPermissionDenied("Only identity admins and the agent's owner may change its lifecycle.")
     if request.POST.get("confirm") != verb:
-        return refused(request, back, DomainError(f"tick the box to confirm you mean to {verb} {agent.slug}",
-                                                  field="confirm"))
+        return refused(
+            request, back, DomainError(f"tick the box to confirm you mean to {verb} {agent.slug}", field="confirm")
+        )
     reason = request.POST.get("reason", "").strip()[:500]
     try:
         _LIFECYCLE[verb](agent=agent, actor=request.user, reason=reason, request=request)
@@ -130,40 +134,58 @@ def my_agents(request):
     now = timezone.now()
     agents = list(agents_for(user).filter(owner=user).exclude(status=Agent.Status.RETIRED).order_by("slug"))
     ids = [a.id for a in agents]
-    by_agent = {a.id: {"agent": a, "envelopes": [], "credentials": [], "pending": [], "instances": []}
-                for a in agents}
+    by_agent = {a.id: {"agent": a, "envelopes": [], "credentials": [], "pending": [], "instances": []} for a in agents}
     # At most PER_AGENT rows of each kind per agent, picked in the database with a window function,
     # so an agent with hundreds of live envelopes costs no more than one with a few.
     waiting = Case(When(state=TaskEnvelope.State.PENDING, then=Value(1)), default=Value(0))
     # The cards show no related rows of an envelope: scoped by the selector, fetched bare.
-    open_envelopes = envelopes_for(user).select_related(None).prefetch_related(None).filter(
-        agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES).annotate(
-        rank=Window(RowNumber(), partition_by=[F("agent_id"), waiting],
-                    order_by=[F("expires_at").asc(nulls_last=True), F("created_at")])
-    ).filter(rank__lte=PER_AGENT).order_by("expires_at", "created_at")
+    open_envelopes = (
+        envelopes_for(user)
+        .select_related(None)
+        .prefetch_related(None)
+        .filter(agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES)
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("agent_id"), waiting],
+                order_by=[F("expires_at").asc(nulls_last=True), F("created_at")],
+            )
+        )
+        .filter(rank__lte=PER_AGENT)
+        .order_by("expires_at", "created_at")
+    )
     for envelope in open_envelopes:
         key = "pending" if envelope.state == TaskEnvelope.State.PENDING else "envelopes"
         by_agent[envelope.agent_id][key].append(envelope)
-    for agent_id, state, n in envelopes_for(user).prefetch_related(None).filter(
-        agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES
-    ).order_by().values_list("agent_id", "state").annotate(n=Count("id")):
+    for agent_id, state, n in (
+        envelopes_for(user)
+        .prefetch_related(None)
+        .filter(agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES)
+        .order_by()
+        .values_list("agent_id", "state")
+        .annotate(n=Count("id"))
+    ):
         key = "pending_total" if state == TaskEnvelope.State.PENDING else "live_total"
         by_agent[agent_id][key] = by_agent[agent_id].get(key, 0) + n
-    credentials = credentials_for(user).filter(
-        instance__agent_id__in=ids, status=Credential.Status.ACTIVE, expires_at__gt=now
-    ).annotate(
-        rank=Window(RowNumber(), partition_by=[F("instance__agent_id")], order_by=[F("expires_at").asc()])
-    ).filter(rank__lte=PER_AGENT).order_by("expires_at")
+    credentials = (
+        credentials_for(user)
+        .filter(instance__agent_id__in=ids, status=Credential.Status.ACTIVE, expires_at__gt=now)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("instance__agent_id")], order_by=[F("expires_at").asc()]))
+        .filter(rank__lte=PER_AGENT)
+        .order_by("expires_at")
+    )
     for credential in credentials:
         by_agent[credential.instance.agent_id]["credentials"].append(credential)
-    for instance in Instance.objects.filter(agent_id__in=ids).exclude(status=Instance.Status.RETIRED).order_by(
-        "created_at"
+    for instance in (
+        Instance.objects.filter(agent_id__in=ids).exclude(status=Instance.Status.RETIRED).order_by("created_at")
     ):
         instance.agent = by_agent[instance.agent_id]["agent"]
         by_agent[instance.agent_id]["instances"].append(instance)
-    decisions = list(
-        activity_for(user).filter(agent_id__in=ids, kind=ActivityEvent.Kind.DECISION).order_by("-id")[:RECENT]
-    ) if ids else []
+    decisions = (
+        list(activity_for(user).filter(agent_id__in=ids, kind=ActivityEvent.Kind.DECISION).order_by("-id")[:RECENT])
+        if ids
+        else []
+    )
     context = {
         "cards": list(by_agent.values()),
         "decisions": decisions,

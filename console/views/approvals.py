@@ -35,12 +35,18 @@ def approval_block(envelope: TaskEnvelope, user) -> str | None:
 def queue_row(envelope: TaskEnvelope, user) -> dict:
     approvals = [a for a in envelope.approvals.all() if a.decision == Approval.Decision.APPROVE]
     policy = active_policy()
-    return {"envelope": envelope, "approvals": approvals, "block": approval_block(envelope, user),
-            "scope_risks": [(scope, policy.risk_of_scope(scope)) for scope in envelope.scopes]}
+    return {
+        "envelope": envelope,
+        "approvals": approvals,
+        "block": approval_block(envelope, user),
+        "scope_risks": [(scope, policy.risk_of_scope(scope)) for scope in envelope.scopes],
+    }
 
 
 def pending_queryset(user):
-    return envelopes_for(user).filter(state=TaskEnvelope.State.PENDING).select_related("instance__agent", "agent__owner")
+    return (
+        envelopes_for(user).filter(state=TaskEnvelope.State.PENDING).select_related("instance__agent", "agent__owner")
+    )
 
 
 @console_view(IDENTITY_ADMIN)
@@ -85,8 +91,9 @@ def _after(value: str):
 
 def _back(request, default: str) -> str:
     target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
-                                                  require_https=request.is_secure()):
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         return target
     return default
 

@@ -34,12 +34,18 @@ def audit_list(request):
     if filters["actor"]:
         qs = qs.filter(actor=filters["actor"])
     if filters["verb"]:
-        qs = qs.filter(verb=filters["verb"]) if "." in filters["verb"] else qs.filter(
-            verb__startswith=filters["verb"] + ".")
+        qs = (
+            qs.filter(verb=filters["verb"])
+            if "." in filters["verb"]
+            else qs.filter(verb__startswith=filters["verb"] + ".")
+        )
     if filters["target"]:
         kind, _, ident = filters["target"].partition(":")
-        qs = qs.filter(target_type=kind, target_id=ident) if ident else qs.filter(
-            Q(target_id=kind) | Q(target_label=kind))
+        qs = (
+            qs.filter(target_type=kind, target_id=ident)
+            if ident
+            else qs.filter(Q(target_id=kind) | Q(target_label=kind))
+        )
     since = since_of(filters["since"])
     if since is not None:
         qs = qs.filter(at__gte=since)

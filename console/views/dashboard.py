@@ -40,8 +40,9 @@ def dashboard(request):
         "live_credential_count": live_credentials.count(),
         "live_credentials": list(live_credentials.order_by("expires_at")[:SHOWN]),
         "ending_soon": list(
-            envelopes.filter(state__in=TaskEnvelope.LIVE_STATES, expires_at__gt=now,
-                             expires_at__lte=now + ENDING_SOON).order_by("expires_at")[:SHOWN]
+            envelopes.filter(
+                state__in=TaskEnvelope.LIVE_STATES, expires_at__gt=now, expires_at__lte=now + ENDING_SOON
+            ).order_by("expires_at")[:SHOWN]
         ),
         "stale_instances": list(
             instances_for(user).filter(stale=True, status=Instance.Status.ACTIVE).order_by("stale_since")[:SHOWN]

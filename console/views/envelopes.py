@@ -47,10 +47,10 @@ def credential_tree(credentials) -> list:
 @console_view()
 def envelope_detail(request, pk):
     user = request.user
-    envelope = get_object_or_404(envelopes_for(user).select_related("instance__agent", "agent__owner", "supersedes"), pk=pk)
-    timeline = list(
-        AuditEvent.objects.filter(target_type="envelope", target_id=str(envelope.id)).order_by("id")[:200]
+    envelope = get_object_or_404(
+        envelopes_for(user).select_related("instance__agent", "agent__owner", "supersedes"), pk=pk
     )
+    timeline = list(AuditEvent.objects.filter(target_type="envelope", target_id=str(envelope.id)).order_by("id")[:200])
     credentials = list(credentials_for(user).filter(envelope=envelope).order_by("issued_at")[:500])
     policy = active_policy()
     context = {
@@ -89,8 +89,12 @@ def envelope_new(request):
     if not is_admin(user):
         instances = instances.filter(agent__owner=user)
     instances = list(instances.order_by("agent__slug", "created_at")[:500])
-    values = {"instance": request.GET.get("instance", ""), "duration_seconds": "1800", "max_actions": "50",
-              "delegation_depth": "0"}
+    values = {
+        "instance": request.GET.get("instance", ""),
+        "duration_seconds": "1800",
+        "max_actions": "50",
+        "delegation_depth": "0",
+    }
     error = None
     status = 200
     if request.method == "POST":
@@ -99,8 +103,9 @@ def envelope_new(request):
         try:
             if chosen is None:
                 raise DomainError("choose one of your active instances", field="instance")
-            envelope = services.request_envelope(actor=user, instance=chosen, request=request,
-                                                 **_request_fields(request.POST))
+            envelope = services.request_envelope(
+                actor=user, instance=chosen, request=request, **_request_fields(request.POST)
+            )
         except DomainError as exc:
             error, status = exc, 400
         else:
@@ -129,8 +134,9 @@ def _verb_target(request, pk):
 def envelope_revoke(request, pk):
     envelope, back = _verb_target(request, pk)
     try:
-        services.revoke_envelope(envelope=envelope, actor=request.user,
-                                 reason=request.POST.get("reason", "").strip()[:500], request=request)
+        services.revoke_envelope(
+            envelope=envelope, actor=request.user, reason=request.POST.get("reason", "").strip()[:500], request=request
+        )
     except DomainError as exc:
         return refused(request, back, exc)
     return done(request, back, "Envelope revoked; its credentials are revoked with it.")
@@ -154,20 +160,27 @@ def envelope_retask(request, pk):
     error = None
     status = 200
     values = {
-        "intent": envelope.intent, "scopes": " ".join(envelope.scopes), "resources": "\n".join(envelope.resources),
-        "duration_seconds": str(envelope.duration_seconds), "max_actions": str(envelope.max_actions),
-        "may_delegate": "on" if envelope.may_delegate else "", "delegation_depth": str(envelope.delegation_depth),
+        "intent": envelope.intent,
+        "scopes": " ".join(envelope.scopes),
+        "resources": "\n".join(envelope.resources),
+        "duration_seconds": str(envelope.duration_seconds),
+        "max_actions": str(envelope.max_actions),
+        "may_delegate": "on" if envelope.may_delegate else "",
+        "delegation_depth": str(envelope.delegation_depth),
     }
     if request.method == "POST":
         values = request.POST.dict()
         try:
-            new = services.retask_envelope(envelope=envelope, actor=request.user, request=request,
-                                           **_request_fields(request.POST))
+            new = services.retask_envelope(
+                envelope=envelope, actor=request.user, request=request, **_request_fields(request.POST)
+            )
         except DomainError as exc:
             error, status = exc, 400
         else:
-            return done(request, reverse("envelope-page", args=[new.id]),
-                        "Re-tasked: this new envelope waits for approval; the old one is superseded.")
+            return done(
+                request,
+                reverse("envelope-page", args=[new.id]),
+                "Re-tasked: this new envelope waits for approval; the old one is superseded.",
+            )
     context = {"envelope": envelope, "values": values, "error": error}
     return render(request, "console/envelope_retask.html", context, status=status)
-

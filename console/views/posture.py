@@ -117,54 +117,122 @@ def posture_page(request):
 
     top_agents = usage.agents[:12]
     privilege_chart = charts.stacked_bar(
-        [charts.Stack(a.agent_slug, (
-            charts.Segment("used", len(a.used_scopes), _rows_url("unused", days, agent=a.agent_slug, show="used"),
-                           charts.PALETTE["used"]),
-            charts.Segment("granted, never used", len(a.unused_scopes),
-                           _rows_url("unused", days, agent=a.agent_slug), charts.PALETTE["unused"], "unused"),
-        ), href=_rows_url("unused", days, agent=a.agent_slug)) for a in top_agents],
+        [
+            charts.Stack(
+                a.agent_slug,
+                (
+                    charts.Segment(
+                        "used",
+                        len(a.used_scopes),
+                        _rows_url("unused", days, agent=a.agent_slug, show="used"),
+                        charts.PALETTE["used"],
+                    ),
+                    charts.Segment(
+                        "granted, never used",
+                        len(a.unused_scopes),
+                        _rows_url("unused", days, agent=a.agent_slug),
+                        charts.PALETTE["unused"],
+                        "unused",
+                    ),
+                ),
+                href=_rows_url("unused", days, agent=a.agent_slug),
+            )
+            for a in top_agents
+        ],
         title="Privilege used vs granted, per agent",
         desc=f"Distinct scopes granted to each agent's envelopes in the last {days} days, split into used and "
-             f"never used.", empty="No envelope held authority in this window.")
+        f"never used.",
+        empty="No envelope held authority in this window.",
+    )
     lifetime_chart = charts.bar_chart(
-        [charts.Bar(label, n, _rows_url("credentials", days, bucket=i),
-                    charts.PALETTE["neutral"] if i < 3 else charts.PALETTE["warn"])
-         for i, (label, n) in enumerate(lifetimes)],
-        title="Credential lifetimes", desc=f"Credentials issued in the last {days} days by how long they were valid.",
-        unit="credentials")
+        [
+            charts.Bar(
+                label,
+                n,
+                _rows_url("credentials", days, bucket=i),
+                charts.PALETTE["neutral"] if i < 3 else charts.PALETTE["warn"],
+            )
+            for i, (label, n) in enumerate(lifetimes)
+        ],
+        title="Credential lifetimes",
+        desc=f"Credentials issued in the last {days} days by how long they were valid.",
+        unit="credentials",
+    )
     wait_chart = charts.bar_chart(
-        [*(charts.Bar(label, n, _rows_url("approvals", days, bucket=i),
-                      charts.PALETTE["neutral"] if i < 3 else charts.PALETTE["warn"])
-           for i, (label, n) in enumerate(waits["buckets"])),
-         charts.Bar("policy rule", waits["auto"], "", charts.PALETTE["muted"], note="approved by a named low-risk rule")],
-        title="Approval waiting times", desc=f"Time from request to approval for envelopes approved in the last {days} days.",
-        unit="envelopes")
+        [
+            *(
+                charts.Bar(
+                    label,
+                    n,
+                    _rows_url("approvals", days, bucket=i),
+                    charts.PALETTE["neutral"] if i < 3 else charts.PALETTE["warn"],
+                )
+                for i, (label, n) in enumerate(waits["buckets"])
+            ),
+            charts.Bar(
+                "policy rule", waits["auto"], "", charts.PALETTE["muted"], note="approved by a named low-risk rule"
+            ),
+        ],
+        title="Approval waiting times",
+        desc=f"Time from request to approval for envelopes approved in the last {days} days.",
+        unit="envelopes",
+    )
     timeline_chart = charts.time_series(
         [d["day"].strftime("%d %b") for d in timeline],
-        [charts.Series("denied", [d["denied"] for d in timeline], charts.PALETTE["unused"]),
-         charts.Series("drift", [d["drift"] for d in timeline], charts.PALETTE["warn"])],
-        title="Denials and drift per day", desc=f"Denied decisions and drift events per day, last {days} days.",
-        hrefs=[_rows_url("denied", days, day=d["day"].isoformat()) for d in timeline])
+        [
+            charts.Series("denied", [d["denied"] for d in timeline], charts.PALETTE["unused"]),
+            charts.Series("drift", [d["drift"] for d in timeline], charts.PALETTE["warn"]),
+        ],
+        title="Denials and drift per day",
+        desc=f"Denied decisions and drift events per day, last {days} days.",
+        hrefs=[_rows_url("denied", days, day=d["day"].isoformat()) for d in timeline],
+    )
     stale_chart = charts.bar_chart(
-        [charts.Bar(label, stale[key], _rows_url(key, days),
-                    charts.PALETTE["unused"] if key == "orphaned_agents" else charts.PALETTE["warn"])
-         for key, label in posture.STALE_LABELS.items()],
-        title="Stale and orphaned", desc="Current counts of stale sessions, orphaned agents, never-seen instances, "
-                                         "clones outliving their parent and open standing exceptions.")
+        [
+            charts.Bar(
+                label,
+                stale[key],
+                _rows_url(key, days),
+                charts.PALETTE["unused"] if key == "orphaned_agents" else charts.PALETTE["warn"],
+            )
+            for key, label in posture.STALE_LABELS.items()
+        ],
+        title="Stale and orphaned",
+        desc="Current counts of stale sessions, orphaned agents, never-seen instances, "
+        "clones outliving their parent and open standing exceptions.",
+    )
     context = {
-        "days": days, "windows": WINDOWS, "usage": usage, "stale": stale, "renewals": renewals[:10],
-        "always_max": always_max, "minted": minted[:10], "short": short, "total_creds": total_creds,
+        "days": days,
+        "windows": WINDOWS,
+        "usage": usage,
+        "stale": stale,
+        "renewals": renewals[:10],
+        "always_max": always_max,
+        "minted": minted[:10],
+        "short": short,
+        "total_creds": total_creds,
         "short_pct": (100 * short / total_creds) if total_creds else None,
         "unused_pct": (100 * usage.unused_share) if usage.unused_share is not None else None,
         "suggestions": _latest_suggestions(usage.envelopes)[:15],
-        "charts": {"privilege": privilege_chart, "lifetimes": lifetime_chart, "waits": wait_chart,
-                   "timeline": timeline_chart, "stale": stale_chart},
-        "exceptions": list(exception_services.exceptions_for(user).filter(
-            status__in=StandingException.OPEN_STATES).order_by("expires_at")[:10]),
+        "charts": {
+            "privilege": privilege_chart,
+            "lifetimes": lifetime_chart,
+            "waits": wait_chart,
+            "timeline": timeline_chart,
+            "stale": stale_chart,
+        },
+        "exceptions": list(
+            exception_services.exceptions_for(user)
+            .filter(status__in=StandingException.OPEN_STATES)
+            .order_by("expires_at")[:10]
+        ),
         "jobs": list(export.jobs_for(user)[:5]),
-        "thresholds": {"renewal_gap": int(posture.RENEWAL_GAP.total_seconds() // 60),
-                       "renewal_chain": posture.RENEWAL_CHAIN_MIN, "mint_ratio": posture.MINT_RATIO,
-                       "mint_min": posture.MINT_MIN_CREDENTIALS},
+        "thresholds": {
+            "renewal_gap": int(posture.RENEWAL_GAP.total_seconds() // 60),
+            "renewal_chain": posture.RENEWAL_CHAIN_MIN,
+            "mint_ratio": posture.MINT_RATIO,
+            "mint_min": posture.MINT_MIN_CREDENTIALS,
+        },
         "can_narrow": is_admin(user) or has_role(user, AGENT_OWNER),
         "can_read_all": can_read_all(user),
     }
@@ -214,8 +282,14 @@ def posture_rows(request, kind: str):
     if kind not in ROW_TITLES:
         raise Http404("no such posture view")
     user, window, days = request.user, _window(request), _days(request)
-    context = {"kind": kind, "title": ROW_TITLES[kind], "days": days, "windows": WINDOWS, "limit": ROWS_LIMIT,
-               "can_narrow": is_admin(user) or has_role(user, AGENT_OWNER)}
+    context = {
+        "kind": kind,
+        "title": ROW_TITLES[kind],
+        "days": days,
+        "windows": WINDOWS,
+        "limit": ROWS_LIMIT,
+        "can_narrow": is_admin(user) or has_role(user, AGENT_OWNER),
+    }
     if kind == "unused":
         agent = None
         if request.GET.get("agent"):
@@ -233,8 +307,11 @@ def posture_rows(request, kind: str):
         qs = posture.envelopes_in_wait_bucket(user, window, bucket).order_by("-wait")
         context.update(rows=list(qs[:ROWS_LIMIT]), bucket=posture.WAIT_BUCKETS[bucket][0])
     elif kind in ("denied", "drift"):
-        qs = posture.activity_in_scope(user).select_related("agent").filter(
-            occurred_at__gte=window.since, occurred_at__lt=window.until)
+        qs = (
+            posture.activity_in_scope(user)
+            .select_related("agent")
+            .filter(occurred_at__gte=window.since, occurred_at__lt=window.until)
+        )
         qs = qs.filter(allow=False) if kind == "denied" else qs.filter(drift=True)
         day = _date_or_none(request.GET.get("day"))
         if day is not None:
@@ -258,10 +335,12 @@ def posture_rows(request, kind: str):
 def narrow_envelope(request, pk):
     envelope = get_object_or_404(
         posture._scoped(TaskEnvelope.objects.select_related("agent", "instance__agent"), request.user, "agent__owner"),
-        pk=pk)
+        pk=pk,
+    )
     try:
-        new = posture.request_narrower_envelope(envelope=envelope, actor=request.user, window=_window(request),
-                                                request=request)
+        new = posture.request_narrower_envelope(
+            envelope=envelope, actor=request.user, window=_window(request), request=request
+        )
     except DomainError as exc:
         messages.error(request, exc.message)
         return redirect(f"{reverse('posture')}?days={_days(request)}#suggestions")
@@ -290,21 +369,34 @@ def standards_export(request):
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
-        writer.writerow(["control", "how", "owasp_agentic_risks", "maestro_layers", "nist_ai_rmf", "evidence",
-                         "figure", "healthy"])
+        writer.writerow(
+            ["control", "how", "owasp_agentic_risks", "maestro_layers", "nist_ai_rmf", "evidence", "figure", "healthy"]
+        )
         for row in rows:
-            writer.writerow([row["control"], row["how"], "; ".join(row["owasp"]), "; ".join(row["maestro"]),
-                             "; ".join(row["nist"]), row["evidence"], row["figure"],
-                             "" if row["healthy"] is None else str(row["healthy"]).lower()])
+            writer.writerow(
+                [
+                    row["control"],
+                    row["how"],
+                    "; ".join(row["owasp"]),
+                    "; ".join(row["maestro"]),
+                    "; ".join(row["nist"]),
+                    row["evidence"],
+                    row["figure"],
+                    "" if row["healthy"] is None else str(row["healthy"]).lower(),
+                ]
+            )
         response = HttpResponse(out.getvalue(), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="mandate-standards-{stamp}.csv"'
         return response
     if fmt != "json":
         return HttpResponseBadRequest("format must be json or csv")
     chain = verify_chain()
-    body = {"generated_at": timezone.now().isoformat(), "window_days": days,
-            "audit_chain": {"ok": chain.ok, "checked": chain.checked, "first_bad": chain.first_bad},
-            "controls": rows}
+    body = {
+        "generated_at": timezone.now().isoformat(),
+        "window_days": days,
+        "audit_chain": {"ok": chain.ok, "checked": chain.checked, "first_bad": chain.first_bad},
+        "controls": rows,
+    }
     response = HttpResponse(json.dumps(body, indent=2, default=str), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="mandate-standards-{stamp}.json"'
     return response
@@ -352,8 +444,9 @@ def evidence_stream(request):
         kind, fmt, since, until = _export_params(request.GET)
     except (ValueError, DomainError) as exc:
         return HttpResponseBadRequest(getattr(exc, "message", str(exc)))
-    response = StreamingHttpResponse(export.stream(request.user, kind, fmt, since=since, until=until),
-                                     content_type=export.CONTENT_TYPES[fmt])
+    response = StreamingHttpResponse(
+        export.stream(request.user, kind, fmt, since=since, until=until), content_type=export.CONTENT_TYPES[fmt]
+    )
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="mandate-{kind}-{stamp}.{fmt}"'
     response["Cache-Control"] = "no-store"
@@ -391,8 +484,12 @@ def export_download(request, pk):
     path = export.file_of(job)
     if path is None:
         raise Http404("this export is not ready")
-    return FileResponse(open(path, "rb"), as_attachment=True, filename=job.file_name,  # noqa: SIM115
-                        content_type=export.CONTENT_TYPES[job.format])
+    return FileResponse(
+        open(path, "rb"),
+        as_attachment=True,
+        filename=job.file_name,  # noqa: SIM115
+        content_type=export.CONTENT_TYPES[job.format],
+    )
 
 
 # --- standing exceptions -------------------------------------------------------------------------
@@ -438,20 +535,35 @@ def exceptions_page(request):
                 errors[exc.field or "form"] = exc.message
             else:
                 secret = requested.secret
-                messages.success(request, f"Standing exception for {requested.exception.vendor} requested; "
-                                          "an identity admin other than you must approve it.")
+                messages.success(
+                    request,
+                    f"Standing exception for {requested.exception.vendor} requested; "
+                    "an identity admin other than you must approve it.",
+                )
                 form = {}
     rows = exception_services.exceptions_for(user).order_by("status", "expires_at", "-created_at")
     status = request.GET.get("status")
     if status in StandingException.Status.values:
         rows = rows.filter(status=status)
-    return render(request, "posture/exceptions.html", {
-        "rows": list(rows[:ROWS_LIMIT]), "errors": errors, "secret": secret, "form": form,
-        "agents": list(posture.agents_in_scope(user).exclude(status=Agent.Status.RETIRED).values_list("slug", flat=True)),
-        "statuses": StandingException.Status.choices, "status": status, "is_admin": is_admin(user),
-        "can_request": is_admin(user) or has_role(user, AGENT_OWNER),
-        "open_states": list(StandingException.OPEN_STATES),
-    }, status=400 if errors else 200)
+    return render(
+        request,
+        "posture/exceptions.html",
+        {
+            "rows": list(rows[:ROWS_LIMIT]),
+            "errors": errors,
+            "secret": secret,
+            "form": form,
+            "agents": list(
+                posture.agents_in_scope(user).exclude(status=Agent.Status.RETIRED).values_list("slug", flat=True)
+            ),
+            "statuses": StandingException.Status.choices,
+            "status": status,
+            "is_admin": is_admin(user),
+            "can_request": is_admin(user) or has_role(user, AGENT_OWNER),
+            "open_states": list(StandingException.OPEN_STATES),
+        },
+        status=400 if errors else 200,
+    )
 
 
 @require_POST
@@ -468,8 +580,11 @@ def exception_action(request, pk, verb: str):
         elif verb == "renew":
             days = request.POST.get("duration_days") or None
             renewal = exception_services.renew_exception(
-                exception=exc, actor=request.user, request=request,
-                duration_days=int(days) if days and days.isdigit() else (days or None))
+                exception=exc,
+                actor=request.user,
+                request=request,
+                duration_days=int(days) if days and days.isdigit() else (days or None),
+            )
             secret = renewal.secret
         elif verb == "retire":
             exception_services.retire_exception(exception=exc, actor=request.user, reason=comment, request=request)
@@ -483,5 +598,3 @@ def exception_action(request, pk, verb: str):
             # Shown once, on the next page only; never stored in clear.
             messages.warning(request, f"New vendor secret (shown once, copy it now): {secret}")
     return redirect(reverse("posture-exceptions"))
-
-

@@ -29,24 +29,34 @@ def _signed_in(view):
 
 @_signed_in
 def token_list(request):
-    context = {"tokens": list(ApiToken.objects.filter(user=request.user).order_by("-created_at")[:200]),
-               "secret": None, "error": None, "values": {}}
+    context = {
+        "tokens": list(ApiToken.objects.filter(user=request.user).order_by("-created_at")[:200]),
+        "secret": None,
+        "error": None,
+        "values": {},
+    }
     status = 200
     if request.method == "POST":
         values = request.POST.dict()
         raw_days = values.get("expires_days", "").strip()
         expires = form_number(raw_days) if raw_days else None
         try:
-            issued = services.create_api_token(user=request.user, actor=request.user, name=values.get("name", ""),
-                                               expires_days=expires, request=request)
+            issued = services.create_api_token(
+                user=request.user,
+                actor=request.user,
+                name=values.get("name", ""),
+                expires_days=expires,
+                request=request,
+            )
             token, secret = issued.token, issued.secret
         except DomainError as exc:
             context.update(error=exc, values=values)
             status = 400
         else:
             # The one and only time the secret is shown; it is not kept anywhere.
-            context.update(secret=secret, created=token,
-                           tokens=[token, *[t for t in context["tokens"] if t.pk != token.pk]])
+            context.update(
+                secret=secret, created=token, tokens=[token, *[t for t in context["tokens"] if t.pk != token.pk]]
+            )
     return render(request, "console/tokens.html", context, status=status)
 
 

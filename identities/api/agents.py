@@ -38,14 +38,26 @@ class AgentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Agent
-        fields = ["id", "slug", "name", "description", "owner", "status", "ceiling", "max_envelope_seconds",
-                  "created_at", "instance_count"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "description",
+            "owner",
+            "status",
+            "ceiling",
+            "max_envelope_seconds",
+            "created_at",
+            "instance_count",
+        ]
         read_only_fields = fields
 
 
 def _ceiling_field(**kwargs):
     return serializers.ListField(
-        child=StrictCharField(max_length=127, validators=[RegexValidator(SCOPE_RE, "not a scope of the form tool:action")]),
+        child=StrictCharField(
+            max_length=127, validators=[RegexValidator(SCOPE_RE, "not a scope of the form tool:action")]
+        ),
         max_length=200,
         help_text="The scopes this agent may ever be granted, e.g. github:read.",
         **kwargs,
@@ -53,8 +65,12 @@ def _ceiling_field(**kwargs):
 
 
 def _max_envelope_seconds_field(**kwargs):
-    return StrictIntegerField(min_value=60, max_value=settings.MANDATE_DEFAULT_MAX_ENVELOPE_SECONDS,
-                              help_text="The longest envelope this agent may hold, in seconds.", **kwargs)
+    return StrictIntegerField(
+        min_value=60,
+        max_value=settings.MANDATE_DEFAULT_MAX_ENVELOPE_SECONDS,
+        help_text="The longest envelope this agent may hold, in seconds.",
+        **kwargs,
+    )
 
 
 class AgentFilter(StrictFilterSet):
@@ -66,13 +82,16 @@ class AgentFilter(StrictFilterSet):
 
 
 class AgentCreateSerializer(StrictSerializer):
-    slug = StrictCharField(max_length=63, validators=[RegexValidator(SLUG_RE, "lower-case letters, digits and hyphens")])
+    slug = StrictCharField(
+        max_length=63, validators=[RegexValidator(SLUG_RE, "lower-case letters, digits and hyphens")]
+    )
     name = StrictCharField(max_length=200)
     description = StrictCharField(required=False, allow_blank=True, max_length=4000, default="")
     ceiling = _ceiling_field()
     max_envelope_seconds = _max_envelope_seconds_field()
-    owner = StrictCharField(required=False, max_length=150,
-                            help_text="Username of the owner (identity admins only); default the caller.")
+    owner = StrictCharField(
+        required=False, max_length=150, help_text="Username of the owner (identity admins only); default the caller."
+    )
 
     def validate_owner(self, value: str):
         user = get_user_model().objects.filter(username=value, is_active=True).first()
@@ -95,15 +114,26 @@ _LIFECYCLE = {
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List the agents you may see", responses={200: AgentSerializer(many=True), **errors(400, 403)}),
+    list=extend_schema(
+        summary="List the agents you may see", responses={200: AgentSerializer(many=True), **errors(400, 403)}
+    ),
     retrieve=extend_schema(summary="One agent", responses={200: AgentSerializer, **errors(403, 404)}),
-    create=extend_schema(summary="Register an agent", request=AgentCreateSerializer,
-                         responses={201: AgentSerializer, **errors(400, 403)}),
-    partial_update=extend_schema(summary="Change an agent's name, description, ceiling or longest envelope",
-                                 request=AgentUpdateSerializer, responses={200: AgentSerializer, **errors(400, 403, 404)}),
+    create=extend_schema(
+        summary="Register an agent", request=AgentCreateSerializer, responses={201: AgentSerializer, **errors(400, 403)}
+    ),
+    partial_update=extend_schema(
+        summary="Change an agent's name, description, ceiling or longest envelope",
+        request=AgentUpdateSerializer,
+        responses={200: AgentSerializer, **errors(400, 403, 404)},
+    ),
 )
-class AgentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                   mixins.UpdateModelMixin, viewsets.GenericViewSet):
+class AgentViewSet(
+    mixins.CreateModelMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
     serializer_class = AgentSerializer
     permission_classes = [IsAuthenticated, RolePermission]
     read_roles = (IDENTITY_ADMIN, AUDITOR, AGENT_OWNER)
@@ -169,11 +199,16 @@ class AgentViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
         body = InstanceRegisterSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         if "workload_token" in body.validated_data:
-            instance = register_attested_instance(agent=agent, actor=request.user, request=request,
-                                                  public_jwk=body.validated_data.get("public_jwk"),
-                                                  workload_token=body.validated_data["workload_token"],
-                                                  label=body.validated_data["label"])
+            instance = register_attested_instance(
+                agent=agent,
+                actor=request.user,
+                request=request,
+                public_jwk=body.validated_data.get("public_jwk"),
+                workload_token=body.validated_data["workload_token"],
+                label=body.validated_data["label"],
+            )
         else:
-            instance = services.register_instance(agent=agent, actor=request.user, request=request,
-                                                  **body.validated_data)
+            instance = services.register_instance(
+                agent=agent, actor=request.user, request=request, **body.validated_data
+            )
         return render_instance(request, instance, status_code=status.HTTP_201_CREATED)

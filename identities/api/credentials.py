@@ -31,8 +31,20 @@ class CredentialSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Credential
-        fields = ["jti", "instance", "envelope", "scopes", "audience", "issued_at", "expires_at", "status",
-                  "revoked_at", "revoke_reason", "kid", "parent_jti"]
+        fields = [
+            "jti",
+            "instance",
+            "envelope",
+            "scopes",
+            "audience",
+            "issued_at",
+            "expires_at",
+            "status",
+            "revoked_at",
+            "revoke_reason",
+            "kid",
+            "parent_jti",
+        ]
         read_only_fields = fields
 
     def get_status(self, credential: Credential) -> str:
@@ -62,8 +74,10 @@ class CredentialFilter(StrictFilterSet):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List the credentials you may see (never the tokens)",
-                       responses={200: CredentialSerializer(many=True), **errors(400, 403)}),
+    list=extend_schema(
+        summary="List the credentials you may see (never the tokens)",
+        responses={200: CredentialSerializer(many=True), **errors(400, 403)},
+    ),
     retrieve=extend_schema(summary="One credential, by jti", responses={200: CredentialSerializer, **errors(403, 404)}),
 )
 class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -80,13 +94,17 @@ class CredentialViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def get_queryset(self):
         return credentials_for(self.request.user).order_by("-issued_at", "jti")
 
-    @extend_schema(summary="Revoke a credential and every credential delegated from it (owner or admin)",
-                   request=ReasonSerializer, responses={200: CredentialSerializer, **errors(400, 403, 404, 409)})
+    @extend_schema(
+        summary="Revoke a credential and every credential delegated from it (owner or admin)",
+        request=ReasonSerializer,
+        responses={200: CredentialSerializer, **errors(400, 403, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def revoke(self, request, jti=None):
         credential = self.get_object()
         body = ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        credential = revoke_credential(credential=credential, actor=request.user,
-                                       reason=body.validated_data["reason"], request=request)
+        credential = revoke_credential(
+            credential=credential, actor=request.user, reason=body.validated_data["reason"], request=request
+        )
         return Response(CredentialSerializer(credential).data)

@@ -35,8 +35,19 @@ class InstanceSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Instance
-        fields = ["id", "agent", "spiffe_id", "status", "origin", "parent", "public_jwk", "label",
-                  "created_at", "last_seen_at", "stale"]
+        fields = [
+            "id",
+            "agent",
+            "spiffe_id",
+            "status",
+            "origin",
+            "parent",
+            "public_jwk",
+            "label",
+            "created_at",
+            "last_seen_at",
+            "stale",
+        ]
         read_only_fields = fields
 
 
@@ -54,9 +65,11 @@ class InstanceRegisterSerializer(InstanceCreateSerializer):
         required=False, help_text="The instance's public key as a JWK (optional with a workload token)."
     )
     workload_token = StrictCharField(
-        required=False, max_length=16384, write_only=True,
+        required=False,
+        max_length=16384,
+        write_only=True,
         help_text="A token from a trusted OpenID Connect workload issuer (see /api/v1/issuers/) whose rules "
-                  "bind it to this agent; the instance records the issuer and subject.",
+        "bind it to this agent; the instance records the issuer and subject.",
     )
 
     def validate(self, attrs):
@@ -87,7 +100,9 @@ _LIFECYCLE = {
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List the instances you may see", responses={200: InstanceSerializer(many=True), **errors(400, 403)}),
+    list=extend_schema(
+        summary="List the instances you may see", responses={200: InstanceSerializer(many=True), **errors(400, 403)}
+    ),
     retrieve=extend_schema(summary="One instance", responses={200: InstanceSerializer, **errors(403, 404)}),
 )
 class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -135,4 +150,3 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         body.is_valid(raise_exception=True)
         instance = transition(instance=instance, actor=request.user, request=request, **body.validated_data)
         return render_instance(request, instance)
-

@@ -30,8 +30,19 @@ class IssuerSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrustedIssuer
-        fields = ["id", "name", "issuer", "discovery_url", "jwks", "audience", "rules", "enabled", "created_by",
-                  "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "issuer",
+            "discovery_url",
+            "jwks",
+            "audience",
+            "rules",
+            "enabled",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 
@@ -48,8 +59,9 @@ class IssuerCreateSerializer(_StrictInput):
     # Types and shapes are checked by the service (it names the field); here only presence.
     name = serializers.JSONField()
     issuer = serializers.JSONField(help_text="The exact `iss` of the workload tokens (https; http only on loopback).")
-    discovery_url = serializers.JSONField(required=False, default="",
-                                          help_text="Default: <issuer>/.well-known/openid-configuration.")
+    discovery_url = serializers.JSONField(
+        required=False, default="", help_text="Default: <issuer>/.well-known/openid-configuration."
+    )
     jwks = serializers.JSONField(required=False, default=None, help_text="A pinned JWK Set instead of discovery.")
     audience = serializers.JSONField(help_text="The audience the tokens must carry.")
     rules = serializers.JSONField(help_text='[{"agent": "<slug>", "claims": {"sub": "system:serviceaccount:ns:*"}}]')
@@ -67,9 +79,12 @@ class IssuerUpdateSerializer(_StrictInput):
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List trusted workload issuers", responses={200: IssuerSerializer(many=True),
-                                                                          **errors(403)}),
-    retrieve=extend_schema(summary="One trusted workload issuer", responses={200: IssuerSerializer, **errors(403, 404)}),
+    list=extend_schema(
+        summary="List trusted workload issuers", responses={200: IssuerSerializer(many=True), **errors(403)}
+    ),
+    retrieve=extend_schema(
+        summary="One trusted workload issuer", responses={200: IssuerSerializer, **errors(403, 404)}
+    ),
 )
 class IssuerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = IssuerSerializer
@@ -77,35 +92,46 @@ class IssuerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     queryset = TrustedIssuer.objects.select_related("created_by").order_by("name")
     filterset_fields = ["enabled"]
 
-    @extend_schema(summary="Trust a workload issuer", request=IssuerCreateSerializer,
-                   responses={201: IssuerSerializer, **errors(400, 403)})
+    @extend_schema(
+        summary="Trust a workload issuer",
+        request=IssuerCreateSerializer,
+        responses={201: IssuerSerializer, **errors(400, 403)},
+    )
     def create(self, request):
         data = IssuerCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         row = oidc.create_issuer(actor=request.user, request=request, **data.validated_data)
         return Response(IssuerSerializer(row).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Change a trusted workload issuer", request=IssuerUpdateSerializer,
-                   responses={200: IssuerSerializer, **errors(400, 403, 404)})
+    @extend_schema(
+        summary="Change a trusted workload issuer",
+        request=IssuerUpdateSerializer,
+        responses={200: IssuerSerializer, **errors(400, 403, 404)},
+    )
     def partial_update(self, request, pk=None):
         data = IssuerUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        row = oidc.update_issuer(issuer=self.get_object(), actor=request.user, changes=dict(data.validated_data),
-                                 request=request)
+        row = oidc.update_issuer(
+            issuer=self.get_object(), actor=request.user, changes=dict(data.validated_data), request=request
+        )
         return Response(IssuerSerializer(row).data)
 
-    @extend_schema(summary="Stop trusting a workload issuer", request=None,
-                   responses={200: IssuerSerializer, **errors(403, 404)})
+    @extend_schema(
+        summary="Stop trusting a workload issuer", request=None, responses={200: IssuerSerializer, **errors(403, 404)}
+    )
     @action(detail=True, methods=["post"])
     def disable(self, request, pk=None):
         row = oidc.disable_issuer(issuer=self.get_object(), actor=request.user, request=request)
         return Response(IssuerSerializer(row).data)
 
-    @extend_schema(summary="Trust a disabled workload issuer again", request=None,
-                   responses={200: IssuerSerializer, **errors(403, 404)})
+    @extend_schema(
+        summary="Trust a disabled workload issuer again",
+        request=None,
+        responses={200: IssuerSerializer, **errors(403, 404)},
+    )
     @action(detail=True, methods=["post"])
     def enable(self, request, pk=None):
-        row = oidc.update_issuer(issuer=self.get_object(), actor=request.user, changes={"enabled": True},
-                                 request=request)
+        row = oidc.update_issuer(
+            issuer=self.get_object(), actor=request.user, changes={"enabled": True}, request=request
+        )
         return Response(IssuerSerializer(row).data)
-

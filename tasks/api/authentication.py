@@ -46,4 +46,3 @@ class CachedApiTokenAuthentication(ApiTokenAuthentication):
                     _cache[digest] = (time.monotonic(), user, token)
             return result
         return super().authenticate(request)
-

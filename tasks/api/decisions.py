@@ -20,7 +20,9 @@ MAX_CONTEXT_BYTES = 4096
 class DecisionRequestSerializer(serializers.Serializer):
     token = serializers.CharField(help_text="the agent's credential (JWT) as presented to the gateway")
     scope = serializers.CharField(max_length=130, help_text="the tool scope of the call, e.g. github:write")
-    resource = serializers.CharField(max_length=512, allow_blank=True, help_text="what the call acts on, e.g. repo:acme/api")
+    resource = serializers.CharField(
+        max_length=512, allow_blank=True, help_text="what the call acts on, e.g. repo:acme/api"
+    )
     context = serializers.DictField(required=False, help_text="optional facts for the guardrail policy")
 
 
@@ -66,11 +68,15 @@ class DecisionView(APIView):
     permission_classes = [IsGatewayOrAdmin]
 
     # The cached authenticator is the ordinary API-token scheme; name it so, not as a second scheme.
-    @extend_schema(request=DecisionRequestSerializer, responses={200: DecisionSerializer, **errors(400, 403)}, auth=[{"bearerAuth": []}],
-                   summary="Decide one tool call against its credential and envelope",
-                   description="Checks in order and answers the first failing reason. An allowed "
-                               "decision uses one action of the budget. Every decision is recorded "
-                               "before it is answered.")
+    @extend_schema(
+        request=DecisionRequestSerializer,
+        responses={200: DecisionSerializer, **errors(400, 403)},
+        auth=[{"bearerAuth": []}],
+        summary="Decide one tool call against its credential and envelope",
+        description="Checks in order and answers the first failing reason. An allowed "
+        "decision uses one action of the budget. Every decision is recorded "
+        "before it is answered.",
+    )
     def post(self, request):
         fields = parse_decision_request(request.data)
         decision = decide(**fields, reported_by=request.user.get_username())

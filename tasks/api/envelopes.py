@@ -59,11 +59,36 @@ class EnvelopeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TaskEnvelope
-        fields = ["id", "instance", "agent", "state", "risk", "intent", "scopes", "resources", "duration_seconds",
-                  "max_actions", "actions_used", "may_delegate", "delegation_depth", "requested_by",
-                  "required_approvals", "approvals", "approved_at", "expires_at", "ended_at", "end_reason",
-                  "policy_version", "supersedes", "superseded_by", "parent_envelope", "auto_approved_by",
-                  "created_at", "drift_count", "last_drift_at"]
+        fields = [
+            "id",
+            "instance",
+            "agent",
+            "state",
+            "risk",
+            "intent",
+            "scopes",
+            "resources",
+            "duration_seconds",
+            "max_actions",
+            "actions_used",
+            "may_delegate",
+            "delegation_depth",
+            "requested_by",
+            "required_approvals",
+            "approvals",
+            "approved_at",
+            "expires_at",
+            "ended_at",
+            "end_reason",
+            "policy_version",
+            "supersedes",
+            "superseded_by",
+            "parent_envelope",
+            "auto_approved_by",
+            "created_at",
+            "drift_count",
+            "last_drift_at",
+        ]
         read_only_fields = fields
 
     def get_superseded_by(self, envelope: TaskEnvelope) -> str | None:
@@ -78,19 +103,29 @@ class EnvelopeTermsSerializer(StrictSerializer):
     """What an envelope asks for; shared by request and re-task."""
 
     intent = StrictCharField(max_length=4000, help_text="What the task is for, in plain words.")
-    scopes = serializers.ListField(child=StrictCharField(max_length=127, validators=[SCOPE_VALIDATOR]),
-                                   min_length=1, max_length=200,
-                                   help_text="tool:action scopes, each within the agent's ceiling.")
-    resources = serializers.ListField(child=StrictCharField(max_length=512, validators=[RESOURCE_VALIDATOR]),
-                                      max_length=100,
-                                      help_text="Resource patterns such as repo:acme/*.")
-    duration_seconds = StrictIntegerField(min_value=1, max_value=10 * 365 * 86400,
-                                          help_text="Requested duration; the clock starts at approval.")
-    max_actions = StrictIntegerField(min_value=1, max_value=services.MAX_ACTIONS_LIMIT,
-                                     help_text="The action budget: how many tool calls may be allowed.")
+    scopes = serializers.ListField(
+        child=StrictCharField(max_length=127, validators=[SCOPE_VALIDATOR]),
+        min_length=1,
+        max_length=200,
+        help_text="tool:action scopes, each within the agent's ceiling.",
+    )
+    resources = serializers.ListField(
+        child=StrictCharField(max_length=512, validators=[RESOURCE_VALIDATOR]),
+        max_length=100,
+        help_text="Resource patterns such as repo:acme/*.",
+    )
+    duration_seconds = StrictIntegerField(
+        min_value=1, max_value=10 * 365 * 86400, help_text="Requested duration; the clock starts at approval."
+    )
+    max_actions = StrictIntegerField(
+        min_value=1,
+        max_value=services.MAX_ACTIONS_LIMIT,
+        help_text="The action budget: how many tool calls may be allowed.",
+    )
     may_delegate = StrictBooleanField(required=False, default=False)
-    delegation_depth = StrictIntegerField(required=False, default=0, min_value=0,
-                                          max_value=services.MAX_DELEGATION_DEPTH)
+    delegation_depth = StrictIntegerField(
+        required=False, default=0, min_value=0, max_value=services.MAX_DELEGATION_DEPTH
+    )
 
 
 class EnvelopeCreateSerializer(EnvelopeTermsSerializer):
@@ -124,15 +159,19 @@ _ONE = {200: EnvelopeSerializer, **errors(400, 403, 404, 409)}
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List the envelopes you may see", responses={200: EnvelopeSerializer(many=True), **errors(400, 403)}),
+    list=extend_schema(
+        summary="List the envelopes you may see", responses={200: EnvelopeSerializer(many=True), **errors(400, 403)}
+    ),
     retrieve=extend_schema(summary="One envelope", responses={200: EnvelopeSerializer, **errors(403, 404)}),
     create=extend_schema(
         summary="Request an envelope (pending, or approved when a policy rule auto-approves it)",
-        request=EnvelopeCreateSerializer, responses={201: EnvelopeSerializer, **errors(400, 403)},
+        request=EnvelopeCreateSerializer,
+        responses={201: EnvelopeSerializer, **errors(400, 403)},
     ),
 )
-class EnvelopeViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                      viewsets.GenericViewSet):
+class EnvelopeViewSet(
+    mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     serializer_class = EnvelopeSerializer
     permission_classes = [IsAuthenticated, RolePermission]
     read_roles = (IDENTITY_ADMIN, AUDITOR, AGENT_OWNER)
@@ -153,14 +192,17 @@ class EnvelopeViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         envelope = services.request_envelope(actor=request.user, request=request, **body.validated_data)
         return self._render(envelope, status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Approve (one admin's decision; quorum per policy)", request=CommentSerializer, responses=_ONE)
+    @extend_schema(
+        summary="Approve (one admin's decision; quorum per policy)", request=CommentSerializer, responses=_ONE
+    )
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         envelope = self.get_object()
         body = CommentSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        envelope = services.approve_envelope(envelope=envelope, actor=request.user, request=request,
-                                             **body.validated_data)
+        envelope = services.approve_envelope(
+            envelope=envelope, actor=request.user, request=request, **body.validated_data
+        )
         return self._render(envelope)
 
     @extend_schema(summary="Deny, saying why", request=CommentSerializer, responses=_ONE)
@@ -169,30 +211,35 @@ class EnvelopeViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         envelope = self.get_object()
         body = CommentSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        envelope = services.deny_envelope(envelope=envelope, actor=request.user, request=request,
-                                          **body.validated_data)
+        envelope = services.deny_envelope(envelope=envelope, actor=request.user, request=request, **body.validated_data)
         return self._render(envelope)
 
-    @extend_schema(summary="Revoke; every credential under it is revoked at once", request=ReasonSerializer,
-                   responses=_ONE)
+    @extend_schema(
+        summary="Revoke; every credential under it is revoked at once", request=ReasonSerializer, responses=_ONE
+    )
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
         envelope = self.get_object()
         body = ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        envelope = services.revoke_envelope(envelope=envelope, actor=request.user, request=request,
-                                            **body.validated_data)
+        envelope = services.revoke_envelope(
+            envelope=envelope, actor=request.user, request=request, **body.validated_data
+        )
         return self._render(envelope)
 
     @extend_schema(
         summary="Mark the task done; its credentials are revoked",
         description="By the agent's owner, an identity admin, or the envelope's own instance presenting "
-                    "its live credential (Authorization: Bearer <credential>).",
-        request=None, responses=_ONE,
+        "its live credential (Authorization: Bearer <credential>).",
+        request=None,
+        responses=_ONE,
     )
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, OwnInstanceOrRole],
-            authentication_classes=[ApiTokenAuthentication, AgentCredentialAuthentication,
-                                    SessionAuthentication])
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[IsAuthenticated, OwnInstanceOrRole],
+        authentication_classes=[ApiTokenAuthentication, AgentCredentialAuthentication, SessionAuthentication],
+    )
     def complete(self, request, pk=None):
         envelope = self.get_object()  # an instance's credential sees only its own envelope
         actor = Actor.of_instance(request.user.instance) if isinstance(request.user, AgentPrincipal) else request.user
@@ -201,7 +248,8 @@ class EnvelopeViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
 
     @extend_schema(
         summary="Re-task: a new pending envelope supersedes this one, whose credentials are revoked",
-        request=EnvelopeTermsSerializer, responses={201: EnvelopeSerializer, **errors(400, 403, 404, 409)},
+        request=EnvelopeTermsSerializer,
+        responses={201: EnvelopeSerializer, **errors(400, 403, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def retask(self, request, pk=None):

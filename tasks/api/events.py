@@ -45,8 +45,25 @@ class ActivityEventSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ActivityEvent
-        fields = ["id", "kind", "agent", "instance", "envelope", "jti", "scope", "resource", "allow", "reason",
-                  "outcome", "drift", "policy_version", "details", "occurred_at", "recorded_at", "reported_by"]
+        fields = [
+            "id",
+            "kind",
+            "agent",
+            "instance",
+            "envelope",
+            "jti",
+            "scope",
+            "resource",
+            "allow",
+            "reason",
+            "outcome",
+            "drift",
+            "policy_version",
+            "details",
+            "occurred_at",
+            "recorded_at",
+            "reported_by",
+        ]
         read_only_fields = fields
 
 
@@ -54,14 +71,18 @@ class EventIngestView(APIView):
     authentication_classes = [ApiTokenAuthentication, AgentCredentialAuthentication]
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(request=EventBatchSerializer,
-                   responses={202: inline_serializer("EventsAccepted", {"accepted": serializers.IntegerField()}),
-                              **errors(400, 403)},
-                   summary="Report a batch of tool calls, secret accesses and escalation attempts",
-                   description="Sent by an agent with its own credential (attributed to its instance and "
-                               "envelope) or by a gateway naming `token` per event. Validated whole: one "
-                               "bad event rejects the batch with 400 naming `events[i].field`, and nothing "
-                               "is stored.")
+    @extend_schema(
+        request=EventBatchSerializer,
+        responses={
+            202: inline_serializer("EventsAccepted", {"accepted": serializers.IntegerField()}),
+            **errors(400, 403),
+        },
+        summary="Report a batch of tool calls, secret accesses and escalation attempts",
+        description="Sent by an agent with its own credential (attributed to its instance and "
+        "envelope) or by a gateway naming `token` per event. Validated whole: one "
+        "bad event rejects the batch with 400 naming `events[i].field`, and nothing "
+        "is stored.",
+    )
     def post(self, request):
         user = request.user
         if isinstance(user, AgentPrincipal):
@@ -91,14 +112,17 @@ class EventListView(generics.ListAPIView):
     pagination_class = NewestFirstCursorPagination
     filter_backends: list = []
 
-    @extend_schema(parameters=[
-        OpenApiParameter("agent", OpenApiTypes.STR, description="agent slug or id"),
-        OpenApiParameter("instance", OpenApiTypes.UUID),
-        OpenApiParameter("envelope", OpenApiTypes.UUID),
-        OpenApiParameter("kind", OpenApiTypes.STR, enum=[k.value for k in ActivityEvent.Kind]),
-        OpenApiParameter("since", OpenApiTypes.DATETIME, description="occurred at or after"),
-    ], responses={200: ActivityEventSerializer(many=True), **errors(400)},
-        summary="The activity record, newest first (owners see their own agents')")
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("agent", OpenApiTypes.STR, description="agent slug or id"),
+            OpenApiParameter("instance", OpenApiTypes.UUID),
+            OpenApiParameter("envelope", OpenApiTypes.UUID),
+            OpenApiParameter("kind", OpenApiTypes.STR, enum=[k.value for k in ActivityEvent.Kind]),
+            OpenApiParameter("since", OpenApiTypes.DATETIME, description="occurred at or after"),
+        ],
+        responses={200: ActivityEventSerializer(many=True), **errors(400)},
+        summary="The activity record, newest first (owners see their own agents')",
+    )
     def get(self, request, *args, **kwargs):
         return super().get(request, *args, **kwargs)
 

@@ -62,10 +62,31 @@ class ExceptionOut(serializers.ModelSerializer):
 
     class Meta:
         model = StandingException
-        fields = ("id", "vendor", "justification", "compensating_controls", "owner", "agent", "scopes", "status",
-                  "duration_days", "recertify_every_days", "requested_by", "approved_by", "approved_at",
-                  "expires_at", "recertify_by", "last_recertified_at", "recertification_overdue", "ended_at",
-                  "end_reason", "renews", "has_secret", "secret_prefix", "created_at")
+        fields = (
+            "id",
+            "vendor",
+            "justification",
+            "compensating_controls",
+            "owner",
+            "agent",
+            "scopes",
+            "status",
+            "duration_days",
+            "recertify_every_days",
+            "requested_by",
+            "approved_by",
+            "approved_at",
+            "expires_at",
+            "recertify_by",
+            "last_recertified_at",
+            "recertification_overdue",
+            "ended_at",
+            "end_reason",
+            "renews",
+            "has_secret",
+            "secret_prefix",
+            "created_at",
+        )
         read_only_fields = fields
 
     def get_approved_by(self, obj) -> str | None:
@@ -90,11 +111,15 @@ def _created(requested: services.Requested) -> Response:
 
 
 @extend_schema_view(
-    list=extend_schema(summary="Standing exceptions the caller may see",
-                       responses={200: ExceptionOut(many=True), **errors(400, 403)}),
+    list=extend_schema(
+        summary="Standing exceptions the caller may see", responses={200: ExceptionOut(many=True), **errors(400, 403)}
+    ),
     retrieve=extend_schema(summary="One standing exception", responses={200: ExceptionOut, **errors(403, 404)}),
-    create=extend_schema(summary="Request a standing exception", request=ExceptionIn,
-                         responses={201: ExceptionWithSecretOut, **errors(400, 403)}),
+    create=extend_schema(
+        summary="Request a standing exception",
+        request=ExceptionIn,
+        responses={201: ExceptionWithSecretOut, **errors(400, 403)},
+    ),
 )
 class ExceptionViewSet(viewsets.GenericViewSet):
     permission_classes = [permissions.IsAuthenticated, ConsoleRole]
@@ -129,41 +154,59 @@ class ExceptionViewSet(viewsets.GenericViewSet):
                 raise serializers.ValidationError({"agent": ["no such agent you may see"]})
         return _created(services.request_exception(actor=request.user, agent=agent, request=request, **fields))
 
-    @extend_schema(summary="Approve (an identity admin other than the requester and the owner)",
-                   request=CommentIn, responses={200: ExceptionOut, **errors(400, 403, 404, 409)})
+    @extend_schema(
+        summary="Approve (an identity admin other than the requester and the owner)",
+        request=CommentIn,
+        responses={200: ExceptionOut, **errors(400, 403, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         data = CommentIn(data=request.data)
         data.is_valid(raise_exception=True)
-        exc = services.approve_exception(exception=self.get_object(), actor=request.user,
-                                         comment=data.validated_data["comment"], request=request)
+        exc = services.approve_exception(
+            exception=self.get_object(), actor=request.user, comment=data.validated_data["comment"], request=request
+        )
         return Response(ExceptionOut(exc).data)
 
-    @extend_schema(summary="Re-certify: the owner attests it is still needed", request=CommentIn,
-                   responses={200: ExceptionOut, **errors(400, 403, 404, 409)})
+    @extend_schema(
+        summary="Re-certify: the owner attests it is still needed",
+        request=CommentIn,
+        responses={200: ExceptionOut, **errors(400, 403, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def recertify(self, request, pk=None):
         data = CommentIn(data=request.data)
         data.is_valid(raise_exception=True)
-        exc = services.recertify_exception(exception=self.get_object(), actor=request.user,
-                                           comment=data.validated_data["comment"], request=request)
+        exc = services.recertify_exception(
+            exception=self.get_object(), actor=request.user, comment=data.validated_data["comment"], request=request
+        )
         return Response(ExceptionOut(exc).data)
 
-    @extend_schema(summary="Renew: a new pending exception that retires this one when approved",
-                   request=RenewIn, responses={201: ExceptionWithSecretOut, **errors(400, 403, 404, 409)})
+    @extend_schema(
+        summary="Renew: a new pending exception that retires this one when approved",
+        request=RenewIn,
+        responses={201: ExceptionWithSecretOut, **errors(400, 403, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def renew(self, request, pk=None):
         data = RenewIn(data=request.data)
         data.is_valid(raise_exception=True)
-        return _created(services.renew_exception(exception=self.get_object(), actor=request.user, request=request,
-                                                 **data.validated_data))
+        return _created(
+            services.renew_exception(
+                exception=self.get_object(), actor=request.user, request=request, **data.validated_data
+            )
+        )
 
-    @extend_schema(summary="Retire (withdraw or end); its secret stops being valid", request=ReasonIn,
-                   responses={200: ExceptionOut, **errors(400, 403, 404, 409)})
+    @extend_schema(
+        summary="Retire (withdraw or end); its secret stops being valid",
+        request=ReasonIn,
+        responses={200: ExceptionOut, **errors(400, 403, 404, 409)},
+    )
     @action(detail=True, methods=["post"])
     def retire(self, request, pk=None):
         data = ReasonIn(data=request.data)
         data.is_valid(raise_exception=True)
-        exc = services.retire_exception(exception=self.get_object(), actor=request.user,
-                                        reason=data.validated_data["reason"], request=request)
+        exc = services.retire_exception(
+            exception=self.get_object(), actor=request.user, reason=data.validated_data["reason"], request=request
+        )
         return Response(ExceptionOut(exc).data)

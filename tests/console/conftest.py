@@ -39,18 +39,32 @@ def approved(envelope, *admins):
 def make_credential(envelope, *, instance=None, seconds=300, parent=None, status=Credential.Status.ACTIVE):
     now = timezone.now()
     return Credential.objects.create(
-        jti=uuid.uuid4().hex, instance=instance or envelope.instance, envelope=envelope,
-        scopes=list(envelope.scopes), audience="mandate", issued_at=now,
-        expires_at=now + timedelta(seconds=seconds), kid="test-key", parent=parent, status=status,
+        jti=uuid.uuid4().hex,
+        instance=instance or envelope.instance,
+        envelope=envelope,
+        scopes=list(envelope.scopes),
+        audience="mandate",
+        issued_at=now,
+        expires_at=now + timedelta(seconds=seconds),
+        kid="test-key",
+        parent=parent,
+        status=status,
     )
 
 
 def make_activity(envelope, n=1, **fields):
     rows = [
-        ActivityEvent(kind=fields.get("kind", ActivityEvent.Kind.DECISION), agent_id=envelope.agent_id,
-                      instance_id=envelope.instance_id, envelope=envelope, scope=fields.get("scope", "github:write"),
-                      resource=fields.get("resource", "repo:acme/app"), allow=fields.get("allow", True),
-                      reason=fields.get("reason", "ok"), drift=fields.get("drift", False))
+        ActivityEvent(
+            kind=fields.get("kind", ActivityEvent.Kind.DECISION),
+            agent_id=envelope.agent_id,
+            instance_id=envelope.instance_id,
+            envelope=envelope,
+            scope=fields.get("scope", "github:write"),
+            resource=fields.get("resource", "repo:acme/app"),
+            allow=fields.get("allow", True),
+            reason=fields.get("reason", "ok"),
+            drift=fields.get("drift", False),
+        )
         for _ in range(n)
     ]
     return ActivityEvent.objects.bulk_create(rows)

@@ -199,8 +199,7 @@ def test_no_secret_ever_reaches_the_trail(api_client, owner):
 
 
 @pytest.mark.parametrize("rows", [3, 30])
-def test_the_list_query_count_does_not_grow_with_rows(api_client, admin, owner, rows,
-                                                      django_assert_max_num_queries):
+def test_the_list_query_count_does_not_grow_with_rows(api_client, admin, owner, rows, django_assert_max_num_queries):
     agent = make_agent(owner)
     for n in range(rows):
         services.update_agent(agent=agent, actor=owner, changes={"name": f"n{n}"})
@@ -220,8 +219,10 @@ def test_an_owners_list_query_count_does_not_grow_with_rows(api_client, owner, d
         assert client.get("/api/v1/audit/").status_code == 200
 
 
-@pytest.mark.parametrize(("query", "field"), [("cursor=garbage", "cursor"), ("page_size=0", "page_size"),
-                                              ("since=", "since"), ("verb=", "verb")])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("cursor=garbage", "cursor"), ("page_size=0", "page_size"), ("since=", "since"), ("verb=", "verb")],
+)
 def test_a_bad_cursor_page_size_or_empty_filter_is_400_naming_it(api_client, admin, query, field):
     response = api_client.as_user(admin).get(f"/api/v1/audit/?{query}")
     assert response.status_code == 400 and field in response.json()

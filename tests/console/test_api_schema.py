@@ -10,14 +10,30 @@ from django.core.management import call_command
 pytestmark = pytest.mark.django_db
 
 CONTRACT_PATHS = [
-    "/api/v1/agents/", "/api/v1/agents/{slug}/", "/api/v1/agents/{slug}/pause", "/api/v1/agents/{slug}/resume",
-    "/api/v1/agents/{slug}/retire", "/api/v1/agents/{slug}/instances/",
-    "/api/v1/instances/", "/api/v1/instances/{id}/", "/api/v1/instances/{id}/clone",
-    "/api/v1/instances/{id}/pause", "/api/v1/instances/{id}/resume", "/api/v1/instances/{id}/retire",
-    "/api/v1/envelopes/", "/api/v1/envelopes/{id}/", "/api/v1/envelopes/{id}/approve",
-    "/api/v1/envelopes/{id}/deny", "/api/v1/envelopes/{id}/revoke", "/api/v1/envelopes/{id}/complete",
-    "/api/v1/envelopes/{id}/retask", "/api/v1/audit/", "/api/v1/audit/export", "/api/v1/audit/verify",
-    "/api/v1/tokens/", "/api/v1/tokens/{id}/revoke",
+    "/api/v1/agents/",
+    "/api/v1/agents/{slug}/",
+    "/api/v1/agents/{slug}/pause",
+    "/api/v1/agents/{slug}/resume",
+    "/api/v1/agents/{slug}/retire",
+    "/api/v1/agents/{slug}/instances/",
+    "/api/v1/instances/",
+    "/api/v1/instances/{id}/",
+    "/api/v1/instances/{id}/clone",
+    "/api/v1/instances/{id}/pause",
+    "/api/v1/instances/{id}/resume",
+    "/api/v1/instances/{id}/retire",
+    "/api/v1/envelopes/",
+    "/api/v1/envelopes/{id}/",
+    "/api/v1/envelopes/{id}/approve",
+    "/api/v1/envelopes/{id}/deny",
+    "/api/v1/envelopes/{id}/revoke",
+    "/api/v1/envelopes/{id}/complete",
+    "/api/v1/envelopes/{id}/retask",
+    "/api/v1/audit/",
+    "/api/v1/audit/export",
+    "/api/v1/audit/verify",
+    "/api/v1/tokens/",
+    "/api/v1/tokens/{id}/revoke",
 ]
 
 

@@ -87,15 +87,18 @@ def test_creating_and_revoking_are_audit_events_without_the_secret(api_client, o
     assert created["token"] not in str([(e.before, e.after, e.reason, e.target_label) for e in events])
 
 
-@pytest.mark.parametrize(("field", "body"), [
-    ("expires_days", {"expires_days": 0}),
-    ("expires_days", {"expires_days": -5}),
-    ("expires_days", {"expires_days": "30"}),
-    ("expires_days", {"expires_days": 100000}),
-    ("name", {"name": "n" * 101}),
-    ("name", {"name": 5}),
-    ("user", {"user": "ada"}),
-])
+@pytest.mark.parametrize(
+    ("field", "body"),
+    [
+        ("expires_days", {"expires_days": 0}),
+        ("expires_days", {"expires_days": -5}),
+        ("expires_days", {"expires_days": "30"}),
+        ("expires_days", {"expires_days": 100000}),
+        ("name", {"name": "n" * 101}),
+        ("name", {"name": 5}),
+        ("user", {"user": "ada"}),
+    ],
+)
 def test_bad_input_is_400_naming_the_field(api_client, owner, field, body):
     client = api_client.as_user(owner)
     before = ApiToken.objects.count()

@@ -31,8 +31,12 @@ def test_parallel_appends_to_a_new_chain_link_into_one_verifiable_chain():
             barrier.wait()
             for i in range(10):
                 with transaction.atomic():
-                    audit.record("test.appended", actor=audit.Actor.system(), target=("thing", f"{worker}-{i}"),
-                                 agent_id=agent_id)
+                    audit.record(
+                        "test.appended",
+                        actor=audit.Actor.system(),
+                        target=("thing", f"{worker}-{i}"),
+                        agent_id=agent_id,
+                    )
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
         finally:

@@ -164,24 +164,48 @@ def test_a_token_from_create_api_token_drives_the_whole_flow_and_an_admin_approv
     admin_token = _run("create_api_token", "ada")[0].strip().splitlines()[-1]
 
     def curl(method, path, token, body=None):
-        response = client.generic(method, path, json.dumps(body) if body is not None else "",
-                                  content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+        response = client.generic(
+            method,
+            path,
+            json.dumps(body) if body is not None else "",
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
         return response.status_code, response.json()
 
-    code, agent = curl("POST", "/api/v1/agents/", owner_token, {
-        "slug": "invoice-triage", "name": "Invoice triage", "ceiling": ["github:read", "github:write"],
-        "max_envelope_seconds": 3600})
+    code, agent = curl(
+        "POST",
+        "/api/v1/agents/",
+        owner_token,
+        {
+            "slug": "invoice-triage",
+            "name": "Invoice triage",
+            "ceiling": ["github:read", "github:write"],
+            "max_envelope_seconds": 3600,
+        },
+    )
     assert code == 201 and agent["owner"] == "olivia"
 
     _, jwk = new_ed25519_key()
-    code, instance = curl("POST", "/api/v1/agents/invoice-triage/instances/", owner_token,
-                          {"public_jwk": jwk, "label": "worker-1"})
+    code, instance = curl(
+        "POST", "/api/v1/agents/invoice-triage/instances/", owner_token, {"public_jwk": jwk, "label": "worker-1"}
+    )
     assert code == 201
     assert instance["spiffe_id"] == f"spiffe://acme.example/agent/invoice-triage/instance/{instance['id']}"
 
-    code, envelope = curl("POST", "/api/v1/envelopes/", owner_token, {
-        "instance": instance["id"], "intent": "label this week's invoices", "scopes": ["github:write"],
-        "resources": ["repo:acme/invoices"], "duration_seconds": 1800, "max_actions": 20})
+    code, envelope = curl(
+        "POST",
+        "/api/v1/envelopes/",
+        owner_token,
+        {
+            "instance": instance["id"],
+            "intent": "label this week's invoices",
+            "scopes": ["github:write"],
+            "resources": ["repo:acme/invoices"],
+            "duration_seconds": 1800,
+            "max_actions": 20,
+        },
+    )
     assert code == 201 and envelope["state"] == "pending"
 
     code, refused = curl("POST", f"/api/v1/envelopes/{envelope['id']}/approve", owner_token, {"comment": "me"})
@@ -193,6 +217,13 @@ def test_a_token_from_create_api_token_drives_the_whole_flow_and_an_admin_approv
     code, verified = curl("GET", "/api/v1/audit/verify", admin_token)
     assert verified["ok"] is True
     verbs = list(AuditEvent.objects.order_by("id").values_list("verb", flat=True))
-    for verb in ("user.roles_changed", "token.created", "agent.created", "instance.registered",
-                 "envelope.requested", "envelope.approval_recorded", "envelope.approved"):
+    for verb in (
+        "user.roles_changed",
+        "token.created",
+        "agent.created",
+        "instance.registered",
+        "envelope.requested",
+        "envelope.approval_recorded",
+        "envelope.approved",
+    ):
         assert verb in verbs

@@ -19,7 +19,9 @@ def test_a_boolean_that_is_not_one_refuses_and_names_the_variable(monkeypatch, v
         env_bool("MANDATE_X", False)
 
 
-@pytest.mark.parametrize(("value", "expected"), [("TRUE", True), ("on", True), ("0", False), ("no", False), ("", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("TRUE", True), ("on", True), ("0", False), ("no", False), ("", False)]
+)
 def test_booleans_read_the_usual_spellings(monkeypatch, value, expected):
     monkeypatch.setenv("MANDATE_X", value)
     assert env_bool("MANDATE_X", not expected) is expected
@@ -68,8 +70,9 @@ def test_an_unreadable_secret_file_refuses(monkeypatch, tmp_path):
 def _start(**env) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("MANDATE_TESTING", "DEBUG", "SECRET_KEY")}
     clean.update(env)
-    return subprocess.run([sys.executable, "-c", "import django; django.setup()"], env=clean,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], env=clean, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_with_debug_off_start_up_refuses_a_missing_secret_key():
@@ -78,8 +81,12 @@ def test_with_debug_off_start_up_refuses_a_missing_secret_key():
 
 
 def test_with_debug_off_start_up_refuses_the_development_secret_key():
-    result = _start(DEBUG="false", SECRET_KEY="dev-insecure-secret-key-do-not-use-in-production",
-                    MANDATE_KEY_ENCRYPTION_KEYS="x" * 44, DJANGO_SETTINGS_MODULE="console.settings")
+    result = _start(
+        DEBUG="false",
+        SECRET_KEY="dev-insecure-secret-key-do-not-use-in-production",
+        MANDATE_KEY_ENCRYPTION_KEYS="x" * 44,
+        DJANGO_SETTINGS_MODULE="console.settings",
+    )
     assert result.returncode != 0 and "development default" in result.stderr
 
 
@@ -89,9 +96,11 @@ def test_a_bad_sweep_interval_stops_start_up_naming_it():
 
 
 def test_sweep_intervals_come_from_the_environment_and_expire_before_the_next_run():
-    code = ("import django; django.setup(); from django.conf import settings as s; "
-            "e = s.CELERY_BEAT_SCHEDULE['expire-overdue-credentials']; "
-            "print(e['schedule'].run_every.total_seconds(), e['options']['expires'], e['options']['queue'])")
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "e = s.CELERY_BEAT_SCHEDULE['expire-overdue-credentials']; "
+        "print(e['schedule'].run_every.total_seconds(), e['options']['expires'], e['options']['queue'])"
+    )
     clean = {k: v for k, v in os.environ.items() if k != "DEBUG"}
     clean.update(MANDATE_TESTING="1", MANDATE_SWEEP_CREDENTIALS_SECONDS="7", DJANGO_SETTINGS_MODULE="console.settings")
     out = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, timeout=60)

@@ -37,8 +37,13 @@ def test_posture_page_shows_each_chart_with_numbers(client, auditor, world):
 
     assert response.status_code == 200
     html = response.content.decode()
-    for title in ("Privilege used vs granted, per agent", "Credential lifetimes", "Approval waiting times",
-                  "Denials and drift per day", "Stale and orphaned"):
+    for title in (
+        "Privilege used vs granted, per agent",
+        "Credential lifetimes",
+        "Approval waiting times",
+        "Denials and drift per day",
+        "Stale and orphaned",
+    ):
         assert f">{title}</title>" in html
     assert html.count("<svg") >= 5
     assert "invoice-triage" in html and "secret-project" in html
@@ -54,8 +59,9 @@ def test_owners_see_only_their_own_agents_on_the_posture_page(client, owner, wor
     assert rows.status_code == 404
 
 
-def test_the_posture_page_query_count_does_not_grow_with_agents(client, auditor, admin, owner, world,
-                                                              django_assert_max_num_queries):
+def test_the_posture_page_query_count_does_not_grow_with_agents(
+    client, auditor, admin, owner, world, django_assert_max_num_queries
+):
     _client(client, auditor)
     with django_assert_max_num_queries(22):
         client.get(reverse("posture"))
@@ -71,9 +77,25 @@ def test_the_posture_page_query_count_does_not_grow_with_agents(client, auditor,
         assert client.get(reverse("posture-standards")).status_code == 200
 
 
-@pytest.mark.parametrize("kind", ["unused", "credentials", "approvals", "denied", "drift", "renewals",
-                                  "max_duration", "over_minted", "stale_instances", "stale_envelopes",
-                                  "orphaned_agents", "never_seen", "outlived_parent", "open_exceptions"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "unused",
+        "credentials",
+        "approvals",
+        "denied",
+        "drift",
+        "renewals",
+        "max_duration",
+        "over_minted",
+        "stale_instances",
+        "stale_envelopes",
+        "orphaned_agents",
+        "never_seen",
+        "outlived_parent",
+        "open_exceptions",
+    ],
+)
 def test_every_rows_view_renders(client, auditor, world, kind):
     response = _client(client, auditor).get(reverse("posture-rows", args=[kind]), {"days": "7", "bucket": "2"})
     assert response.status_code == 200
@@ -136,18 +158,21 @@ def test_streamed_evidence_export_is_scoped_and_validated(client, owner, world):
     assert lines[-1]["type"] == "summary"
     assert client.get(reverse("posture-evidence-stream"), {"kind": "users"}).status_code == 400
     assert client.get(reverse("posture-evidence-stream"), {"since": "yesterday"}).status_code == 400
-    assert client.get(reverse("posture-evidence-stream"),
-                      {"since": "2030-01-02", "until": "2030-01-01"}).status_code == 400
+    assert (
+        client.get(reverse("posture-evidence-stream"), {"since": "2030-01-02", "until": "2030-01-01"}).status_code
+        == 400
+    )
 
 
-def test_background_export_shows_progress_and_only_its_requester_downloads(client, auditor, other_owner, world,
-                                                                          settings, tmp_path,
-                                                                          django_capture_on_commit_callbacks):
+def test_background_export_shows_progress_and_only_its_requester_downloads(
+    client, auditor, other_owner, world, settings, tmp_path, django_capture_on_commit_callbacks
+):
     settings.DATA_DIR = tmp_path
     _client(client, auditor)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("posture-export-start"), {"kind": "activity", "format": "csv"},
-                               HTTP_HX_REQUEST="true")
+        response = client.post(
+            reverse("posture-export-start"), {"kind": "activity", "format": "csv"}, HTTP_HX_REQUEST="true"
+        )
     assert response.status_code == 200
     job = ExportJob.objects.get()
     status = client.get(reverse("posture-export-status", args=[job.id])).content.decode()
@@ -159,18 +184,28 @@ def test_background_export_shows_progress_and_only_its_requester_downloads(clien
 
 
 def test_a_running_export_polls_for_progress(client, auditor, world):
-    job = ExportJob.objects.create(requested_by=auditor, kind="audit", format="jsonl", status="running",
-                                   total=100_000, done=25_000)
+    job = ExportJob.objects.create(
+        requested_by=auditor, kind="audit", format="jsonl", status="running", total=100_000, done=25_000
+    )
     html = _client(client, auditor).get(reverse("posture-export-status", args=[job.id])).content.decode()
     assert 'hx-trigger="every 1s"' in html and "25 %" in html
 
 
 def test_exceptions_page_requests_shows_the_secret_once_and_admin_approves(client, owner, admin, world):
     _client(client, owner)
-    response = client.post(reverse("posture-exceptions"), {
-        "vendor": "Acme CRM", "agent": "invoice-triage", "scopes": "github:read",
-        "justification": "webhook", "compensating_controls": "IP allow-list", "duration_days": "30",
-        "recertify_every_days": "7", "issue_secret": "on"})
+    response = client.post(
+        reverse("posture-exceptions"),
+        {
+            "vendor": "Acme CRM",
+            "agent": "invoice-triage",
+            "scopes": "github:read",
+            "justification": "webhook",
+            "compensating_controls": "IP allow-list",
+            "duration_days": "30",
+            "recertify_every_days": "7",
+            "issue_secret": "on",
+        },
+    )
     assert response.status_code == 200
     exc = StandingException.objects.get()
     html = response.content.decode()
@@ -184,9 +219,16 @@ def test_exceptions_page_requests_shows_the_secret_once_and_admin_approves(clien
 
 
 def test_exceptions_form_names_bad_fields_without_a_500(client, owner):
-    response = _client(client, owner).post(reverse("posture-exceptions"), {
-        "vendor": "Acme", "scopes": "github:read", "justification": "x", "compensating_controls": "y",
-        "duration_days": "365"})
+    response = _client(client, owner).post(
+        reverse("posture-exceptions"),
+        {
+            "vendor": "Acme",
+            "scopes": "github:read",
+            "justification": "x",
+            "compensating_controls": "y",
+            "duration_days": "365",
+        },
+    )
     assert response.status_code == 400 and "from 1 to 90" in response.content.decode()
     response = client.post(reverse("posture-exceptions"), {"vendor": "Acme", "duration_days": "lots"})
     assert response.status_code == 400
@@ -194,8 +236,13 @@ def test_exceptions_form_names_bad_fields_without_a_500(client, owner):
 
 def test_the_expired_exception_is_shown_revoked_after_the_sweep(client, owner, admin, auditor):
     exc = exception_services.request_exception(
-        actor=owner, vendor="Legacy SFTP", justification="x", scopes=["github:read"], compensating_controls="y",
-        duration_days=1).exception
+        actor=owner,
+        vendor="Legacy SFTP",
+        justification="x",
+        scopes=["github:read"],
+        compensating_controls="y",
+        duration_days=1,
+    ).exception
     exception_services.approve_exception(exception=exc, actor=admin)
     exception_services.expire_due_exceptions(now=timezone.now() + timedelta(days=2))
 

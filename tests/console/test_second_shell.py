@@ -31,12 +31,15 @@ def test_add_user_in_a_second_shell_works_after_make_run(tmp_path):
     result = _shell(data, "add_user", "ada", "--role", "identity-admin")
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
-    check = _shell(data, code=(
-        "import os, sys; sys.argv = ['manage.py']; from pathlib import Path; "
-        "from console.development import load_development_settings; load_development_settings(Path('.')); "
-        "import django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'console.settings'); django.setup(); "
-        "from django.contrib.auth.models import User; print(User.objects.get(username='ada').groups.get().name)"
-    ))
+    check = _shell(
+        data,
+        code=(
+            "import os, sys; sys.argv = ['manage.py']; from pathlib import Path; "
+            "from console.development import load_development_settings; load_development_settings(Path('.')); "
+            "import django; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'console.settings'); django.setup(); "
+            "from django.contrib.auth.models import User; print(User.objects.get(username='ada').groups.get().name)"
+        ),
+    )
     assert check.stdout.strip() == "identity-admin", check.stderr
 
 
@@ -53,8 +56,14 @@ def test_an_environment_debug_wins_over_the_file(tmp_path):
     _as_make_run_left_it(data)
     env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
     env.update(MANDATE_DATA_DIR=str(data), DEBUG="false")
-    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
 
 

@@ -57,8 +57,10 @@ def roles(user):
 
 
 def _run_settings(**env):
-    code = ("import sys, django; django.setup(); import console.urls; "
-            "print('mozilla_django_oidc' in sys.modules, 'console.sso' in sys.modules)")
+    code = (
+        "import sys, django; django.setup(); import console.urls; "
+        "print('mozilla_django_oidc' in sys.modules, 'console.sso' in sys.modules)"
+    )
     environment = {**os.environ, "MANDATE_TESTING": "1", "DJANGO_SETTINGS_MODULE": "console.settings", **env}
     return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=60)
 
@@ -71,17 +73,26 @@ def test_sso_is_off_by_default_and_nothing_about_it_loads(client):
 
 
 def test_a_role_map_naming_an_unknown_role_stops_start_up():
-    result = _run_settings(MANDATE_OIDC_ENABLED="1", MANDATE_OIDC_ISSUER=ISSUER, MANDATE_OIDC_CLIENT_ID="m",
-                           MANDATE_OIDC_CLIENT_SECRET="s", MANDATE_OIDC_ROLE_MAP="superuser=idp-admins")
+    result = _run_settings(
+        MANDATE_OIDC_ENABLED="1",
+        MANDATE_OIDC_ISSUER=ISSUER,
+        MANDATE_OIDC_CLIENT_ID="m",
+        MANDATE_OIDC_CLIENT_SECRET="s",
+        MANDATE_OIDC_ROLE_MAP="superuser=idp-admins",
+    )
     assert result.returncode != 0 and "MANDATE_OIDC_ROLE_MAP" in result.stderr
 
 
 def test_switched_on_by_environment_it_loads_with_a_secret_from_a_file(tmp_path):
     secret = tmp_path / "secret"
     secret.write_text("from-a-file\n")
-    result = _run_settings(MANDATE_OIDC_ENABLED="1", MANDATE_OIDC_ISSUER=ISSUER, MANDATE_OIDC_CLIENT_ID="m",
-                           MANDATE_OIDC_CLIENT_SECRET_FILE=str(secret),
-                           MANDATE_OIDC_ROLE_MAP="identity-admin=idp-admins,agent-owner=idp-owners")
+    result = _run_settings(
+        MANDATE_OIDC_ENABLED="1",
+        MANDATE_OIDC_ISSUER=ISSUER,
+        MANDATE_OIDC_CLIENT_ID="m",
+        MANDATE_OIDC_CLIENT_SECRET_FILE=str(secret),
+        MANDATE_OIDC_ROLE_MAP="identity-admin=idp-admins,agent-owner=idp-owners",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "True"]
 
@@ -174,8 +185,7 @@ def idp_key(backend):
 
 def id_token(key, **overrides):
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": "mandate", "sub": "u-1", "iat": now, "exp": now + 300, "nonce": "n-1",
-              **overrides}
+    claims = {"iss": ISSUER, "aud": "mandate", "sub": "u-1", "iat": now, "exp": now + 300, "nonce": "n-1", **overrides}
     return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm="RS256")
 
 
@@ -183,22 +193,28 @@ def test_a_good_id_token_verifies(backend, idp_key):
     assert backend.verify_token(id_token(idp_key), nonce="n-1")["sub"] == "u-1"
 
 
-@pytest.mark.parametrize("overrides", [
-    {"iss": "https://evil.example"},
-    {"aud": "another-client"},
-    {"aud": ["mandate", "another-client"]},  # several audiences and no azp naming us
-    {"nonce": "replayed"},
-    {"exp": int(time.time()) - 3600},
-    {"sub": None},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"iss": "https://evil.example"},
+        {"aud": "another-client"},
+        {"aud": ["mandate", "another-client"]},  # several audiences and no azp naming us
+        {"nonce": "replayed"},
+        {"exp": int(time.time()) - 3600},
+        {"sub": None},
+    ],
+)
 def test_a_bad_id_token_is_refused(backend, idp_key, overrides):
     with pytest.raises(SuspiciousOperation):
         backend.verify_token(id_token(idp_key, **overrides), nonce="n-1")
 
 
 def test_an_id_token_signed_with_hmac_is_refused(backend, idp_key):
-    forged = jwt.encode({"iss": ISSUER, "aud": "mandate", "sub": "u-1", "nonce": "n-1"},
-                        "s3cret-s3cret-s3cret-s3cret-s3cret", algorithm="HS256")
+    forged = jwt.encode(
+        {"iss": ISSUER, "aud": "mandate", "sub": "u-1", "nonce": "n-1"},
+        "s3cret-s3cret-s3cret-s3cret-s3cret",
+        algorithm="HS256",
+    )
     with pytest.raises(SuspiciousOperation):
         backend.verify_token(forged, nonce="n-1")
 

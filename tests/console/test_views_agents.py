@@ -67,7 +67,9 @@ def test_the_agent_page_shows_identity_lineage_envelopes_credentials_and_activit
     parent = make_instance(agent, label="primary")
     from tests.factories import new_ed25519_key
 
-    clone = identity_services.clone_instance(parent=parent, actor=owner, public_jwk=new_ed25519_key()[1], label="the-clone")
+    clone = identity_services.clone_instance(
+        parent=parent, actor=owner, public_jwk=new_ed25519_key()[1], label="the-clone"
+    )
     identity_services.spawn_subagent(parent=clone, actor=owner, public_jwk=new_ed25519_key()[1], label="the-sub")
     envelope = approved(make_envelope(parent, intent="live work"), admin)
     credential = make_credential(envelope)
@@ -98,8 +100,9 @@ def test_pausing_from_the_agent_page_revokes_its_live_credentials(signed_in, own
     agent = make_agent(owner)
     envelope = approved(make_envelope(make_instance(agent)), admin)
     credential = make_credential(envelope)
-    response = signed_in(admin).post(f"/agents/{agent.slug}/pause", {"reason": "incident 42", "confirm": "pause"},
-                                     follow=True)
+    response = signed_in(admin).post(
+        f"/agents/{agent.slug}/pause", {"reason": "incident 42", "confirm": "pause"}, follow=True
+    )
     assert "invoice-triage paused" in response.content.decode()
     agent.refresh_from_db()
     credential.refresh_from_db()

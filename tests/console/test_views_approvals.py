@@ -21,8 +21,17 @@ def test_the_queue_lists_pending_envelopes_oldest_first_with_what_an_approver_ne
     make_envelope(instance, intent="second in line")
     page = signed_in(admin).get("/approvals/").content.decode()
     assert page.index("first in line") < page.index("second in line")
-    for needed in ("invoice-triage", "olivia", "github:write", "repo:acme/*", "30 min", "50 actions", "0 of 1",
-                   f'id="env-{first.id}"', 'hx-trigger="every 15s'):
+    for needed in (
+        "invoice-triage",
+        "olivia",
+        "github:write",
+        "repo:acme/*",
+        "30 min",
+        "50 actions",
+        "0 of 1",
+        f'id="env-{first.id}"',
+        'hx-trigger="every 15s',
+    ):
         assert needed in page
 
 
@@ -66,13 +75,14 @@ def test_a_decision_without_the_csrf_token_is_refused(admin, instance):
 def test_the_requester_sees_a_disabled_approve_button_saying_why(signed_in, admin, instance):
     envelope = make_envelope(instance, actor=admin)
     page = signed_in(admin).get("/approvals/").content.decode()
-    row = page[page.index(f'id="env-{envelope.id}"'):]
+    row = page[page.index(f'id="env-{envelope.id}"') :]
     assert re.search(r'<button type="submit" class="approve" disabled', row)
     assert "nobody approves an envelope they requested" in row
 
 
 def test_an_owner_who_is_also_an_admin_cannot_approve_a_high_risk_envelope_of_their_own_agent(
-        signed_in, admin, second_admin):
+    signed_in, admin, second_admin
+):
     agent = make_agent(admin, slug="admins-own", ceiling=("payments:approve",))
     envelope = make_envelope(make_instance(agent), actor=admin, scopes=("payments:approve",), duration_seconds=600)
     # Requested by the other admin on the owner's behalf, so the owner rule is what stops it.

@@ -34,8 +34,9 @@ def test_an_owner_sees_only_their_own_agents_on_the_dashboard(signed_in, owner, 
     assert "theirs" not in page and "their-agent" not in page
 
 
-def test_the_dashboard_query_count_does_not_grow_with_the_data(signed_in, owner, other_owner, admin, second_admin,
-                                                               django_assert_max_num_queries):
+def test_the_dashboard_query_count_does_not_grow_with_the_data(
+    signed_in, owner, other_owner, admin, second_admin, django_assert_max_num_queries
+):
     _world(owner, other_owner, admin, second_admin, n=12)
     client = signed_in(admin)
     with django_assert_max_num_queries(16):
@@ -52,14 +53,29 @@ def test_drift_reported_late_does_not_hide_recent_drift(client, admin, owner):
     from tests.factories import make_agent, make_instance
 
     instance = make_instance(make_agent(owner))
-    recent = ActivityEvent.objects.create(kind="decision", agent=instance.agent, instance=instance, drift=True,
-                                          allow=False, reason="scope_not_granted", scope="x:recent",
-                                          occurred_at=timezone.now() - timedelta(hours=1))
-    ActivityEvent.objects.bulk_create([
-        ActivityEvent(kind="tool_call", agent=instance.agent, instance=instance, drift=True, scope="x:old",
-                      occurred_at=timezone.now() - timedelta(days=3))
-        for _ in range(20)
-    ])
+    recent = ActivityEvent.objects.create(
+        kind="decision",
+        agent=instance.agent,
+        instance=instance,
+        drift=True,
+        allow=False,
+        reason="scope_not_granted",
+        scope="x:recent",
+        occurred_at=timezone.now() - timedelta(hours=1),
+    )
+    ActivityEvent.objects.bulk_create(
+        [
+            ActivityEvent(
+                kind="tool_call",
+                agent=instance.agent,
+                instance=instance,
+                drift=True,
+                scope="x:old",
+                occurred_at=timezone.now() - timedelta(days=3),
+            )
+            for _ in range(20)
+        ]
+    )
     assert recent.id < ActivityEvent.objects.order_by("-id").first().id
     client.force_login(admin)
     page = client.get("/").content.decode()

@@ -15,9 +15,15 @@ def instance(owner):
 
 
 def _form(instance, **changes):
-    data = {"instance": str(instance.id), "intent": "sort the invoices", "scopes": "github:read, github:write",
-            "resources": "repo:acme/app\nrepo:acme/ledger", "duration_seconds": "1800", "max_actions": "40",
-            "delegation_depth": "0"}
+    data = {
+        "instance": str(instance.id),
+        "intent": "sort the invoices",
+        "scopes": "github:read, github:write",
+        "resources": "repo:acme/app\nrepo:acme/ledger",
+        "duration_seconds": "1800",
+        "max_actions": "40",
+        "delegation_depth": "0",
+    }
     data.update(changes)
     return data
 
@@ -30,22 +36,26 @@ def test_an_owner_requests_an_envelope_and_lands_on_it(signed_in, owner, instanc
     assert envelope.resources == ["repo:acme/app", "repo:acme/ledger"] and envelope.requested_by == owner
 
 
-@pytest.mark.parametrize(("changes", "field", "message"), [
-    ({"scopes": "github:read payments:approve"}, "scopes", "outside agent invoice-triage"),
-    ({"duration_seconds": "7200"}, "duration_seconds", "longer than agent invoice-triage allows"),
-    ({"duration_seconds": "half an hour"}, "duration_seconds", "a whole number of seconds"),
-    ({"max_actions": "0"}, "max_actions", "a whole number from 1"),
-    ({"intent": "  "}, "intent", "say what the task is for"),
-    ({"delegation_depth": "2"}, "delegation_depth", "must be 0 unless may_delegate"),
-    ({"scopes": "NOT A SCOPE"}, "scopes", "is not a scope"),
-])
-def test_the_request_form_validates_like_the_api_and_names_the_field(signed_in, owner, instance, changes, field,
-                                                                     message):
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"scopes": "github:read payments:approve"}, "scopes", "outside agent invoice-triage"),
+        ({"duration_seconds": "7200"}, "duration_seconds", "longer than agent invoice-triage allows"),
+        ({"duration_seconds": "half an hour"}, "duration_seconds", "a whole number of seconds"),
+        ({"max_actions": "0"}, "max_actions", "a whole number from 1"),
+        ({"intent": "  "}, "intent", "say what the task is for"),
+        ({"delegation_depth": "2"}, "delegation_depth", "must be 0 unless may_delegate"),
+        ({"scopes": "NOT A SCOPE"}, "scopes", "is not a scope"),
+    ],
+)
+def test_the_request_form_validates_like_the_api_and_names_the_field(
+    signed_in, owner, instance, changes, field, message
+):
     response = signed_in(owner).post("/envelopes/new/", _form(instance, **changes))
     assert response.status_code == 400
     page = response.content.decode()
     assert message in page
-    assert 'aria-describedby="e-' in page and "aria-invalid=\"true\"" in page
+    assert 'aria-describedby="e-' in page and 'aria-invalid="true"' in page
     assert f"<strong>{field}</strong>" in page
     assert not TaskEnvelope.objects.exists()
 
@@ -138,8 +148,9 @@ def test_retasking_creates_a_new_pending_envelope_that_supersedes_the_old(signed
     client = signed_in(owner)
     form = client.get(f"/envelopes/{envelope.id}/retask").content.decode()
     assert "triage this week" in form
-    response = client.post(f"/envelopes/{envelope.id}/retask", _form(instance, intent="narrower task",
-                                                                     scopes="github:read"), follow=True)
+    response = client.post(
+        f"/envelopes/{envelope.id}/retask", _form(instance, intent="narrower task", scopes="github:read"), follow=True
+    )
     new = TaskEnvelope.objects.get(supersedes=envelope)
     assert response.redirect_chain[-1][0] == f"/envelopes/{new.id}/"
     assert new.state == "pending" and new.intent == "narrower task"
@@ -174,8 +185,9 @@ def test_an_admin_decides_from_the_envelope_page_and_returns_to_it(signed_in, ad
     envelope = make_envelope(instance)
     client = signed_in(admin)
     assert "Approve" in client.get(f"/envelopes/{envelope.id}/").content.decode()
-    response = client.post(f"/approvals/{envelope.id}/approve",
-                           {"comment": "ok", "next": f"/envelopes/{envelope.id}/"}, follow=True)
+    response = client.post(
+        f"/approvals/{envelope.id}/approve", {"comment": "ok", "next": f"/envelopes/{envelope.id}/"}, follow=True
+    )
     assert response.redirect_chain[-1][0] == f"/envelopes/{envelope.id}/"
     evil = client.post(f"/approvals/{envelope.id}/approve", {"next": "https://evil.example/"})
     assert evil["Location"] == "/approvals/"

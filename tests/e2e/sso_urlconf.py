@@ -33,8 +33,9 @@ class _StandInLogin(auth_views.LoginView):
 def _stand_in_dashboard(request):
     if not request.user.is_authenticated:
         return HttpResponse("signed out", status=401)
-    return HttpResponse(f"<p id='who'>{request.user.get_username()}</p>"
-                        f"<p id='roles'>{' '.join(sorted(roles_of(request.user)))}</p>")
+    return HttpResponse(
+        f"<p id='who'>{request.user.get_username()}</p><p id='roles'>{' '.join(sorted(roles_of(request.user)))}</p>"
+    )
 
 
 for name, route, view in (("login", "login/", _StandInLogin.as_view()), ("dashboard", "", _stand_in_dashboard)):

@@ -43,8 +43,7 @@ def test_an_admin_approves_from_the_queue_and_the_row_leaves_without_a_reload(si
 
 
 def test_a_second_admin_completes_a_high_risk_quorum(sign_in, live_server, admin, second_admin, instance):
-    envelope = make_envelope(instance, intent="approve payment run", scopes=("payments:approve",),
-                             duration_seconds=600)
+    envelope = make_envelope(instance, intent="approve payment run", scopes=("payments:approve",), duration_seconds=600)
     first = sign_in(admin)
     first.goto(f"{live_server.url}/approvals/")
     row = first.locator(f"#env-{envelope.id}")
@@ -67,7 +66,8 @@ def test_a_second_admin_completes_a_high_risk_quorum(sign_in, live_server, admin
 
 
 def test_an_owner_sees_only_their_agents_requests_an_envelope_and_watches_a_countdown(
-        sign_in, live_server, owner, other_owner, admin, instance):
+    sign_in, live_server, owner, other_owner, admin, instance
+):
     make_instance(make_agent(other_owner, slug="someone-elses"))
     live = approved(make_envelope(instance, intent="live task"), admin)
     credential = make_credential(live, seconds=200)

@@ -29,14 +29,38 @@ CLIENT_ID = "mandate-console"
 CLIENT_SECRET = "a-client-secret-for-the-test-provider-only"
 
 ACCOUNTS = {
-    "ada": {"password": "ada-pw", "claims": {"email": "ada@corp.test", "email_verified": True,
-                                            "preferred_username": "ada", "groups": ["idp-identity-admins", "staff"]}},
-    "olga": {"password": "olga-pw", "claims": {"email": "olga@corp.test", "email_verified": True,
-                                              "preferred_username": "olga", "groups": ["idp-agent-owners"]}},
-    "mallory": {"password": "mallory-pw", "claims": {"email": "mallory@corp.test", "email_verified": True,
-                                                    "preferred_username": "mallory", "groups": ["contractors"]}},
-    "dave": {"password": "dave-pw", "disabled": True,
-             "claims": {"preferred_username": "dave", "groups": ["idp-identity-admins"]}},
+    "ada": {
+        "password": "ada-pw",
+        "claims": {
+            "email": "ada@corp.test",
+            "email_verified": True,
+            "preferred_username": "ada",
+            "groups": ["idp-identity-admins", "staff"],
+        },
+    },
+    "olga": {
+        "password": "olga-pw",
+        "claims": {
+            "email": "olga@corp.test",
+            "email_verified": True,
+            "preferred_username": "olga",
+            "groups": ["idp-agent-owners"],
+        },
+    },
+    "mallory": {
+        "password": "mallory-pw",
+        "claims": {
+            "email": "mallory@corp.test",
+            "email_verified": True,
+            "preferred_username": "mallory",
+            "groups": ["contractors"],
+        },
+    },
+    "dave": {
+        "password": "dave-pw",
+        "disabled": True,
+        "claims": {"preferred_username": "dave", "groups": ["idp-identity-admins"]},
+    },
 }
 
 
@@ -59,10 +83,22 @@ def accounts_file(tmp_path):
 
 @pytest.fixture
 def provider(node_provider_ready, live_server, accounts_file):
-    env = {**os.environ, "PORT": "0", "CLIENT_ID": CLIENT_ID, "CLIENT_SECRET": CLIENT_SECRET,
-           "REDIRECT_URI": f"{live_server.url}/oidc/callback/", "ACCOUNTS_FILE": str(accounts_file)}
-    process = subprocess.Popen([node_provider_ready, "provider.mjs"], cwd=PROVIDER_DIR, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = {
+        **os.environ,
+        "PORT": "0",
+        "CLIENT_ID": CLIENT_ID,
+        "CLIENT_SECRET": CLIENT_SECRET,
+        "REDIRECT_URI": f"{live_server.url}/oidc/callback/",
+        "ACCOUNTS_FILE": str(accounts_file),
+    }
+    process = subprocess.Popen(
+        [node_provider_ready, "provider.mjs"],
+        cwd=PROVIDER_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         line = process.stdout.readline()
         if not line.startswith("READY "):
@@ -75,8 +111,13 @@ def provider(node_provider_ready, live_server, accounts_file):
 
 @pytest.fixture
 def sso(settings, provider):
-    enable_sso(settings, issuer=provider, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-               role_map={IDENTITY_ADMIN: {"idp-identity-admins"}, AGENT_OWNER: {"idp-agent-owners"}})
+    enable_sso(
+        settings,
+        issuer=provider,
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        role_map={IDENTITY_ADMIN: {"idp-identity-admins"}, AGENT_OWNER: {"idp-agent-owners"}},
+    )
     return provider
 
 
@@ -137,7 +178,8 @@ def test_someone_the_provider_disables_is_refused_here(sso, sso_sign_in):
 
 
 def test_a_person_removed_from_their_group_at_the_provider_is_refused_and_deactivated_on_next_sign_in(
-        sso, sso_sign_in, accounts_file):
+    sso, sso_sign_in, accounts_file
+):
     sso_sign_in("olga", "olga-pw")
     olga = get_user_model().objects.get(username="olga")
     assert set(olga.groups.values_list("name", flat=True)) == {AGENT_OWNER}

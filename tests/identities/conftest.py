@@ -21,8 +21,14 @@ JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 def assertion_for(instance, *, key=None, alg="EdDSA", aud=TOKEN_URL, lifetime=120, headers=None, **claims):
     """A client assertion as an agent SDK would sign it; ``claims`` override or (with None) drop."""
     now = int(time.time())
-    body = {"iss": instance.spiffe_id, "sub": instance.spiffe_id, "aud": aud, "iat": now, "exp": now + lifetime,
-            "jti": uuid.uuid4().hex}
+    body = {
+        "iss": instance.spiffe_id,
+        "sub": instance.spiffe_id,
+        "aud": aud,
+        "iat": now,
+        "exp": now + lifetime,
+        "jti": uuid.uuid4().hex,
+    }
     for name, value in claims.items():
         if value is None:
             body.pop(name, None)
@@ -41,8 +47,7 @@ def token_form(instance, envelope, **extra):
 
 def form_post(client, path, form, **headers):
     """POST as the OAuth RFCs ask: application/x-www-form-urlencoded."""
-    return client.post(path, urlencode(form, doseq=True), content_type="application/x-www-form-urlencoded",
-                       **headers)
+    return client.post(path, urlencode(form, doseq=True), content_type="application/x-www-form-urlencoded", **headers)
 
 
 def post_token(client, form):

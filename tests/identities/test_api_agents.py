@@ -11,13 +11,28 @@ from tests.factories import make_agent, make_instance
 
 pytestmark = pytest.mark.django_db
 
-AGENT_FIELDS = {"id", "slug", "name", "description", "owner", "status", "ceiling", "max_envelope_seconds",
-                "created_at", "instance_count"}
+AGENT_FIELDS = {
+    "id",
+    "slug",
+    "name",
+    "description",
+    "owner",
+    "status",
+    "ceiling",
+    "max_envelope_seconds",
+    "created_at",
+    "instance_count",
+}
 
 
 def _body(**overrides):
-    body = {"slug": "invoice-triage", "name": "Invoice triage", "description": "reads invoices",
-            "ceiling": ["github:read", "jira:read"], "max_envelope_seconds": 3600}
+    body = {
+        "slug": "invoice-triage",
+        "name": "Invoice triage",
+        "description": "reads invoices",
+        "ceiling": ["github:read", "jira:read"],
+        "max_envelope_seconds": 3600,
+    }
     body.update(overrides)
     return body
 
@@ -61,8 +76,9 @@ def test_a_taken_slug_is_bad_input_naming_the_slug(api_client, owner):
     assert "slug" in response.json()
 
 
-def test_owners_list_only_their_own_agents_while_admins_and_auditors_list_all(api_client, owner, other_owner,
-                                                                              admin, auditor):
+def test_owners_list_only_their_own_agents_while_admins_and_auditors_list_all(
+    api_client, owner, other_owner, admin, auditor
+):
     make_agent(owner, slug="mine")
     make_agent(other_owner, slug="theirs")
     slugs = lambda user: [a["slug"] for a in api_client.as_user(user).get("/api/v1/agents/").json()["results"]]  # noqa: E731
@@ -131,12 +147,14 @@ def test_put_is_not_part_of_the_contract(api_client, owner):
         ("retire", "retired", 200, "retired"),
     ],
 )
-def test_lifecycle_verbs_move_the_agent_or_answer_409(api_client, owner, verb, from_status, expected_code,
-                                                      expected_status):
+def test_lifecycle_verbs_move_the_agent_or_answer_409(
+    api_client, owner, verb, from_status, expected_code, expected_status
+):
     agent = make_agent(owner)
     Agent.objects.filter(pk=agent.pk).update(status=from_status)
-    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/{verb}", {"reason": "testing"},
-                                              format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/agents/{agent.slug}/{verb}", {"reason": "testing"}, format="json"
+    )
     assert response.status_code == expected_code, response.json()
     assert state_of(Agent, agent.pk) == expected_status
     if expected_code == 409:
@@ -176,8 +194,14 @@ MATRIX = {
     "pause": {"owner": 200, "other_owner": 404, "admin": 200, "auditor": 403, "gateway": 403, "anonymous": 401},
     "resume": {"owner": 200, "other_owner": 404, "admin": 200, "auditor": 403, "gateway": 403, "anonymous": 401},
     "retire": {"owner": 200, "other_owner": 404, "admin": 200, "auditor": 403, "gateway": 403, "anonymous": 401},
-    "register_instance": {"owner": 201, "other_owner": 404, "admin": 201, "auditor": 403, "gateway": 403,
-                          "anonymous": 401},
+    "register_instance": {
+        "owner": 201,
+        "other_owner": 404,
+        "admin": 201,
+        "auditor": 403,
+        "gateway": 403,
+        "anonymous": 401,
+    },
 }
 
 
@@ -277,8 +301,7 @@ def test_a_form_encoded_body_is_refused_as_an_unsupported_media_type(api_client,
 
 
 @pytest.mark.parametrize("rows", [2, 20])
-def test_the_list_query_count_does_not_grow_with_rows(api_client, admin, owner, rows,
-                                                      django_assert_max_num_queries):
+def test_the_list_query_count_does_not_grow_with_rows(api_client, admin, owner, rows, django_assert_max_num_queries):
     for n in range(rows):
         agent = make_agent(owner, slug=f"agent-{n}")
         make_instance(agent)
@@ -310,8 +333,9 @@ def test_the_identity_services_themselves_refuse_people_who_may_not_manage_the_a
         lambda: services.retire_instance(instance=instance, actor=user),
     ]
     if role != "other_owner":
-        calls.append(lambda: services.register_agent(actor=user, slug="sneaky", name="s", ceiling=[],
-                                                     max_envelope_seconds=600))
+        calls.append(
+            lambda: services.register_agent(actor=user, slug="sneaky", name="s", ceiling=[], max_envelope_seconds=600)
+        )
     for call in calls:
         with pytest.raises(PermissionDenied):
             call()
@@ -321,19 +345,33 @@ def test_the_identity_services_themselves_refuse_people_who_may_not_manage_the_a
 # --- lists and paths answer JSON, and bad paging is bad input ---------------------------------------
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("page=0", "page"), ("page=abc", "page"), ("page=99", "page"),
-    ("page_size=0", "page_size"), ("page_size=-3", "page_size"), ("page_size=null", "page_size"),
-    ("status=", "status"),
-])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("page=0", "page"),
+        ("page=abc", "page"),
+        ("page=99", "page"),
+        ("page_size=0", "page_size"),
+        ("page_size=-3", "page_size"),
+        ("page_size=null", "page_size"),
+        ("status=", "status"),
+    ],
+)
 def test_bad_paging_or_an_empty_filter_is_400_naming_it(api_client, owner, query, field):
     make_agent(owner)
     response = api_client.as_user(owner).get(f"/api/v1/agents/?{query}")
     assert response.status_code == 400 and field in response.json()
 
 
-@pytest.mark.parametrize("path", ["/api/v1/agents/NOT%20A%20SLUG/", "/api/v1/instances/123/pause",
-                                  "/api/v1/nothing-here", "/api/v1/envelopes//approve"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/agents/NOT%20A%20SLUG/",
+        "/api/v1/instances/123/pause",
+        "/api/v1/nothing-here",
+        "/api/v1/envelopes//approve",
+    ],
+)
 def test_a_path_that_names_nothing_is_a_json_404_even_for_a_post(api_client, owner, path):
     client = api_client.as_user(owner)
     client.handler.enforce_csrf_checks = True

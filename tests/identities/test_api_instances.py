@@ -12,16 +12,28 @@ from tests.factories import make_agent, make_instance, new_ed25519_key, new_p256
 
 pytestmark = pytest.mark.django_db
 
-INSTANCE_FIELDS = {"id", "agent", "spiffe_id", "status", "origin", "parent", "public_jwk", "label", "created_at",
-                   "last_seen_at", "stale"}
+INSTANCE_FIELDS = {
+    "id",
+    "agent",
+    "spiffe_id",
+    "status",
+    "origin",
+    "parent",
+    "public_jwk",
+    "label",
+    "created_at",
+    "last_seen_at",
+    "stale",
+}
 
 
 def test_registering_an_instance_gives_it_a_spiffe_id_under_its_agent(api_client, owner, settings):
     settings.MANDATE_TRUST_DOMAIN = "example.org"
     agent = make_agent(owner)
     _, jwk = new_ed25519_key()
-    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/",
-                                              {"public_jwk": jwk, "label": "worker-7"}, format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/agents/{agent.slug}/instances/", {"public_jwk": jwk, "label": "worker-7"}, format="json"
+    )
     assert response.status_code == 201, response.json()
     data = response.json()
     assert set(data) == INSTANCE_FIELDS
@@ -35,8 +47,9 @@ def test_registering_an_instance_gives_it_a_spiffe_id_under_its_agent(api_client
 def test_a_p256_public_key_is_accepted(api_client, owner):
     agent = make_agent(owner)
     _, jwk = new_p256_key()
-    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/", {"public_jwk": jwk},
-                                              format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/agents/{agent.slug}/instances/", {"public_jwk": jwk}, format="json"
+    )
     assert response.status_code == 201
     assert response.json()["public_jwk"]["crv"] == "P-256"
 
@@ -67,8 +80,9 @@ BAD_KEYS = [
 def test_a_key_that_is_not_a_public_ed25519_or_p256_jwk_is_400_naming_public_jwk(api_client, owner, name, make_key):
     agent = make_agent(owner)
     before = written_rows()
-    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/",
-                                              {"public_jwk": make_key()}, format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/agents/{agent.slug}/instances/", {"public_jwk": make_key()}, format="json"
+    )
     assert response.status_code == 400, response.content
     assert "public_jwk" in response.json()
     assert written_rows() == before
@@ -77,8 +91,9 @@ def test_a_key_that_is_not_a_public_ed25519_or_p256_jwk_is_400_naming_public_jwk
 def test_a_private_key_is_refused_without_echoing_it(api_client, owner):
     agent = make_agent(owner)
     jwk = _private_okp_jwk()
-    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/", {"public_jwk": jwk},
-                                              format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/agents/{agent.slug}/instances/", {"public_jwk": jwk}, format="json"
+    )
     assert response.status_code == 400
     assert jwk["d"] not in response.content.decode()
 
@@ -92,12 +107,15 @@ def test_one_key_never_serves_two_instances(api_client, owner):
     assert response.status_code == 400 and "public_jwk" in response.json()
 
 
-@pytest.mark.parametrize(("field", "extra"), [
-    ("label", {"label": "l" * 201}),
-    ("label", {"label": 7}),
-    ("role", {"role": "admin"}),
-    ("public_jwk", {"public_jwk": None}),
-])
+@pytest.mark.parametrize(
+    ("field", "extra"),
+    [
+        ("label", {"label": "l" * 201}),
+        ("label", {"label": 7}),
+        ("role", {"role": "admin"}),
+        ("public_jwk", {"public_jwk": None}),
+    ],
+)
 def test_other_bad_registration_input_is_named(api_client, owner, field, extra):
     agent = make_agent(owner)
     body = {"public_jwk": new_ed25519_key()[1], **extra}
@@ -108,15 +126,17 @@ def test_other_bad_registration_input_is_named(api_client, owner, field, extra):
 def test_a_paused_agent_takes_no_new_instances(api_client, owner):
     agent = make_agent(owner)
     services.pause_agent(agent=agent, actor=owner)
-    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/",
-                                              {"public_jwk": new_ed25519_key()[1]}, format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/agents/{agent.slug}/instances/", {"public_jwk": new_ed25519_key()[1]}, format="json"
+    )
     assert response.status_code == 400 and "agent" in response.json()
 
 
 def test_a_clone_is_a_new_identity_with_its_parent_named(api_client, owner):
     parent = make_instance(make_agent(owner))
-    response = api_client.as_user(owner).post(f"/api/v1/instances/{parent.id}/clone",
-                                              {"public_jwk": new_p256_key()[1], "label": "copy"}, format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/instances/{parent.id}/clone", {"public_jwk": new_p256_key()[1], "label": "copy"}, format="json"
+    )
     assert response.status_code == 201, response.json()
     data = response.json()
     assert data["origin"] == "clone" and data["parent"] == str(parent.id)
@@ -127,8 +147,9 @@ def test_a_clone_is_a_new_identity_with_its_parent_named(api_client, owner):
 def test_a_retired_instance_cannot_be_cloned(api_client, owner):
     parent = make_instance(make_agent(owner))
     services.retire_instance(instance=parent, actor=owner)
-    response = api_client.as_user(owner).post(f"/api/v1/instances/{parent.id}/clone",
-                                              {"public_jwk": new_ed25519_key()[1]}, format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/instances/{parent.id}/clone", {"public_jwk": new_ed25519_key()[1]}, format="json"
+    )
     assert response.status_code == 400
 
 
@@ -167,12 +188,12 @@ def test_an_owner_sees_only_instances_of_their_own_agents(api_client, owner, oth
         ("retire", "retired", 200, "retired"),
     ],
 )
-def test_lifecycle_verbs_move_the_instance_or_answer_409(api_client, owner, verb, from_status, expected_code,
-                                                         expected_status):
+def test_lifecycle_verbs_move_the_instance_or_answer_409(
+    api_client, owner, verb, from_status, expected_code, expected_status
+):
     instance = make_instance(make_agent(owner))
     Instance.objects.filter(pk=instance.pk).update(status=from_status)
-    response = api_client.as_user(owner).post(f"/api/v1/instances/{instance.id}/{verb}", {"reason": "r"},
-                                              format="json")
+    response = api_client.as_user(owner).post(f"/api/v1/instances/{instance.id}/{verb}", {"reason": "r"}, format="json")
     assert response.status_code == expected_code, response.json()
     assert state_of(Instance, instance.pk) == expected_status
 

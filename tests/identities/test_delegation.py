@@ -29,8 +29,9 @@ def claims_of(token):
 def delegating(agent, admin):
     """An instance holding a credential under an envelope that may delegate one level deep."""
     instance = make_instance(agent, label="lead")
-    envelope = approve(make_envelope(instance, scopes=("github:read", "github:write"), may_delegate=True,
-                                     delegation_depth=1), admin)
+    envelope = approve(
+        make_envelope(instance, scopes=("github:read", "github:write"), may_delegate=True, delegation_depth=1), admin
+    )
     return instance, envelope
 
 
@@ -50,8 +51,13 @@ def helper(agent):
 @pytest.fixture
 def exchange(client):
     def _exchange(subject, receiver, **extra):
-        form = {"grant_type": TOKEN_EXCHANGE, "subject_token": subject, "subject_token_type": JWT_TYPE,
-                "actor_token": assertion_for(receiver), "actor_token_type": JWT_TYPE}
+        form = {
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": subject,
+            "subject_token_type": JWT_TYPE,
+            "actor_token": assertion_for(receiver),
+            "actor_token_type": JWT_TYPE,
+        }
         form.update(extra)
         return post_token(client, {k: v for k, v in form.items() if v is not None})
 
@@ -110,15 +116,17 @@ def test_revoking_the_parent_revokes_the_delegated_credential(exchange, subject_
     assert is_active(subject_token) is False and is_active(child) is False
 
 
-def test_pausing_the_delegating_instance_revokes_the_delegated_credential(exchange, subject_token, helper,
-                                                                          delegating, owner, is_active):
+def test_pausing_the_delegating_instance_revokes_the_delegated_credential(
+    exchange, subject_token, helper, delegating, owner, is_active
+):
     child = exchange(subject_token, helper).json()["access_token"]
     identity_services.pause_instance(instance=delegating[0], actor=owner)
     assert is_active(child) is False
 
 
-def test_ending_the_envelope_revokes_the_delegated_credential(exchange, subject_token, helper, delegating, owner,
-                                                              is_active):
+def test_ending_the_envelope_revokes_the_delegated_credential(
+    exchange, subject_token, helper, delegating, owner, is_active
+):
     child = exchange(subject_token, helper).json()["access_token"]
     task_services.complete_envelope(envelope=delegating[1], actor=owner)
     assert is_active(child) is False
@@ -186,8 +194,12 @@ def test_a_revoked_subject_token_is_refused(exchange, subject_token, helper, cli
 def test_a_forged_subject_token_is_refused(exchange, subject_token, helper):
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    forged = jwt.encode(claims_of(subject_token), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
-                        headers={"kid": jwt.get_unverified_header(subject_token)["kid"], "typ": "JWT"})
+    forged = jwt.encode(
+        claims_of(subject_token),
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": jwt.get_unverified_header(subject_token)["kid"], "typ": "JWT"},
+    )
     refused(exchange(forged, helper), "invalid_grant")
 
 
@@ -218,8 +230,9 @@ def test_a_gateway_allows_a_delegated_credential_inside_the_envelope_and_denies_
     gw = api_client.as_user(gateway)
 
     def decide(scope):
-        response = gw.post("/api/v1/decisions", {"token": token, "scope": scope, "resource": "repo:acme/api"},
-                           format="json")
+        response = gw.post(
+            "/api/v1/decisions", {"token": token, "scope": scope, "resource": "repo:acme/api"}, format="json"
+        )
         assert response.status_code == 200, response.content
         return response.json()
 

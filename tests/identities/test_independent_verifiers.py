@@ -37,9 +37,16 @@ def minted(live_server, owner, admin):
     instance = make_instance(make_agent(owner))
     envelope = approve(make_envelope(instance), admin)
     token_url = f"{live_server.url}/oauth/token"
-    body = http_post(token_url, {"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER,
-                                 "client_assertion": assertion_for(instance, aud=token_url),
-                                 "envelope": str(envelope.id), "audience": "https://tools.example.test"})
+    body = http_post(
+        token_url,
+        {
+            "grant_type": "client_credentials",
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": assertion_for(instance, aud=token_url),
+            "envelope": str(envelope.id),
+            "audience": "https://tools.example.test",
+        },
+    )
     return instance, body["access_token"]
 
 
@@ -55,14 +62,21 @@ def test_pyjwkclient_verifies_our_token_against_the_served_jwks(live_server, min
 
 def test_pyjwkclient_refuses_a_token_we_did_not_sign(live_server, minted):
     _, token = minted
-    forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}),
-                        ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
-                        headers={"kid": jwt.get_unverified_header(token)["kid"], "typ": "JWT"})
+    forged = jwt.encode(
+        jwt.decode(token, options={"verify_signature": False}),
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": jwt.get_unverified_header(token)["kid"], "typ": "JWT"},
+    )
     client = jwt.PyJWKClient(f"{live_server.url}/.well-known/jwks.json", cache_keys=False)
 
     with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(forged, client.get_signing_key_from_jwt(forged).key, algorithms=["ES256"],
-                   audience="https://tools.example.test")
+        jwt.decode(
+            forged,
+            client.get_signing_key_from_jwt(forged).key,
+            algorithms=["ES256"],
+            audience="https://tools.example.test",
+        )
 
 
 def test_pyjwkclient_finds_the_new_key_after_an_immediate_rotation(live_server, minted):
@@ -71,8 +85,12 @@ def test_pyjwkclient_finds_the_new_key_after_an_immediate_rotation(live_server, 
     _, old_token = minted
     client = jwt.PyJWKClient(f"{live_server.url}/.well-known/jwks.json", cache_keys=False)
     # The retiring key still verifies what it signed.
-    assert jwt.decode(old_token, client.get_signing_key_from_jwt(old_token).key, algorithms=["ES256"],
-                      audience="https://tools.example.test")
+    assert jwt.decode(
+        old_token,
+        client.get_signing_key_from_jwt(old_token).key,
+        algorithms=["ES256"],
+        audience="https://tools.example.test",
+    )
 
 
 def bundle_from(live_server) -> JwtBundle:
@@ -99,9 +117,12 @@ def test_the_spiffe_library_refuses_our_token_for_another_audience(live_server, 
 
 def test_the_spiffe_library_refuses_a_token_we_did_not_sign(live_server, minted):
     _, token = minted
-    forged = jwt.encode(jwt.decode(token, options={"verify_signature": False}),
-                        ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
-                        headers={"kid": jwt.get_unverified_header(token)["kid"], "typ": "JWT"})
+    forged = jwt.encode(
+        jwt.decode(token, options={"verify_signature": False}),
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": jwt.get_unverified_header(token)["kid"], "typ": "JWT"},
+    )
     with pytest.raises(Exception) as err:
         JwtSvid.parse_and_validate(forged, bundle_from(live_server), {"https://tools.example.test"})
     assert "signature" in str(err.value).lower()

@@ -69,8 +69,9 @@ def test_introspection_with_a_bad_caller_token_is_unauthenticated(client, access
 
 
 def test_an_access_token_is_not_a_caller_credential(client, access_token):
-    response = form_post(client, "/oauth/introspect", {"token": access_token},
-                         HTTP_AUTHORIZATION=f"Bearer {access_token}")
+    response = form_post(
+        client, "/oauth/introspect", {"token": access_token}, HTTP_AUTHORIZATION=f"Bearer {access_token}"
+    )
     assert response.status_code == 401
 
 
@@ -88,8 +89,14 @@ def test_a_revoked_credential_is_inactive(introspect, access_token, owner):
 
 def test_an_expired_credential_is_inactive(introspect, instance, envelope):
     now = timezone.now()
-    minted = mint_credential(instance=instance, envelope=envelope, scopes=["github:write"], audience="mandate",
-                             expires_at=now - timedelta(seconds=1), now=now - timedelta(seconds=61))
+    minted = mint_credential(
+        instance=instance,
+        envelope=envelope,
+        scopes=["github:write"],
+        audience="mandate",
+        expires_at=now - timedelta(seconds=1),
+        now=now - timedelta(seconds=61),
+    )
     assert introspect(minted.token).json() == {"active": False}
 
 
@@ -99,15 +106,24 @@ def test_a_credential_past_exp_in_the_database_is_inactive(introspect, access_to
 
 
 def test_a_well_signed_token_without_a_credential_row_is_inactive(introspect, instance, envelope):
-    minted = mint_credential(instance=instance, envelope=envelope, scopes=["github:write"], audience="mandate",
-                             expires_at=timezone.now() + timedelta(minutes=5))
+    minted = mint_credential(
+        instance=instance,
+        envelope=envelope,
+        scopes=["github:write"],
+        audience="mandate",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
     Credential.objects.filter(jti=minted.credential.jti).delete()
     assert introspect(minted.token).json() == {"active": False}
 
 
 def test_a_token_we_did_not_sign_is_inactive_even_with_our_kid(introspect, access_token):
-    forged = jwt.encode(claims_of(access_token), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
-                        headers={"kid": jwt.get_unverified_header(access_token)["kid"], "typ": "JWT"})
+    forged = jwt.encode(
+        claims_of(access_token),
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": jwt.get_unverified_header(access_token)["kid"], "typ": "JWT"},
+    )
     assert introspect(forged).json() == {"active": False}
 
 
@@ -174,10 +190,22 @@ def test_malformed_tokens_are_inactive(introspect, token):
 def test_a_token_with_a_header_member_too_many_is_inactive(introspect, instance, envelope):
     key = keys.active_signing_key()
     now = int(time.time())
-    claims = {"iss": "spiffe://mandate.local", "sub": instance.spiffe_id, "aud": "mandate", "exp": now + 60,
-              "iat": now, "jti": "extra-header", "scope": "github:write", "envelope": str(envelope.id)}
-    token = jwt.encode(claims, key.private_key, algorithm="ES256",
-                       headers={"kid": key.kid, "typ": "JWT", "jku": "https://evil.example"})
+    claims = {
+        "iss": "spiffe://mandate.local",
+        "sub": instance.spiffe_id,
+        "aud": "mandate",
+        "exp": now + 60,
+        "iat": now,
+        "jti": "extra-header",
+        "scope": "github:write",
+        "envelope": str(envelope.id),
+    }
+    token = jwt.encode(
+        claims,
+        key.private_key,
+        algorithm="ES256",
+        headers={"kid": key.kid, "typ": "JWT", "jku": "https://evil.example"},
+    )
     assert introspect(token).json() == {"active": False}
 
 

@@ -77,8 +77,10 @@ def test_an_assertion_living_longer_than_five_minutes_is_refused(issue, instance
 
 def test_an_assertion_issued_in_the_future_is_refused(issue, instance, envelope):
     now = int(time.time())
-    refused(issue(instance, envelope, client_assertion=assertion_for(instance, iat=now + 120, exp=now + 240)),
-            "invalid_client")
+    refused(
+        issue(instance, envelope, client_assertion=assertion_for(instance, iat=now + 120, exp=now + 240)),
+        "invalid_client",
+    )
 
 
 def test_an_assertion_with_string_times_is_refused(issue, instance, envelope):
@@ -86,8 +88,15 @@ def test_an_assertion_with_string_times_is_refused(issue, instance, envelope):
     refused(issue(instance, envelope, client_assertion=assertion_for(instance, exp=str(now + 60))), "invalid_client")
 
 
-@pytest.mark.parametrize("aud", ["https://elsewhere.example/oauth/token", "http://testserver/oauth/token/",
-                                 ["http://testserver/oauth/token", "https://elsewhere.example"], "mandate"])
+@pytest.mark.parametrize(
+    "aud",
+    [
+        "https://elsewhere.example/oauth/token",
+        "http://testserver/oauth/token/",
+        ["http://testserver/oauth/token", "https://elsewhere.example"],
+        "mandate",
+    ],
+)
 def test_an_assertion_for_another_audience_is_refused(issue, instance, envelope, aud):
     refused(issue(instance, envelope, client_assertion=assertion_for(instance, aud=aud)), "invalid_client")
 
@@ -99,25 +108,47 @@ def test_an_assertion_without_a_required_claim_is_refused(issue, instance, envel
 
 def test_an_assertion_with_alg_none_is_refused(issue, instance, envelope):
     now = int(time.time())
-    claims = {"iss": instance.spiffe_id, "sub": instance.spiffe_id, "aud": "http://testserver/oauth/token",
-              "iat": now, "exp": now + 60, "jti": uuid.uuid4().hex}
+    claims = {
+        "iss": instance.spiffe_id,
+        "sub": instance.spiffe_id,
+        "aud": "http://testserver/oauth/token",
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid.uuid4().hex,
+    }
     refused(issue(instance, envelope, client_assertion=unsigned_token(claims)), "invalid_client")
 
 
 def test_an_hs256_assertion_keyed_with_the_instance_public_key_is_refused(issue, instance, envelope):
     now = int(time.time())
-    claims = {"iss": instance.spiffe_id, "sub": instance.spiffe_id, "aud": "http://testserver/oauth/token",
-              "iat": now, "exp": now + 60, "jti": uuid.uuid4().hex}
+    claims = {
+        "iss": instance.spiffe_id,
+        "sub": instance.spiffe_id,
+        "aud": "http://testserver/oauth/token",
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid.uuid4().hex,
+    }
     public = instance.private_key.public_key()
-    for secret in (public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
-                   public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
-                   json.dumps(instance.public_jwk).encode()):
+    for secret in (
+        public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
+        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+        json.dumps(instance.public_jwk).encode(),
+    ):
         token = hs256_token({"alg": "HS256", "typ": "JWT"}, claims, secret)
         refused(issue(instance, envelope, client_assertion=token), "invalid_client")
 
 
-@pytest.mark.parametrize("header", [{"jwk": {"kty": "OKP"}}, {"jku": "https://evil.example/jwks"},
-                                    {"x5u": "https://evil.example/cert"}, {"typ": "at+jwt"}, {"crit": ["exp"]}])
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"jwk": {"kty": "OKP"}},
+        {"jku": "https://evil.example/jwks"},
+        {"x5u": "https://evil.example/cert"},
+        {"typ": "at+jwt"},
+        {"crit": ["exp"]},
+    ],
+)
 def test_an_assertion_with_injected_header_members_is_refused(issue, instance, envelope, header):
     refused(issue(instance, envelope, client_assertion=assertion_for(instance, headers=header)), "invalid_client")
 
@@ -127,15 +158,18 @@ def test_an_assertion_whose_iss_and_sub_differ_is_refused(issue, agent, instance
     refused(issue(instance, envelope, client_assertion=assertion_for(instance, sub=other.spiffe_id)), "invalid_client")
 
 
-@pytest.mark.parametrize("spiffe_id", [
-    "spiffe://elsewhere.test/agent/invoice-triage/instance/{id}",
-    "spiffe://mandate.local/agent/invoice-triage/instance/{id}/",
-    "spiffe://mandate.local/agent/other-agent/instance/{id}",
-    "spiffe://mandate.local/agent/invoice-triage/../instance/{id}",
-    "spiffe://mandate.local/agent/invoice-triage/instance/{ID}",
-    "https://mandate.local/agent/invoice-triage/instance/{id}",
-    "spiffe://mandate.local/agent/invoice-triage/instance/not-a-uuid",
-])
+@pytest.mark.parametrize(
+    "spiffe_id",
+    [
+        "spiffe://elsewhere.test/agent/invoice-triage/instance/{id}",
+        "spiffe://mandate.local/agent/invoice-triage/instance/{id}/",
+        "spiffe://mandate.local/agent/other-agent/instance/{id}",
+        "spiffe://mandate.local/agent/invoice-triage/../instance/{id}",
+        "spiffe://mandate.local/agent/invoice-triage/instance/{ID}",
+        "https://mandate.local/agent/invoice-triage/instance/{id}",
+        "spiffe://mandate.local/agent/invoice-triage/instance/not-a-uuid",
+    ],
+)
 def test_an_assertion_naming_a_malformed_or_foreign_spiffe_id_is_refused(issue, instance, envelope, spiffe_id):
     name = spiffe_id.format(id=instance.id, ID=str(instance.id).upper())
     refused(issue(instance, envelope, client_assertion=assertion_for(instance, iss=name, sub=name)), "invalid_client")
@@ -159,8 +193,10 @@ def test_garbage_assertions_are_refused(issue, instance, envelope, assertion):
 
 
 def test_the_wrong_client_assertion_type_is_refused(issue, instance, envelope):
-    refused(issue(instance, envelope, client_assertion_type="urn:ietf:params:oauth:client-assertion-type:saml2-bearer"),
-            "invalid_client")
+    refused(
+        issue(instance, envelope, client_assertion_type="urn:ietf:params:oauth:client-assertion-type:saml2-bearer"),
+        "invalid_client",
+    )
 
 
 # --- the envelope --------------------------------------------------------------------------------
@@ -195,8 +231,15 @@ def test_an_ended_envelope_gets_no_credential(issue, instance, envelope, owner, 
 
 
 def test_a_superseded_envelope_gets_no_credential(issue, instance, envelope, owner):
-    task_services.retask_envelope(envelope=envelope, actor=owner, intent="new task", scopes=["github:read"],
-                                  resources=[], duration_seconds=600, max_actions=5)
+    task_services.retask_envelope(
+        envelope=envelope,
+        actor=owner,
+        intent="new task",
+        scopes=["github:read"],
+        resources=[],
+        duration_seconds=600,
+        max_actions=5,
+    )
     refused(issue(instance, envelope), "invalid_grant")
 
 

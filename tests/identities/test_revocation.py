@@ -64,8 +64,12 @@ def test_revoking_an_unknown_or_malformed_token_answers_200(client, token):
 
 def test_a_forged_token_naming_a_real_jti_revokes_nothing(client, access_token, is_active):
     claims = jwt.decode(access_token, options={"verify_signature": False})
-    forged = jwt.encode(claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
-                        headers={"kid": jwt.get_unverified_header(access_token)["kid"], "typ": "JWT"})
+    forged = jwt.encode(
+        claims,
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": jwt.get_unverified_header(access_token)["kid"], "typ": "JWT"},
+    )
 
     assert form_post(client, "/oauth/revoke", {"token": forged}).status_code == 200
     assert is_active(access_token) is True
@@ -90,8 +94,20 @@ def test_an_owner_lists_their_agents_credentials_without_the_token(api_client, o
 
     assert response.status_code == 200
     [row] = response.json()["results"]
-    assert set(row) == {"jti", "instance", "envelope", "scopes", "audience", "issued_at", "expires_at", "status",
-                        "revoked_at", "revoke_reason", "kid", "parent_jti"}
+    assert set(row) == {
+        "jti",
+        "instance",
+        "envelope",
+        "scopes",
+        "audience",
+        "issued_at",
+        "expires_at",
+        "status",
+        "revoked_at",
+        "revoke_reason",
+        "kid",
+        "parent_jti",
+    }
     assert row["jti"] == jti_of(access_token) and row["status"] == "active"
     assert row["instance"] == str(instance.id) and row["envelope"] == str(envelope.id)
     assert access_token not in response.content.decode()
@@ -122,8 +138,9 @@ def test_the_list_filters_by_status_instance_and_envelope(api_client, admin, iss
     assert client.get("/api/v1/credentials/?status=zombie").status_code == 400
 
 
-def test_the_list_is_a_fixed_number_of_queries(api_client, admin, issue, instance, envelope,
-                                                django_assert_max_num_queries):
+def test_the_list_is_a_fixed_number_of_queries(
+    api_client, admin, issue, instance, envelope, django_assert_max_num_queries
+):
     for _ in range(5):
         issue(instance, envelope)
     client = api_client.as_user(admin)
@@ -133,8 +150,9 @@ def test_the_list_is_a_fixed_number_of_queries(api_client, admin, issue, instanc
 
 
 def test_the_owner_revokes_a_credential_by_jti_with_a_reason(api_client, owner, access_token, is_active):
-    response = api_client.as_user(owner).post(f"/api/v1/credentials/{jti_of(access_token)}/revoke",
-                                              {"reason": "leaked in a log"}, format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/credentials/{jti_of(access_token)}/revoke", {"reason": "leaked in a log"}, format="json"
+    )
 
     assert response.status_code == 200
     assert response.json()["status"] == "revoked" and response.json()["revoke_reason"] == "leaked in a log"
@@ -190,8 +208,15 @@ def test_expiring_the_envelope_revokes_its_credentials(access_token, is_active, 
 
 
 def test_retasking_the_envelope_revokes_its_credentials(access_token, is_active, envelope, owner):
-    new = task_services.retask_envelope(envelope=envelope, actor=owner, intent="narrower", scopes=["github:read"],
-                                        resources=[], duration_seconds=600, max_actions=5)
+    new = task_services.retask_envelope(
+        envelope=envelope,
+        actor=owner,
+        intent="narrower",
+        scopes=["github:read"],
+        resources=[],
+        duration_seconds=600,
+        max_actions=5,
+    )
     assert new.state == "pending" and is_active(access_token) is False
 
 
@@ -215,8 +240,9 @@ def test_retiring_the_agent_revokes_its_instances_credentials(access_token, is_a
     assert is_active(access_token) is False
 
 
-def test_a_cascade_leaves_other_envelopes_credentials_alone(issue, access_token, is_active, agent, envelope,
-                                                           admin, owner):
+def test_a_cascade_leaves_other_envelopes_credentials_alone(
+    issue, access_token, is_active, agent, envelope, admin, owner
+):
     other_instance = make_instance(agent, label="other")
     other = approve(make_envelope(other_instance), admin)
     other_token = issue(other_instance, other).json()["access_token"]
@@ -234,8 +260,9 @@ def test_each_revoked_credential_has_its_own_audit_event_with_a_reason(issue, in
     assert events.count() == 3 and {e.reason for e in events} == {"envelope revoked"}
 
 
-def test_another_agents_credentials_are_untouched_by_a_pause(issue, access_token, is_active, agent, owner,
-                                                           other_owner, admin):
+def test_another_agents_credentials_are_untouched_by_a_pause(
+    issue, access_token, is_active, agent, owner, other_owner, admin
+):
     stranger = make_instance(make_agent(other_owner, slug="stranger"))
     stranger_token = issue(stranger, approve(make_envelope(stranger), admin)).json()["access_token"]
     identity_services.pause_agent(agent=agent, actor=owner)

@@ -21,8 +21,13 @@ def approved(owner, admin):
 
 def test_a_minted_token_verifies_and_names_its_instance(approved):
     instance, envelope = approved
-    minted = mint_credential(instance=instance, envelope=envelope, scopes=["github:write"], audience="mandate",
-                             expires_at=timezone.now() + timezone.timedelta(minutes=5))
+    minted = mint_credential(
+        instance=instance,
+        envelope=envelope,
+        scopes=["github:write"],
+        audience="mandate",
+        expires_at=timezone.now() + timezone.timedelta(minutes=5),
+    )
     header = jwt.get_unverified_header(minted.token)
     assert set(header) == {"alg", "kid", "typ"} and header["alg"] == "ES256"
     verified = verify_access_token(minted.token)
@@ -32,8 +37,13 @@ def test_a_minted_token_verifies_and_names_its_instance(approved):
 
 def test_a_token_from_a_key_we_do_not_publish_is_rejected(approved):
     instance, envelope = approved
-    minted = mint_credential(instance=instance, envelope=envelope, scopes=["github:write"], audience="mandate",
-                             expires_at=timezone.now() + timezone.timedelta(minutes=5))
+    minted = mint_credential(
+        instance=instance,
+        envelope=envelope,
+        scopes=["github:write"],
+        audience="mandate",
+        expires_at=timezone.now() + timezone.timedelta(minutes=5),
+    )
     keys.rotate_signing_key(actor=None, immediately=True)
     # Retire the key that signed it and drop caches: the token no longer verifies.
     from identities.models import SigningKey

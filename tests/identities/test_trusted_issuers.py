@@ -22,8 +22,12 @@ def agent(owner):
 
 
 def body(**overrides):
-    data = {"name": "cluster-1", "issuer": "https://oidc.cluster-1.example", "audience": "mandate",
-            "rules": [{"agent": "invoice-triage", "claims": {"sub": "system:serviceaccount:billing:*"}}]}
+    data = {
+        "name": "cluster-1",
+        "issuer": "https://oidc.cluster-1.example",
+        "audience": "mandate",
+        "rules": [{"agent": "invoice-triage", "claims": {"sub": "system:serviceaccount:billing:*"}}],
+    }
     data.update(overrides)
     return data
 
@@ -50,21 +54,24 @@ def test_only_admins_manage_issuers(owner, auditor, agent):
     assert not TrustedIssuer.objects.exists()
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("issuer", "http://oidc.example"),  # plain http off loopback
-    ("issuer", "https://user:pw@oidc.example"),
-    ("issuer", 12),
-    ("audience", ""),
-    ("rules", []),
-    ("rules", [{"agent": "no-such-agent", "claims": {"sub": "x"}}]),
-    ("rules", [{"agent": "invoice-triage", "claims": {}}]),
-    ("rules", [{"agent": "invoice-triage", "claims": {"sub": 5}}]),
-    ("rules", [{"agent": "invoice-triage", "claims": {"sub": "x"}, "admin": True}]),
-    ("jwks", {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}),
-    ("jwks", {"keys": [{"kty": "EC", "crv": "P-256", "x": "bad", "y": "bad"}]}),
-    ("jwks", {"keys": []}),
-    ("discovery_url", "ftp://oidc.example/x"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("issuer", "http://oidc.example"),  # plain http off loopback
+        ("issuer", "https://user:pw@oidc.example"),
+        ("issuer", 12),
+        ("audience", ""),
+        ("rules", []),
+        ("rules", [{"agent": "no-such-agent", "claims": {"sub": "x"}}]),
+        ("rules", [{"agent": "invoice-triage", "claims": {}}]),
+        ("rules", [{"agent": "invoice-triage", "claims": {"sub": 5}}]),
+        ("rules", [{"agent": "invoice-triage", "claims": {"sub": "x"}, "admin": True}]),
+        ("jwks", {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}),
+        ("jwks", {"keys": [{"kty": "EC", "crv": "P-256", "x": "bad", "y": "bad"}]}),
+        ("jwks", {"keys": []}),
+        ("discovery_url", "ftp://oidc.example/x"),
+    ],
+)
 def test_bad_issuer_settings_are_refused_naming_the_field(admin, agent, field, value):
     with pytest.raises(ValidationFailed) as caught:
         oidc.create_issuer(actor=admin, **body(**{field: value}))
@@ -107,8 +114,14 @@ def test_changing_an_issuer_drops_its_cached_keys(admin, agent):
 def test_a_discovery_document_naming_another_issuer_yields_no_keys(admin, agent, monkeypatch):
     local = LocalIssuer("ES256")
     try:
-        row = oidc.create_issuer(actor=admin, **body(issuer=local.url + "/tenant", name="mismatch",
-                                                     discovery_url=local.url + "/.well-known/openid-configuration"))
+        row = oidc.create_issuer(
+            actor=admin,
+            **body(
+                issuer=local.url + "/tenant",
+                name="mismatch",
+                discovery_url=local.url + "/.well-known/openid-configuration",
+            ),
+        )
         assert oidc._keys_of(row, want_kid=None) == {}
         assert local.jwks_fetches == 0
     finally:
@@ -147,8 +160,12 @@ def test_owners_and_strangers_see_no_issuers(api_client, owner, issuer):
 
 def test_bad_input_is_a_400_naming_the_field_never_a_500(api_client, admin, agent):
     client = api_client.as_user(admin)
-    for bad, field in ((body(rules="nope"), "rules"), (body(issuer=None), "issuer"), (body(colour="red"), "colour"),
-                       (body(enabled="yes"), "enabled")):
+    for bad, field in (
+        (body(rules="nope"), "rules"),
+        (body(issuer=None), "issuer"),
+        (body(colour="red"), "colour"),
+        (body(enabled="yes"), "enabled"),
+    ):
         response = client.post(URL, bad, format="json")
         assert response.status_code == 400 and field in response.json(), response.content
     assert client.post(URL, [1, 2], format="json").status_code == 400

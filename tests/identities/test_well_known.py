@@ -43,8 +43,9 @@ def test_the_spiffe_bundle_uses_jwt_svid_with_a_sequence_and_refresh_hint(client
     assert body["spiffe_refresh_hint"] == keys.REFRESH_HINT_SECONDS
 
 
-@pytest.mark.parametrize("path", ["/.well-known/jwks.json", "/.well-known/spiffe-bundle",
-                                  "/.well-known/oauth-authorization-server"])
+@pytest.mark.parametrize(
+    "path", ["/.well-known/jwks.json", "/.well-known/spiffe-bundle", "/.well-known/oauth-authorization-server"]
+)
 def test_discovery_is_public_and_cacheable_for_the_refresh_hint(client, signing_key, path):
     response = client.get(path)
     assert response.status_code == 200
@@ -57,8 +58,9 @@ def test_no_private_member_ever_appears(client, path):
     keys.rotate_signing_key(actor=None, immediately=True)
     keys.rotate_signing_key(actor=None)
     # Even a stored public JWK polluted with private-looking members is published by allow-list.
-    SigningKey.objects.update(public_jwk={"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "BBBB", "d": "SECRET",
-                                          "k": "SECRET"})
+    SigningKey.objects.update(
+        public_jwk={"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "BBBB", "d": "SECRET", "k": "SECRET"}
+    )
     keys._invalidate()
 
     body = client.get(path).json()

@@ -46,7 +46,10 @@ def other_agent(owner):
 def trusted(admin, local_issuer, agent, other_agent):
     oidc._forget_keys()
     return oidc.create_issuer(
-        actor=admin, name="cluster-1", issuer=local_issuer.url, audience="mandate",
+        actor=admin,
+        name="cluster-1",
+        issuer=local_issuer.url,
+        audience="mandate",
         rules=[
             {"agent": agent.slug, "claims": {"sub": "system:serviceaccount:billing:*"}},
             {"agent": other_agent.slug, "claims": {"sub": "system:serviceaccount:reports:writer"}},
@@ -80,13 +83,13 @@ def test_a_valid_token_for_the_right_agent_registers_an_attested_instance_withou
 
 def test_an_attested_instance_may_also_register_its_own_key(trusted, local_issuer, agent, owner):
     _, jwk = new_p256_key()
-    instance = register_attested_instance(agent=agent, actor=owner, workload_token=local_issuer.token(),
-                                          public_jwk=jwk)
+    instance = register_attested_instance(agent=agent, actor=owner, workload_token=local_issuer.token(), public_jwk=jwk)
     assert instance.public_jwk["kty"] == "EC" and instance.attested_subject == K8S_SUB
 
 
-def test_a_token_bound_to_another_agent_does_not_register_an_instance_of_this_one(trusted, local_issuer, other_agent,
-                                                                                   owner):
+def test_a_token_bound_to_another_agent_does_not_register_an_instance_of_this_one(
+    trusted, local_issuer, other_agent, owner
+):
     with pytest.raises(ValidationFailed) as caught:
         register_attested_instance(agent=other_agent, actor=owner, workload_token=local_issuer.token())
     assert caught.value.field == "workload_token"
@@ -101,8 +104,9 @@ def test_a_refused_registration_does_not_spend_the_token(trusted, local_issuer, 
     assert register_attested_instance(agent=agent, actor=owner, workload_token=token).agent == agent
 
 
-def test_an_outsider_cannot_register_an_attested_instance_of_someone_elses_agent(trusted, local_issuer, agent,
-                                                                                 other_owner):
+def test_an_outsider_cannot_register_an_attested_instance_of_someone_elses_agent(
+    trusted, local_issuer, agent, other_owner
+):
     with pytest.raises(PermissionDenied):
         register_attested_instance(agent=agent, actor=other_owner, workload_token=local_issuer.token())
 
@@ -174,9 +178,16 @@ def test_a_token_that_matches_no_rule_is_refused(attested, local_issuer):
 
 
 def test_a_token_matching_rules_of_two_agents_is_refused(admin, local_issuer, agent, other_agent, owner):
-    oidc.create_issuer(actor=admin, name="too-wide", issuer=local_issuer.url, audience="mandate",
-                       rules=[{"agent": agent.slug, "claims": {"sub": "*"}},
-                              {"agent": other_agent.slug, "claims": {"sub": "system:*"}}])
+    oidc.create_issuer(
+        actor=admin,
+        name="too-wide",
+        issuer=local_issuer.url,
+        audience="mandate",
+        rules=[
+            {"agent": agent.slug, "claims": {"sub": "*"}},
+            {"agent": other_agent.slug, "claims": {"sub": "system:*"}},
+        ],
+    )
     with pytest.raises(ValidationFailed) as caught:
         register_attested_instance(agent=agent, actor=owner, workload_token=local_issuer.token())
     assert "more than one agent" in caught.value.message
@@ -217,8 +228,9 @@ def test_unsigned_and_hmac_tokens_are_refused(attested, local_issuer):
     claims = jwt.decode(local_issuer.token(), options={"verify_signature": False})
     unsigned = jwt.encode(claims, None, algorithm="none")
     assert "RS256, ES256 or EdDSA" in refused(unsigned)
-    hmac = jwt.encode(claims, "a-shared-secret-of-enough-length-000", algorithm="HS256",
-                      headers={"kid": local_issuer.current_kid})
+    hmac = jwt.encode(
+        claims, "a-shared-secret-of-enough-length-000", algorithm="HS256", headers={"kid": local_issuer.current_kid}
+    )
     assert "RS256, ES256 or EdDSA" in refused(hmac)
 
 
@@ -269,19 +281,30 @@ def test_keys_are_refetched_when_their_cache_time_is_up(attested, local_issuer, 
 def test_a_pinned_jwks_needs_no_fetch_and_other_key_types_work(admin, owner, agent, alg):
     issuer = LocalIssuer(alg)
     issuer.close()  # nothing to fetch from: the keys are pinned
-    oidc.create_issuer(actor=admin, name=f"pinned-{alg}", issuer=issuer.url, audience="mandate",
-                       jwks=issuer.jwks(), rules=[{"agent": agent.slug, "claims": {"sub": K8S_SUB}}])
+    oidc.create_issuer(
+        actor=admin,
+        name=f"pinned-{alg}",
+        issuer=issuer.url,
+        audience="mandate",
+        jwks=issuer.jwks(),
+        rules=[{"agent": agent.slug, "claims": {"sub": K8S_SUB}}],
+    )
     instance = register_attested_instance(agent=agent, actor=owner, workload_token=issuer.token())
     assert authenticate_workload_assertion(issuer.token()) == instance
 
 
 def test_github_actions_style_rules_bind_repository_and_ref(admin, owner, agent, local_issuer):
-    oidc.create_issuer(actor=admin, name="actions", issuer=local_issuer.url, audience="mandate",
-                       rules=[{"agent": agent.slug, "claims": {"repository": "acme/invoices",
-                                                               "ref": "refs/heads/main"}}])
+    oidc.create_issuer(
+        actor=admin,
+        name="actions",
+        issuer=local_issuer.url,
+        audience="mandate",
+        rules=[{"agent": agent.slug, "claims": {"repository": "acme/invoices", "ref": "refs/heads/main"}}],
+    )
     gh = {"sub": "repo:acme/invoices:ref:refs/heads/main", "repository": "acme/invoices"}
-    instance = register_attested_instance(agent=agent, actor=owner,
-                                          workload_token=local_issuer.token(ref="refs/heads/main", **gh))
+    instance = register_attested_instance(
+        agent=agent, actor=owner, workload_token=local_issuer.token(ref="refs/heads/main", **gh)
+    )
     assert authenticate_workload_assertion(local_issuer.token(ref="refs/heads/main", **gh)) == instance
     assert "no rule" in refused(local_issuer.token(ref="refs/heads/feature", **gh))
 
@@ -290,9 +313,11 @@ def test_github_actions_style_rules_bind_repository_and_ref(admin, owner, agent,
 
 
 def test_an_instance_registers_over_rest_with_only_a_workload_token(api_client, owner, agent, trusted, local_issuer):
-    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/",
-                                              {"workload_token": local_issuer.token(), "label": "pod-a"},
-                                              format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/agents/{agent.slug}/instances/",
+        {"workload_token": local_issuer.token(), "label": "pod-a"},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     assert response.json()["public_jwk"] is None
     instance = Instance.objects.get(pk=response.json()["id"])
@@ -301,30 +326,37 @@ def test_an_instance_registers_over_rest_with_only_a_workload_token(api_client, 
 
 def test_rest_registration_takes_a_key_and_a_workload_token_together(api_client, owner, agent, trusted, local_issuer):
     _, jwk = new_p256_key()
-    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/",
-                                              {"workload_token": local_issuer.token(), "public_jwk": jwk},
-                                              format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/agents/{agent.slug}/instances/",
+        {"workload_token": local_issuer.token(), "public_jwk": jwk},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     assert response.json()["public_jwk"]["kty"] == "EC"
 
 
 def test_rest_registration_needs_a_key_or_a_workload_token(api_client, owner, agent, trusted):
-    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/", {"label": "x"},
-                                              format="json")
+    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/", {"label": "x"}, format="json")
     assert response.status_code == 400 and "public_jwk" in response.json()
 
 
 def test_a_bad_workload_token_over_rest_is_a_400_naming_the_field(api_client, owner, agent, trusted, local_issuer):
     client = api_client.as_user(owner)
-    for token in (local_issuer.token(aud="elsewhere"), "not-a-jwt", local_issuer.token(sub="system:serviceaccount:x:y"),
-                  12):
+    for token in (
+        local_issuer.token(aud="elsewhere"),
+        "not-a-jwt",
+        local_issuer.token(sub="system:serviceaccount:x:y"),
+        12,
+    ):
         response = client.post(f"/api/v1/agents/{agent.slug}/instances/", {"workload_token": token}, format="json")
         assert response.status_code == 400 and "workload_token" in response.json(), response.content
     assert not Instance.objects.exists()
 
 
-def test_another_owner_cannot_register_an_attested_instance_over_rest(api_client, other_owner, agent, trusted,
-                                                                      local_issuer):
-    response = api_client.as_user(other_owner).post(f"/api/v1/agents/{agent.slug}/instances/",
-                                                    {"workload_token": local_issuer.token()}, format="json")
+def test_another_owner_cannot_register_an_attested_instance_over_rest(
+    api_client, other_owner, agent, trusted, local_issuer
+):
+    response = api_client.as_user(other_owner).post(
+        f"/api/v1/agents/{agent.slug}/instances/", {"workload_token": local_issuer.token()}, format="json"
+    )
     assert response.status_code == 404

@@ -34,15 +34,22 @@ def agent(owner):
 
 @pytest.fixture
 def trusted(admin, agent, local_issuer):
-    return oidc.create_issuer(actor=admin, name="cluster", issuer=local_issuer.url, audience="mandate",
-                              rules=[{"agent": agent.slug, "claims": {"sub": "system:serviceaccount:billing:*"}}])
+    return oidc.create_issuer(
+        actor=admin,
+        name="cluster",
+        issuer=local_issuer.url,
+        audience="mandate",
+        rules=[{"agent": agent.slug, "claims": {"sub": "system:serviceaccount:billing:*"}}],
+    )
 
 
 @pytest.fixture
 def registered(api_client, owner, agent, trusted, local_issuer):
-    response = api_client.as_user(owner).post(f"/api/v1/agents/{agent.slug}/instances/",
-                                              {"workload_token": local_issuer.token(), "label": "pod-a"},
-                                              format="json")
+    response = api_client.as_user(owner).post(
+        f"/api/v1/agents/{agent.slug}/instances/",
+        {"workload_token": local_issuer.token(), "label": "pod-a"},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     return Instance.objects.get(pk=response.json()["id"])
 
@@ -55,8 +62,13 @@ def envelope(registered, admin):
 
 
 def token_request(client, assertion, envelope, **extra):
-    form = {"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER,
-            "client_assertion": assertion, "envelope": str(envelope.id), **extra}
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": JWT_BEARER,
+        "client_assertion": assertion,
+        "envelope": str(envelope.id),
+        **extra,
+    }
     return client.post("/oauth/token", urlencode(form), content_type="application/x-www-form-urlencoded")
 
 
@@ -69,8 +81,9 @@ def refused(response) -> str:
 # --- credentials at /oauth/token ----------------------------------------------------------------------
 
 
-def test_a_fresh_workload_token_gets_a_credential_without_any_registered_key(client, registered, envelope,
-                                                                             local_issuer):
+def test_a_fresh_workload_token_gets_a_credential_without_any_registered_key(
+    client, registered, envelope, local_issuer
+):
     response = token_request(client, local_issuer.token(), envelope)
     assert response.status_code == 200, response.content
     claims = jwt.decode(response.json()["access_token"], options={"verify_signature": False})

@@ -26,8 +26,9 @@ def _fresh_verification_cache():
 @pytest.fixture
 def live_envelope(owner, admin):
     instance = make_instance(make_agent(owner))
-    envelope = make_envelope(instance, scopes=("github:write", "github:read"), resources=("repo:acme/*",),
-                             max_actions=50)
+    envelope = make_envelope(
+        instance, scopes=("github:write", "github:read"), resources=("repo:acme/*",), max_actions=50
+    )
     services.approve_envelope(envelope=envelope, actor=admin)
     envelope.refresh_from_db()
     return envelope
@@ -37,7 +38,13 @@ def live_envelope(owner, admin):
 def mint():
     def _mint(envelope, *, scopes=None, minutes=5, now=None):
         now = now or timezone.now()
-        return mint_credential(instance=envelope.instance, envelope=envelope,
-                               scopes=list(scopes or envelope.scopes), audience="mandate",
-                               expires_at=now + timedelta(minutes=minutes), now=now)
+        return mint_credential(
+            instance=envelope.instance,
+            envelope=envelope,
+            scopes=list(scopes or envelope.scopes),
+            audience="mandate",
+            expires_at=now + timedelta(minutes=minutes),
+            now=now,
+        )
+
     return _mint

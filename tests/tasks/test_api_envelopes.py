@@ -12,10 +12,32 @@ from tests.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 
-ENVELOPE_FIELDS = {"id", "instance", "agent", "state", "risk", "intent", "scopes", "resources", "duration_seconds",
-                   "max_actions", "actions_used", "may_delegate", "delegation_depth", "requested_by",
-                   "required_approvals", "approvals", "approved_at", "expires_at", "ended_at", "end_reason",
-                   "policy_version", "supersedes", "superseded_by", "parent_envelope"}
+ENVELOPE_FIELDS = {
+    "id",
+    "instance",
+    "agent",
+    "state",
+    "risk",
+    "intent",
+    "scopes",
+    "resources",
+    "duration_seconds",
+    "max_actions",
+    "actions_used",
+    "may_delegate",
+    "delegation_depth",
+    "requested_by",
+    "required_approvals",
+    "approvals",
+    "approved_at",
+    "expires_at",
+    "ended_at",
+    "end_reason",
+    "policy_version",
+    "supersedes",
+    "superseded_by",
+    "parent_envelope",
+}
 
 
 @pytest.fixture
@@ -24,8 +46,14 @@ def instance(owner):
 
 
 def _body(for_instance, **overrides):
-    body = {"instance": str(for_instance.id), "intent": "triage invoices", "scopes": ["github:write"],
-            "resources": ["repo:acme/*"], "duration_seconds": 1800, "max_actions": 50}
+    body = {
+        "instance": str(for_instance.id),
+        "intent": "triage invoices",
+        "scopes": ["github:write"],
+        "resources": ["repo:acme/*"],
+        "duration_seconds": 1800,
+        "max_actions": 50,
+    }
     body.update(overrides)
     return body
 
@@ -44,8 +72,10 @@ def test_an_owner_requests_an_envelope_that_waits_for_an_admin(api_client, owner
 
 def test_a_low_risk_short_request_is_auto_approved_by_a_named_rule(api_client, owner, instance):
     response = api_client.as_user(owner).post(
-        "/api/v1/envelopes/", _body(instance, scopes=["github:read"], resources=["repo:acme/site"],
-                                    duration_seconds=600, max_actions=10), format="json")
+        "/api/v1/envelopes/",
+        _body(instance, scopes=["github:read"], resources=["repo:acme/site"], duration_seconds=600, max_actions=10),
+        format="json",
+    )
     data = response.json()
     assert response.status_code == 201 and data["state"] == "approved"
     assert data["auto_approved_by"] == "low-risk-short-task" and data["expires_at"]
@@ -55,8 +85,9 @@ def test_a_low_risk_short_request_is_auto_approved_by_a_named_rule(api_client, o
 
 def test_an_admin_approves_and_the_clock_starts_at_approval(api_client, owner, admin, instance):
     envelope = make_envelope(instance)
-    response = api_client.as_user(admin).post(f"/api/v1/envelopes/{envelope.id}/approve", {"comment": "go"},
-                                              format="json")
+    response = api_client.as_user(admin).post(
+        f"/api/v1/envelopes/{envelope.id}/approve", {"comment": "go"}, format="json"
+    )
     assert response.status_code == 200, response.json()
     data = response.json()
     assert data["state"] == "approved" and data["approved_at"] and data["expires_at"]
@@ -85,7 +116,8 @@ def test_nobody_approves_their_own_request(api_client, admin, instance):
 
 
 def test_an_owner_who_is_also_an_admin_never_approves_a_high_risk_envelope_for_their_own_agent(
-        api_client, admin, owner):
+    api_client, admin, owner
+):
     agent = make_agent(admin, ceiling=["prod:deploy"])
     envelope = make_envelope(make_instance(agent), actor=admin, scopes=["prod:deploy"], duration_seconds=600)
     # requested by someone else, so only the ownership rule can refuse it
@@ -116,8 +148,7 @@ def test_revoke_and_complete_end_a_live_envelope(api_client, owner, admin, insta
     assert completed.status_code == 200 and completed.json()["state"] == "completed"
 
 
-def test_retask_answers_201_with_the_new_pending_envelope_and_supersedes_the_old(api_client, owner, admin,
-                                                                                   instance):
+def test_retask_answers_201_with_the_new_pending_envelope_and_supersedes_the_old(api_client, owner, admin, instance):
     old = make_envelope(instance)
     services.approve_envelope(envelope=old, actor=admin)
     body = _body(instance, scopes=["github:read"], intent="only read now")
@@ -141,15 +172,25 @@ def test_retask_refuses_an_instance_field(api_client, owner, admin, instance):
 @pytest.mark.parametrize(
     ("verb", "from_state", "expected_code"),
     [
-        ("approve", "approved", 409), ("approve", "denied", 409), ("approve", "completed", 409),
-        ("deny", "approved", 409), ("deny", "expired", 409),
-        ("revoke", "pending", 409), ("revoke", "completed", 409), ("revoke", "denied", 409),
-        ("complete", "pending", 409), ("complete", "revoked", 409), ("complete", "superseded", 409),
-        ("retask", "pending", 409), ("retask", "completed", 409), ("retask", "expired", 409),
+        ("approve", "approved", 409),
+        ("approve", "denied", 409),
+        ("approve", "completed", 409),
+        ("deny", "approved", 409),
+        ("deny", "expired", 409),
+        ("revoke", "pending", 409),
+        ("revoke", "completed", 409),
+        ("revoke", "denied", 409),
+        ("complete", "pending", 409),
+        ("complete", "revoked", 409),
+        ("complete", "superseded", 409),
+        ("retask", "pending", 409),
+        ("retask", "completed", 409),
+        ("retask", "expired", 409),
     ],
 )
-def test_a_verb_from_a_state_that_does_not_allow_it_is_409(api_client, owner, admin, instance, verb, from_state,
-                                                          expected_code):
+def test_a_verb_from_a_state_that_does_not_allow_it_is_409(
+    api_client, owner, admin, instance, verb, from_state, expected_code
+):
     envelope = make_envelope(instance)
     TaskEnvelope.objects.filter(pk=envelope.pk).update(state=from_state)
     body = {"comment": "x"} if verb in ("approve", "deny") else {}
@@ -245,7 +286,8 @@ def test_a_duration_the_policy_refuses_for_the_risk_is_400_naming_duration(api_c
     agent = make_agent(owner, ceiling=["prod:deploy"], max_envelope_seconds=8 * 3600)
     instance = make_instance(agent)
     response = api_client.as_user(owner).post(
-        "/api/v1/envelopes/", _body(instance, scopes=["prod:deploy"], duration_seconds=2 * 3600), format="json")
+        "/api/v1/envelopes/", _body(instance, scopes=["prod:deploy"], duration_seconds=2 * 3600), format="json"
+    )
     assert response.status_code == 400 and "duration_seconds" in response.json()
 
 
@@ -297,8 +339,9 @@ def test_permission_matrix(request, api_client, owner, second_admin, instance, r
         del body["instance"]
         response = client.post(f"{base}/retask", body, format="json")
     else:
-        response = client.post(f"{base}/{endpoint}", {"comment": "reason"} if endpoint in ("approve", "deny")
-                               else {}, format="json")
+        response = client.post(
+            f"{base}/{endpoint}", {"comment": "reason"} if endpoint in ("approve", "deny") else {}, format="json"
+        )
     assert response.status_code == MATRIX[endpoint][role], response.content
     if response.status_code >= 400:
         assert written_rows() == before
@@ -308,8 +351,9 @@ def test_permission_matrix(request, api_client, owner, second_admin, instance, r
 
 
 @pytest.mark.parametrize("rows", [2, 20])
-def test_the_list_query_count_does_not_grow_with_rows(api_client, owner, admin, instance, rows,
-                                                      django_assert_max_num_queries):
+def test_the_list_query_count_does_not_grow_with_rows(
+    api_client, owner, admin, instance, rows, django_assert_max_num_queries
+):
     for n in range(rows):
         envelope = make_envelope(instance, intent=f"task {n}")
         if n % 2:

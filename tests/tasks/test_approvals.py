@@ -63,7 +63,11 @@ def test_a_low_risk_short_envelope_is_approved_by_the_named_rule(instance):
 def test_a_medium_envelope_waits_for_one_admin(instance, admin):
     envelope = make_envelope(instance, **MEDIUM)
     assert (envelope.state, envelope.risk, envelope.required_approvals, envelope.auto_approved_by) == (
-        State.PENDING, "medium", 1, "")
+        State.PENDING,
+        "medium",
+        1,
+        "",
+    )
     services.approve_envelope(envelope=envelope, actor=admin, comment="fine")
     envelope.refresh_from_db()
     assert envelope.state == State.APPROVED
@@ -83,7 +87,9 @@ def test_a_high_envelope_waits_for_two_different_admins(instance, admin, second_
     assert [a.by for a in envelope.approvals.all()] == [admin, second_admin]
     recorded = events(envelope, "envelope.approval_recorded")
     assert [(e.before["approvals"], e.after["approvals"], e.after["required"]) for e in recorded] == [
-        (0, 1, 2), (1, 2, 2)]
+        (0, 1, 2),
+        (1, 2, 2),
+    ]
     assert verify_chain().ok
 
 
@@ -91,7 +97,11 @@ def test_a_high_envelope_waits_for_two_different_admins(instance, admin, second_
 def test_a_low_risk_envelope_that_no_rule_covers_waits_for_one_admin(instance):
     envelope = make_envelope(instance, **{**LOW, "duration_seconds": 3600})
     assert (envelope.state, envelope.risk, envelope.required_approvals, envelope.auto_approved_by) == (
-        State.PENDING, "low", 1, "")
+        State.PENDING,
+        "low",
+        1,
+        "",
+    )
 
 
 @pytest.mark.django_db
@@ -219,7 +229,10 @@ def test_a_denial_is_recorded_with_its_reason(instance, admin):
     assert (envelope.state, envelope.end_reason) == (State.DENIED, "no production secrets this week")
     [denied] = events(envelope, "envelope.denied")
     assert (denied.before, denied.after, denied.reason) == (
-        {"state": "pending"}, {"state": "denied"}, "no production secrets this week")
+        {"state": "pending"},
+        {"state": "denied"},
+        "no production secrets this week",
+    )
     assert envelope.approvals.get().decision == Approval.Decision.DENY
 
 
@@ -228,9 +241,15 @@ def test_retask_creates_a_pending_envelope_classified_afresh(instance, owner, ad
     old = make_envelope(instance, **MEDIUM)
     services.approve_envelope(envelope=old, actor=admin)
     policy_dir.replace("lifecycle.toml", "# Time limits", "# Time limits, revised")
-    new = services.retask_envelope(envelope=old, actor=owner, intent="now rotate the deploy key",
-                                   scopes=["secrets:read"], resources=["vault:ci/deploy-key"],
-                                   duration_seconds=1200, max_actions=10)
+    new = services.retask_envelope(
+        envelope=old,
+        actor=owner,
+        intent="now rotate the deploy key",
+        scopes=["secrets:read"],
+        resources=["vault:ci/deploy-key"],
+        duration_seconds=1200,
+        max_actions=10,
+    )
     old.refresh_from_db()
     assert old.state == State.SUPERSEDED and new.supersedes == old
     assert (new.state, new.risk, new.required_approvals) == (State.PENDING, "high", 2)
@@ -241,8 +260,15 @@ def test_retask_creates_a_pending_envelope_classified_afresh(instance, owner, ad
 def test_a_low_risk_retask_still_waits_for_a_person(instance, owner, admin):
     old = make_envelope(instance, **MEDIUM)
     services.approve_envelope(envelope=old, actor=admin)
-    new = services.retask_envelope(envelope=old, actor=owner, intent="just read", scopes=list(LOW["scopes"]),
-                                   resources=list(LOW["resources"]), duration_seconds=900, max_actions=100)
+    new = services.retask_envelope(
+        envelope=old,
+        actor=owner,
+        intent="just read",
+        scopes=list(LOW["scopes"]),
+        resources=list(LOW["resources"]),
+        duration_seconds=900,
+        max_actions=100,
+    )
     assert (new.state, new.risk, new.required_approvals, new.auto_approved_by) == (State.PENDING, "low", 1, "")
 
 
@@ -325,8 +351,9 @@ def test_one_failing_row_does_not_stop_the_expiry_sweep(instance, monkeypatch):
 
 
 @pytest.mark.django_db
-def test_the_inbox_counts_what_this_admin_could_approve_now(owner, admin, second_admin, django_user_model,
-                                                            django_assert_max_num_queries):
+def test_the_inbox_counts_what_this_admin_could_approve_now(
+    owner, admin, second_admin, django_user_model, django_assert_max_num_queries
+):
     owner.groups.add(Group.objects.get(name=IDENTITY_ADMIN))
     instance = make_instance(make_agent(owner, ceiling=CEILING))
     make_envelope(instance, **MEDIUM)  # requested by owner: admin and second_admin could approve
@@ -357,7 +384,7 @@ def test_the_inbox_of_a_non_admin_is_empty(instance, auditor):
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql",
     reason="needs PostgreSQL for real parallel transactions (set DATABASE_URL=postgres://…); "
-           "SQLite serialises every writer",
+    "SQLite serialises every writer",
 )
 
 
@@ -390,8 +417,10 @@ def test_two_admins_approving_at_once_approve_exactly_once(owner, admin, second_
     instance = make_instance(make_agent(owner, ceiling=CEILING))
     for _ in range(5):
         envelope = make_envelope(instance, **HIGH)
-        outcomes = race(lambda e=envelope: services.approve_envelope(envelope=e, actor=admin),
-                        lambda e=envelope: services.approve_envelope(envelope=e, actor=second_admin))
+        outcomes = race(
+            lambda e=envelope: services.approve_envelope(envelope=e, actor=admin),
+            lambda e=envelope: services.approve_envelope(envelope=e, actor=second_admin),
+        )
         assert all(isinstance(o, TaskEnvelope) for o in outcomes), outcomes
         envelope.refresh_from_db()
         assert envelope.state == State.APPROVED
@@ -408,8 +437,9 @@ def test_three_admins_racing_for_a_quorum_of_two_never_overcount(owner, admin, s
     third = make_admin(django_user_model, "grace")
     instance = make_instance(make_agent(owner, ceiling=CEILING))
     envelope = make_envelope(instance, **HIGH)
-    outcomes = race(*(lambda a=a: services.approve_envelope(envelope=envelope, actor=a)
-                      for a in (admin, second_admin, third)))
+    outcomes = race(
+        *(lambda a=a: services.approve_envelope(envelope=envelope, actor=a) for a in (admin, second_admin, third))
+    )
     assert sorted(type(o).__name__ for o in outcomes) == ["InvalidTransition", "TaskEnvelope", "TaskEnvelope"]
     envelope.refresh_from_db()
     assert envelope.state == State.APPROVED and envelope.approvals.count() == 2
@@ -422,8 +452,10 @@ def test_three_admins_racing_for_a_quorum_of_two_never_overcount(owner, admin, s
 def test_the_same_admin_approving_twice_at_once_counts_once(owner, admin):
     instance = make_instance(make_agent(owner, ceiling=CEILING))
     envelope = make_envelope(instance, **HIGH)
-    outcomes = race(lambda: services.approve_envelope(envelope=envelope, actor=admin),
-                    lambda: services.approve_envelope(envelope=envelope, actor=admin))
+    outcomes = race(
+        lambda: services.approve_envelope(envelope=envelope, actor=admin),
+        lambda: services.approve_envelope(envelope=envelope, actor=admin),
+    )
     assert sorted(type(o).__name__ for o in outcomes) == ["PermissionDenied", "TaskEnvelope"]
     envelope.refresh_from_db()
     assert envelope.state == State.PENDING and envelope.approvals.count() == 1
@@ -438,7 +470,8 @@ def test_two_expiry_sweeps_at_once_expire_each_request_once(owner):
     instance = make_instance(make_agent(owner, ceiling=CEILING))
     envelopes = [make_envelope(instance, **MEDIUM) for _ in range(6)]
     TaskEnvelope.objects.filter(pk__in=[e.pk for e in envelopes]).update(
-        created_at=timezone.now() - timedelta(seconds=active_policy().pending_max_seconds + 1))
+        created_at=timezone.now() - timedelta(seconds=active_policy().pending_max_seconds + 1)
+    )
     outcomes = race(services.expire_pending_requests, services.expire_pending_requests)
     assert sum(outcomes) == 6, outcomes
     assert AuditEvent.objects.filter(verb="envelope.expired").count() == 6

@@ -62,8 +62,11 @@ def celery_processes(tmp_path):
     url = _redis_url()
     if not _redis_answers(url):
         pytest.skip(f"Redis is not answering at {url}: start it (or run .ci/run, which does) to run this test")
-    if connection.vendor == "sqlite" and ":memory:" in str(connection.settings_dict["NAME"]) or \
-            "mode=memory" in str(connection.settings_dict["NAME"]):
+    if (
+        connection.vendor == "sqlite"
+        and ":memory:" in str(connection.settings_dict["NAME"])
+        or "mode=memory" in str(connection.settings_dict["NAME"])
+    ):
         pytest.skip("the SQLite test database is in memory; the worker could not see it")
     run = uuid.uuid4().hex[:8]
     env = {
@@ -80,15 +83,41 @@ def celery_processes(tmp_path):
     }
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("worker", "beat")}  # noqa: SIM115
     commands = {
-        "worker": [sys.executable, "-m", "celery", "-A", "console", "worker", "--loglevel=INFO", "--pool=solo",
-                   "-Q", f"test-{run},test-scheduled-{run}", "--without-gossip", "--without-mingle",
-                   "--without-heartbeat", "-n", f"test-{run}@%h"],
-        "beat": [sys.executable, "-m", "celery", "-A", "console", "beat", "--loglevel=INFO",
-                 "--schedule", str(tmp_path / "beat-schedule"), "--max-interval", "1"],
+        "worker": [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "console",
+            "worker",
+            "--loglevel=INFO",
+            "--pool=solo",
+            "-Q",
+            f"test-{run},test-scheduled-{run}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            f"test-{run}@%h",
+        ],
+        "beat": [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "console",
+            "beat",
+            "--loglevel=INFO",
+            "--schedule",
+            str(tmp_path / "beat-schedule"),
+            "--max-interval",
+            "1",
+        ],
     }
     procs = {
-        name: subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env, stdout=logs[name], stderr=subprocess.STDOUT,
-                               start_new_session=True)
+        name: subprocess.Popen(
+            cmd, cwd=settings.BASE_DIR, env=env, stdout=logs[name], stderr=subprocess.STDOUT, start_new_session=True
+        )
         for name, cmd in commands.items()
     }
     yield procs, tmp_path
@@ -111,22 +140,32 @@ def test_beat_and_a_worker_expire_a_short_lived_credential_without_any_request(c
     services.approve_envelope(envelope=envelope, actor=admin)
     now = timezone.now()
     credential = Credential.objects.create(
-        jti=secrets.token_hex(16), instance=envelope.instance, envelope=envelope, scopes=list(envelope.scopes),
-        audience="mandate", issued_at=now, expires_at=now + timedelta(seconds=1), kid="test-kid",
+        jti=secrets.token_hex(16),
+        instance=envelope.instance,
+        envelope=envelope,
+        scopes=list(envelope.scopes),
+        audience="mandate",
+        issued_at=now,
+        expires_at=now + timedelta(seconds=1),
+        kid="test-kid",
     )
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         for name, proc in procs.items():
             if proc.poll() is not None:
-                pytest.fail(f"celery {name} exited with {proc.returncode}:\n{(logs / f'{name}.log').read_text()[-3000:]}")
+                pytest.fail(
+                    f"celery {name} exited with {proc.returncode}:\n{(logs / f'{name}.log').read_text()[-3000:]}"
+                )
         credential.refresh_from_db()
         if credential.status == Credential.Status.EXPIRED:
             break
         time.sleep(0.5)
     else:
-        pytest.fail("the credential was not expired within 60 s.\nworker:\n"
-                    f"{(logs / 'worker.log').read_text()[-3000:]}\nbeat:\n{(logs / 'beat.log').read_text()[-2000:]}")
+        pytest.fail(
+            "the credential was not expired within 60 s.\nworker:\n"
+            f"{(logs / 'worker.log').read_text()[-3000:]}\nbeat:\n{(logs / 'beat.log').read_text()[-2000:]}"
+        )
 
     event = AuditEvent.objects.get(verb="credential.expired", target_id=credential.jti)
     assert event.actor_type == "scheduler" and event.agent_id == envelope.agent_id

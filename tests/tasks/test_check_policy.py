@@ -69,28 +69,60 @@ def test_a_wrong_value_names_the_line_of_its_key(broken):
     path = broken("scopes.toml", 'risk = "medium"', 'risk = "severe"')
     line = line_of(path / "scopes.toml", 'risk = "severe"')
     assert problems_of(path) == [
-        f"scopes.toml:{line}: scopes.\"github:write\".risk = 'severe' must be one of: low, medium, high"]
+        f"scopes.toml:{line}: scopes.\"github:write\".risk = 'severe' must be one of: low, medium, high"
+    ]
 
 
-@pytest.mark.parametrize(("name", "old", "new", "expected"), [
-    ("risk.toml", "required_approvals = 2", "required_approvals = 1",
-     "high risk needs at least 2 different approvers"),
-    ("risk.toml", "required_approvals = 2", "required_approvals = 0",
-     "levels.high.required_approvals = 0 must be a whole number from 1 to 5"),
-    ("risk.toml", 'max_credential_ttl = "15m"', 'max_credential_ttl = "1h"',
-     "levels.low.max_credential_ttl must be between 1s and 15m"),
-    ("risk.toml", 'to = "high"', 'to = "critical"', "raise[3].to = 'critical' must be one of: medium, high"),
-    ("risk.toml", "when = { max_actions_over = 1000 }", "when = { max_action_over = 1000 }",
-     "unknown key 'raise[1].when.max_action_over'"),
-    ("auto_approve.toml", 'max_risk = "low"', 'max_risk = "medium"',
-     "rule[0].max_risk = 'medium' must be one of: low"),
-    ("auto_approve.toml", 'max_duration = "15m"', 'max_duration = "fifteen minutes"',
-     "rule[0].max_duration = 'fifteen minutes' is not a duration"),
-    ("lifecycle.toml", "revoke_after = 3", "revoke_after = -1",
-     "drift.revoke_after = -1 must be a whole number from 0 to 1000"),
-    ("lifecycle.toml", "idle_limit =", "idle_limmit =", "unknown key 'sessions.idle_limmit'"),
-    ("scopes.toml", '[scopes."github:read"]', '[scopes."GitHub read"]', "'GitHub read' is not a scope"),
-])
+@pytest.mark.parametrize(
+    ("name", "old", "new", "expected"),
+    [
+        (
+            "risk.toml",
+            "required_approvals = 2",
+            "required_approvals = 1",
+            "high risk needs at least 2 different approvers",
+        ),
+        (
+            "risk.toml",
+            "required_approvals = 2",
+            "required_approvals = 0",
+            "levels.high.required_approvals = 0 must be a whole number from 1 to 5",
+        ),
+        (
+            "risk.toml",
+            'max_credential_ttl = "15m"',
+            'max_credential_ttl = "1h"',
+            "levels.low.max_credential_ttl must be between 1s and 15m",
+        ),
+        ("risk.toml", 'to = "high"', 'to = "critical"', "raise[3].to = 'critical' must be one of: medium, high"),
+        (
+            "risk.toml",
+            "when = { max_actions_over = 1000 }",
+            "when = { max_action_over = 1000 }",
+            "unknown key 'raise[1].when.max_action_over'",
+        ),
+        (
+            "auto_approve.toml",
+            'max_risk = "low"',
+            'max_risk = "medium"',
+            "rule[0].max_risk = 'medium' must be one of: low",
+        ),
+        (
+            "auto_approve.toml",
+            'max_duration = "15m"',
+            'max_duration = "fifteen minutes"',
+            "rule[0].max_duration = 'fifteen minutes' is not a duration",
+        ),
+        (
+            "lifecycle.toml",
+            "revoke_after = 3",
+            "revoke_after = -1",
+            "drift.revoke_after = -1 must be a whole number from 0 to 1000",
+        ),
+        ("lifecycle.toml", "idle_limit =", "idle_limmit =", "unknown key 'sessions.idle_limmit'"),
+        ("scopes.toml", '[scopes."github:read"]', '[scopes."GitHub read"]', "'GitHub read' is not a scope"),
+    ],
+)
 def test_each_semantic_mistake_is_named_at_its_line(broken, name, old, new, expected):
     path = broken(name, old, new)
     [problem] = problems_of(path)
@@ -100,15 +132,23 @@ def test_each_semantic_mistake_is_named_at_its_line(broken, name, old, new, expe
 
 
 def test_a_cedar_syntax_error_is_refused_with_its_line(broken):
-    path = broken("guardrails.cedar", 'resource.kind == "prod" }\nunless { context.request has ticket',
-                  'resource.kind == "prod" }\nunles { context.request has ticket')
+    path = broken(
+        "guardrails.cedar",
+        'resource.kind == "prod" }\nunless { context.request has ticket',
+        'resource.kind == "prod" }\nunles { context.request has ticket',
+    )
     [problem] = problems_of(path)
-    assert problem == f"guardrails.cedar:{line_of(path / 'guardrails.cedar', 'unles {')}: invalid policy condition: unles"
+    assert (
+        problem == f"guardrails.cedar:{line_of(path / 'guardrails.cedar', 'unles {')}: invalid policy condition: unles"
+    )
 
 
 def test_a_guardrail_that_does_not_fit_the_schema_is_refused_with_its_line(broken):
-    path = broken("guardrails.cedar", "context.request has change_window && context.request.change_window",
-                  "context.request has change_window && context.request.change_windw")
+    path = broken(
+        "guardrails.cedar",
+        "context.request has change_window && context.request.change_window",
+        "context.request has change_window && context.request.change_windw",
+    )
     [problem] = problems_of(path)
     line = line_of(path / "guardrails.cedar", "change_windw")
     assert problem.startswith(f"guardrails.cedar:{line}: guardrail 'no-prod-deletes-outside-change-window': ")
@@ -118,7 +158,9 @@ def test_a_guardrail_that_does_not_fit_the_schema_is_refused_with_its_line(broke
 def test_a_broken_schema_is_refused_with_its_line(broken):
     path = broken("schema.cedarschema", "  owner: String,", "  owner: Strng,")
     [problem] = problems_of(path)
-    assert problem == f"schema.cedarschema:{line_of(path / 'schema.cedarschema', 'Strng')}: failed to resolve type: Strng"
+    assert (
+        problem == f"schema.cedarschema:{line_of(path / 'schema.cedarschema', 'Strng')}: failed to resolve type: Strng"
+    )
 
 
 def test_a_schema_that_no_longer_describes_what_mandate_sends_is_refused(broken):
@@ -129,7 +171,9 @@ def test_a_schema_that_no_longer_describes_what_mandate_sends_is_refused(broken)
 
 def test_guardrails_need_a_schema(broken):
     (broken.path / "schema.cedarschema").unlink()
-    assert problems_of(broken.path) == ["schema.cedarschema: guardrails.cedar needs the Cedar schema schema.cedarschema beside it"]
+    assert problems_of(broken.path) == [
+        "schema.cedarschema: guardrails.cedar needs the Cedar schema schema.cedarschema beside it"
+    ]
 
 
 def test_missing_and_unknown_files_are_named(broken):
@@ -149,8 +193,7 @@ def test_every_problem_is_reported_at_once(broken):
     broken("scopes.toml", 'risk = "low"', 'risk = "none"')
     broken("lifecycle.toml", "revoke_after = 3", 'revoke_after = "three"')
     broken("guardrails.cedar", "resource.kind", "resource.knd")
-    assert [p.split(":")[0] for p in problems_of(broken.path)] == [
-        "scopes.toml", "lifecycle.toml", "guardrails.cedar"]
+    assert [p.split(":")[0] for p in problems_of(broken.path)] == ["scopes.toml", "lifecycle.toml", "guardrails.cedar"]
 
 
 def test_the_system_check_reports_a_broken_policy(broken, settings):
@@ -171,10 +214,20 @@ def test_reloading_a_broken_policy_keeps_the_running_one(broken, settings):
 
 def test_a_process_refuses_to_start_on_a_broken_policy(broken):
     path = broken("lifecycle.toml", 'expire_after = "24h"', 'expire_after = "tomorrow"')
-    env = {**os.environ, "MANDATE_TESTING": "1", "MANDATE_POLICY_DIR": str(path),
-           "DJANGO_SETTINGS_MODULE": "console.settings"}
-    result = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=settings.BASE_DIR, env=env,
-                            capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "MANDATE_TESTING": "1",
+        "MANDATE_POLICY_DIR": str(path),
+        "DJANGO_SETTINGS_MODULE": "console.settings",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     line = line_of(path / "lifecycle.toml", "tomorrow")
     assert f"lifecycle.toml:{line}: pending.expire_after = 'tomorrow' is not a duration" in result.stderr
@@ -184,8 +237,14 @@ def test_a_process_refuses_to_start_on_a_broken_policy(broken):
 def test_check_policy_itself_starts_on_a_broken_policy_to_report_it(broken):
     path = broken("lifecycle.toml", 'expire_after = "24h"', 'expire_after = "tomorrow"')
     env = {**os.environ, "MANDATE_TESTING": "1", "MANDATE_POLICY_DIR": str(path)}
-    result = subprocess.run([sys.executable, "manage.py", "check_policy"], cwd=settings.BASE_DIR, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check_policy"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("lifecycle.toml:")
     assert "Traceback" not in result.stderr

@@ -22,8 +22,13 @@ def live(instance, admin, **kw):
 
 
 def credential_for(envelope):
-    return mint_credential(instance=envelope.instance, envelope=envelope, scopes=list(envelope.scopes),
-                           audience="mandate", expires_at=timezone.now() + timedelta(minutes=5))
+    return mint_credential(
+        instance=envelope.instance,
+        envelope=envelope,
+        scopes=list(envelope.scopes),
+        audience="mandate",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
 
 
 def as_agent(api_client, token):
@@ -57,7 +62,10 @@ def test_an_instance_credential_reads_and_changes_nothing_else(api_client, owner
     envelope = live(make_instance(make_agent(owner)), admin)
     client = as_agent(api_client, credential_for(envelope).token)
     assert client.get("/api/v1/envelopes/").status_code in (401, 403)
-    assert client.post(f"/api/v1/envelopes/{envelope.id}/revoke", {"reason": "x"}, format="json").status_code in (401, 403)
+    assert client.post(f"/api/v1/envelopes/{envelope.id}/revoke", {"reason": "x"}, format="json").status_code in (
+        401,
+        403,
+    )
     envelope.refresh_from_db()
     assert envelope.state == "approved"
 

@@ -28,8 +28,9 @@ def _race(token, callers: int) -> list[decisions.Decision]:
     def gateway():
         try:
             barrier.wait()
-            answers.append(decisions.decide(token=token, scope="github:write", resource="repo:acme/api",
-                                            reported_by="gate"))
+            answers.append(
+                decisions.decide(token=token, scope="github:write", resource="repo:acme/api", reported_by="gate")
+            )
         except Exception as exc:  # surfaced below
             errors.append(exc)
         finally:
@@ -48,8 +49,13 @@ def _envelope(owner, admin, max_actions):
     envelope = make_envelope(make_instance(make_agent(owner)), max_actions=max_actions)
     services.approve_envelope(envelope=envelope, actor=admin)
     envelope.refresh_from_db()
-    token = mint_credential(instance=envelope.instance, envelope=envelope, scopes=["github:write"],
-                            audience="mandate", expires_at=timezone.now() + timedelta(minutes=5)).token
+    token = mint_credential(
+        instance=envelope.instance,
+        envelope=envelope,
+        scopes=["github:write"],
+        audience="mandate",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    ).token
     return envelope, token
 
 
@@ -77,7 +83,10 @@ def test_the_single_statement_path_counts_down_and_records_each_answer(owner, ad
     assert [(a.reason, a.remaining_actions) for a in answers] == [("ok", 1), ("ok", 0), ("budget_exhausted", 0)]
     events = {e.id: e for e in ActivityEvent.objects.filter(kind="decision")}
     assert [(events[a.decision_id].allow, events[a.decision_id].reason) for a in answers] == [
-        (True, "ok"), (True, "ok"), (False, "budget_exhausted")]
+        (True, "ok"),
+        (True, "ok"),
+        (False, "budget_exhausted"),
+    ]
     recorded = events[answers[0].decision_id]
     assert recorded.envelope_id == envelope.id and recorded.instance_id == envelope.instance_id
     assert recorded.agent_id == envelope.agent_id and recorded.jti and recorded.policy_version
@@ -86,9 +95,18 @@ def test_the_single_statement_path_counts_down_and_records_each_answer(owner, ad
 def test_an_envelope_that_ends_between_check_and_update_is_recorded_as_inactive(owner, admin):
     envelope, _ = _envelope(owner, admin, max_actions=5)
     TaskEnvelope.objects.filter(pk=envelope.pk).update(state="revoked")
-    event = ActivityEvent(kind="decision", agent_id=envelope.agent_id, instance_id=envelope.instance_id,
-                          envelope_id=envelope.id, jti="j", scope="github:write", resource="repo:acme/api",
-                          policy_version="v", details={}, reported_by="gate")
+    event = ActivityEvent(
+        kind="decision",
+        agent_id=envelope.agent_id,
+        instance_id=envelope.instance_id,
+        envelope_id=envelope.id,
+        jti="j",
+        scope="github:write",
+        resource="repo:acme/api",
+        policy_version="v",
+        details={},
+        reported_by="gate",
+    )
     reason, remaining = decisions._take_action_and_record(event, timezone.now())
     assert (reason, remaining) == ("envelope_inactive", None)
     stored = ActivityEvent.objects.get(pk=event.id)

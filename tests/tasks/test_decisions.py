@@ -96,8 +96,9 @@ def test_a_token_signed_by_a_key_we_never_published_is_token_invalid(gw, live_en
     genuine = mint(live_envelope).token
     claims = jwt.decode(genuine, options={"verify_signature": False})
     kid = jwt.get_unverified_header(genuine)["kid"]
-    forged = jwt.encode(claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256",
-                        headers={"kid": kid, "typ": "JWT"})
+    forged = jwt.encode(
+        claims, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": kid, "typ": "JWT"}
+    )
     assert ask(gw, forged)["reason"] == "token_invalid"
 
 
@@ -124,8 +125,10 @@ def test_a_token_that_expires_after_being_cached_is_token_expired(gw, live_envel
     assert ask(gw, minted.token)["reason"] == "ok"
     # The cached verification still compares exp on every call.
     cached_at, verified = decisions._verified[minted.token]
-    decisions._verified[minted.token] = (cached_at, verified.__class__(
-        **{**verified.__dict__, "expires_at": timezone.now() - timedelta(seconds=1)}))
+    decisions._verified[minted.token] = (
+        cached_at,
+        verified.__class__(**{**verified.__dict__, "expires_at": timezone.now() - timedelta(seconds=1)}),
+    )
     assert ask(gw, minted.token)["reason"] == "token_expired"
 
 
@@ -198,8 +201,12 @@ def test_a_guardrail_that_forbids_the_call_is_policy_forbids(gw, live_envelope, 
     monkeypatch.setattr(decisions, "active_policy", lambda: Forbidding())
     answer = ask(gw, mint(live_envelope).token, context={"day": "friday"})
     assert (answer["allow"], answer["reason"], answer["detail"]) == (False, "policy_forbids", "no pushes on Fridays")
-    assert seen == {"scope": "github:write", "resource": "repo:acme/api", "context": {"day": "friday"},
-                    "agent": live_envelope.agent.slug}
+    assert seen == {
+        "scope": "github:write",
+        "resource": "repo:acme/api",
+        "context": {"day": "friday"},
+        "agent": live_envelope.agent.slug,
+    }
     assert ActivityEvent.objects.get(id=answer["decision_id"]).policy_version == "test-guardrails"
     live_envelope.refresh_from_db()
     assert live_envelope.actions_used == 0
@@ -218,16 +225,18 @@ def test_the_first_failing_check_wins(gw, live_envelope, mint, admin):
 
 
 def test_an_anonymous_caller_gets_401(api_client, live_envelope, mint):
-    response = api_client.post(URL, {"token": mint(live_envelope).token, "scope": "github:write",
-                                     "resource": "repo:acme/api"}, format="json")
+    response = api_client.post(
+        URL, {"token": mint(live_envelope).token, "scope": "github:write", "resource": "repo:acme/api"}, format="json"
+    )
     assert response.status_code == 401
 
 
 @pytest.mark.parametrize("who", ["owner", "auditor"])
 def test_owners_and_auditors_may_not_ask(api_client, live_envelope, mint, who, request):
     client = api_client.as_user(request.getfixturevalue(who))
-    response = client.post(URL, {"token": mint(live_envelope).token, "scope": "github:write",
-                                 "resource": "repo:acme/api"}, format="json")
+    response = client.post(
+        URL, {"token": mint(live_envelope).token, "scope": "github:write", "resource": "repo:acme/api"}, format="json"
+    )
     assert response.status_code == 403
     assert not ActivityEvent.objects.exists()
 
@@ -239,20 +248,24 @@ def test_an_admin_may_ask(api_client, admin, live_envelope, mint):
 def test_an_agent_credential_is_not_accepted_as_the_callers_authentication(api_client, live_envelope, mint):
     token = mint(live_envelope).token
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    response = api_client.post(URL, {"token": token, "scope": "github:write", "resource": "repo:acme/api"},
-                               format="json")
+    response = api_client.post(
+        URL, {"token": token, "scope": "github:write", "resource": "repo:acme/api"}, format="json"
+    )
     assert response.status_code == 401
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"scope": "github:write", "resource": "r"}, "token"),
-    ({"token": 7, "scope": "github:write", "resource": "r"}, "token"),
-    ({"token": "t", "resource": "r"}, "scope"),
-    ({"token": "t", "scope": "x" * 131, "resource": "r"}, "scope"),
-    ({"token": "t", "scope": "github:write"}, "resource"),
-    ({"token": "t", "scope": "github:write", "resource": "r", "context": []}, "context"),
-    ({"token": "t", "scope": "github:write", "resource": "r", "context": {"k": "x" * 5000}}, "context"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"scope": "github:write", "resource": "r"}, "token"),
+        ({"token": 7, "scope": "github:write", "resource": "r"}, "token"),
+        ({"token": "t", "resource": "r"}, "scope"),
+        ({"token": "t", "scope": "x" * 131, "resource": "r"}, "scope"),
+        ({"token": "t", "scope": "github:write"}, "resource"),
+        ({"token": "t", "scope": "github:write", "resource": "r", "context": []}, "context"),
+        ({"token": "t", "scope": "github:write", "resource": "r", "context": {"k": "x" * 5000}}, "context"),
+    ],
+)
 def test_a_malformed_request_is_400_naming_the_field(gw, body, field):
     response = gw.post(URL, body, format="json")
     assert response.status_code == 400
@@ -286,8 +299,9 @@ def test_a_denied_decision_takes_two_queries(gw, live_envelope, mint, django_ass
         assert ask(gw, token)["reason"] == "envelope_inactive"
 
 
-def test_a_revoked_api_token_stops_working_once_its_cache_entry_lapses(api_client, gateway, live_envelope, mint,
-                                                                      monkeypatch):
+def test_a_revoked_api_token_stops_working_once_its_cache_entry_lapses(
+    api_client, gateway, live_envelope, mint, monkeypatch
+):
     from console.models import ApiToken
     from tasks.api import authentication
 
@@ -296,8 +310,7 @@ def test_a_revoked_api_token_stops_working_once_its_cache_entry_lapses(api_clien
     assert ask(client, token)["reason"] == "ok"
     ApiToken.objects.filter(user=gateway).update(revoked_at=timezone.now())
     monkeypatch.setattr(authentication, "TTL_SECONDS", 0.0)
-    response = client.post(URL, {"token": token, "scope": "github:write", "resource": "repo:acme/api"},
-                           format="json")
+    response = client.post(URL, {"token": token, "scope": "github:write", "resource": "repo:acme/api"}, format="json")
     assert response.status_code == 401
 
 
@@ -332,9 +345,10 @@ def test_the_organisations_cedar_guardrails_forbid_a_call_the_envelope_allows(gw
     from tests.factories import make_agent, make_envelope, make_instance
 
     agent = make_agent(owner, slug="db-janitor", ceiling=("secrets:read",))
-    envelope = make_envelope(make_instance(agent), scopes=("secrets:read",), resources=("prod:*",),
-                             duration_seconds=1800)
-    for approver in (admin, second_admin)[:envelope.required_approvals]:
+    envelope = make_envelope(
+        make_instance(agent), scopes=("secrets:read",), resources=("prod:*",), duration_seconds=1800
+    )
+    for approver in (admin, second_admin)[: envelope.required_approvals]:
         services.approve_envelope(envelope=envelope, actor=approver)
     envelope.refresh_from_db()
     assert envelope.state == "approved"
@@ -347,12 +361,15 @@ def test_the_organisations_cedar_guardrails_forbid_a_call_the_envelope_allows(gw
     assert ActivityEvent.objects.get(id=denied["decision_id"]).policy_version == decisions.active_policy().version
 
 
-@pytest.mark.parametrize(("raw", "field"), [
-    ('{"token": "t", "scope": "github:wr\\u0000ite", "resource": "r"}', "scope"),
-    ('{"token": "t", "scope": "github:write", "resource": "repo:\\ud800"}', "resource"),
-    ('{"token": "t\\ud800", "scope": "github:write", "resource": "r"}', "token"),
-    ('{"token": "t", "scope": "github:write", "resource": "r", "context": {"k": "\\u0000"}}', "context"),
-])
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ('{"token": "t", "scope": "github:wr\\u0000ite", "resource": "r"}', "scope"),
+        ('{"token": "t", "scope": "github:write", "resource": "repo:\\ud800"}', "resource"),
+        ('{"token": "t\\ud800", "scope": "github:write", "resource": "r"}', "token"),
+        ('{"token": "t", "scope": "github:write", "resource": "r", "context": {"k": "\\u0000"}}', "context"),
+    ],
+)
 def test_text_postgresql_cannot_store_is_400_not_500(gw, raw, field):
     response = gw.post(URL, raw, content_type="application/json")
     assert response.status_code == 400
@@ -360,6 +377,9 @@ def test_text_postgresql_cannot_store_is_400_not_500(gw, raw, field):
 
 
 def test_nan_in_the_context_is_400(gw):
-    response = gw.post(URL, '{"token": "t", "scope": "github:write", "resource": "r", "context": {"k": NaN}}',
-                       content_type="application/json")
+    response = gw.post(
+        URL,
+        '{"token": "t", "scope": "github:write", "resource": "r", "context": {"k": NaN}}',
+        content_type="application/json",
+    )
     assert response.status_code == 400

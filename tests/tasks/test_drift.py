@@ -14,13 +14,15 @@ def gw(api_client, gateway):
 
 
 def ask(client, token, scope="github:write", resource="repo:acme/api"):
-    return client.post("/api/v1/decisions", {"token": token, "scope": scope, "resource": resource},
-                       format="json").json()
+    return client.post(
+        "/api/v1/decisions", {"token": token, "scope": scope, "resource": resource}, format="json"
+    ).json()
 
 
 def report(client, token, **over):
-    body = {"events": [{"kind": "tool_call", "scope": "github:write", "resource": "repo:acme/api",
-                        "token": token, **over}]}
+    body = {
+        "events": [{"kind": "tool_call", "scope": "github:write", "resource": "repo:acme/api", "token": token, **over}]
+    }
     response = client.post("/api/v1/events", body, format="json")
     assert response.status_code == 202, response.content
 
@@ -118,7 +120,6 @@ def test_drift_on_an_ended_envelope_is_flagged_but_not_counted(gw, live_envelope
     report(gw, token, scope="jira:write")
     assert ActivityEvent.objects.get().drift is True
     assert TaskEnvelope.objects.get(pk=live_envelope.pk).drift_count == 0
-
 
 
 def test_drift_shows_in_the_envelope_api(gw, api_client, owner, live_envelope, mint):

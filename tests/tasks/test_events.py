@@ -17,8 +17,15 @@ LIST_URL = "/api/v1/events/"
 
 
 def event(**over):
-    return {"kind": "tool_call", "scope": "github:write", "resource": "repo:acme/api", "outcome": "success",
-            "occurred_at": "2026-01-02T03:04:05Z", "details": {"tool": "git push"}, **over}
+    return {
+        "kind": "tool_call",
+        "scope": "github:write",
+        "resource": "repo:acme/api",
+        "outcome": "success",
+        "occurred_at": "2026-01-02T03:04:05Z",
+        "details": {"tool": "git push"},
+        **over,
+    }
 
 
 @pytest.fixture
@@ -40,8 +47,10 @@ def agent_client(api_client, token):
 def test_an_agent_reports_with_its_own_credential_and_is_attributed(api_client, live_envelope, mint):
     minted = mint(live_envelope)
     response = agent_client(api_client, minted.token).post(
-        POST_URL, {"events": [event(), event(kind="secret_access", scope="", resource="vault:db/password")]},
-        format="json")
+        POST_URL,
+        {"events": [event(), event(kind="secret_access", scope="", resource="vault:db/password")]},
+        format="json",
+    )
     assert response.status_code == 202, response.content
     assert response.json() == {"accepted": 2}
     rows = list(ActivityEvent.objects.order_by("id"))
@@ -59,8 +68,9 @@ def test_a_gateway_names_the_token_per_event(gw, live_envelope, mint, owner, adm
     other = make_envelope(make_instance(make_agent(owner, slug="other-agent")))
     services.approve_envelope(envelope=other, actor=admin)
     token_a, token_b = mint(live_envelope).token, mint(other).token
-    response = gw.post(POST_URL, {"events": [event(token=token_a), event(token=token_b), event(token=token_a)]},
-                       format="json")
+    response = gw.post(
+        POST_URL, {"events": [event(token=token_a), event(token=token_b), event(token=token_a)]}, format="json"
+    )
     assert response.status_code == 202, response.content
     envelopes = list(ActivityEvent.objects.order_by("id").values_list("envelope_id", flat=True))
     assert envelopes == [live_envelope.id, other.id, live_envelope.id]
@@ -87,19 +97,22 @@ def test_a_bad_event_rejects_the_whole_batch_and_stores_nothing(gw, live_envelop
     assert not ActivityEvent.objects.exists()
 
 
-@pytest.mark.parametrize(("bad", "field"), [
-    ({"kind": "decision"}, "events[1].kind"),
-    ({"kind": None}, "events[1].kind"),
-    ({"scope": 5}, "events[1].scope"),
-    ({"resource": "r" * 513}, "events[1].resource"),
-    ({"outcome": ["ok"]}, "events[1].outcome"),
-    ({"details": "text"}, "events[1].details"),
-    ({"details": {"blob": "x" * 9000}}, "events[1].details"),
-    ({"occurred_at": "2999-01-01T00:00:00Z"}, "events[1].occurred_at"),
-    ({"surprise": 1}, "events[1].surprise"),
-    ({"token": "forged.token.here"}, "events[1].token"),
-    ({"token": None}, "events[1].token"),
-])
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"kind": "decision"}, "events[1].kind"),
+        ({"kind": None}, "events[1].kind"),
+        ({"scope": 5}, "events[1].scope"),
+        ({"resource": "r" * 513}, "events[1].resource"),
+        ({"outcome": ["ok"]}, "events[1].outcome"),
+        ({"details": "text"}, "events[1].details"),
+        ({"details": {"blob": "x" * 9000}}, "events[1].details"),
+        ({"occurred_at": "2999-01-01T00:00:00Z"}, "events[1].occurred_at"),
+        ({"surprise": 1}, "events[1].surprise"),
+        ({"token": "forged.token.here"}, "events[1].token"),
+        ({"token": None}, "events[1].token"),
+    ],
+)
 def test_each_kind_of_bad_event_is_named(gw, live_envelope, mint, bad, field):
     token = mint(live_envelope).token
     batch = [event(token=token), {**event(token=token), **bad}]
@@ -121,7 +134,8 @@ def test_a_tampered_token_in_a_gateway_batch_rejects_it(gw, live_envelope, mint)
 def test_an_agent_may_not_report_for_another_token(api_client, live_envelope, mint):
     minted = mint(live_envelope)
     response = agent_client(api_client, minted.token).post(
-        POST_URL, {"events": [event(token=minted.token)]}, format="json")
+        POST_URL, {"events": [event(token=minted.token)]}, format="json"
+    )
     assert response.status_code == 400 and "events[0].token" in response.json()
 
 
@@ -172,8 +186,11 @@ def two_agents(owner, other_owner, admin, mint, gw):
     theirs = make_envelope(make_instance(make_agent(other_owner, slug="theirs")))
     for envelope in (mine, theirs):
         services.approve_envelope(envelope=envelope, actor=admin)
-    gw.post(POST_URL, {"events": [event(token=mint(mine).token), event(token=mint(theirs).token, kind="secret_access")]},
-            format="json")
+    gw.post(
+        POST_URL,
+        {"events": [event(token=mint(mine).token), event(token=mint(theirs).token, kind="secret_access")]},
+        format="json",
+    )
     return mine, theirs
 
 
@@ -210,8 +227,9 @@ def test_the_list_filters(api_client, admin, two_agents):
         assert client.get(LIST_URL, bad).status_code == 400
 
 
-def test_the_list_pages_by_cursor_with_a_constant_number_of_queries(api_client, admin, gw, live_envelope, mint,
-                                                                     django_assert_max_num_queries):
+def test_the_list_pages_by_cursor_with_a_constant_number_of_queries(
+    api_client, admin, gw, live_envelope, mint, django_assert_max_num_queries
+):
     token = mint(live_envelope).token
     gw.post(POST_URL, {"events": [event(token=token)] * 30}, format="json")
     client = api_client.as_user(admin)
@@ -229,12 +247,15 @@ def test_anonymous_cannot_read_the_record(api_client):
     assert api_client.get(LIST_URL).status_code == 401
 
 
-@pytest.mark.parametrize(("raw_event", "field"), [
-    ('"outcome": "ok\\u0000"', "events[0].outcome"),
-    ('"resource": "repo:\\udc00"', "events[0].resource"),
-    ('"details": {"k": "\\u0000"}', "events[0].details"),
-    ('"details": {"k": "\\ud800"}', "events[0].details"),
-])
+@pytest.mark.parametrize(
+    ("raw_event", "field"),
+    [
+        ('"outcome": "ok\\u0000"', "events[0].outcome"),
+        ('"resource": "repo:\\udc00"', "events[0].resource"),
+        ('"details": {"k": "\\u0000"}', "events[0].details"),
+        ('"details": {"k": "\\ud800"}', "events[0].details"),
+    ],
+)
 def test_text_postgresql_cannot_store_is_400_not_500(gw, live_envelope, mint, raw_event, field):
     token = mint(live_envelope).token
     body = '{"events": [{"kind": "tool_call", "token": "' + token + '", ' + raw_event + "}]}"

@@ -15,9 +15,14 @@ Status = StandingException.Status
 
 
 def ask(actor, **overrides):
-    fields = dict(vendor="Acme CRM", justification="vendor webhook cannot use short-lived tokens",
-                  scopes=["github:read"], compensating_controls="IP allow-list; weekly log review",
-                  duration_days=60, recertify_every_days=14)
+    fields = dict(
+        vendor="Acme CRM",
+        justification="vendor webhook cannot use short-lived tokens",
+        scopes=["github:read"],
+        compensating_controls="IP allow-list; weekly log review",
+        duration_days=60,
+        recertify_every_days=14,
+    )
     fields.update(overrides)
     return svc.request_exception(actor=actor, **fields)
 

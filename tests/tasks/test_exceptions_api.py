@@ -4,16 +4,22 @@ from tasks.models import StandingException
 from tests.factories import make_agent
 
 pytestmark = pytest.mark.django_db
-BODY = {"vendor": "Acme CRM", "justification": "webhook needs a static token", "scopes": ["github:read"],
-        "compensating_controls": "IP allow-list", "duration_days": 30}
+BODY = {
+    "vendor": "Acme CRM",
+    "justification": "webhook needs a static token",
+    "scopes": ["github:read"],
+    "compensating_controls": "IP allow-list",
+    "duration_days": 30,
+}
 
 
 def test_an_owner_requests_with_a_secret_shown_once(api_client, owner):
     make_agent(owner)
     client = api_client.as_user(owner)
 
-    response = client.post("/api/v1/exceptions/", {**BODY, "agent": "invoice-triage", "issue_secret": True},
-                           format="json")
+    response = client.post(
+        "/api/v1/exceptions/", {**BODY, "agent": "invoice-triage", "issue_secret": True}, format="json"
+    )
 
     assert response.status_code == 201, response.json()
     body = response.json()

@@ -23,9 +23,19 @@ def data_dir(settings, tmp_path):
 def _activity(agent, n, *, at=None):
     at = at or timezone.now() - timedelta(hours=1)
     ActivityEvent.objects.bulk_create(
-        [ActivityEvent(kind=ActivityEvent.Kind.DECISION, agent=agent, scope="github:read",
-                       resource=f"repo:acme/r{i}", allow=True, reason="ok", occurred_at=at,
-                       details={"i": i}) for i in range(n)],
+        [
+            ActivityEvent(
+                kind=ActivityEvent.Kind.DECISION,
+                agent=agent,
+                scope="github:read",
+                resource=f"repo:acme/r{i}",
+                allow=True,
+                reason="ok",
+                occurred_at=at,
+                details={"i": i},
+            )
+            for i in range(n)
+        ],
         batch_size=5000,
     )
 
@@ -43,8 +53,9 @@ def test_jsonl_export_has_every_row_and_ends_with_the_chain_status(owner, audito
 
 def test_csv_export_quotes_json_and_neutralises_formulas(owner, auditor):
     agent = make_agent(owner)
-    ActivityEvent.objects.create(kind="tool_call", agent=agent, scope="github:read", resource="=HYPERLINK(1)",
-                                 details={"a": 1})
+    ActivityEvent.objects.create(
+        kind="tool_call", agent=agent, scope="github:read", resource="=HYPERLINK(1)", details={"a": 1}
+    )
 
     rows = list(csv.DictReader(io.StringIO("".join(export.stream(auditor, "activity", "csv")))))
 
@@ -86,8 +97,9 @@ def test_streaming_fifty_thousand_rows_keeps_memory_bounded(owner, auditor):
     assert peak < 6_000_000, f"peak {peak} bytes"
 
 
-def test_background_export_writes_the_file_with_progress_and_a_manifest(owner, auditor, data_dir,
-                                                                        django_capture_on_commit_callbacks):
+def test_background_export_writes_the_file_with_progress_and_a_manifest(
+    owner, auditor, data_dir, django_capture_on_commit_callbacks
+):
     agent = make_agent(owner)
     make_instance(agent)
     _activity(agent, 12_000)

@@ -34,8 +34,9 @@ def admins(admin, second_admin):
     return admin, second_admin
 
 
-def test_approvers_hear_of_a_pending_request_only_after_it_commits(instance, admins,
-                                                                    django_capture_on_commit_callbacks):
+def test_approvers_hear_of_a_pending_request_only_after_it_commits(
+    instance, admins, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         envelope = make_envelope(instance, **MEDIUM)
     assert len(mail.outbox) == 0 and len(callbacks) == 1  # nothing sent inside the transaction
@@ -57,8 +58,9 @@ def test_a_rolled_back_request_tells_nobody(instance, admins, django_capture_on_
     assert callbacks == [] and mail.outbox == []
 
 
-def test_the_requester_and_a_high_risk_owner_are_not_asked_to_approve(owner, admins, django_user_model,
-                                                                      django_capture_on_commit_callbacks):
+def test_the_requester_and_a_high_risk_owner_are_not_asked_to_approve(
+    owner, admins, django_user_model, django_capture_on_commit_callbacks
+):
     admin, second_admin = admins
     owner.groups.add(Group.objects.get(name=IDENTITY_ADMIN))
     django_user_model.objects.create_superuser("boss", "boss@example.test", "pw")
@@ -75,8 +77,9 @@ def test_an_auto_approved_request_bothers_no_approver(instance, admins, django_c
     assert envelope.state == "approved" and callbacks == [] and mail.outbox == []
 
 
-def test_the_requester_learns_of_an_approval_once_the_quorum_is_reached(instance, admins,
-                                                                         django_capture_on_commit_callbacks):
+def test_the_requester_learns_of_an_approval_once_the_quorum_is_reached(
+    instance, admins, django_capture_on_commit_callbacks
+):
     admin, second_admin = admins
     envelope = make_envelope(instance, **HIGH)
     with django_capture_on_commit_callbacks(execute=True):
@@ -102,15 +105,17 @@ def test_the_requester_learns_of_a_denial_and_why(instance, admin, django_captur
 def test_the_requester_learns_that_nobody_decided_in_time(instance, django_capture_on_commit_callbacks):
     envelope = make_envelope(instance, **MEDIUM)
     TaskEnvelope.objects.filter(pk=envelope.pk).update(
-        created_at=timezone.now() - timedelta(seconds=active_policy().pending_max_seconds + 1))
+        created_at=timezone.now() - timedelta(seconds=active_policy().pending_max_seconds + 1)
+    )
     with django_capture_on_commit_callbacks(execute=True):
         assert services.expire_pending_requests() == 1
     [message] = mail.outbox
     assert message.subject == "[Mandate] your envelope for invoice-triage expired: nobody decided in time"
 
 
-def test_a_broker_that_is_down_never_fails_the_request(instance, admin, monkeypatch, caplog,
-                                                       django_capture_on_commit_callbacks):
+def test_a_broker_that_is_down_never_fails_the_request(
+    instance, admin, monkeypatch, caplog, django_capture_on_commit_callbacks
+):
     from tasks import tasks as celery_tasks
 
     def down(*args, **kwargs):

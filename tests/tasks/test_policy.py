@@ -7,8 +7,14 @@ import pytest
 from tasks.policy import active_policy, load_policy, policy_summary, reload_policy
 from tests.factories import make_agent, make_envelope, make_instance
 
-LOW_SHORT = {"scopes": ["github:read"], "resources": ["repo:acme/app"], "duration_seconds": 900,
-             "max_actions": 100, "may_delegate": False, "delegation_depth": 0}
+LOW_SHORT = {
+    "scopes": ["github:read"],
+    "resources": ["repo:acme/app"],
+    "duration_seconds": 900,
+    "max_actions": 100,
+    "may_delegate": False,
+    "delegation_depth": 0,
+}
 
 # (what changes from a low-risk 15-minute read, expected risk, approvals, auto-approve rule)
 CLASSIFICATION_TABLE = [
@@ -47,7 +53,10 @@ def test_the_default_policy_classifies_requests(change, risk, approvals, rule):
 def test_each_risk_level_has_its_limits():
     policy = active_policy()
     assert {r: policy.risk_rules[r].required_approvals for r in ("low", "medium", "high")} == {
-        "low": 1, "medium": 1, "high": 2}
+        "low": 1,
+        "medium": 1,
+        "high": 2,
+    }
     assert policy.risk_rules["high"].max_envelope_seconds == 3600
     assert policy.max_credential_ttl_for("low") == 900
     assert policy.max_credential_ttl_for("high") == 300
@@ -77,9 +86,12 @@ def test_the_credential_ceiling_of_the_deployment_caps_the_policy(settings):
 def test_an_envelope_records_the_version_that_classified_it_and_a_change_moves_it(policy_dir, owner):
     instance = make_instance(make_agent(owner))
     before = make_envelope(instance)
-    policy_dir.replace("scopes.toml", '[scopes."github:write"]\ndescription = "Push branches, open and comment on '
-                       'pull requests and issues"\nrisk = "medium"',
-                       '[scopes."github:write"]\ndescription = "Push branches"\nrisk = "high"')
+    policy_dir.replace(
+        "scopes.toml",
+        '[scopes."github:write"]\ndescription = "Push branches, open and comment on '
+        'pull requests and issues"\nrisk = "medium"',
+        '[scopes."github:write"]\ndescription = "Push branches"\nrisk = "high"',
+    )
     after = make_envelope(instance)
     assert before.policy_version != after.policy_version == active_policy().version
     assert (before.risk, after.risk) == ("medium", "high")
@@ -103,8 +115,7 @@ def test_the_same_files_elsewhere_have_the_same_version(policy_dir, settings):
 
 
 def test_an_auto_approve_rule_may_narrow_to_scopes(policy_dir):
-    policy_dir.replace("auto_approve.toml", "allow_delegation = false",
-                       'allow_delegation = false\nscopes = ["docs:*"]')
+    policy_dir.replace("auto_approve.toml", "allow_delegation = false", 'allow_delegation = false\nscopes = ["docs:*"]')
     assert active_policy().classify(**{**LOW_SHORT, "scopes": ["docs:read"]}).auto_approve_rule
     assert active_policy().classify(**LOW_SHORT).auto_approve_rule is None
 
@@ -126,8 +137,9 @@ def secrets_instance(owner):
 
 def _ask(instance, *, scope, resource, context=None, envelope=None):
     envelope = envelope or _Envelope()
-    return active_policy().guardrails_allow(instance=instance, agent=instance.agent, envelope=envelope,
-                                            scope=scope, resource=resource, context=context)
+    return active_policy().guardrails_allow(
+        instance=instance, agent=instance.agent, envelope=envelope, scope=scope, resource=resource, context=context
+    )
 
 
 class _Envelope:
@@ -153,8 +165,9 @@ def test_a_production_secret_needs_a_ticket(secrets_instance):
     allowed, detail = _ask(secrets_instance, scope="secrets:read", resource="prod:db-password")
     assert not allowed
     assert detail == "forbidden by prod-secrets-need-ticket (guardrails.cedar line 10)"
-    assert _ask(secrets_instance, scope="secrets:read", resource="prod:db-password",
-                context={"ticket": "CHG-1234"}) == (True, "")
+    assert _ask(
+        secrets_instance, scope="secrets:read", resource="prod:db-password", context={"ticket": "CHG-1234"}
+    ) == (True, "")
     assert not _ask(secrets_instance, scope="secrets:read", resource="prod:db-password", context={"ticket": ""})[0]
 
 
@@ -171,8 +184,9 @@ def test_a_sub_agent_never_reads_production_secrets_even_with_a_ticket(secrets_i
     from identities.models import Instance
 
     secrets_instance.origin = Instance.Origin.SUBAGENT
-    allowed, detail = _ask(secrets_instance, scope="secrets:read", resource="prod:db-password",
-                           context={"ticket": "CHG-1"})
+    allowed, detail = _ask(
+        secrets_instance, scope="secrets:read", resource="prod:db-password", context={"ticket": "CHG-1"}
+    )
     assert not allowed and "no-secrets-for-spawned-instances" in detail
 
 
@@ -184,8 +198,14 @@ def test_caller_context_cannot_smuggle_cedar_entity_references(secrets_instance)
 
 @pytest.mark.django_db
 def test_odd_caller_context_is_never_an_error(secrets_instance):
-    context = {"ticket": "CHG-1", "n": 2**70, "f": 1.5, "none": None, "deep": {"a": {"b": {"c": {"d": {}}}}},
-               "list": [1, "a", None]}
+    context = {
+        "ticket": "CHG-1",
+        "n": 2**70,
+        "f": 1.5,
+        "none": None,
+        "deep": {"a": {"b": {"c": {"d": {}}}}},
+        "list": [1, "a", None],
+    }
     assert _ask(secrets_instance, scope="secrets:read", resource="prod:x", context=context) == (True, "")
     assert _ask(secrets_instance, scope="github:read", resource="repo:x", context="not a dict") == (True, "")
 
@@ -193,9 +213,14 @@ def test_odd_caller_context_is_never_an_error(secrets_instance):
 @pytest.mark.django_db
 def test_a_guardrail_that_fails_to_evaluate_denies(policy_dir, secrets_instance):
     # Valid against the schema, but overflows at run time: the forbid cannot be decided, so deny.
-    policy_dir.write("guardrails.cedar", (policy_dir.path / "guardrails.cedar").read_text() + (
-        '\n@id("overflowing")\nforbid (principal, action == Action::"call", resource)\n'
-        "when { context.envelope.max_actions * 9223372036854775807 > 0 };\n"))
+    policy_dir.write(
+        "guardrails.cedar",
+        (policy_dir.path / "guardrails.cedar").read_text()
+        + (
+            '\n@id("overflowing")\nforbid (principal, action == Action::"call", resource)\n'
+            "when { context.envelope.max_actions * 9223372036854775807 > 0 };\n"
+        ),
+    )
     allowed, detail = _ask(secrets_instance, scope="github:read", resource="repo:acme/app")
     assert not allowed
     assert detail.startswith("guardrail could not be evaluated") and "overflowing" in detail
@@ -205,7 +230,9 @@ def test_a_guardrail_that_fails_to_evaluate_denies(policy_dir, secrets_instance)
 def test_with_no_permit_nothing_passes(policy_dir, secrets_instance):
     policy_dir.write("guardrails.cedar", '@id("only-forbid")\nforbid (principal, action, resource) when { false };\n')
     assert _ask(secrets_instance, scope="github:read", resource="repo:acme/app") == (
-        False, "no guardrail permits this call")
+        False,
+        "no guardrail permits this call",
+    )
 
 
 @pytest.mark.django_db
@@ -221,8 +248,14 @@ def test_evaluating_the_guardrails_needs_no_query(secrets_instance, django_asser
 
     instance = Instance.objects.select_related("agent").get(pk=secrets_instance.pk)
     with django_assert_num_queries(0):
-        active_policy().guardrails_allow(instance=instance, agent=instance.agent, envelope=_Envelope(),
-                                         scope="secrets:read", resource="prod:x", context={"ticket": "T"})
+        active_policy().guardrails_allow(
+            instance=instance,
+            agent=instance.agent,
+            envelope=_Envelope(),
+            scope="secrets:read",
+            resource="prod:x",
+            context={"ticket": "T"},
+        )
 
 
 # --- the policy page -----------------------------------------------------------------------------
@@ -260,7 +293,13 @@ def test_the_summary_lists_the_files_version_and_errors():
     summary = policy_summary()
     assert summary["version"] == active_policy().version == summary["disk_version"]
     assert {f["name"] for f in summary["files"]} == {
-        "scopes.toml", "risk.toml", "auto_approve.toml", "lifecycle.toml", "guardrails.cedar", "schema.cedarschema"}
+        "scopes.toml",
+        "risk.toml",
+        "auto_approve.toml",
+        "lifecycle.toml",
+        "guardrails.cedar",
+        "schema.cedarschema",
+    }
     assert summary["errors"] == []
 
 
@@ -273,8 +312,9 @@ def test_caller_context_of_the_wrong_type_denies_rather_than_passes(secrets_inst
 
 @pytest.mark.django_db
 def test_undeclared_caller_context_is_ignored(secrets_instance):
-    assert _ask(secrets_instance, scope="github:read", resource="repo:acme/app",
-                context={"trace_id": "abc", "ticket": "CHG-1"}) == (True, "")
+    assert _ask(
+        secrets_instance, scope="github:read", resource="repo:acme/app", context={"trace_id": "abc", "ticket": "CHG-1"}
+    ) == (True, "")
 
 
 @pytest.mark.django_db

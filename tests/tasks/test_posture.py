@@ -53,8 +53,9 @@ def test_granted_vs_used_counts_only_allowed_uses_inside_the_window(instance, ad
 
 def test_agent_usage_unions_its_envelopes(agent, instance, admin, owner):
     first = approved_envelope(instance, admin, scopes=("github:read",), resources=("repo:acme/*",))
-    second = approved_envelope(instance, admin, scopes=("jira:read", "github:write"), resources=("project:OPS",),
-                               intent="close stale tickets")
+    second = approved_envelope(
+        instance, admin, scopes=("jira:read", "github:write"), resources=("project:OPS",), intent="close stale tickets"
+    )
     event(first, scope="github:read", resource="repo:acme/api")
     event(second, scope="jira:read", resource="project:OPS")
 
@@ -83,7 +84,9 @@ def test_owners_see_only_their_own_agents_posture(instance, admin, owner, other_
     assert {u.agent_slug for u in posture.granted_vs_used(owner, window()).agents} == {"invoice-triage"}
     assert {u.agent_slug for u in posture.granted_vs_used(other_owner, window()).agents} == {"other-agent"}
     assert {u.agent_slug for u in posture.granted_vs_used(auditor, window()).agents} == {
-        "invoice-triage", "other-agent"}
+        "invoice-triage",
+        "other-agent",
+    }
 
 
 # --- standing access -----------------------------------------------------------------------------
@@ -94,9 +97,17 @@ def _chain(instance, admin, *, count, gap, intent="nightly sync"):
     envs = []
     for i in range(count):
         approved = start + i * (timedelta(minutes=30) + gap)
-        envs.append(approved_envelope(instance, admin, intent=intent, approved_at=approved,
-                                      ended_at=approved + timedelta(minutes=30), state=TaskEnvelope.State.EXPIRED,
-                                      scopes=("github:read",)))
+        envs.append(
+            approved_envelope(
+                instance,
+                admin,
+                intent=intent,
+                approved_at=approved,
+                ended_at=approved + timedelta(minutes=30),
+                state=TaskEnvelope.State.EXPIRED,
+                scopes=("github:read",),
+            )
+        )
     return envs
 
 

@@ -170,8 +170,15 @@ def _do(verb: str, envelope: TaskEnvelope, *, owner, admin):
     if verb == "complete":
         return env.complete_envelope(envelope=envelope, actor=owner)
     if verb == "retask":
-        return env.retask_envelope(envelope=envelope, actor=owner, intent="narrower", scopes=["github:read"],
-                                   resources=[], duration_seconds=600, max_actions=5)
+        return env.retask_envelope(
+            envelope=envelope,
+            actor=owner,
+            intent="narrower",
+            scopes=["github:read"],
+            resources=[],
+            duration_seconds=600,
+            max_actions=5,
+        )
     if verb == "expire":
         return env.expire_envelope(envelope_id=envelope.pk, now=far_future)
     if verb == "activate":
@@ -227,8 +234,9 @@ def test_a_live_envelope_is_not_expired_before_its_time(owner, admin):
 # --- property: random walks through agent and instance verbs --------------------------------------
 
 AGENT_STEP = st.tuples(st.just("agent"), st.sampled_from(["pause", "resume", "retire"]), st.just(0))
-INSTANCE_STEP = st.tuples(st.just("instance"), st.sampled_from(["pause", "resume", "retire"]),
-                          st.integers(min_value=0, max_value=1))
+INSTANCE_STEP = st.tuples(
+    st.just("instance"), st.sampled_from(["pause", "resume", "retire"]), st.integers(min_value=0, max_value=1)
+)
 
 
 class Model:

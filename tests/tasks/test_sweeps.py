@@ -32,9 +32,15 @@ def approved_envelope(instance, admin):
 def credential(envelope, *, expires_in: float, status=Credential.Status.ACTIVE) -> Credential:
     now = timezone.now()
     return Credential.objects.create(
-        jti=secrets.token_hex(16), instance=envelope.instance, envelope=envelope, scopes=list(envelope.scopes),
-        audience="mandate", issued_at=now - timedelta(seconds=60), expires_at=now + timedelta(seconds=expires_in),
-        status=status, kid="test-kid",
+        jti=secrets.token_hex(16),
+        instance=envelope.instance,
+        envelope=envelope,
+        scopes=list(envelope.scopes),
+        audience="mandate",
+        issued_at=now - timedelta(seconds=60),
+        expires_at=now + timedelta(seconds=expires_in),
+        status=status,
+        kid="test-kid",
     )
 
 
@@ -337,7 +343,8 @@ def test_four_workers_expiring_envelopes_and_pending_requests_at_once_do_each_on
     pending = [make_envelope(instance) for _ in range(6)]
     TaskEnvelope.objects.filter(pk__in=[e.pk for e in live]).update(expires_at=timezone.now() - timedelta(seconds=1))
     TaskEnvelope.objects.filter(pk__in=[e.pk for e in pending]).update(
-        created_at=timezone.now() - timedelta(seconds=active_policy().pending_max_seconds + 5))
+        created_at=timezone.now() - timedelta(seconds=active_policy().pending_max_seconds + 5)
+    )
     for envelope in live:
         credential(envelope, expires_in=300)
 

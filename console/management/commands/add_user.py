@@ -26,8 +26,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--role", action="append", required=True, choices=ALL_ROLES, dest="roles",
-                            help="repeat for several roles")
+        parser.add_argument(
+            "--role", action="append", required=True, choices=ALL_ROLES, dest="roles", help="repeat for several roles"
+        )
         parser.add_argument("--email", default=None)
 
     def handle(self, *args, username: str, roles: list[str], email: str | None, **options):
@@ -54,12 +55,18 @@ class Command(BaseCommand):
                 user.set_unusable_password()
             user.save()
             if created:
-                audit.record("user.created", actor=actor, target=("user", user.pk, username),
-                             after={"username": username, "email": user.email})
+                audit.record(
+                    "user.created",
+                    actor=actor,
+                    target=("user", user.pk, username),
+                    after={"username": username, "email": user.email},
+                )
             changed = set_user_roles(user=user, roles=roles, actor=actor)
         verb = "created" if created else "updated"
         roles_text = ", ".join(sorted(set(roles)))
-        self.stdout.write(f"{verb} {username} with role(s) {roles_text}" + ("" if changed or created else " (roles unchanged)"))
+        self.stdout.write(
+            f"{verb} {username} with role(s) {roles_text}" + ("" if changed or created else " (roles unchanged)")
+        )
 
     def _validate(self, password: str, user) -> None:
         try:

@@ -24,11 +24,31 @@ class Command(BaseCommand):
         env = os.environ.copy()
         commands = {
             "web": [python, "manage.py", "runserver", f"{host}:{port}", "--noreload"],
-            "worker": [python, "-m", "celery", "-A", "console", "worker", "--loglevel=INFO",
-                       "--concurrency=2", "-Q", f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.MANDATE_SCHEDULED_QUEUE}",
-                       "--without-gossip", "--without-mingle"],
-            "beat": [python, "-m", "celery", "-A", "console", "beat", "--loglevel=INFO",
-                     "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME],
+            "worker": [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "console",
+                "worker",
+                "--loglevel=INFO",
+                "--concurrency=2",
+                "-Q",
+                f"{settings.CELERY_TASK_DEFAULT_QUEUE},{settings.MANDATE_SCHEDULED_QUEUE}",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            "beat": [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "console",
+                "beat",
+                "--loglevel=INFO",
+                "--schedule",
+                settings.CELERY_BEAT_SCHEDULE_FILENAME,
+            ],
         }
         processes = {name: subprocess.Popen(cmd, env=env, cwd=settings.BASE_DIR) for name, cmd in commands.items()}
         url = f"http://{host}:{port}/"

@@ -34,8 +34,13 @@ USERS = [
 ]
 
 AGENTS = [
-    ("invoice-triage", "Invoice triage", "olivia",
-     ["github:read", "github:write", "jira:read", "jira:write", "payments:approve"], 8 * 3600),
+    (
+        "invoice-triage",
+        "Invoice triage",
+        "olivia",
+        ["github:read", "github:write", "jira:read", "jira:write", "payments:approve"],
+        8 * 3600,
+    ),
     ("release-notes", "Release notes writer", "olivia", ["github:read", "github:write", "slack:post"], 4 * 3600),
     ("support-summariser", "Support ticket summariser", "oscar", ["jira:read", "jira:write", "zendesk:read"], 8 * 3600),
     ("data-sync", "CRM data sync", "oscar", ["crm:read", "crm:write", "s3:write"], 2 * 3600),
@@ -59,8 +64,12 @@ class Command(BaseCommand):
                 self._world(users)
         # Weeks of history for the posture page: granted vs used, standing access, an orphaned agent.
         seed_posture_demo(stdout=self.stdout)
-        self.stdout.write(self.style.SUCCESS("\nDemo logins (password: %s):" % (
-            "from MANDATE_PASSWORD" if os.environ.get("MANDATE_PASSWORD") else DEFAULT_PASSWORD)))
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\nDemo logins (password: %s):"
+                % ("from MANDATE_PASSWORD" if os.environ.get("MANDATE_PASSWORD") else DEFAULT_PASSWORD)
+            )
+        )
         for username, full_name, roles in USERS:
             self.stdout.write(f"  {username:<8} {', '.join(roles):<16} {full_name}")
         self.stdout.write("Sign in at http://127.0.0.1:8000/login/ — ada and alan have envelopes waiting in Approvals.")
@@ -71,8 +80,11 @@ class Command(BaseCommand):
         for username, full_name, roles in USERS:
             user, created = User.objects.get_or_create(
                 username=username,
-                defaults={"email": f"{username}@example.test", "first_name": full_name.split()[0],
-                          "last_name": full_name.split()[1]},
+                defaults={
+                    "email": f"{username}@example.test",
+                    "first_name": full_name.split()[0],
+                    "last_name": full_name.split()[1],
+                },
             )
             if created:
                 user.set_password(password)
@@ -87,51 +99,119 @@ class Command(BaseCommand):
         ada, alan = users["ada"], users["alan"]
         agents = {}
         for slug, name, owner, ceiling, longest in AGENTS:
-            agents[slug] = ids.register_agent(actor=ada, owner=users[owner], slug=slug, name=name,
-                                              ceiling=ceiling, max_envelope_seconds=longest,
-                                              description=f"Demo agent owned by {owner}.")
+            agents[slug] = ids.register_agent(
+                actor=ada,
+                owner=users[owner],
+                slug=slug,
+                name=name,
+                ceiling=ceiling,
+                max_envelope_seconds=longest,
+                description=f"Demo agent owned by {owner}.",
+            )
         inst = {}
         for slug, agent in agents.items():
             owner = agent.owner
             inst[slug] = ids.register_instance(agent=agent, actor=owner, public_jwk=_jwk(), label=f"{slug}-1")
         triage = agents["invoice-triage"]
-        clone = ids.clone_instance(parent=inst["invoice-triage"], actor=triage.owner, public_jwk=_jwk(),
-                                   label="invoice-triage-1-clone")
-        sub = ids.spawn_subagent(parent=inst["invoice-triage"], actor=triage.owner, public_jwk=_jwk(),
-                                 label="ocr-subagent")
+        clone = ids.clone_instance(
+            parent=inst["invoice-triage"], actor=triage.owner, public_jwk=_jwk(), label="invoice-triage-1-clone"
+        )
+        sub = ids.spawn_subagent(
+            parent=inst["invoice-triage"], actor=triage.owner, public_jwk=_jwk(), label="ocr-subagent"
+        )
         ids.spawn_subagent(parent=clone, actor=triage.owner, public_jwk=_jwk(), label="clone-ledger-subagent")
-        second = ids.register_instance(agent=agents["support-summariser"], actor=users["oscar"],
-                                       public_jwk=_jwk(), label="support-summariser-2")
+        second = ids.register_instance(
+            agent=agents["support-summariser"], actor=users["oscar"], public_jwk=_jwk(), label="support-summariser-2"
+        )
 
-        def req(instance, intent, scopes, *, actor=None, duration=1800, actions=50, resources=("repo:acme/*",),
-                delegate=False, depth=0):
-            return tasks.request_envelope(actor=actor or instance.agent.owner, instance=instance, intent=intent,
-                                          scopes=list(scopes), resources=list(resources), duration_seconds=duration,
-                                          max_actions=actions, may_delegate=delegate, delegation_depth=depth)
+        def req(
+            instance,
+            intent,
+            scopes,
+            *,
+            actor=None,
+            duration=1800,
+            actions=50,
+            resources=("repo:acme/*",),
+            delegate=False,
+            depth=0,
+        ):
+            return tasks.request_envelope(
+                actor=actor or instance.agent.owner,
+                instance=instance,
+                intent=intent,
+                scopes=list(scopes),
+                resources=list(resources),
+                duration_seconds=duration,
+                max_actions=actions,
+                may_delegate=delegate,
+                delegation_depth=depth,
+            )
 
         # Waiting in the queue: medium, high (one of two approvals in), and one an admin requested.
-        req(inst["invoice-triage"], "Label and route this week's supplier invoices", ["jira:write"],
-            resources=["project:FIN"])
-        high = req(inst["invoice-triage"], "Approve payment runs under 5,000 EUR for the March close",
-                   ["payments:approve", "jira:read"], resources=["payments:eu/*"], duration=3600, actions=20)
+        req(
+            inst["invoice-triage"],
+            "Label and route this week's supplier invoices",
+            ["jira:write"],
+            resources=["project:FIN"],
+        )
+        high = req(
+            inst["invoice-triage"],
+            "Approve payment runs under 5,000 EUR for the March close",
+            ["payments:approve", "jira:read"],
+            resources=["payments:eu/*"],
+            duration=3600,
+            actions=20,
+        )
         tasks.approve_envelope(envelope=high, actor=alan, comment="Amounts capped, fine by me")
-        req(inst["data-sync"], "Backfill CRM contacts from the Q1 import", ["crm:write", "s3:write"],
-            actor=ada, resources=["crm:contacts", "s3://exports/q1/*"], duration=3600)
-        req(second, "Summarise the enterprise escalation queue nightly", ["jira:write", "zendesk:read"],
-            resources=["zendesk:queue/enterprise"], duration=3600, actions=200)
+        req(
+            inst["data-sync"],
+            "Backfill CRM contacts from the Q1 import",
+            ["crm:write", "s3:write"],
+            actor=ada,
+            resources=["crm:contacts", "s3://exports/q1/*"],
+            duration=3600,
+        )
+        req(
+            second,
+            "Summarise the enterprise escalation queue nightly",
+            ["jira:write", "zendesk:read"],
+            resources=["zendesk:queue/enterprise"],
+            duration=3600,
+            actions=200,
+        )
 
         # Approved, not yet used; active with credentials (and a delegated one); auto-approved low risk.
-        approved = req(inst["release-notes"], "Draft release notes for v2.4", ["github:write"],
-                       resources=["repo:acme/app"])
+        approved = req(
+            inst["release-notes"], "Draft release notes for v2.4", ["github:write"], resources=["repo:acme/app"]
+        )
         tasks.approve_envelope(envelope=approved, actor=ada, comment="ok")
-        active = req(inst["invoice-triage"], "Reconcile February invoices against Jira tickets",
-                     ["github:read", "jira:read", "jira:write"], resources=["project:FIN", "repo:acme/ledger"],
-                     duration=2 * 3600, actions=500, delegate=True, depth=1)
+        active = req(
+            inst["invoice-triage"],
+            "Reconcile February invoices against Jira tickets",
+            ["github:read", "jira:read", "jira:write"],
+            resources=["project:FIN", "repo:acme/ledger"],
+            duration=2 * 3600,
+            actions=500,
+            delegate=True,
+            depth=1,
+        )
         tasks.approve_envelope(envelope=active, actor=ada, comment="Routine month-end work")
-        low = req(inst["support-summariser"], "Read today's new tickets", ["jira:read"], duration=900, actions=40,
-                  resources=["project:SUP"])
-        ending = req(inst["data-sync"], "Nightly CRM read for the churn report", ["crm:read"],
-                     resources=["crm:accounts"], duration=1500)
+        low = req(
+            inst["support-summariser"],
+            "Read today's new tickets",
+            ["jira:read"],
+            duration=900,
+            actions=40,
+            resources=["project:SUP"],
+        )
+        ending = req(
+            inst["data-sync"],
+            "Nightly CRM read for the churn report",
+            ["crm:read"],
+            resources=["crm:accounts"],
+            duration=1500,
+        )
 
         def approve_fully(envelope, comment="ok"):
             for admin in (ada, alan):
@@ -143,53 +223,102 @@ class Command(BaseCommand):
         approve_fully(ending, "nightly job")
         creds = []
         with transaction.atomic():
-            for envelope, instance, ttl in ((active, inst["invoice-triage"], 600), (low, inst["support-summariser"], 240),
-                                            (ending, inst["data-sync"], 840)):
+            for envelope, instance, ttl in (
+                (active, inst["invoice-triage"], 600),
+                (low, inst["support-summariser"], 240),
+                (ending, inst["data-sync"], 840),
+            ):
                 envelope.refresh_from_db()
                 credential = Credential.objects.create(
-                    jti=uuid.uuid4().hex, instance=instance, envelope=envelope, scopes=envelope.scopes,
-                    audience="mandate", issued_at=now, expires_at=min(now + timedelta(seconds=ttl), envelope.expires_at),
+                    jti=uuid.uuid4().hex,
+                    instance=instance,
+                    envelope=envelope,
+                    scopes=envelope.scopes,
+                    audience="mandate",
+                    issued_at=now,
+                    expires_at=min(now + timedelta(seconds=ttl), envelope.expires_at),
                     kid="demo-key",
                 )
                 tasks.activate_on_first_credential(envelope=envelope, actor=_instance_actor(instance))
                 creds.append(credential)
             Credential.objects.create(
-                jti=uuid.uuid4().hex, instance=sub, envelope=active, scopes=["jira:read"], audience="mandate",
-                issued_at=now, expires_at=creds[0].expires_at - timedelta(seconds=120), kid="demo-key",
-                parent=creds[0], act_chain=[inst["invoice-triage"].spiffe_id],
+                jti=uuid.uuid4().hex,
+                instance=sub,
+                envelope=active,
+                scopes=["jira:read"],
+                audience="mandate",
+                issued_at=now,
+                expires_at=creds[0].expires_at - timedelta(seconds=120),
+                kid="demo-key",
+                parent=creds[0],
+                act_chain=[inst["invoice-triage"].spiffe_id],
             )
             # History: credentials that already ran out.
             Credential.objects.create(
-                jti=uuid.uuid4().hex, instance=inst["invoice-triage"], envelope=active, scopes=["jira:read"],
-                audience="mandate", issued_at=now - timedelta(minutes=20), expires_at=now - timedelta(minutes=15),
-                kid="demo-key", status=Credential.Status.EXPIRED,
+                jti=uuid.uuid4().hex,
+                instance=inst["invoice-triage"],
+                envelope=active,
+                scopes=["jira:read"],
+                audience="mandate",
+                issued_at=now - timedelta(minutes=20),
+                expires_at=now - timedelta(minutes=15),
+                kid="demo-key",
+                status=Credential.Status.EXPIRED,
             )
 
         # Ended envelopes: completed, revoked, denied, expired, superseded.
         done_env = req(inst["release-notes"], "Tag release v2.3", ["github:write"], resources=["repo:acme/app"])
         tasks.approve_envelope(envelope=done_env, actor=alan, comment="ok")
         tasks.complete_envelope(envelope=done_env, actor=users["olivia"])
-        revoked = req(inst["data-sync"], "Push enriched contacts to the warehouse", ["crm:write", "s3:write"],
-                      resources=["s3://warehouse/*"], duration=3600)
+        revoked = req(
+            inst["data-sync"],
+            "Push enriched contacts to the warehouse",
+            ["crm:write", "s3:write"],
+            resources=["s3://warehouse/*"],
+            duration=3600,
+        )
         approve_fully(revoked, "watch the volume")
         tasks.revoke_envelope(envelope=revoked, actor=ada, reason="drift: wrote outside the export bucket")
-        denied = req(inst["support-summariser"], "Bulk-close stale tickets", ["jira:write"],
-                     resources=["project:*"], actions=5000)
+        denied = req(
+            inst["support-summariser"],
+            "Bulk-close stale tickets",
+            ["jira:write"],
+            resources=["project:*"],
+            actions=5000,
+        )
         tasks.deny_envelope(envelope=denied, actor=ada, comment="Too broad: every project; narrow it to SUP")
-        expired = req(inst["release-notes"], "Post release digest to #eng", ["slack:post"], resources=["slack:#eng"],
-                      duration=600)
+        expired = req(
+            inst["release-notes"], "Post release digest to #eng", ["slack:post"], resources=["slack:#eng"], duration=600
+        )
         approve_fully(expired)
         tasks.expire_envelope(envelope_id=expired.id, now=now + timedelta(seconds=601))
-        old = req(inst["support-summariser"], "Summarise the SUP backlog", ["jira:read"], resources=["project:SUP"],
-                  duration=3600, actions=300, delegate=True, depth=1)
+        old = req(
+            inst["support-summariser"],
+            "Summarise the SUP backlog",
+            ["jira:read"],
+            resources=["project:SUP"],
+            duration=3600,
+            actions=300,
+            delegate=True,
+            depth=1,
+        )
         tasks.approve_envelope(envelope=old, actor=alan, comment="fine")
-        tasks.retask_envelope(envelope=old, actor=users["oscar"], intent="Summarise the SUP and ENT backlogs",
-                              scopes=["jira:read", "zendesk:read"], resources=["project:SUP", "zendesk:queue/*"],
-                              duration_seconds=3600, max_actions=300, may_delegate=False, delegation_depth=0)
+        tasks.retask_envelope(
+            envelope=old,
+            actor=users["oscar"],
+            intent="Summarise the SUP and ENT backlogs",
+            scopes=["jira:read", "zendesk:read"],
+            resources=["project:SUP", "zendesk:queue/*"],
+            duration_seconds=3600,
+            max_actions=300,
+            may_delegate=False,
+            delegation_depth=0,
+        )
 
         # A stale session: a live instance that stopped acting an hour ago.
-        Instance.objects.filter(pk=second.pk).update(stale=True, stale_since=now - timedelta(minutes=40),
-                                                      last_seen_at=now - timedelta(hours=1))
+        Instance.objects.filter(pk=second.pk).update(
+            stale=True, stale_since=now - timedelta(minutes=40), last_seen_at=now - timedelta(hours=1)
+        )
         Instance.objects.filter(pk=inst["invoice-triage"].pk).update(last_seen_at=now - timedelta(seconds=30))
         self._activity(now, active, low, ending, revoked, inst, sub, creds)
 
@@ -204,24 +333,64 @@ class Command(BaseCommand):
             (active, triage, "decision", "github:write", "repo:acme/ledger", False, "scope_not_granted", True),
             (active, triage, "secret_access", "vault:read", "secret/fin/erp-api", None, "", False),
             (low, inst["support-summariser"], "decision", "jira:read", "project:SUP/SUP-88", True, "ok", False),
-            (low, inst["support-summariser"], "decision", "jira:write", "project:SUP/SUP-88", False,
-             "scope_not_granted", True),
+            (
+                low,
+                inst["support-summariser"],
+                "decision",
+                "jira:write",
+                "project:SUP/SUP-88",
+                False,
+                "scope_not_granted",
+                True,
+            ),
             (ending, inst["data-sync"], "decision", "crm:read", "crm:accounts", True, "ok", False),
-            (revoked, inst["data-sync"], "decision", "s3:write", "s3://private/hr/*", False, "resource_not_granted", True),
-            (revoked, inst["data-sync"], "privilege_escalation", "iam:assume", "role/admin", False, "policy_forbids", True),
+            (
+                revoked,
+                inst["data-sync"],
+                "decision",
+                "s3:write",
+                "s3://private/hr/*",
+                False,
+                "resource_not_granted",
+                True,
+            ),
+            (
+                revoked,
+                inst["data-sync"],
+                "privilege_escalation",
+                "iam:assume",
+                "role/admin",
+                False,
+                "policy_forbids",
+                True,
+            ),
         ]
         for n in range(3):
             for i, (envelope, instance, kind, scope, resource, allow, reason, drift) in enumerate(plan):
                 at = now - timedelta(minutes=5 + 11 * i + 90 * n)
-                rows.append(ActivityEvent(kind=kind, agent_id=instance.agent_id, instance=instance, envelope=envelope,
-                                          scope=scope, resource=resource, allow=allow, reason=reason, drift=drift,
-                                          outcome="success" if kind == "tool_call" else "", occurred_at=at,
-                                          recorded_at=at, reported_by="demo-gateway",
-                                          policy_version=envelope.policy_version))
+                rows.append(
+                    ActivityEvent(
+                        kind=kind,
+                        agent_id=instance.agent_id,
+                        instance=instance,
+                        envelope=envelope,
+                        scope=scope,
+                        resource=resource,
+                        allow=allow,
+                        reason=reason,
+                        drift=drift,
+                        outcome="success" if kind == "tool_call" else "",
+                        occurred_at=at,
+                        recorded_at=at,
+                        reported_by="demo-gateway",
+                        policy_version=envelope.policy_version,
+                    )
+                )
         rows.sort(key=lambda row: row.occurred_at)  # ids follow time, as they do in real traffic
         ActivityEvent.objects.bulk_create(rows)
-        TaskEnvelope.objects.filter(pk=active.pk).update(actions_used=37, drift_count=3,
-                                                         last_drift_at=now - timedelta(minutes=49))
+        TaskEnvelope.objects.filter(pk=active.pk).update(
+            actions_used=37, drift_count=3, last_drift_at=now - timedelta(minutes=49)
+        )
         TaskEnvelope.objects.filter(pk=low.pk).update(actions_used=12, drift_count=3)
 
 

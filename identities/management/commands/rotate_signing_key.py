@@ -14,11 +14,16 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--immediately", action="store_true",
-                            help="sign with the new key now (for a compromised key); verifiers refetch on the new kid")
+        parser.add_argument(
+            "--immediately",
+            action="store_true",
+            help="sign with the new key now (for a compromised key); verifiers refetch on the new kid",
+        )
 
     def handle(self, *args, immediately: bool = False, **options):
         key = rotate_signing_key(actor=audit.Actor.system("manage.py rotate_signing_key"), immediately=immediately)
-        when = "now" if key.status == key.Status.ACTIVE else f"in {REFRESH_HINT_SECONDS} s (when the sweep activates it)"
+        when = (
+            "now" if key.status == key.Status.ACTIVE else f"in {REFRESH_HINT_SECONDS} s (when the sweep activates it)"
+        )
         self.stdout.write(f"new signing key {key.kid} ({key.alg}) published; it signs {when}")
         self.stdout.write(key.kid)

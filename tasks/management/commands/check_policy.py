@@ -24,8 +24,10 @@ class Command(BaseCommand):
                 self.stderr.write(str(problem))
             raise CommandError(f"the policy in {path} is broken: {len(problems)} problem(s)")
         guardrails = len(policy.guardrails.by_id) if policy.guardrails else 0
-        self.stdout.write(self.style.SUCCESS(
-            f"policy OK: version {policy.version} from {path} — {len(policy.scope_risk)} scopes, "
-            f"{len(policy.raisers)} risk raisers, {len(policy.auto_approve_rules)} auto-approve rules, "
-            f"{guardrails} guardrails"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"policy OK: version {policy.version} from {path} — {len(policy.scope_risk)} scopes, "
+                f"{len(policy.raisers)} risk raisers, {len(policy.auto_approve_rules)} auto-approve rules, "
+                f"{guardrails} guardrails"
+            )
+        )
