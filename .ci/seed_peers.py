@@ -26,8 +26,8 @@ from django.contrib.auth.models import Group  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from jwt.algorithms import OKPAlgorithm  # noqa: E402
 
-from console.models import ApiToken  # noqa: E402
-from console.roles import AGENT_OWNER, IDENTITY_ADMIN  # noqa: E402
+from accounts.models import ApiToken  # noqa: E402
+from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN  # noqa: E402
 from identities import services as identity_services  # noqa: E402
 from identities.models import Credential  # noqa: E402
 from tasks import services as task_services  # noqa: E402

@@ -32,7 +32,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN  # noqa: E402
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN  # noqa: E402
 from identities.models import Agent, Instance  # noqa: E402
 from tasks.models import TaskEnvelope  # noqa: E402
 

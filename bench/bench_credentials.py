@@ -91,8 +91,8 @@ def seed(agents: int, instances_per_agent: int) -> dict:
     from django.contrib.auth.models import Group, User
     from jwt.algorithms import OKPAlgorithm
 
-    from console.models import ApiToken
-    from console.roles import AGENT_OWNER, GATEWAY, IDENTITY_ADMIN
+    from accounts.models import ApiToken
+    from accounts.roles import AGENT_OWNER, GATEWAY, IDENTITY_ADMIN
     from identities import keys, services
     from tasks import services as task_services
 

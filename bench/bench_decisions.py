@@ -154,7 +154,7 @@ def seed(envelopes: int) -> tuple[list[str], str]:
     from django.utils import timezone
     from jwt.algorithms import OKPAlgorithm
 
-    from console.models import ApiToken
+    from accounts.models import ApiToken
     from identities import services as ids
     from identities.tokens import mint_credential
     from tasks import services

@@ -56,8 +56,8 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
     from django.db import connection
     from django.test import Client
 
-    from console.models import ApiToken
-    from console.roles import AGENT_OWNER, GATEWAY, IDENTITY_ADMIN
+    from accounts.models import ApiToken
+    from accounts.roles import AGENT_OWNER, GATEWAY, IDENTITY_ADMIN
     from identities import keys
     from tasks import services as task_services
     from tests.factories import make_agent, make_envelope, make_instance

@@ -146,7 +146,7 @@ def run(args) -> int:
     results.append(("sweep, all due", args.total, n, audit_rows(), secs))
     sweep_1m = secs
 
-    from console.audit import verify_chain
+    from audit.services import verify_chain
 
     t0 = time.perf_counter()
     verified = verify_chain() if args.verify else None

@@ -4,15 +4,14 @@ from django.http import JsonResponse
 from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
+from accounts.api import ApiTokenViewSet
 from console.api.audit import AuditViewSet
-from console.api.common import ApiRouter
-from console.api.tokens import ApiTokenViewSet
-from identities.api.agents import AgentViewSet
-from identities.api.credentials import CredentialViewSet
-from identities.api.instances import InstanceViewSet
+from core.api import ApiRouter
 from identities.api.issuers import IssuerViewSet
+from tasks.api.credentials import CredentialViewSet
 from tasks.api.envelopes import EnvelopeViewSet
 from tasks.api.exceptions import ExceptionViewSet
+from tasks.api.lifecycle import AgentViewSet, InstanceViewSet
 from tasks.api.urls import urlpatterns as decision_and_activity_urls
 
 router = ApiRouter()

@@ -1,6 +1,6 @@
 from functools import cache
 
-from console.roles import is_admin, roles_of
+from accounts.roles import is_admin, roles_of
 
 
 def console(request):

@@ -1,7 +1,7 @@
 import re
 import uuid
 
-from console.audit import reset_request_id, set_request_id
+from core.request_id import reset_request_id, set_request_id
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

@@ -39,8 +39,8 @@ from django.utils import timezone
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from console import audit
-from console.roles import ALL_ROLES
+from accounts.roles import ALL_ROLES
+from audit import services as audit
 from identities.models_oidc import ExternalAccount
 
 logger = logging.getLogger(__name__)

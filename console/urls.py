@@ -14,7 +14,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("admin/", admin.site.urls),
     path("posture/", include("console.posture_urls")),
-    path("", include("identities.oauth_urls")),
+    path("", include("tasks.oauth_urls")),
     path("", include("tasks.urls")),
     path("", include("console.ui_urls")),
 ]

@@ -9,7 +9,7 @@ import json
 import jwt
 from jwt.exceptions import InvalidKeyError, PyJWKError
 
-from console.errors import ValidationFailed
+from core.errors import ValidationFailed
 
 # RFC 7638: the required members, per key type, that a thumbprint covers.
 _REQUIRED = {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y")}

@@ -25,8 +25,8 @@ from django.db.models import Max
 from django.utils import timezone
 from jwt.algorithms import ECAlgorithm
 
-from console import audit
-from console.errors import InvalidTransition
+from audit import services as audit
+from core.errors import InvalidTransition
 from identities.models import SigningKey
 
 ALGORITHM = "ES256"

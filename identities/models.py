@@ -13,7 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from console.errors import InvalidTransition
+from core.errors import InvalidTransition
 
 
 class Agent(models.Model):

@@ -39,9 +39,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from console import audit
-from console.errors import PermissionDenied, ValidationFailed
-from console.roles import is_admin
+from accounts.roles import is_admin
+from audit import services as audit
+from core.errors import PermissionDenied, ValidationFailed
 from identities.models import Agent, Instance, UsedAssertion
 from identities.models_oidc import TrustedIssuer
 from identities.validators import SLUG_RE

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
-from console.roles import can_read_all
+from accounts.roles import AGENT_OWNER, can_read_all, has_role
+from audit.models import AuditEvent
 from identities.models import Agent, Credential, Instance
 
 
@@ -35,3 +36,12 @@ def credentials_for(user) -> QuerySet[Credential]:
     if not getattr(user, "is_authenticated", False):
         return qs.none()
     return qs.filter(instance__agent__owner=user)
+
+
+def audit_events_for(user) -> QuerySet[AuditEvent]:
+    """Admins and auditors read the whole trail; an agent owner reads the events of their own agents."""
+    if can_read_all(user):
+        return AuditEvent.objects.all()
+    if has_role(user, AGENT_OWNER):
+        return AuditEvent.objects.filter(agent_id__in=Agent.objects.filter(owner=user).values("id"))
+    return AuditEvent.objects.none()

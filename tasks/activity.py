@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from console.errors import ValidationFailed
+from core.errors import ValidationFailed
 from identities.models import Credential
 from identities.tokens import TokenRejected, verify_access_token
 from tasks.decisions import (

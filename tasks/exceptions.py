@@ -18,9 +18,9 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from console import audit
-from console.errors import InvalidTransition, PermissionDenied, ValidationFailed
-from console.roles import AGENT_OWNER, IDENTITY_ADMIN, can_read_all, has_role, is_admin
+from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN, can_read_all, has_role, is_admin
+from audit import services as audit
+from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from identities.models import Agent
 from identities.validators import is_scope
 from tasks.models_posture import MAX_EXCEPTION_DAYS, StandingException

@@ -22,10 +22,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from console.audit import verify_chain
-from console.errors import ValidationFailed
-from console.models import AuditEvent
-from console.roles import can_read_all
+from accounts.roles import can_read_all
+from audit.models import AuditEvent
+from audit.services import verify_chain
+from core.errors import ValidationFailed
 from tasks.models import ActivityEvent
 from tasks.models_posture import ExportJob
 

@@ -116,7 +116,7 @@ class StandingException(models.Model):
 
     def set_status(self, new: str, *, allowed_from: tuple[str, ...], extra_fields: tuple[str, ...] = ()) -> str:
         """Move to ``new`` from one of ``allowed_from``; return the old status. Caller holds the lock."""
-        from console.errors import InvalidTransition
+        from core.errors import InvalidTransition
 
         if self.status not in allowed_from:
             raise InvalidTransition(f"exception is {self.status}; cannot become {new}")

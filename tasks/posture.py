@@ -28,8 +28,8 @@ from django.db.models import (
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from console import audit
-from console.roles import AGENT_OWNER, can_read_all
+from accounts.roles import AGENT_OWNER, can_read_all
+from audit import services as audit
 from identities.models import Agent, Credential, Instance
 from tasks.models import ActivityEvent, TaskEnvelope
 from tasks.models_posture import StandingException
@@ -375,7 +375,7 @@ def flag_orphaned_agents(*, pause: bool = True, now: datetime | None = None) -> 
     """Flag agents that lost their owner, and by policy pause them (their credentials die with it);
     clear the flag on agents whose owner is back. Idempotent: claims each row with a conditional
     update and audits only the rows it changed."""
-    from identities.services import pause_agent
+    from tasks.lifecycle import pause_agent
 
     actor = audit.Actor.of_policy("orphaned-owner")
     flagged = paused = cleared = 0
@@ -593,7 +593,7 @@ def request_narrower_envelope(*, envelope: TaskEnvelope, actor, window: Window, 
     """Ask for the same task again with only what was used: the used scopes and the granted resource
     patterns that matched a used resource (all of them when no resource was reported). The request
     goes through ``request_envelope`` like any other, so ceiling, policy and approval all apply."""
-    from console.errors import ValidationFailed
+    from core.errors import ValidationFailed
     from tasks.services import request_envelope
 
     usage = next(

@@ -16,10 +16,11 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from identities import services as identity_services
 from identities.models import Agent, Credential, Instance
 from tasks import exceptions as exception_services
+from tasks import lifecycle
 from tasks import services as task_services
 from tasks.models import ActivityEvent, TaskEnvelope
 
@@ -261,7 +262,7 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
     )
     clone = identity_services.clone_instance(parent=parent, actor=owner, public_jwk=_key(), label="clone")
     Instance.objects.filter(pk=clone.pk).update(last_seen_at=now - timedelta(hours=1))
-    identity_services.retire_instance(instance=parent, actor=owner, reason="replaced")
+    lifecycle.retire_instance(instance=parent, actor=owner, reason="replaced")
 
     # Standing exceptions: approved, pending, due for re-certification, and one past its hard expiry.
     crm = exception_services.request_exception(

@@ -7,8 +7,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
 
-from console.roles import IDENTITY_ADMIN, can_read_all, is_admin
-from identities.authentication import AgentPrincipal
+from accounts.roles import IDENTITY_ADMIN, can_read_all, is_admin
+from tasks.authentication import AgentPrincipal
 from tasks.models import ActivityEvent, Approval, TaskEnvelope
 
 

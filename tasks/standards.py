@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from django.db.models import Count, F, Q, Sum
 from django.urls import reverse
 
-from console.models import AuditChain
+from audit.models import AuditChain
 from identities.models import Credential, Instance
 from tasks import posture
 from tasks.models import ActivityEvent, Approval, TaskEnvelope

@@ -20,8 +20,10 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from console import audit
+from audit import services as audit
+from identities import keys
 from identities.models import Credential, Instance
+from tasks import lifecycle
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy
 
@@ -180,8 +182,6 @@ def _each(ids, fn, *, what: str) -> int:
 
 def expire_overdue_envelopes(*, now: datetime | None = None, limit: int = 1000) -> int:
     """approved/active envelopes past ``expires_at`` → expired; their credentials are revoked."""
-    from tasks.services import expire_envelope
-
     now = now or timezone.now()
     ids = list(
         TaskEnvelope.objects.filter(state__in=TaskEnvelope.LIVE_STATES, expires_at__lte=now)  # env_live_exp_idx
@@ -190,16 +190,14 @@ def expire_overdue_envelopes(*, now: datetime | None = None, limit: int = 1000) 
     )
     # expire_envelope locks the row and re-checks state and time, so a concurrent sweep or a
     # person ending the envelope first makes it a no-op (False), never a second event.
-    changed = _each(ids, lambda pk: expire_envelope(envelope_id=pk, now=now), what="expire_overdue_envelopes")
+    changed = _each(ids, lambda pk: lifecycle.expire_envelope(envelope_id=pk, now=now), what="expire_overdue_envelopes")
     log.info("expire_overdue_envelopes: %d envelope(s) expired", changed)
     return changed
 
 
 def expire_pending_requests(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Pending envelopes nobody decided within the policy's limit → expired (env_pending_idx)."""
-    from tasks import services
-
-    changed = services.expire_pending_requests(now=now, limit=limit)
+    changed = lifecycle.expire_pending_requests(now=now, limit=limit)
     log.info("expire_pending_requests: %d pending request(s) expired", changed)
     return changed
 
@@ -277,9 +275,7 @@ def _flag_instance(pk, *, now, cutoff, pause: bool) -> bool:
             reason=f"no activity for {int((now - last).total_seconds())} s",
         )
     if pause:
-        from identities.services import pause_instance
-
-        pause_instance(
+        lifecycle.pause_instance(
             instance=instance,
             actor=audit.Actor.of_policy("pause-stale-instances"),
             reason="stale session: no activity for the policy's idle limit",
@@ -337,8 +333,6 @@ def _flag_envelope(pk, *, cutoff, stale: bool) -> bool:
 def rotate_signing_keys() -> int:
     """Publish a new signing key on schedule; it starts signing once verifiers had a refresh hint
     to fetch it (``activate_published_keys``), and the old one keeps verifying until it drains."""
-    from identities import keys
-
     key = keys.rotate_signing_key(actor=audit.Actor.scheduler("rotate-signing-keys"))
     log.info("rotate_signing_keys: published %s (%s)", key.kid, key.status)
     return 1
@@ -346,8 +340,6 @@ def rotate_signing_keys() -> int:
 
 def activate_published_keys(*, now: datetime | None = None) -> int:
     """Let the newest published key sign once it has been in the JWKS for a refresh hint."""
-    from identities import keys
-
     changed = keys.activate_due_keys(actor=audit.Actor.scheduler("activate-published-keys"), now=now)
     log.info("activate_published_keys: %d key(s) activated", changed)
     return changed
@@ -355,8 +347,6 @@ def activate_published_keys(*, now: datetime | None = None) -> int:
 
 def retire_drained_keys(*, now: datetime | None = None) -> int:
     """Retire keys that no longer sign and whose last token has expired."""
-    from identities import keys
-
     changed = keys.retire_drained_keys(actor=audit.Actor.scheduler("retire-drained-keys"), now=now)
     log.info("retire_drained_keys: %d key(s) retired", changed)
     return changed

@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 
-from console.roles import can_read_all
+from accounts.roles import can_read_all
 from tasks.policy import policy_summary
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from identities.models import Agent, Instance
 from tasks.models import Approval, TaskEnvelope
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group
 
-from console.models import ApiToken
-from console.roles import AGENT_OWNER, AUDITOR, GATEWAY, IDENTITY_ADMIN
+from accounts.models import ApiToken
+from accounts.roles import AGENT_OWNER, AUDITOR, GATEWAY, IDENTITY_ADMIN
 
 
 def _user(django_user_model, username: str, *roles: str):

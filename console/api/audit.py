@@ -22,12 +22,13 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from console import audit
-from console.api.common import RolePermission, StrictFilterSet, errors
-from console.models import AuditEvent
-from console.pagination import NewestFirstCursorPagination
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
-from console.selectors import audit_events_for
+from accounts.permissions import RolePermission
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from audit import services as audit
+from audit.models import AuditEvent
+from core.api import StrictFilterSet, errors
+from core.pagination import NewestFirstCursorPagination
+from identities.selectors import audit_events_for
 
 EXPORT_FIELDS = [
     "id",

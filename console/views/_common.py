@@ -9,8 +9,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.shortcuts import redirect, render
 
-from console.errors import DomainError
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
+from core.errors import DomainError
 
 CONSOLE_ROLES = (IDENTITY_ADMIN, AGENT_OWNER, AUDITOR)
 PAGE_SIZE = 50

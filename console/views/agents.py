@@ -13,12 +13,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from console.errors import DomainError
-from console.roles import AGENT_OWNER, has_role, is_admin
+from accounts.roles import AGENT_OWNER, has_role, is_admin
 from console.views._common import console_view, done, refused
-from identities import services as identity_services
+from core.errors import DomainError
 from identities.models import Agent, Credential, Instance
 from identities.selectors import agents_for, credentials_for, instances_for
+from tasks import lifecycle
 from tasks.models import ActivityEvent, TaskEnvelope
 from tasks.selectors import activity_for, envelopes_for
 
@@ -99,9 +99,9 @@ def agent_detail(request, slug):
 
 
 _LIFECYCLE = {
-    "pause": identity_services.pause_agent,
-    "resume": identity_services.resume_agent,
-    "retire": identity_services.retire_agent,
+    "pause": lifecycle.pause_agent,
+    "resume": lifecycle.resume_agent,
+    "retire": lifecycle.retire_agent,
 }
 
 

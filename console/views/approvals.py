@@ -11,9 +11,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from console.errors import DomainError
-from console.roles import IDENTITY_ADMIN
+from accounts.roles import IDENTITY_ADMIN
 from console.views._common import console_view
+from core.errors import DomainError
 from tasks import services
 from tasks.models import Approval, TaskEnvelope
 from tasks.policy import active_policy

@@ -7,9 +7,9 @@ from django.db.models import Q
 from django.shortcuts import render
 from django.utils import timezone
 
-from console import audit
-from console.models import AuditEvent
-from console.roles import can_read_all
+from accounts.roles import can_read_all
+from audit import services as audit
+from audit.models import AuditEvent
 from console.views._common import KeysetPage, console_view, page_or_partial
 from console.views.activity import since_of
 from identities.selectors import agents_for

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.shortcuts import render
 from django.utils import timezone
 
-from console.roles import is_admin
+from accounts.roles import is_admin
 from console.views._common import console_view
 from identities.models import Credential, Instance
 from identities.selectors import credentials_for, instances_for

@@ -10,15 +10,15 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from console.errors import DomainError
-from console.models import AuditEvent
-from console.roles import AGENT_OWNER, IDENTITY_ADMIN, is_admin
+from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN, is_admin
+from audit.models import AuditEvent
 from console.views._common import console_view, done, form_number, refused, split_list
 from console.views.agents import can_manage
 from console.views.approvals import approval_block
+from core.errors import DomainError
 from identities.models import Agent, Instance
 from identities.selectors import credentials_for, instances_for
-from tasks import services
+from tasks import lifecycle, services
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy
 from tasks.selectors import activity_for, envelopes_for
@@ -134,7 +134,7 @@ def _verb_target(request, pk):
 def envelope_revoke(request, pk):
     envelope, back = _verb_target(request, pk)
     try:
-        services.revoke_envelope(
+        lifecycle.revoke_envelope(
             envelope=envelope, actor=request.user, reason=request.POST.get("reason", "").strip()[:500], request=request
         )
     except DomainError as exc:
@@ -147,7 +147,7 @@ def envelope_revoke(request, pk):
 def envelope_complete(request, pk):
     envelope, back = _verb_target(request, pk)
     try:
-        services.complete_envelope(envelope=envelope, actor=request.user, request=request)
+        lifecycle.complete_envelope(envelope=envelope, actor=request.user, request=request)
     except DomainError as exc:
         return refused(request, back, exc)
     return done(request, back, "Envelope completed; its credentials are revoked.")
@@ -171,7 +171,7 @@ def envelope_retask(request, pk):
     if request.method == "POST":
         values = request.POST.dict()
         try:
-            new = services.retask_envelope(
+            new = lifecycle.retask_envelope(
                 envelope=envelope, actor=request.user, request=request, **_request_fields(request.POST)
             )
         except DomainError as exc:

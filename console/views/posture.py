@@ -27,10 +27,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, can_read_all, has_role, is_admin
+from audit.services import verify_chain
 from console import charts
-from console.audit import verify_chain
-from console.errors import DomainError
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, can_read_all, has_role, is_admin
+from core.errors import DomainError
 from identities.models import Agent
 from tasks import exceptions as exception_services
 from tasks import export, posture, standards

@@ -6,10 +6,10 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from console import services
-from console.errors import DomainError
-from console.models import ApiToken
+from accounts import services
+from accounts.models import ApiToken
 from console.views._common import done, form_number, refused
+from core.errors import DomainError
 
 
 def _signed_in(view):

@@ -13,17 +13,16 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from console.api.common import (
+from accounts.permissions import RolePermission
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from core.api import (
     SLUG_PATH,
-    ReasonSerializer,
-    RolePermission,
     StrictCharField,
     StrictFilterSet,
     StrictIntegerField,
     StrictSerializer,
     errors,
 )
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from identities import selectors, services
 from identities.api.instances import InstanceRegisterSerializer, InstanceSerializer, render_instance
 from identities.models import Agent
@@ -107,12 +106,6 @@ class AgentUpdateSerializer(StrictSerializer):
     max_envelope_seconds = _max_envelope_seconds_field(required=False)
 
 
-_LIFECYCLE = {
-    "request": ReasonSerializer,
-    "responses": {200: AgentSerializer, **errors(400, 403, 404, 409)},
-}
-
-
 @extend_schema_view(
     list=extend_schema(
         summary="List the agents you may see", responses={200: AgentSerializer(many=True), **errors(400, 403)}
@@ -165,28 +158,6 @@ class AgentViewSet(
 
     def update(self, request, *args, **kwargs):  # PUT is not part of the contract
         return self.http_method_not_allowed(request, *args, **kwargs)
-
-    @extend_schema(summary="Pause an agent and its active instances", **_LIFECYCLE)
-    @action(detail=True, methods=["post"])
-    def pause(self, request, slug=None):
-        return self._lifecycle(request, services.pause_agent)
-
-    @extend_schema(summary="Resume a paused agent and the instances paused with it", **_LIFECYCLE)
-    @action(detail=True, methods=["post"])
-    def resume(self, request, slug=None):
-        return self._lifecycle(request, services.resume_agent)
-
-    @extend_schema(summary="Retire an agent for good, with all its instances", **_LIFECYCLE)
-    @action(detail=True, methods=["post"])
-    def retire(self, request, slug=None):
-        return self._lifecycle(request, services.retire_agent)
-
-    def _lifecycle(self, request, transition):
-        agent = self.get_object()
-        body = ReasonSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        agent = transition(agent=agent, actor=request.user, request=request, **body.validated_data)
-        return self._render(agent)
 
     @extend_schema(
         summary="Register an instance of this agent with its own public key and/or a workload token",

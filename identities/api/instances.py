@@ -13,16 +13,9 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from console.api.common import (
-    UUID_PATH,
-    ReasonSerializer,
-    RolePermission,
-    StrictCharField,
-    StrictFilterSet,
-    StrictSerializer,
-    errors,
-)
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from accounts.permissions import RolePermission
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from core.api import UUID_PATH, StrictCharField, StrictFilterSet, StrictSerializer, errors
 from identities import selectors, services
 from identities.models import Instance
 
@@ -93,12 +86,6 @@ def render_instance(request, instance: Instance, *, status_code: int = status.HT
     return Response(InstanceSerializer(fresh).data, status=status_code)
 
 
-_LIFECYCLE = {
-    "request": ReasonSerializer,
-    "responses": {200: InstanceSerializer, **errors(400, 403, 404, 409)},
-}
-
-
 @extend_schema_view(
     list=extend_schema(
         summary="List the instances you may see", responses={200: InstanceSerializer(many=True), **errors(400, 403)}
@@ -128,25 +115,3 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         body.is_valid(raise_exception=True)
         clone = services.clone_instance(parent=parent, actor=request.user, request=request, **body.validated_data)
         return render_instance(request, clone, status_code=status.HTTP_201_CREATED)
-
-    @extend_schema(summary="Pause an instance; its live credentials are revoked", **_LIFECYCLE)
-    @action(detail=True, methods=["post"])
-    def pause(self, request, pk=None):
-        return self._lifecycle(request, services.pause_instance)
-
-    @extend_schema(summary="Resume a paused instance (its agent must be active)", **_LIFECYCLE)
-    @action(detail=True, methods=["post"])
-    def resume(self, request, pk=None):
-        return self._lifecycle(request, services.resume_instance)
-
-    @extend_schema(summary="Retire an instance for good; its envelopes and credentials end", **_LIFECYCLE)
-    @action(detail=True, methods=["post"])
-    def retire(self, request, pk=None):
-        return self._lifecycle(request, services.retire_instance)
-
-    def _lifecycle(self, request, transition):
-        instance = self.get_object()
-        body = ReasonSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        instance = transition(instance=instance, actor=request.user, request=request, **body.validated_data)
-        return render_instance(request, instance)

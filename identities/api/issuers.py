@@ -8,8 +8,8 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console.api.common import errors
-from console.roles import AUDITOR, IDENTITY_ADMIN, has_role
+from accounts.roles import AUDITOR, IDENTITY_ADMIN, has_role
+from core.api import errors
 from identities import oidc
 from identities.models_oidc import TrustedIssuer
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import threading
 import time
 
-from console.authentication import ApiTokenAuthentication, bearer_value
-from console.models import TOKEN_PREFIX, ApiToken
-from console.roles import roles_of
+from accounts.authentication import ApiTokenAuthentication
+from accounts.models import TOKEN_PREFIX, ApiToken
+from accounts.roles import roles_of
+from core.bearer import bearer_value
 
 TTL_SECONDS = 5.0
 _MAX_ENTRIES = 1024

@@ -7,8 +7,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.api.common import errors
-from console.errors import ValidationFailed
+from core.api import errors
+from core.errors import ValidationFailed
 from tasks.activity import json_text, storable
 from tasks.api.authentication import CachedApiTokenAuthentication
 from tasks.api.permissions import IsGatewayOrAdmin

@@ -11,11 +11,14 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from console.api.common import (
+from accounts.authentication import ApiTokenAuthentication
+from accounts.permissions import RolePermission
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from audit.services import Actor
+from core.api import (
     UUID_PATH,
     CommentSerializer,
     ReasonSerializer,
-    RolePermission,
     StrictBooleanField,
     StrictCharField,
     StrictFilterSet,
@@ -24,13 +27,10 @@ from console.api.common import (
     StrictUUIDField,
     errors,
 )
-from console.audit import Actor
-from console.authentication import ApiTokenAuthentication
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from identities import selectors as identity_selectors
-from identities.authentication import AgentCredentialAuthentication, AgentPrincipal
 from identities.validators import RESOURCE_RE, SCOPE_RE
-from tasks import selectors, services
+from tasks import lifecycle, selectors, services
+from tasks.authentication import AgentCredentialAuthentication, AgentPrincipal
 from tasks.models import Approval, TaskEnvelope
 
 SCOPE_VALIDATOR = RegexValidator(SCOPE_RE, "not a scope of the form tool:action")
@@ -222,7 +222,7 @@ class EnvelopeViewSet(
         envelope = self.get_object()
         body = ReasonSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        envelope = services.revoke_envelope(
+        envelope = lifecycle.revoke_envelope(
             envelope=envelope, actor=request.user, request=request, **body.validated_data
         )
         return self._render(envelope)
@@ -243,7 +243,7 @@ class EnvelopeViewSet(
     def complete(self, request, pk=None):
         envelope = self.get_object()  # an instance's credential sees only its own envelope
         actor = Actor.of_instance(request.user.instance) if isinstance(request.user, AgentPrincipal) else request.user
-        envelope = services.complete_envelope(envelope=envelope, actor=actor, request=request)
+        envelope = lifecycle.complete_envelope(envelope=envelope, actor=actor, request=request)
         return self._render(envelope)
 
     @extend_schema(
@@ -256,5 +256,5 @@ class EnvelopeViewSet(
         envelope = self.get_object()
         body = EnvelopeTermsSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        new = services.retask_envelope(envelope=envelope, actor=request.user, request=request, **body.validated_data)
+        new = lifecycle.retask_envelope(envelope=envelope, actor=request.user, request=request, **body.validated_data)
         return self._render(new, status.HTTP_201_CREATED)

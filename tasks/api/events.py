@@ -13,13 +13,13 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from console.api.common import errors
-from console.authentication import ApiTokenAuthentication
-from console.errors import ValidationFailed
-from console.pagination import NewestFirstCursorPagination
-from console.roles import GATEWAY, IDENTITY_ADMIN, has_role
-from identities.authentication import AgentCredentialAuthentication, AgentPrincipal
+from accounts.authentication import ApiTokenAuthentication
+from accounts.roles import GATEWAY, IDENTITY_ADMIN, has_role
+from core.api import errors
+from core.errors import ValidationFailed
+from core.pagination import NewestFirstCursorPagination
 from tasks.activity import MAX_BATCH, Reporter, ingest_events
+from tasks.authentication import AgentCredentialAuthentication, AgentPrincipal
 from tasks.models import ActivityEvent
 from tasks.selectors import activity_for
 

@@ -12,8 +12,8 @@ from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from console.api.common import StrictBooleanField, StrictIntegerField, StrictSerializer, errors
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
+from core.api import StrictBooleanField, StrictIntegerField, StrictSerializer, errors
 from identities.models import Agent
 from identities.selectors import agents_for
 from tasks import exceptions as services

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from console.roles import GATEWAY, IDENTITY_ADMIN, has_role
+from accounts.roles import GATEWAY, IDENTITY_ADMIN, has_role
 
 
 class IsGatewayOrAdmin(BasePermission):

@@ -11,8 +11,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from console.models import AuditChain, AuditEvent
+from audit.models import AuditChain, AuditEvent
 from identities import services
+from tasks import lifecycle
 from tests.factories import make_agent, make_instance
 
 pytestmark = pytest.mark.django_db
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.django_db
 def two_agents(owner, other_owner):
     mine = make_agent(owner, slug="mine")
     theirs = make_agent(other_owner, slug="theirs")
-    services.pause_agent(agent=mine, actor=owner, reason="maintenance")
-    services.pause_agent(agent=theirs, actor=other_owner)
+    lifecycle.pause_agent(agent=mine, actor=owner, reason="maintenance")
+    lifecycle.pause_agent(agent=theirs, actor=other_owner)
     return mine, theirs
 
 
@@ -150,7 +151,7 @@ def test_verify_detects_an_edited_row(api_client, admin, two_agents):
 
 
 def test_verify_detects_an_edited_row_even_when_its_hash_is_recomputed(api_client, admin, two_agents):
-    from console.audit import compute_hash
+    from audit.services import compute_hash
 
     mine, _ = two_agents
     edited = AuditEvent.objects.filter(verb="agent.created", agent_id=mine.id).get()
@@ -171,7 +172,7 @@ def test_verify_detects_an_edit_made_in_raw_sql(api_client, admin, two_agents):
 def test_verify_detects_a_deleted_row_in_the_middle(api_client, admin, owner):
     agent = make_agent(owner)
     make_instance(agent)
-    services.pause_agent(agent=agent, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
     gone = AuditEvent.objects.get(verb="instance.registered")
     AuditEvent.objects.filter(pk=gone.pk).delete()  # a queryset delete bypasses the model's refusal
     data = api_client.as_user(admin).get("/api/v1/audit/verify").json()
@@ -181,7 +182,7 @@ def test_verify_detects_a_deleted_row_in_the_middle(api_client, admin, owner):
 
 def test_verify_detects_a_deleted_last_row(api_client, admin, owner):
     agent = make_agent(owner)
-    services.pause_agent(agent=agent, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
     last = AuditEvent.objects.filter(agent_id=agent.id).order_by("-seq").first()
     AuditEvent.objects.filter(pk=last.pk).delete()
     data = api_client.as_user(admin).get("/api/v1/audit/verify").json()

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from console.models import ApiToken, AuditEvent
+from accounts.models import ApiToken
+from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from django.db import connection, transaction
 
-from console import audit
-from console.models import AuditChain, AuditEvent
+from audit import services as audit
+from audit.models import AuditChain, AuditEvent
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

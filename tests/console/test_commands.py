@@ -11,8 +11,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from console.models import ApiToken, AuditEvent
-from console.roles import roles_of
+from accounts.models import ApiToken
+from accounts.roles import roles_of
+from audit.models import AuditEvent
+from tasks import lifecycle
 from tests.factories import make_agent, new_ed25519_key
 
 pytestmark = pytest.mark.django_db
@@ -128,9 +130,8 @@ def test_verify_audit_chain_exits_0_when_intact(owner):
 
 def test_verify_audit_chain_exits_1_naming_the_first_bad_row(owner):
     agent = make_agent(owner)
-    from identities import services
 
-    services.pause_agent(agent=agent, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
     bad = AuditEvent.objects.get(verb="agent.created")
     AuditEvent.objects.filter(pk=bad.pk).update(after={"tampered": True})
     with pytest.raises(CommandError) as caught:
@@ -141,10 +142,9 @@ def test_verify_audit_chain_exits_1_naming_the_first_bad_row(owner):
 
 def test_verify_audit_chain_exits_1_after_a_deleted_row(owner):
     agent = make_agent(owner)
-    from identities import services
 
-    services.pause_agent(agent=agent, actor=owner)
-    services.resume_agent(agent=agent, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
+    lifecycle.resume_agent(agent=agent, actor=owner)
     AuditEvent.objects.filter(verb="agent.paused").delete()
     with pytest.raises(CommandError) as caught:
         _run("verify_audit_chain")

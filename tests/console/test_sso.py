@@ -16,8 +16,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import SuspiciousOperation
 
-from console.models import AuditEvent
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from audit.models import AuditEvent
 from identities.models_oidc import ExternalAccount
 from tests.oidc_support import enable_sso
 

@@ -3,6 +3,7 @@ from django.test import Client
 
 from identities import services as identity_services
 from identities.models import Agent, Credential
+from tasks import lifecycle
 from tests.console.conftest import approved, make_activity, make_credential
 from tests.factories import make_agent, make_envelope, make_instance
 
@@ -28,7 +29,7 @@ def test_the_agent_list_searches_filters_by_status_and_paginates(signed_in, owne
     for i in range(30):
         make_agent(owner, slug=f"bot-{i:02d}")
     paused = Agent.objects.get(slug="bot-07")
-    identity_services.pause_agent(agent=paused, actor=owner)
+    lifecycle.pause_agent(agent=paused, actor=owner)
     client = signed_in(admin)
     page = client.get("/agents/?q=bot-1").content.decode()
     assert "bot-10" in page and "bot-07" not in page

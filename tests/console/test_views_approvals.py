@@ -3,7 +3,7 @@ import re
 import pytest
 from django.test import Client
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from tasks.models import TaskEnvelope
 from tests.factories import make_agent, make_envelope, make_instance
 

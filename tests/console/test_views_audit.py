@@ -1,7 +1,7 @@
 import pytest
 from django.core.cache import cache
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from tests.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db

@@ -1,8 +1,9 @@
 import pytest
 from django.test import Client
 
-from console import services
-from console.models import ApiToken, AuditEvent
+from accounts import services
+from accounts.models import ApiToken
+from audit.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from django.http import HttpResponse
 from django.template import engines
 from django.urls import NoReverseMatch, include, path, reverse
 
+from accounts.roles import roles_of
 from console import urls as project_urls
-from console.roles import roles_of
 
 urlpatterns = list(project_urls.urlpatterns)
 try:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
-from console.models import AuditEvent
-from console.roles import AGENT_OWNER, IDENTITY_ADMIN
+from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN
+from audit.models import AuditEvent
 from identities.models_oidc import ExternalAccount
 from tests.oidc_support import enable_sso
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from identities.models import Agent
+from tasks import lifecycle
 from tests.apihelpers import ROLES, client_for, state_of, written_rows
 from tests.factories import make_agent, make_instance
 
@@ -90,20 +91,18 @@ def test_owners_list_only_their_own_agents_while_admins_and_auditors_list_all(
 
 def test_the_list_filters_by_status(api_client, owner):
     make_agent(owner, slug="running")
-    from identities import services
 
-    services.pause_agent(agent=make_agent(owner, slug="sleeping"), actor=owner)
+    lifecycle.pause_agent(agent=make_agent(owner, slug="sleeping"), actor=owner)
     response = api_client.as_user(owner).get("/api/v1/agents/?status=paused")
     assert [a["slug"] for a in response.json()["results"]] == ["sleeping"]
     assert api_client.as_user(owner).get("/api/v1/agents/?status=asleep").status_code == 400
 
 
 def test_instance_count_counts_instances_that_are_not_retired(api_client, owner):
-    from identities import services
 
     agent = make_agent(owner)
     make_instance(agent, label="a")
-    services.retire_instance(instance=make_instance(agent, label="b"), actor=owner)
+    lifecycle.retire_instance(instance=make_instance(agent, label="b"), actor=owner)
     assert api_client.as_user(owner).get(f"/api/v1/agents/{agent.slug}/").json()["instance_count"] == 1
 
 
@@ -317,7 +316,7 @@ def test_the_list_query_count_does_not_grow_with_rows(api_client, admin, owner, 
 
 @pytest.mark.parametrize("role", ["auditor", "gateway", "other_owner"])
 def test_the_identity_services_themselves_refuse_people_who_may_not_manage_the_agent(request, owner, role):
-    from console.errors import PermissionDenied
+    from core.errors import PermissionDenied
     from identities import services
     from tests.factories import new_ed25519_key
 
@@ -326,11 +325,11 @@ def test_the_identity_services_themselves_refuse_people_who_may_not_manage_the_a
     instance = make_instance(agent)
     before = written_rows()
     calls = [
-        lambda: services.pause_agent(agent=agent, actor=user),
-        lambda: services.retire_agent(agent=agent, actor=user),
+        lambda: lifecycle.pause_agent(agent=agent, actor=user),
+        lambda: lifecycle.retire_agent(agent=agent, actor=user),
         lambda: services.update_agent(agent=agent, actor=user, changes={"name": "x"}),
         lambda: services.register_instance(agent=agent, actor=user, public_jwk=new_ed25519_key()[1]),
-        lambda: services.retire_instance(instance=instance, actor=user),
+        lambda: lifecycle.retire_instance(instance=instance, actor=user),
     ]
     if role != "other_owner":
         calls.append(

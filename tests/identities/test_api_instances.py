@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from identities import services
 from identities.models import Agent, Instance
+from tasks import lifecycle
 from tests.apihelpers import ROLES, client_for, state_of, written_rows
 from tests.factories import make_agent, make_instance, new_ed25519_key, new_p256_key
 
@@ -125,7 +126,7 @@ def test_other_bad_registration_input_is_named(api_client, owner, field, extra):
 
 def test_a_paused_agent_takes_no_new_instances(api_client, owner):
     agent = make_agent(owner)
-    services.pause_agent(agent=agent, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
     response = api_client.as_user(owner).post(
         f"/api/v1/agents/{agent.slug}/instances/", {"public_jwk": new_ed25519_key()[1]}, format="json"
     )
@@ -146,7 +147,7 @@ def test_a_clone_is_a_new_identity_with_its_parent_named(api_client, owner):
 
 def test_a_retired_instance_cannot_be_cloned(api_client, owner):
     parent = make_instance(make_agent(owner))
-    services.retire_instance(instance=parent, actor=owner)
+    lifecycle.retire_instance(instance=parent, actor=owner)
     response = api_client.as_user(owner).post(
         f"/api/v1/instances/{parent.id}/clone", {"public_jwk": new_ed25519_key()[1]}, format="json"
     )
@@ -157,7 +158,7 @@ def test_the_list_filters_by_agent_slug_and_status(api_client, owner):
     first, second = make_agent(owner, slug="first"), make_agent(owner, slug="second")
     a = make_instance(first)
     b = make_instance(second)
-    services.pause_instance(instance=b, actor=owner)
+    lifecycle.pause_instance(instance=b, actor=owner)
     client = api_client.as_user(owner)
     ids = lambda url: {i["id"] for i in client.get(url).json()["results"]}  # noqa: E731
     assert ids("/api/v1/instances/?agent=first") == {str(a.id)}
@@ -201,7 +202,7 @@ def test_lifecycle_verbs_move_the_instance_or_answer_409(
 def test_an_instance_of_a_paused_agent_cannot_resume_on_its_own(api_client, owner):
     agent = make_agent(owner)
     instance = make_instance(agent)
-    services.pause_agent(agent=agent, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
     response = api_client.as_user(owner).post(f"/api/v1/instances/{instance.id}/resume", format="json")
     assert response.status_code == 409
     assert state_of(Instance, instance.pk) == "paused"

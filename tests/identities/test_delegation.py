@@ -5,9 +5,8 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from identities import services as identity_services
 from identities.models import Credential
-from tasks import services as task_services
+from tasks import lifecycle
 from tests.factories import make_agent, make_envelope, make_instance, new_ed25519_key
 from tests.identities.conftest import (
     JWT_TYPE,
@@ -120,7 +119,7 @@ def test_pausing_the_delegating_instance_revokes_the_delegated_credential(
     exchange, subject_token, helper, delegating, owner, is_active
 ):
     child = exchange(subject_token, helper).json()["access_token"]
-    identity_services.pause_instance(instance=delegating[0], actor=owner)
+    lifecycle.pause_instance(instance=delegating[0], actor=owner)
     assert is_active(child) is False
 
 
@@ -128,7 +127,7 @@ def test_ending_the_envelope_revokes_the_delegated_credential(
     exchange, subject_token, helper, delegating, owner, is_active
 ):
     child = exchange(subject_token, helper).json()["access_token"]
-    task_services.complete_envelope(envelope=delegating[1], actor=owner)
+    lifecycle.complete_envelope(envelope=delegating[1], actor=owner)
     assert is_active(child) is False
 
 
@@ -182,7 +181,7 @@ def test_delegation_to_the_same_instance_is_refused(exchange, subject_token, del
 
 
 def test_a_paused_receiver_is_refused(exchange, subject_token, helper, owner):
-    identity_services.pause_instance(instance=helper, actor=owner)
+    lifecycle.pause_instance(instance=helper, actor=owner)
     refused(exchange(subject_token, helper), "invalid_grant")
 
 
@@ -243,5 +242,5 @@ def test_a_gateway_allows_a_delegated_credential_inside_the_envelope_and_denies_
     assert decide("github:write")["reason"] == "scope_not_granted"
 
     parent = Credential.objects.get(jti=claims_of(subject_token)["jti"])
-    identity_services.revoke_credentials(actor=None, reason="test", jtis=[parent.jti])
+    lifecycle.revoke_credentials(actor=None, reason="test", jtis=[parent.jti])
     assert decide("github:read")["reason"] == "token_revoked"

@@ -81,7 +81,7 @@ def test_a_missing_token_parameter_is_an_invalid_request(api_client, gateway):
 
 
 def test_a_revoked_credential_is_inactive(introspect, access_token, owner):
-    from identities.services import revoke_credential
+    from tasks.lifecycle import revoke_credential
 
     revoke_credential(credential=Credential.objects.get(), actor=owner, reason="test")
     assert introspect(access_token).json() == {"active": False}

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import Client
 
 from identities.models import Credential
-from tasks import services as task_services
+from tasks import lifecycle
 from tests.factories import make_agent, make_envelope, make_instance
 from tests.identities.conftest import approve, post_token, token_form
 
@@ -44,7 +44,7 @@ def test_no_credential_outlives_an_envelope_revoked_while_mints_run(owner, admin
     for thread in threads:
         thread.start()
     started.wait()
-    task_services.revoke_envelope(envelope=envelope, actor=owner, reason="race")
+    lifecycle.revoke_envelope(envelope=envelope, actor=owner, reason="race")
     for thread in threads:
         thread.join()
 
@@ -54,7 +54,7 @@ def test_no_credential_outlives_an_envelope_revoked_while_mints_run(owner, admin
 
 
 def test_parallel_mints_for_one_envelope_all_succeed_and_activate_it_once(owner, admin):
-    from console.models import AuditEvent
+    from audit.models import AuditEvent
 
     instance = make_instance(make_agent(owner))
     envelope = approve(make_envelope(instance), admin)

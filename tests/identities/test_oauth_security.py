@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from identities import services as identity_services
 from identities.models import Credential
+from tasks import lifecycle
 from tasks import services as task_services
 from tasks.models import TaskEnvelope
 from tests.factories import make_agent, make_envelope, make_instance, new_ed25519_key
@@ -220,18 +221,18 @@ def test_an_envelope_past_its_end_gets_no_credential_even_before_the_sweep(issue
 
 def test_an_expired_envelope_gets_no_credential(issue, instance, envelope):
     TaskEnvelope.objects.filter(pk=envelope.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert task_services.expire_envelope(envelope_id=envelope.id)
+    assert lifecycle.expire_envelope(envelope_id=envelope.id)
     refused(issue(instance, envelope), "invalid_grant")
 
 
 @pytest.mark.parametrize("end", ["revoke", "complete"])
 def test_an_ended_envelope_gets_no_credential(issue, instance, envelope, owner, end):
-    getattr(task_services, f"{end}_envelope")(envelope=envelope, actor=owner)
+    getattr(lifecycle, f"{end}_envelope")(envelope=envelope, actor=owner)
     refused(issue(instance, envelope), "invalid_grant")
 
 
 def test_a_superseded_envelope_gets_no_credential(issue, instance, envelope, owner):
-    task_services.retask_envelope(
+    lifecycle.retask_envelope(
         envelope=envelope,
         actor=owner,
         intent="new task",
@@ -289,17 +290,17 @@ def test_a_malformed_ttl_is_an_invalid_request(issue, instance, envelope, ttl):
 
 
 def test_a_paused_instance_gets_no_credential(issue, instance, envelope, owner):
-    identity_services.pause_instance(instance=instance, actor=owner)
+    lifecycle.pause_instance(instance=instance, actor=owner)
     refused(issue(instance, envelope), "invalid_grant")
 
 
 def test_a_retired_instance_is_no_longer_a_client(issue, instance, envelope, owner):
-    identity_services.retire_instance(instance=instance, actor=owner)
+    lifecycle.retire_instance(instance=instance, actor=owner)
     refused(issue(instance, envelope), "invalid_client")
 
 
 def test_an_instance_of_a_paused_agent_gets_no_credential(issue, agent, instance, envelope, owner):
-    identity_services.pause_agent(agent=agent, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
     refused(issue(instance, envelope), "invalid_grant")
 
 
@@ -338,7 +339,7 @@ def test_an_oversized_body_is_refused_without_a_server_error(client, instance, e
 def test_a_database_deadlock_is_retried_once_then_answered_503(client, instance, envelope, monkeypatch):
     from django.db import OperationalError
 
-    from identities import oauth
+    from tasks import oauth
 
     class Deadlock(Exception):
         sqlstate = "40P01"

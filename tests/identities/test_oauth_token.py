@@ -8,7 +8,7 @@ import jwt
 import pytest
 from django.utils import timezone
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from identities.models import Credential, Instance
 from tasks.models import TaskEnvelope
 from tests.factories import make_envelope, make_instance, new_p256_key
@@ -83,7 +83,7 @@ def test_without_a_scope_the_credential_carries_every_scope_of_the_envelope(issu
 
 
 def test_a_requested_ttl_is_capped_by_the_policy_ceiling(issue, instance, envelope, settings):
-    from identities.issuance import policy_ttl_ceiling
+    from tasks.issuance import policy_ttl_ceiling
 
     body = issue(instance, envelope, ttl="86400").json()
 

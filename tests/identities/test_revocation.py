@@ -10,10 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.utils import timezone
 
-from console.models import AuditEvent
-from identities import services as identity_services
+from audit.models import AuditEvent
 from identities.models import Credential
-from tasks import services as task_services
+from tasks import lifecycle
 from tasks.models import TaskEnvelope
 from tests.factories import make_agent, make_envelope, make_instance
 from tests.identities.conftest import approve, form_post
@@ -183,32 +182,32 @@ def test_revoking_without_a_token_is_unauthenticated(client, access_token):
 
 def test_completing_the_envelope_revokes_its_credentials(access_token, is_active, envelope, owner):
     assert is_active(access_token) is True
-    task_services.complete_envelope(envelope=envelope, actor=owner)
+    lifecycle.complete_envelope(envelope=envelope, actor=owner)
     assert is_active(access_token) is False
 
 
 def test_the_instance_completing_its_own_envelope_revokes_its_credentials(access_token, is_active, envelope, instance):
-    from console import audit
+    from audit import services as audit
 
-    task_services.complete_envelope(envelope=envelope, actor=audit.Actor.of_instance(instance))
+    lifecycle.complete_envelope(envelope=envelope, actor=audit.Actor.of_instance(instance))
     assert is_active(access_token) is False
 
 
 def test_revoking_the_envelope_revokes_its_credentials(access_token, is_active, envelope, admin):
-    task_services.revoke_envelope(envelope=envelope, actor=admin, reason="drift")
+    lifecycle.revoke_envelope(envelope=envelope, actor=admin, reason="drift")
     assert is_active(access_token) is False
     assert Credential.objects.get().revoke_reason == "envelope revoked"
 
 
 def test_expiring_the_envelope_revokes_its_credentials(access_token, is_active, envelope):
     TaskEnvelope.objects.filter(pk=envelope.pk).update(expires_at=timezone.now())
-    assert task_services.expire_envelope(envelope_id=envelope.id)
+    assert lifecycle.expire_envelope(envelope_id=envelope.id)
     assert is_active(access_token) is False
     assert Credential.objects.get().status == "revoked"
 
 
 def test_retasking_the_envelope_revokes_its_credentials(access_token, is_active, envelope, owner):
-    new = task_services.retask_envelope(
+    new = lifecycle.retask_envelope(
         envelope=envelope,
         actor=owner,
         intent="narrower",
@@ -221,22 +220,22 @@ def test_retasking_the_envelope_revokes_its_credentials(access_token, is_active,
 
 
 def test_pausing_the_instance_revokes_its_credentials(access_token, is_active, instance, owner):
-    identity_services.pause_instance(instance=instance, actor=owner)
+    lifecycle.pause_instance(instance=instance, actor=owner)
     assert is_active(access_token) is False
 
 
 def test_retiring_the_instance_revokes_its_credentials(access_token, is_active, instance, owner):
-    identity_services.retire_instance(instance=instance, actor=owner)
+    lifecycle.retire_instance(instance=instance, actor=owner)
     assert is_active(access_token) is False
 
 
 def test_pausing_the_agent_revokes_its_instances_credentials(access_token, is_active, agent, owner):
-    identity_services.pause_agent(agent=agent, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
     assert is_active(access_token) is False
 
 
 def test_retiring_the_agent_revokes_its_instances_credentials(access_token, is_active, agent, owner):
-    identity_services.retire_agent(agent=agent, actor=owner)
+    lifecycle.retire_agent(agent=agent, actor=owner)
     assert is_active(access_token) is False
 
 
@@ -247,7 +246,7 @@ def test_a_cascade_leaves_other_envelopes_credentials_alone(
     other = approve(make_envelope(other_instance), admin)
     other_token = issue(other_instance, other).json()["access_token"]
 
-    task_services.revoke_envelope(envelope=envelope, actor=owner)
+    lifecycle.revoke_envelope(envelope=envelope, actor=owner)
 
     assert is_active(access_token) is False and is_active(other_token) is True
 
@@ -255,7 +254,7 @@ def test_a_cascade_leaves_other_envelopes_credentials_alone(
 def test_each_revoked_credential_has_its_own_audit_event_with_a_reason(issue, instance, envelope, owner):
     for _ in range(3):
         issue(instance, envelope)
-    task_services.revoke_envelope(envelope=envelope, actor=owner, reason="done early")
+    lifecycle.revoke_envelope(envelope=envelope, actor=owner, reason="done early")
     events = AuditEvent.objects.filter(verb="credential.revoked")
     assert events.count() == 3 and {e.reason for e in events} == {"envelope revoked"}
 
@@ -265,5 +264,5 @@ def test_another_agents_credentials_are_untouched_by_a_pause(
 ):
     stranger = make_instance(make_agent(other_owner, slug="stranger"))
     stranger_token = issue(stranger, approve(make_envelope(stranger), admin)).json()["access_token"]
-    identity_services.pause_agent(agent=agent, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
     assert is_active(stranger_token) is True

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from console.errors import PermissionDenied, ValidationFailed
-from console.models import AuditEvent
+from audit.models import AuditEvent
+from core.errors import PermissionDenied, ValidationFailed
 from identities import oidc
 from identities.models_oidc import TrustedIssuer
 from tests.factories import make_agent

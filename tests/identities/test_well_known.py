@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from identities import keys
 from identities.models import SigningKey
 

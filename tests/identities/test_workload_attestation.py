@@ -8,8 +8,8 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from console.errors import PermissionDenied, ValidationFailed
-from console.models import AuditEvent
+from audit.models import AuditEvent
+from core.errors import PermissionDenied, ValidationFailed
 from identities import oidc
 from identities.models import Instance, UsedAssertion
 from identities.oidc import (
@@ -215,7 +215,7 @@ def test_a_token_without_jti_is_replay_protected_by_its_hash(attested, local_iss
 
 
 def test_a_refused_authentication_does_not_spend_the_token(attested, local_issuer, agent, owner):
-    from identities.services import pause_instance, resume_instance
+    from tasks.lifecycle import pause_instance, resume_instance
 
     token = local_issuer.token()
     pause_instance(instance=attested, actor=owner)

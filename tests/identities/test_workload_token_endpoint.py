@@ -123,7 +123,7 @@ def test_a_disabled_issuer_no_longer_gets_credentials(client, registered, envelo
 
 
 def test_a_paused_attested_instance_gets_nothing(client, registered, envelope, local_issuer, owner):
-    from identities.services import pause_instance
+    from tasks.lifecycle import pause_instance
 
     pause_instance(instance=registered, actor=owner)
     refused(token_request(client, local_issuer.token(), envelope))

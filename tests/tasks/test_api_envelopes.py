@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from console.models import AuditEvent
-from tasks import services
+from audit.models import AuditEvent
+from tasks import lifecycle, services
 from tasks.models import TaskEnvelope
 from tests.apihelpers import ROLES, client_for, state_of, written_rows
 from tests.factories import make_agent, make_envelope, make_instance
@@ -292,9 +292,8 @@ def test_a_duration_the_policy_refuses_for_the_risk_is_400_naming_duration(api_c
 
 
 def test_a_paused_instance_cannot_get_an_envelope(api_client, owner, instance):
-    from identities import services as ids
 
-    ids.pause_instance(instance=instance, actor=owner)
+    lifecycle.pause_instance(instance=instance, actor=owner)
     response = api_client.as_user(owner).post("/api/v1/envelopes/", _body(instance), format="json")
     assert response.status_code == 400 and "instance" in response.json()
 

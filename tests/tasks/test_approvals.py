@@ -11,11 +11,11 @@ from django.contrib.auth.models import Group
 from django.db import connection, connections
 from django.utils import timezone
 
-from console.audit import verify_chain
-from console.errors import InvalidTransition, PermissionDenied, ValidationFailed
-from console.models import AuditEvent
-from console.roles import IDENTITY_ADMIN
-from tasks import services
+from accounts.roles import IDENTITY_ADMIN
+from audit.models import AuditEvent
+from audit.services import verify_chain
+from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
+from tasks import lifecycle, services
 from tasks.models import Approval, TaskEnvelope
 from tasks.policy import active_policy
 from tasks.selectors import pending_inbox_count
@@ -191,7 +191,7 @@ def test_only_identity_admins_approve_or_deny(request, instance, who):
 
 @pytest.mark.django_db
 def test_the_api_answers_a_refusal_with_403(instance, admin):
-    from console.api import exception_handler
+    from core.api import exception_handler
 
     envelope = make_envelope(instance, actor=admin, **MEDIUM)
     with pytest.raises(PermissionDenied) as refused:
@@ -241,7 +241,7 @@ def test_retask_creates_a_pending_envelope_classified_afresh(instance, owner, ad
     old = make_envelope(instance, **MEDIUM)
     services.approve_envelope(envelope=old, actor=admin)
     policy_dir.replace("lifecycle.toml", "# Time limits", "# Time limits, revised")
-    new = services.retask_envelope(
+    new = lifecycle.retask_envelope(
         envelope=old,
         actor=owner,
         intent="now rotate the deploy key",
@@ -260,7 +260,7 @@ def test_retask_creates_a_pending_envelope_classified_afresh(instance, owner, ad
 def test_a_low_risk_retask_still_waits_for_a_person(instance, owner, admin):
     old = make_envelope(instance, **MEDIUM)
     services.approve_envelope(envelope=old, actor=admin)
-    new = services.retask_envelope(
+    new = lifecycle.retask_envelope(
         envelope=old,
         actor=owner,
         intent="just read",
@@ -288,8 +288,8 @@ def test_pending_requests_past_the_limit_expire_and_only_those(instance, admin):
     _age(stale, limit + 1)
     _age(fresh, limit - 60)
     _age(decided, limit + 1)
-    assert services.expire_pending_requests() == 1
-    assert services.expire_pending_requests() == 0  # safe to run twice
+    assert lifecycle.expire_pending_requests() == 1
+    assert lifecycle.expire_pending_requests() == 0  # safe to run twice
     for envelope, state in ((stale, State.EXPIRED), (fresh, State.PENDING), (decided, State.APPROVED)):
         envelope.refresh_from_db()
         assert envelope.state == state
@@ -305,19 +305,19 @@ def test_expiry_works_in_chunks_oldest_first(instance):
     envelopes = [make_envelope(instance, **MEDIUM) for _ in range(3)]
     for age, envelope in zip((3, 1, 2), envelopes, strict=True):
         _age(envelope, limit + age * 60)
-    assert services.expire_pending_requests(limit=2) == 2
+    assert lifecycle.expire_pending_requests(limit=2) == 2
     remaining = TaskEnvelope.objects.get(state=State.PENDING)
     assert remaining == envelopes[1]
-    assert services.expire_pending_requests(limit=2) == 1
+    assert lifecycle.expire_pending_requests(limit=2) == 1
 
 
 @pytest.mark.django_db
 def test_the_limit_comes_from_the_policy(policy_dir, instance):
     envelope = make_envelope(instance, **MEDIUM)
     _age(envelope, 3 * 3600)
-    assert services.expire_pending_requests() == 0
+    assert lifecycle.expire_pending_requests() == 0
     policy_dir.replace("lifecycle.toml", 'expire_after = "24h"', 'expire_after = "2h"')
-    assert services.expire_pending_requests() == 1
+    assert lifecycle.expire_pending_requests() == 1
 
 
 @pytest.mark.django_db
@@ -334,15 +334,15 @@ def test_one_failing_row_does_not_stop_the_expiry_sweep(instance, monkeypatch):
     first, second = make_envelope(instance, **MEDIUM), make_envelope(instance, **MEDIUM)
     _age(first, limit + 120)
     _age(second, limit + 60)
-    real = services.expire_envelope
+    real = lifecycle.expire_envelope
 
     def flaky(*, envelope_id, **kwargs):
         if envelope_id == first.id:
             raise RuntimeError("boom")
         return real(envelope_id=envelope_id, **kwargs)
 
-    monkeypatch.setattr(services, "expire_envelope", flaky)
-    assert services.expire_pending_requests() == 1
+    monkeypatch.setattr(lifecycle, "expire_envelope", flaky)
+    assert lifecycle.expire_pending_requests() == 1
     second.refresh_from_db()
     assert second.state == State.EXPIRED
 
@@ -472,6 +472,6 @@ def test_two_expiry_sweeps_at_once_expire_each_request_once(owner):
     TaskEnvelope.objects.filter(pk__in=[e.pk for e in envelopes]).update(
         created_at=timezone.now() - timedelta(seconds=active_policy().pending_max_seconds + 1)
     )
-    outcomes = race(services.expire_pending_requests, services.expire_pending_requests)
+    outcomes = race(lifecycle.expire_pending_requests, lifecycle.expire_pending_requests)
     assert sum(outcomes) == 6, outcomes
     assert AuditEvent.objects.filter(verb="envelope.expired").count() == 6

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from identities.models import Credential
 from tasks import services
 from tests.factories import make_agent, make_envelope, make_instance

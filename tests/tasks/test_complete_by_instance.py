@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from identities.models import Credential
 from identities.tokens import mint_credential
 from tasks import services

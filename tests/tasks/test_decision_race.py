@@ -118,7 +118,7 @@ def test_an_allowed_decision_is_two_statements_on_postgresql(owner, admin, gatew
     from django.test.utils import CaptureQueriesContext
     from rest_framework.test import APIClient
 
-    from console.models import ApiToken
+    from accounts.models import ApiToken
 
     _, token = _envelope(owner, admin, max_actions=10)
     secret = ApiToken.new_secret()

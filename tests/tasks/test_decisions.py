@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from identities import keys
 from identities.models import Agent, Credential, Instance
-from identities.services import revoke_credentials
 from tasks import decisions
+from tasks.lifecycle import revoke_credentials
 from tasks.models import ActivityEvent, TaskEnvelope
 
 pytestmark = pytest.mark.django_db
@@ -302,7 +302,7 @@ def test_a_denied_decision_takes_two_queries(gw, live_envelope, mint, django_ass
 def test_a_revoked_api_token_stops_working_once_its_cache_entry_lapses(
     api_client, gateway, live_envelope, mint, monkeypatch
 ):
-    from console.models import ApiToken
+    from accounts.models import ApiToken
     from tasks.api import authentication
 
     client = api_client.as_user(gateway)

@@ -1,6 +1,6 @@
 import pytest
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from identities.models import Credential
 from tasks import decisions
 from tasks.models import ActivityEvent, TaskEnvelope

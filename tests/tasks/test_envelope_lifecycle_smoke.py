@@ -1,10 +1,9 @@
 import pytest
 
-from console.audit import verify_chain
-from console.errors import InvalidTransition, PermissionDenied
-from identities import services as ids
+from audit.services import verify_chain
+from core.errors import InvalidTransition, PermissionDenied
 from identities.models import Instance
-from tasks import services
+from tasks import lifecycle, services
 from tasks.models import TaskEnvelope
 from tests.factories import make_agent, make_envelope, make_instance
 
@@ -32,10 +31,10 @@ def test_nobody_approves_their_own_request(admin, owner):
 def test_pausing_an_agent_pauses_its_instances_and_resuming_brings_them_back(owner):
     agent = make_agent(owner)
     instance = make_instance(agent)
-    ids.pause_agent(agent=agent, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
     instance.refresh_from_db()
     assert instance.status == Instance.Status.PAUSED
-    ids.resume_agent(agent=agent, actor=owner)
+    lifecycle.resume_agent(agent=agent, actor=owner)
     instance.refresh_from_db()
     assert instance.status == Instance.Status.ACTIVE
 
@@ -44,8 +43,8 @@ def test_retiring_an_instance_ends_its_live_envelope(owner, admin):
     instance = make_instance(make_agent(owner))
     envelope = make_envelope(instance)
     services.approve_envelope(envelope=envelope, actor=admin)
-    ids.retire_instance(instance=instance, actor=owner)
+    lifecycle.retire_instance(instance=instance, actor=owner)
     envelope.refresh_from_db()
     assert envelope.state == TaskEnvelope.State.REVOKED
     with pytest.raises(InvalidTransition):
-        services.complete_envelope(envelope=envelope, actor=owner)
+        lifecycle.complete_envelope(envelope=envelope, actor=owner)

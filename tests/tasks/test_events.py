@@ -5,8 +5,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from identities.models import Instance
-from identities.services import revoke_credentials
 from tasks import services
+from tasks.lifecycle import revoke_credentials
 from tasks.models import ActivityEvent
 from tests.factories import make_agent, make_envelope, make_instance
 

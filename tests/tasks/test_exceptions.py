@@ -4,8 +4,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from console.errors import InvalidTransition, PermissionDenied, ValidationFailed
-from console.models import AuditEvent
+from audit.models import AuditEvent
+from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from tasks import exceptions as svc
 from tasks.models import StandingException
 from tests.factories import make_agent

@@ -117,7 +117,7 @@ def test_background_export_writes_the_file_with_progress_and_a_manifest(
 
 
 def test_bad_kind_format_or_range_is_a_validation_error(auditor):
-    from console.errors import ValidationFailed
+    from core.errors import ValidationFailed
 
     with pytest.raises(ValidationFailed):
         export.start_export(user=auditor, kind="users", fmt="csv")

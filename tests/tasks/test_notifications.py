@@ -10,8 +10,8 @@ from django.contrib.auth.models import Group
 from django.core import mail
 from django.utils import timezone
 
-from console.roles import IDENTITY_ADMIN
-from tasks import services
+from accounts.roles import IDENTITY_ADMIN
+from tasks import lifecycle, services
 from tasks.mail import send_envelope_notice
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy
@@ -108,7 +108,7 @@ def test_the_requester_learns_that_nobody_decided_in_time(instance, django_captu
         created_at=timezone.now() - timedelta(seconds=active_policy().pending_max_seconds + 1)
     )
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.expire_pending_requests() == 1
+        assert lifecycle.expire_pending_requests() == 1
     [message] = mail.outbox
     assert message.subject == "[Mandate] your envelope for invoice-triage expired: nobody decided in time"
 

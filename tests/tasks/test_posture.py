@@ -4,11 +4,12 @@ import pytest
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
-from console.models import AuditEvent
-from console.roles import AGENT_OWNER
+from accounts.roles import AGENT_OWNER
+from audit.models import AuditEvent
 from identities.models import Agent, Credential, Instance
-from identities.services import clone_instance, retire_instance
+from identities.services import clone_instance
 from tasks import posture
+from tasks.lifecycle import retire_instance
 from tasks.models import TaskEnvelope
 from tests.factories import make_agent, make_instance, new_ed25519_key
 from tests.tasks.posture_fixtures import approved_envelope, credentials, event

@@ -13,11 +13,11 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from console.audit import verify_chain
-from console.errors import InvalidTransition
-from console.models import AuditEvent
-from identities import services as ids
+from audit.models import AuditEvent
+from audit.services import verify_chain
+from core.errors import InvalidTransition
 from identities.models import Agent, Instance
+from tasks import lifecycle
 from tasks import services as env
 from tasks.models import TaskEnvelope
 from tests.factories import make_agent, make_envelope, make_instance
@@ -40,7 +40,7 @@ AGENT_TABLE = {
     ("retire", "paused"): "retired",
     ("retire", "retired"): "retired",
 }
-AGENT_VERBS = {"pause": ids.pause_agent, "resume": ids.resume_agent, "retire": ids.retire_agent}
+AGENT_VERBS = {"pause": lifecycle.pause_agent, "resume": lifecycle.resume_agent, "retire": lifecycle.retire_agent}
 
 
 def test_the_agent_table_covers_every_verb_from_every_state():
@@ -79,7 +79,11 @@ INSTANCE_TABLE = {
     ("retire", "paused"): "retired",
     ("retire", "retired"): "retired",
 }
-INSTANCE_VERBS = {"pause": ids.pause_instance, "resume": ids.resume_instance, "retire": ids.retire_instance}
+INSTANCE_VERBS = {
+    "pause": lifecycle.pause_instance,
+    "resume": lifecycle.resume_instance,
+    "retire": lifecycle.retire_instance,
+}
 
 
 def test_the_instance_table_covers_every_verb_from_every_state():
@@ -110,15 +114,15 @@ def test_an_instance_cannot_resume_while_its_agent_is_not_active(owner, agent_st
     Instance.objects.filter(pk=instance.pk).update(status="paused")
     Agent.objects.filter(pk=agent.pk).update(status=agent_state)
     with pytest.raises(InvalidTransition):
-        ids.resume_instance(instance=instance, actor=owner)
+        lifecycle.resume_instance(instance=instance, actor=owner)
 
 
 def test_resuming_an_agent_resumes_only_the_instances_paused_with_it(owner):
     agent = make_agent(owner)
     on_its_own, with_agent = make_instance(agent, label="a"), make_instance(agent, label="b")
-    ids.pause_instance(instance=on_its_own, actor=owner)
-    ids.pause_agent(agent=agent, actor=owner)
-    ids.resume_agent(agent=agent, actor=owner)
+    lifecycle.pause_instance(instance=on_its_own, actor=owner)
+    lifecycle.pause_agent(agent=agent, actor=owner)
+    lifecycle.resume_agent(agent=agent, actor=owner)
     assert Instance.objects.get(pk=on_its_own.pk).status == "paused"
     assert Instance.objects.get(pk=with_agent.pk).status == "active"
 
@@ -126,8 +130,8 @@ def test_resuming_an_agent_resumes_only_the_instances_paused_with_it(owner):
 def test_retiring_an_agent_retires_every_instance(owner):
     agent = make_agent(owner)
     a, b = make_instance(agent, label="a"), make_instance(agent, label="b")
-    ids.pause_instance(instance=b, actor=owner)
-    ids.retire_agent(agent=agent, actor=owner)
+    lifecycle.pause_instance(instance=b, actor=owner)
+    lifecycle.retire_agent(agent=agent, actor=owner)
     assert set(Instance.objects.filter(pk__in=[a.pk, b.pk]).values_list("status", flat=True)) == {"retired"}
 
 
@@ -166,11 +170,11 @@ def _do(verb: str, envelope: TaskEnvelope, *, owner, admin):
     if verb == "deny":
         return env.deny_envelope(envelope=envelope, actor=admin, comment="no")
     if verb == "revoke":
-        return env.revoke_envelope(envelope=envelope, actor=owner, reason="test")
+        return lifecycle.revoke_envelope(envelope=envelope, actor=owner, reason="test")
     if verb == "complete":
-        return env.complete_envelope(envelope=envelope, actor=owner)
+        return lifecycle.complete_envelope(envelope=envelope, actor=owner)
     if verb == "retask":
-        return env.retask_envelope(
+        return lifecycle.retask_envelope(
             envelope=envelope,
             actor=owner,
             intent="narrower",
@@ -180,12 +184,12 @@ def _do(verb: str, envelope: TaskEnvelope, *, owner, admin):
             max_actions=5,
         )
     if verb == "expire":
-        return env.expire_envelope(envelope_id=envelope.pk, now=far_future)
+        return lifecycle.expire_envelope(envelope_id=envelope.pk, now=far_future)
     if verb == "activate":
         from django.db import transaction
 
         with transaction.atomic():
-            return env.activate_on_first_credential(envelope=envelope, actor=owner)
+            return lifecycle.activate_on_first_credential(envelope=envelope, actor=owner)
     raise AssertionError(verb)
 
 
@@ -220,14 +224,14 @@ def test_envelope_transition(owner, admin, verb, from_state):
 
 def test_a_pending_envelope_is_not_expired_before_the_policy_says_so(owner):
     envelope = make_envelope(make_instance(make_agent(owner)))
-    assert env.expire_envelope(envelope_id=envelope.pk) is False
+    assert lifecycle.expire_envelope(envelope_id=envelope.pk) is False
     assert TaskEnvelope.objects.get(pk=envelope.pk).state == S.PENDING
 
 
 def test_a_live_envelope_is_not_expired_before_its_time(owner, admin):
     envelope = make_envelope(make_instance(make_agent(owner)))
     env.approve_envelope(envelope=envelope, actor=admin)
-    assert env.expire_envelope(envelope_id=envelope.pk) is False
+    assert lifecycle.expire_envelope(envelope_id=envelope.pk) is False
     assert TaskEnvelope.objects.get(pk=envelope.pk).state == S.APPROVED
 
 

@@ -11,10 +11,10 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from console.audit import verify_chain
-from console.models import AuditEvent
+from audit.models import AuditEvent
+from audit.services import verify_chain
 from identities.models import Credential, Instance
-from tasks import services, sweeps
+from tasks import lifecycle, services, sweeps
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy
 from tests.factories import make_agent, make_envelope, make_instance
@@ -99,7 +99,7 @@ def test_bulk_audit_rows_interleave_with_single_rows_on_the_same_chain(owner, ad
     envelope = approved_envelope(make_instance(make_agent(owner)), admin)
     credential(envelope, expires_in=-1)
     sweeps.expire_overdue_credentials()
-    services.revoke_envelope(envelope=envelope, actor=owner, reason="done")  # a single record() after
+    lifecycle.revoke_envelope(envelope=envelope, actor=owner, reason="done")  # a single record() after
     credential(envelope, expires_in=-1)
     sweeps.expire_overdue_credentials()
     assert verify_chain().ok
@@ -155,14 +155,14 @@ def test_one_envelope_that_fails_does_not_stop_the_others(owner, admin, monkeypa
     instance = make_instance(make_agent(owner))
     first, second = approved_envelope(instance, admin), approved_envelope(instance, admin)
     TaskEnvelope.objects.filter(pk__in=[first.pk, second.pk]).update(expires_at=timezone.now() - timedelta(seconds=1))
-    real = services.expire_envelope
+    real = lifecycle.expire_envelope
 
     def expire(*, envelope_id, **kwargs):
         if envelope_id == first.pk:
             raise RuntimeError("a broken row")
         return real(envelope_id=envelope_id, **kwargs)
 
-    monkeypatch.setattr(services, "expire_envelope", expire)
+    monkeypatch.setattr(lifecycle, "expire_envelope", expire)
     assert sweeps.expire_overdue_envelopes() == 1
     second.refresh_from_db()
     assert second.state == TaskEnvelope.State.EXPIRED

@@ -16,9 +16,10 @@ from django.db import transaction
 from django.utils import timezone
 from jwt.algorithms import OKPAlgorithm
 
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from identities import services as ids
 from identities.models import Agent, Credential, Instance
+from tasks import lifecycle
 from tasks import services as tasks
 from tasks.models import ActivityEvent, TaskEnvelope
 from tasks.posture_demo import seed_posture_demo
@@ -239,7 +240,7 @@ class Command(BaseCommand):
                     expires_at=min(now + timedelta(seconds=ttl), envelope.expires_at),
                     kid="demo-key",
                 )
-                tasks.activate_on_first_credential(envelope=envelope, actor=_instance_actor(instance))
+                lifecycle.activate_on_first_credential(envelope=envelope, actor=_instance_actor(instance))
                 creds.append(credential)
             Credential.objects.create(
                 jti=uuid.uuid4().hex,
@@ -269,7 +270,7 @@ class Command(BaseCommand):
         # Ended envelopes: completed, revoked, denied, expired, superseded.
         done_env = req(inst["release-notes"], "Tag release v2.3", ["github:write"], resources=["repo:acme/app"])
         tasks.approve_envelope(envelope=done_env, actor=alan, comment="ok")
-        tasks.complete_envelope(envelope=done_env, actor=users["olivia"])
+        lifecycle.complete_envelope(envelope=done_env, actor=users["olivia"])
         revoked = req(
             inst["data-sync"],
             "Push enriched contacts to the warehouse",
@@ -278,7 +279,7 @@ class Command(BaseCommand):
             duration=3600,
         )
         approve_fully(revoked, "watch the volume")
-        tasks.revoke_envelope(envelope=revoked, actor=ada, reason="drift: wrote outside the export bucket")
+        lifecycle.revoke_envelope(envelope=revoked, actor=ada, reason="drift: wrote outside the export bucket")
         denied = req(
             inst["support-summariser"],
             "Bulk-close stale tickets",
@@ -291,7 +292,7 @@ class Command(BaseCommand):
             inst["release-notes"], "Post release digest to #eng", ["slack:post"], resources=["slack:#eng"], duration=600
         )
         approve_fully(expired)
-        tasks.expire_envelope(envelope_id=expired.id, now=now + timedelta(seconds=601))
+        lifecycle.expire_envelope(envelope_id=expired.id, now=now + timedelta(seconds=601))
         old = req(
             inst["support-summariser"],
             "Summarise the SUP backlog",
@@ -303,7 +304,7 @@ class Command(BaseCommand):
             depth=1,
         )
         tasks.approve_envelope(envelope=old, actor=alan, comment="fine")
-        tasks.retask_envelope(
+        lifecycle.retask_envelope(
             envelope=old,
             actor=users["oscar"],
             intent="Summarise the SUP and ENT backlogs",
@@ -395,6 +396,6 @@ class Command(BaseCommand):
 
 
 def _instance_actor(instance):
-    from console.audit import Actor
+    from audit.services import Actor
 
     return Actor.of_instance(instance)

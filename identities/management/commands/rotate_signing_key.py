@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from console import audit
+from audit import services as audit
 from identities.keys import REFRESH_HINT_SECONDS, rotate_signing_key
 
 

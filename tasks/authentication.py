@@ -4,7 +4,7 @@ The credential is verified (signature by one of our published keys, ``exp``) and
 live: not revoked, instance and envelope still live. The request's user becomes an
 ``AgentPrincipal`` — never a Django user, never holding a role — carrying the instance, envelope and
 credential, so views attribute what the agent does to exactly that instance and envelope.
-API tokens (``mdt_…``) are left to ``console.authentication.ApiTokenAuthentication``.
+API tokens (``mdt_…``) are left to ``accounts.authentication.ApiTokenAuthentication``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from console.authentication import bearer_value
-from console.models import TOKEN_PREFIX
+from accounts.models import TOKEN_PREFIX
+from core.bearer import bearer_value
 from identities.models import Credential, Instance
 from identities.tokens import TokenRejected
 
@@ -79,7 +79,7 @@ class AgentCredentialAuthentication(authentication.BaseAuthentication):
 
 
 class AgentCredentialScheme(OpenApiAuthenticationExtension):
-    target_class = "identities.authentication.AgentCredentialAuthentication"
+    target_class = "tasks.authentication.AgentCredentialAuthentication"
     name = "agentCredential"
 
     def get_security_definition(self, auto_schema):

@@ -10,10 +10,10 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from console import audit
-from console.errors import ValidationFailed
-from console.models import ApiToken
-from console.roles import ALL_ROLES
+from accounts.models import ApiToken
+from accounts.roles import ALL_ROLES
+from audit import services as audit
+from core.errors import ValidationFailed
 
 MAX_TOKEN_DAYS = 3650
 

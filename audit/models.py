@@ -1,58 +1,10 @@
-"""Console-wide records: API tokens for REST clients and the hash-chained audit trail."""
+"""The hash-chained audit trail: one head per chain, append-only events."""
 
 from __future__ import annotations
-
-import hashlib
-import secrets
-import uuid
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-
-TOKEN_PREFIX = "mdt_"
-
-
-class ApiToken(models.Model):
-    """A bearer token for a user's REST automation. Only a SHA-256 digest of the secret is kept."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100)
-    # The first characters of the secret, so a person can tell their tokens apart; not enough to use.
-    prefix = models.CharField(max_length=16)
-    digest = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    @staticmethod
-    def digest_of(secret: str) -> str:
-        return hashlib.sha256(secret.encode()).hexdigest()
-
-    @staticmethod
-    def new_secret() -> str:
-        return TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-    @property
-    def is_usable(self) -> bool:
-        now = timezone.now()
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
-    @property
-    def status(self) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= timezone.now():
-            return "expired"
-        return "active"
 
 
 class AuditChain(models.Model):
@@ -66,6 +18,9 @@ class AuditChain(models.Model):
     key = models.CharField(primary_key=True, max_length=80)
     length = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="0" * 64)
+
+    class Meta:
+        db_table = "console_auditchain"  # created under the console app; the table keeps its name
 
     def __str__(self) -> str:
         return f"{self.key} ({self.length})"
@@ -104,6 +59,7 @@ class AuditEvent(models.Model):
     hash = models.CharField(max_length=64)
 
     class Meta:
+        db_table = "console_auditevent"  # created under the console app; the table keeps its name
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq_unique")]
         indexes = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from console.audit import verify_chain
+from audit.services import verify_chain
 
 
 class Command(BaseCommand):

@@ -14,11 +14,12 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from console.api.common import ReasonSerializer, RolePermission, StrictFilterSet, errors
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from accounts.permissions import RolePermission
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from core.api import ReasonSerializer, StrictFilterSet, errors
 from identities.models import Credential
 from identities.selectors import credentials_for
-from identities.services import revoke_credential
+from tasks.lifecycle import revoke_credential
 
 STATUS_CHOICES = [(s, s) for s in ("active", "expired", "revoked")]
 

@@ -1,5 +1,5 @@
-"""Building blocks every API resource module uses: strict input fields, the role permission, the
-router that spells our paths, and the error responses documented in the OpenAPI schema.
+"""Building blocks every API resource module uses: strict input fields, the router that spells our
+paths, the error responses documented in the OpenAPI schema, and domain errors rendered as JSON.
 
 Input is strict on purpose: a client that sends ``"60"`` for a number, ``1`` for a boolean or a
 field we do not know gets a 400 naming the field instead of a guess.
@@ -10,13 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import django_filters
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
-from rest_framework import permissions, serializers
+from rest_framework import serializers, status
+from rest_framework.response import Response
 from rest_framework.routers import DynamicRoute, SimpleRouter
+from rest_framework.views import exception_handler as drf_exception_handler
 
-from console.roles import has_role
+from core.errors import DomainError
 
 UUID_PATH = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 SLUG_PATH = r"[a-z0-9-]{1,63}"
@@ -93,24 +95,6 @@ class StrictFilterSet(django_filters.FilterSet):
         return valid
 
 
-# --- permissions ---------------------------------------------------------------------------------
-
-
-class RolePermission(permissions.BasePermission):
-    """Reads need one of ``view.read_roles``; anything else one of ``view.write_roles``.
-
-    Object-level rules (owners act only on their own agents) live in the selectors, which scope the
-    queryset, so another owner's object is a 404 rather than a 403.
-    """
-
-    message = "your role does not allow this"
-
-    def has_permission(self, request, view) -> bool:
-        if request.method in permissions.SAFE_METHODS:
-            return has_role(request.user, *getattr(view, "read_roles", ()))
-        return has_role(request.user, *getattr(view, "write_roles", ()))
-
-
 # --- routing -------------------------------------------------------------------------------------
 
 
@@ -125,14 +109,6 @@ class ApiRouter(SimpleRouter):
 
 
 # --- OpenAPI -------------------------------------------------------------------------------------
-
-
-class ApiTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "console.authentication.ApiTokenAuthentication"
-    name = "bearerAuth"
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "description": "An API token (mdt_…)."}
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -159,3 +135,17 @@ def errors(*codes: int) -> dict:
         else:
             out[code] = OpenApiResponse(ErrorSerializer, description=_ERROR_TEXT[code])
     return out
+
+
+# --- domain errors as JSON ----------------------------------------------------------------------
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        body = {"detail": exc.message, "code": exc.code}
+        if exc.field:
+            body = {exc.field: [exc.message], "detail": f"{exc.field}: {exc.message}", "code": exc.code}
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, Http404):
+        return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    return drf_exception_handler(exc, context)

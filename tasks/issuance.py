@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from console import audit
+from audit import services as audit
 from identities.assertions import VerifiedAssertion, consume_assertion
 from identities.keys import active_signing_key
 from identities.models import Agent, Credential, Instance
@@ -295,7 +295,7 @@ def issue_credential(
             )
             actor = audit.Actor.of_instance(instance)
             if envelope.state == TaskEnvelope.State.APPROVED:
-                from tasks.services import activate_on_first_credential
+                from tasks.lifecycle import activate_on_first_credential
 
                 activate_on_first_credential(envelope=envelope, actor=actor)
             _record_issued(minted, instance=instance, actor=actor, request=request)

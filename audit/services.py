@@ -6,7 +6,6 @@ transaction, so a lifecycle change and its audit row commit or roll back togethe
 
 from __future__ import annotations
 
-import contextvars
 import hashlib
 import json
 import uuid
@@ -17,7 +16,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from console.models import AuditChain, AuditEvent
+from audit.models import AuditChain, AuditEvent
+from core.request_id import current_request_id
 
 GLOBAL_CHAIN = "global"
 
@@ -462,19 +462,3 @@ def verify_chain() -> VerifyResult:
                 {"id": None, "chain": head.key, "seq": expected_seq, "problem": "rows missing at the end of the chain"},
             )
     return VerifyResult(True, checked, None)
-
-
-# --- request id -----------------------------------------------------------------------------------
-_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("mandate_request_id", default="")
-
-
-def current_request_id() -> str:
-    return _request_id.get()
-
-
-def set_request_id(value: str):
-    return _request_id.set(value)
-
-
-def reset_request_id(token) -> None:
-    _request_id.reset(token)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from console import audit
-from console.errors import ValidationFailed
-from console.services import MAX_TOKEN_DAYS, create_api_token
+from accounts.services import MAX_TOKEN_DAYS, create_api_token
+from audit import services as audit
+from core.errors import ValidationFailed
 
 
 class Command(BaseCommand):

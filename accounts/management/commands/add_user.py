@@ -12,9 +12,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from console import audit
-from console.roles import ALL_ROLES
-from console.services import set_user_roles
+from accounts.roles import ALL_ROLES
+from accounts.services import set_user_roles
+from audit import services as audit
 
 
 class Command(BaseCommand):

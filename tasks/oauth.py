@@ -20,23 +20,23 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 
-from console import audit
-from console.authentication import ApiTokenAuthentication
-from console.errors import InvalidTransition
-from console.roles import AUDITOR, GATEWAY, IDENTITY_ADMIN, has_role
+from accounts.authentication import ApiTokenAuthentication
+from accounts.roles import AUDITOR, GATEWAY, IDENTITY_ADMIN, has_role
+from audit import services as audit
+from core.errors import InvalidTransition
 from identities.assertions import (
     JWT_BEARER,
     AssertionRejected,
     maybe_purge_used_assertions,
     verify_client_assertion,
 )
-from identities.issuance import GrantRefused, delegate_credential, issue_credential
 from identities.models import Agent, Credential, Instance, spiffe_id_for
 from identities.oidc import WorkloadTokenRejected, is_workload_assertion, workload_client_assertion
 from identities.prepared import PreparedValues
-from identities.services import revoke_credential
 from identities.tokens import TokenRejected, VerifiedToken, verify_access_token
 from identities.validators import is_scope
+from tasks.issuance import GrantRefused, delegate_credential, issue_credential
+from tasks.lifecycle import revoke_credential
 from tasks.models import TaskEnvelope
 
 CLIENT_CREDENTIALS = "client_credentials"

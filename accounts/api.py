@@ -8,16 +8,10 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from console import services
-from console.api.common import (
-    UUID_PATH,
-    StrictCharField,
-    StrictIntegerField,
-    StrictSerializer,
-    errors,
-)
-from console.models import ApiToken
-from console.selectors import api_tokens_of
+from accounts import services
+from accounts.models import ApiToken
+from accounts.selectors import api_tokens_of
+from core.api import UUID_PATH, StrictCharField, StrictIntegerField, StrictSerializer, errors
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):

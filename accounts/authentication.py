@@ -5,26 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
-from console.models import TOKEN_PREFIX, ApiToken
+from accounts.models import TOKEN_PREFIX, ApiToken
+from core.bearer import bearer_value
 
 # last_used_at is a hint for people, not an audit record: write it at most once a minute.
 _LAST_USED_GRANULARITY = timedelta(seconds=60)
-
-
-def bearer_value(request) -> str | None:
-    """The value of ``Authorization: Bearer <value>``, None without such a header, and a 401 for
-    a malformed one. Shared by every Bearer authenticator (API tokens, agent credentials)."""
-    header = authentication.get_authorization_header(request).split()
-    if not header or header[0].lower() != b"bearer":
-        return None
-    if len(header) != 2:
-        raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
-    try:
-        return header[1].decode("ascii")
-    except UnicodeDecodeError:
-        raise exceptions.AuthenticationFailed("invalid token") from None
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -47,3 +35,11 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.ApiTokenAuthentication"
+    name = "bearerAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An API token (mdt_…)."}

@@ -53,7 +53,7 @@ def spiffe_bundle(request):
 @require_GET
 def authorization_server_metadata(request):
     """GET /.well-known/oauth-authorization-server — RFC 8414."""
-    from identities.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
+    from tasks.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
 
     return _cacheable(
         {

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from identities import oauth, well_known
+from tasks import oauth, well_known
 
 urlpatterns = [
     path("oauth/token", oauth.token, name="oauth-token"),

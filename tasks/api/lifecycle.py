@@ -1,0 +1,68 @@
+"""The lifecycle verbs of agents and instances over REST (``POST /agents/{slug}/pause`` …).
+
+They sit on the identities' viewsets (same paths, same schema) but live here, beside the verbs they
+call in ``tasks.lifecycle``: pausing or retiring cascades into envelopes and credentials, which
+identities know nothing of.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import action
+
+from core.api import ReasonSerializer, errors
+from identities.api import agents, instances
+from identities.api.agents import AgentSerializer
+from identities.api.instances import InstanceSerializer, render_instance
+from tasks import lifecycle
+
+_AGENT_VERB = {"request": ReasonSerializer, "responses": {200: AgentSerializer, **errors(400, 403, 404, 409)}}
+_INSTANCE_VERB = {"request": ReasonSerializer, "responses": {200: InstanceSerializer, **errors(400, 403, 404, 409)}}
+
+
+class AgentViewSet(agents.AgentViewSet):
+    @extend_schema(summary="Pause an agent and its active instances", **_AGENT_VERB)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, slug=None):
+        return self._lifecycle(request, lifecycle.pause_agent)
+
+    @extend_schema(summary="Resume a paused agent and the instances paused with it", **_AGENT_VERB)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, slug=None):
+        return self._lifecycle(request, lifecycle.resume_agent)
+
+    @extend_schema(summary="Retire an agent for good, with all its instances", **_AGENT_VERB)
+    @action(detail=True, methods=["post"])
+    def retire(self, request, slug=None):
+        return self._lifecycle(request, lifecycle.retire_agent)
+
+    def _lifecycle(self, request, transition):
+        agent = self.get_object()
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        agent = transition(agent=agent, actor=request.user, request=request, **body.validated_data)
+        return self._render(agent)
+
+
+class InstanceViewSet(instances.InstanceViewSet):
+    @extend_schema(summary="Pause an instance; its live credentials are revoked", **_INSTANCE_VERB)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._lifecycle(request, lifecycle.pause_instance)
+
+    @extend_schema(summary="Resume a paused instance (its agent must be active)", **_INSTANCE_VERB)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._lifecycle(request, lifecycle.resume_instance)
+
+    @extend_schema(summary="Retire an instance for good; its envelopes and credentials end", **_INSTANCE_VERB)
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None):
+        return self._lifecycle(request, lifecycle.retire_instance)
+
+    def _lifecycle(self, request, transition):
+        instance = self.get_object()
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        instance = transition(instance=instance, actor=request.user, request=request, **body.validated_data)
+        return render_instance(request, instance)
