@@ -21,8 +21,9 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import Group  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from tasks import export  # noqa: E402
-from tasks.models import ActivityEvent, ExportJob  # noqa: E402
+from posture import export  # noqa: E402
+from posture.models import ExportJob  # noqa: E402
+from tasks.models import ActivityEvent  # noqa: E402
 
 
 def main(rows: int) -> None:

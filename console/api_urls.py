@@ -8,9 +8,9 @@ from accounts.api import ApiTokenViewSet
 from console.api.audit import AuditViewSet
 from core.api import ApiRouter
 from identities.api.issuers import IssuerViewSet
+from posture.api.standing_exceptions import ExceptionViewSet
 from tasks.api.credentials import CredentialViewSet
 from tasks.api.envelopes import EnvelopeViewSet
-from tasks.api.exceptions import ExceptionViewSet
 from tasks.api.lifecycle import AgentViewSet, InstanceViewSet
 from tasks.api.urls import urlpatterns as decision_and_activity_urls
 

@@ -1,4 +1,4 @@
-"""The Celery app: configured from Django settings (CELERY_* names), tasks autodiscovered."""
+"""The Celery app: configured from Django settings (CELERY_* names), jobs autodiscovered (``<app>/jobs.py``)."""
 
 import os
 import sys
@@ -16,4 +16,4 @@ if Path(sys.argv[0]).name in {"celery", "__main__.py"} and "celery" in sys.argv[
 
 app = Celery("mandate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+app.autodiscover_tasks(related_name="jobs")

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "audit",
     "identities",
     "tasks",
+    "posture",
     "console",
 ]
 
@@ -183,7 +184,7 @@ SPECTACULAR_SETTINGS = {
         # Agents and instances share one set of lifecycle states.
         "LifecycleStatusEnum": "identities.models.Agent.Status",
         "ApiTokenStatusEnum": ["active", "expired", "revoked"],
-        "StandingExceptionStatusEnum": "tasks.models_posture.StandingException.Status",
+        "StandingExceptionStatusEnum": "posture.models.StandingException.Status",
         # Activity kinds: all of them on the record, three of them reportable.
         "ActivityKindEnum": "tasks.models.ActivityEvent.Kind",
         "ReportedKindEnum": ["tool_call", "secret_access", "privilege_escalation"],

@@ -42,8 +42,10 @@ from django.utils import timezone
 from accounts.roles import is_admin
 from audit import services as audit
 from core.errors import PermissionDenied, ValidationFailed
+from identities.assertions import ClientKey, VerifiedAssertion
 from identities.models import Agent, Instance, UsedAssertion
 from identities.models_oidc import TrustedIssuer
+from identities.services import register_instance
 from identities.validators import SLUG_RE
 
 logger = logging.getLogger(__name__)
@@ -481,8 +483,6 @@ def register_attested_instance(
     The token must come from a trusted issuer whose rules bind it to this agent; the instance records
     the issuer and the token's subject, and may later authenticate with a fresh token from them.
     """
-    from identities.services import register_instance
-
     if not (is_admin(actor) or agent.owner_id == getattr(actor, "pk", None)):
         raise PermissionDenied("only the agent's owner or an identity admin registers its instances")
     with transaction.atomic():
@@ -555,8 +555,6 @@ def workload_client_assertion(assertion: str, *, instance_hint: str | None = Non
     """For ``/oauth/token``: ``authenticate_workload_assertion``'s checks without spending the token,
     answered as the endpoint's ``VerifiedAssertion``; the endpoint spends it (``consume_assertion``)
     in the transaction that mints, under the same replay key, so a replay is refused there."""
-    from identities.assertions import ClientKey, VerifiedAssertion
-
     instance, issuer, claims = _attested_instance(assertion, instance_hint=instance_hint, consume=False)
     replay_key, expires_at = replay_record(issuer, claims, assertion)
     alg = jwt.get_unverified_header(assertion)["alg"]

@@ -18,6 +18,7 @@ from accounts.models import TOKEN_PREFIX
 from core.bearer import bearer_value
 from identities.models import Credential, Instance
 from identities.tokens import TokenRejected
+from tasks.decisions import load_credential, verify_token_cached
 
 
 class AgentPrincipal(AnonymousUser):
@@ -55,8 +56,6 @@ class AgentCredentialAuthentication(authentication.BaseAuthentication):
         token = bearer_value(request)
         if token is None or token.startswith(TOKEN_PREFIX):
             return None  # no Bearer header, or an API token for ApiTokenAuthentication
-        from tasks.decisions import load_credential, verify_token_cached
-
         try:
             verified = verify_token_cached(token)
         except TokenRejected as rejected:

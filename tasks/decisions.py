@@ -38,6 +38,7 @@ from django.utils import timezone
 from audit import services as audit
 from identities.models import Agent, Credential, Instance
 from identities.tokens import TokenRejected, VerifiedToken, verify_access_token
+from tasks.lifecycle import revoke_envelope
 from tasks.models import ActivityEvent, TaskEnvelope
 from tasks.policy import active_policy
 from tasks.resources import resource_granted
@@ -426,8 +427,6 @@ def revoke_for_drift_if_due(*, envelope_id, drift_count: int | None, policy=None
     limit = policy.drift_revoke_after
     if not limit or drift_count < limit:
         return False
-    from tasks.lifecycle import revoke_envelope
-
     envelope = TaskEnvelope.objects.select_related("agent", "instance").filter(pk=envelope_id).first()
     if envelope is None or envelope.state not in TaskEnvelope.LIVE_STATES:
         return False

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from audit import services as audit
@@ -34,6 +35,7 @@ from identities.tokens import (
     mint_credential,
     verify_access_token,
 )
+from tasks.lifecycle import activate_on_first_credential
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy
 
@@ -218,8 +220,6 @@ def note_instance_seen(instance_id: uuid.UUID, *, now: datetime | None = None) -
     if len(_seen_memo) > 50_000:
         _seen_memo.clear()
     now = now or timezone.now()
-    from django.db.models import Q
-
     Instance.objects.filter(pk=instance_id).filter(
         Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - LAST_SEEN_GRANULARITY)
     ).update(last_seen_at=now, stale=False, stale_since=None)
@@ -295,8 +295,6 @@ def issue_credential(
             )
             actor = audit.Actor.of_instance(instance)
             if envelope.state == TaskEnvelope.State.APPROVED:
-                from tasks.lifecycle import activate_on_first_credential
-
                 activate_on_first_credential(envelope=envelope, actor=actor)
             _record_issued(minted, instance=instance, actor=actor, request=request)
     except GrantRefused as refusal:

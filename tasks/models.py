@@ -199,6 +199,3 @@ class ActivityEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.scope} {self.resource}"
-
-
-from tasks.models_posture import ExportJob, StandingException  # noqa: E402,F401  (posture records)

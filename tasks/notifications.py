@@ -10,7 +10,7 @@ logger = logging.getLogger(__name__)
 def envelope_event(kind: str, envelope_id) -> None:
     """Hand the notice to the worker; never block or fail the request that caused it."""
     try:
-        from tasks.tasks import notify_envelope
+        from tasks.jobs import notify_envelope
 
         # No publish retries: with the broker down this fails at once (and is logged) instead of
         # holding the approver's request while kombu retries.

@@ -10,6 +10,7 @@ from django.db.models import Prefetch, Q, QuerySet
 from accounts.roles import IDENTITY_ADMIN, can_read_all, is_admin
 from tasks.authentication import AgentPrincipal
 from tasks.models import ActivityEvent, Approval, TaskEnvelope
+from tasks.services import pending_deadline
 
 
 def envelopes_for(user) -> QuerySet[TaskEnvelope]:
@@ -31,8 +32,6 @@ def pending_inbox(user) -> QuerySet[TaskEnvelope]:
     by them, not a high-risk envelope for their own agent, and not past the pending limit."""
     if not is_admin(user):
         return TaskEnvelope.objects.none()
-    from tasks.services import pending_deadline
-
     return (
         TaskEnvelope.objects.filter(state=TaskEnvelope.State.PENDING, created_at__gt=pending_deadline())
         .exclude(requested_by=user)

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET
 from identities.assertions import MAX_LIFETIME_SECONDS
 from identities.keys import REFRESH_HINT_SECONDS, key_set
 from identities.tokens import issuer
+from tasks.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
 
 
 def _cacheable(body: dict) -> JsonResponse:
@@ -53,8 +54,6 @@ def spiffe_bundle(request):
 @require_GET
 def authorization_server_metadata(request):
     """GET /.well-known/oauth-authorization-server — RFC 8414."""
-    from tasks.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
-
     return _cacheable(
         {
             "issuer": issuer(),

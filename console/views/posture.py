@@ -32,9 +32,11 @@ from audit.services import verify_chain
 from console import charts
 from core.errors import DomainError
 from identities.models import Agent
-from tasks import exceptions as exception_services
-from tasks import export, posture, standards
-from tasks.models import StandingException, TaskEnvelope
+from posture import export, standards
+from posture import selectors as posture
+from posture import standing_exceptions as exception_services
+from posture.models import StandingException
+from tasks.models import TaskEnvelope
 
 CONSOLE_ROLES = (IDENTITY_ADMIN, AGENT_OWNER, AUDITOR)
 WINDOWS = (7, 30, 90)

@@ -5,8 +5,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tasks import exceptions as exception_services
-from tasks.models import ActivityEvent, ExportJob, StandingException, TaskEnvelope
+from posture import standing_exceptions as exception_services
+from posture.models import ExportJob, StandingException
+from tasks.models import ActivityEvent, TaskEnvelope
 from tests.factories import make_agent, make_instance
 from tests.tasks.posture_fixtures import approved_envelope, credentials, event
 

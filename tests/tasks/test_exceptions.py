@@ -6,8 +6,8 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
-from tasks import exceptions as svc
-from tasks.models import StandingException
+from posture import standing_exceptions as svc
+from posture.models import StandingException
 from tests.factories import make_agent
 
 pytestmark = pytest.mark.django_db

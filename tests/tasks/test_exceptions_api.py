@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.models import StandingException
+from posture.models import StandingException
 from tests.factories import make_agent
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tasks import export
-from tasks.models import ActivityEvent, ExportJob
+from posture import export
+from posture.models import ExportJob
+from tasks.models import ActivityEvent
 from tests.factories import make_agent, make_instance
 
 pytestmark = pytest.mark.django_db

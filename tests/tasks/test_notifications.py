@@ -116,7 +116,7 @@ def test_the_requester_learns_that_nobody_decided_in_time(instance, django_captu
 def test_a_broker_that_is_down_never_fails_the_request(
     instance, admin, monkeypatch, caplog, django_capture_on_commit_callbacks
 ):
-    from tasks import tasks as celery_tasks
+    from tasks import jobs as celery_tasks
 
     def down(*args, **kwargs):
         raise ConnectionError("broker unreachable")
@@ -153,7 +153,7 @@ def test_the_notice_links_to_the_console_when_its_address_is_known(instance, adm
 
 
 def test_the_celery_task_sends_the_notice(instance, admin):
-    from tasks.tasks import notify_envelope
+    from tasks.jobs import notify_envelope
 
     envelope = make_envelope(instance, **MEDIUM)
     notify_envelope.apply(args=("pending", str(envelope.id))).get()

@@ -8,7 +8,7 @@ from accounts.roles import AGENT_OWNER
 from audit.models import AuditEvent
 from identities.models import Agent, Credential, Instance
 from identities.services import clone_instance
-from tasks import posture
+from posture import selectors as posture
 from tasks.lifecycle import retire_instance
 from tasks.models import TaskEnvelope
 from tests.factories import make_agent, make_instance, new_ed25519_key

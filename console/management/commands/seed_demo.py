@@ -17,12 +17,12 @@ from django.utils import timezone
 from jwt.algorithms import OKPAlgorithm
 
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from console.demo.posture import seed_posture_demo
 from identities import services as ids
 from identities.models import Agent, Credential, Instance
 from tasks import lifecycle
 from tasks import services as tasks
 from tasks.models import ActivityEvent, TaskEnvelope
-from tasks.posture_demo import seed_posture_demo
 
 DEFAULT_PASSWORD = "mandate-demo"
 

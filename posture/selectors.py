@@ -30,9 +30,12 @@ from django.utils import timezone
 
 from accounts.roles import AGENT_OWNER, can_read_all
 from audit import services as audit
+from core.errors import ValidationFailed
 from identities.models import Agent, Credential, Instance
+from posture.models import StandingException
+from tasks.lifecycle import pause_agent
 from tasks.models import ActivityEvent, TaskEnvelope
-from tasks.models_posture import StandingException
+from tasks.services import request_envelope
 
 # Thresholds. Named so the page can say what it flags and a test can pin each one.
 RENEWAL_GAP = timedelta(minutes=15)  # a new envelope this soon after the last one ended is a renewal
@@ -375,8 +378,6 @@ def flag_orphaned_agents(*, pause: bool = True, now: datetime | None = None) -> 
     """Flag agents that lost their owner, and by policy pause them (their credentials die with it);
     clear the flag on agents whose owner is back. Idempotent: claims each row with a conditional
     update and audits only the rows it changed."""
-    from tasks.lifecycle import pause_agent
-
     actor = audit.Actor.of_policy("orphaned-owner")
     flagged = paused = cleared = 0
     for agent in orphaned_agents_query().select_related("owner").order_by("id").iterator(chunk_size=200):
@@ -593,9 +594,6 @@ def request_narrower_envelope(*, envelope: TaskEnvelope, actor, window: Window, 
     """Ask for the same task again with only what was used: the used scopes and the granted resource
     patterns that matched a used resource (all of them when no resource was reported). The request
     goes through ``request_envelope`` like any other, so ceiling, policy and approval all apply."""
-    from core.errors import ValidationFailed
-    from tasks.services import request_envelope
-
     usage = next(
         (u for u in granted_vs_used(actor, window, agent=envelope.agent).envelopes if u.envelope_id == envelope.id),
         None,

@@ -16,8 +16,8 @@ from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
 from core.api import StrictBooleanField, StrictIntegerField, StrictSerializer, errors
 from identities.models import Agent
 from identities.selectors import agents_for
-from tasks import exceptions as services
-from tasks.models_posture import MAX_EXCEPTION_DAYS, StandingException
+from posture import standing_exceptions as services
+from posture.models import MAX_EXCEPTION_DAYS, StandingException
 
 
 class ConsoleRole(permissions.BasePermission):

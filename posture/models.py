@@ -1,7 +1,7 @@
 """Posture records: standing exceptions (the honest register of long-lived vendor tokens) and
-background evidence exports. Imported at the bottom of ``tasks/models.py``.
+background evidence exports.
 
-Statuses change only through ``tasks/exceptions.py`` and ``tasks/export.py``.
+Statuses change only through ``posture/standing_exceptions.py`` and ``posture/export.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from core.errors import InvalidTransition
 
 # A standing exception may never be granted for longer than this (PRODUCT.md: hard expiry ≤ 90 days).
 MAX_EXCEPTION_DAYS = 90
@@ -63,6 +65,7 @@ class StandingException(models.Model):
     audit_type = "standing_exception"
 
     class Meta:
+        db_table = "tasks_standingexception"  # created under the tasks app; the table keeps its name
         ordering = ["-created_at"]
         indexes = [
             # expire_due_exceptions: approved rows by hard expiry.
@@ -116,8 +119,6 @@ class StandingException(models.Model):
 
     def set_status(self, new: str, *, allowed_from: tuple[str, ...], extra_fields: tuple[str, ...] = ()) -> str:
         """Move to ``new`` from one of ``allowed_from``; return the old status. Caller holds the lock."""
-        from core.errors import InvalidTransition
-
         if self.status not in allowed_from:
             raise InvalidTransition(f"exception is {self.status}; cannot become {new}")
         old = self.status
@@ -163,6 +164,7 @@ class ExportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "tasks_exportjob"  # created under the tasks app; the table keeps its name
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["requested_by", "-created_at"], name="export_user_idx")]
 

@@ -23,7 +23,7 @@ from audit import services as audit
 from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from identities.models import Agent
 from identities.validators import is_scope
-from tasks.models_posture import MAX_EXCEPTION_DAYS, StandingException
+from posture.models import MAX_EXCEPTION_DAYS, StandingException
 
 Status = StandingException.Status
 SECRET_PREFIX = "mdx_"

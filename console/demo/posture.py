@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from identities import services as identity_services
 from identities.models import Agent, Credential, Instance
-from tasks import exceptions as exception_services
+from posture import standing_exceptions as exception_services
 from tasks import lifecycle
 from tasks import services as task_services
 from tasks.models import ActivityEvent, TaskEnvelope
@@ -308,7 +308,7 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
     # The leaver: deactivated; the sweeps flag and pause the agent and expire the old exception.
     leaver.is_active = False
     leaver.save(update_fields=["is_active"])
-    from tasks.posture import flag_orphaned_agents
+    from posture.selectors import flag_orphaned_agents
 
     orphaned = flag_orphaned_agents()
     expired = exception_services.expire_due_exceptions()

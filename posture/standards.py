@@ -12,9 +12,9 @@ from django.urls import reverse
 
 from audit.models import AuditChain
 from identities.models import Credential, Instance
-from tasks import posture
+from posture import selectors as posture
+from posture.models import MAX_EXCEPTION_DAYS, StandingException
 from tasks.models import ActivityEvent, Approval, TaskEnvelope
-from tasks.models_posture import MAX_EXCEPTION_DAYS, StandingException
 
 
 @dataclass

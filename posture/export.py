@@ -26,8 +26,9 @@ from accounts.roles import can_read_all
 from audit.models import AuditEvent
 from audit.services import verify_chain
 from core.errors import ValidationFailed
+from posture.models import ExportJob
+from posture.selectors import agents_in_scope
 from tasks.models import ActivityEvent
-from tasks.models_posture import ExportJob
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,6 @@ def rows_for(user, kind: str, *, since: datetime | None, until: datetime | None)
         qs = AuditEvent.objects.all()
         time_field = "at"
         if not can_read_all(user):
-            from tasks.posture import agents_in_scope
-
             qs = qs.filter(agent_id__in=agents_in_scope(user).values("id"))
     else:
         qs = ActivityEvent.objects.all()
@@ -199,7 +198,7 @@ def start_export(*, user, kind, fmt, since=None, until=None) -> ExportJob:
 
 def _enqueue(job_id) -> None:
     try:
-        from tasks.tasks import run_evidence_export
+        from posture.jobs import run_evidence_export
 
         run_evidence_export.delay(str(job_id))
     except Exception:  # the broker being down must not fail the request; the job stays queued
