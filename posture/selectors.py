@@ -8,7 +8,6 @@ the sweep and the page can never disagree on what "orphaned" means.
 
 from __future__ import annotations
 
-import fnmatch
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +34,7 @@ from identities.models import Agent, Credential, Instance
 from posture.models import StandingException
 from tasks.lifecycle import pause_agent
 from tasks.models import ActivityEvent, TaskEnvelope
+from tasks.resources import pattern_matches
 from tasks.services import request_envelope
 
 # Thresholds. Named so the page can say what it flags and a test can pin each one.
@@ -164,10 +164,6 @@ class GrantedVsUsed:
         return self.unused_pairs / self.granted_pairs if self.granted_pairs else None
 
 
-def _matches(pattern: str, resource: str) -> bool:
-    return resource == pattern or fnmatch.fnmatchcase(resource, pattern)
-
-
 def granted_vs_used(user, window: Window, *, agent: Agent | None = None, resource_sample: int = 200) -> GrantedVsUsed:
     """Three queries: the envelopes, the (envelope, scope) uses, the (envelope, resource) uses.
 
@@ -217,7 +213,7 @@ def granted_vs_used(user, window: Window, *, agent: Agent | None = None, resourc
         granted = sorted(set(row["scopes"]))
         used_scopes = sorted(s for s in used if s in granted)
         seen = resource_uses.get(row["id"], set())
-        used_resources = [p for p in row["resources"] if any(_matches(p, r) for r in seen)]
+        used_resources = [p for p in row["resources"] if any(pattern_matches(p, r) for r in seen)]
         usage = EnvelopeUsage(
             granted_scopes=granted,
             used_scopes=used_scopes,

@@ -11,7 +11,6 @@ The version is a hash of the files' content; every envelope records the version 
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import logging
 import re
@@ -26,6 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from identities.validators import is_scope
 from tasks.guardrails import GUARDRAILS_FILE, SCHEMA_FILE, Guardrails, load_guardrails
 from tasks.policy_files import PolicyProblem, TomlLines, format_duration, parse_duration
+from tasks.resources import pattern_matches
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ class Raiser:
             "delegation_depth_over": lambda v: delegation_depth > v,
             "wildcard_resource": lambda v: any("*" in r for r in resources) == v,
             "resource_in": lambda v: any(r in v for r in resources),
-            "resource_like": lambda v: any(fnmatch.fnmatchcase(r, g) for r in resources for g in v),
-            "scope_like": lambda v: any(fnmatch.fnmatchcase(s, g) for s in scopes for g in v),
+            "resource_like": lambda v: any(pattern_matches(g, r) for r in resources for g in v),
+            "scope_like": lambda v: any(pattern_matches(g, s) for s in scopes for g in v),
         }
         return all(checks[key](value) for key, value in self.when.items())
 
@@ -98,7 +98,7 @@ class AutoApproveRule:
             and duration_seconds <= self.max_duration_seconds
             and max_actions <= self.max_actions
             and (self.allow_delegation or not may_delegate)
-            and (not self.scopes or all(any(fnmatch.fnmatchcase(s, g) for g in self.scopes) for s in scopes))
+            and (not self.scopes or all(any(pattern_matches(g, s) for g in self.scopes) for s in scopes))
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.policy import active_policy, load_policy, policy_summary, reload_policy
+from tasks.policy import Raiser, active_policy, load_policy, policy_summary, reload_policy
 from tests.factories import make_agent, make_envelope, make_instance
 
 LOW_SHORT = {
@@ -323,3 +323,34 @@ def test_a_guardrail_that_raises_denies_instead_of_failing_the_decision(secrets_
     broken_envelope.scopes = None  # not iterable: building the request raises
     allowed, detail = _ask(secrets_instance, scope="github:read", resource="repo:acme/app", envelope=broken_envelope)
     assert (allowed, detail) == (False, "guardrail could not be evaluated: TypeError")
+
+
+# resource_like and scope_like speak the envelopes' resource patterns (tasks/resources.py), not
+# shell globs: "*" stays within one "/"-separated segment, "**" crosses them, "?" and "[" are literal.
+RESOURCE_LIKE_TABLE = [
+    ("prod:*", "prod:db", True),
+    ("prod:*", "prod:db/customers", False),
+    ("prod:**", "prod:db/customers", True),
+    ("repo:acme/*", "repo:acme/api", True),
+    ("repo:acme/*", "repo:acme/api/x", False),
+    ("repo:acme/?", "repo:acme/a", False),
+    ("repo:acme/[ab]", "repo:acme/a", False),
+    ("repo:acme/[ab]", "repo:acme/[ab]", True),
+]
+
+
+@pytest.mark.parametrize(("pattern", "resource", "matches"), RESOURCE_LIKE_TABLE)
+def test_resource_like_uses_the_envelope_pattern_semantics(pattern, resource, matches):
+    rule = Raiser(name="r", description="", to="high", when={"resource_like": [pattern]})
+    call = {"scopes": ["docs:read"], "duration_seconds": 60, "max_actions": 1, "may_delegate": False}
+    assert rule.matches(resources=[resource], delegation_depth=0, **call) is matches
+
+
+@pytest.mark.parametrize(
+    ("pattern", "scope", "matches"),
+    [("github:*", "github:read", True), ("git*:read", "github:read", True), ("github:?ead", "github:read", False)],
+)
+def test_scope_like_uses_the_same_pattern_semantics(pattern, scope, matches):
+    rule = Raiser(name="r", description="", to="high", when={"scope_like": [pattern]})
+    call = {"resources": [], "duration_seconds": 60, "max_actions": 1, "may_delegate": False}
+    assert rule.matches(scopes=[scope], delegation_depth=0, **call) is matches
