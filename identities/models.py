@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import InvalidTransition
+from identities.permissions import visible_by
 
 
 class Agent(models.Model):
@@ -39,6 +40,8 @@ class Agent(models.Model):
     orphaned = models.BooleanField(default=False)
 
     audit_type = "agent"
+
+    objects = visible_by("owner")
 
     class Meta:
         ordering = ["slug"]
@@ -113,6 +116,8 @@ class Instance(models.Model):
     attested_subject = models.CharField(max_length=500, blank=True)
 
     audit_type = "instance"
+
+    objects = visible_by("agent__owner")
 
     class Meta:
         ordering = ["-created_at"]
@@ -241,6 +246,8 @@ class Credential(models.Model):
     act_chain = models.JSONField(default=list, blank=True)
 
     audit_type = "credential"
+
+    objects = visible_by("instance__agent__owner")
 
     class Meta:
         ordering = ["-issued_at"]

@@ -10,32 +10,19 @@ from identities.models import Agent, Credential, Instance
 
 
 def agents_for(user) -> QuerySet[Agent]:
-    qs = Agent.objects.select_related("owner").annotate(
-        instance_count=Count("instances", filter=~Q(instances__status=Instance.Status.RETIRED))
+    return (
+        Agent.objects.visible_to(user)
+        .select_related("owner")
+        .annotate(instance_count=Count("instances", filter=~Q(instances__status=Instance.Status.RETIRED)))
     )
-    if can_read_all(user):
-        return qs
-    if not getattr(user, "is_authenticated", False):
-        return qs.none()
-    return qs.filter(owner=user)
 
 
 def instances_for(user) -> QuerySet[Instance]:
-    qs = Instance.objects.select_related("agent")
-    if can_read_all(user):
-        return qs
-    if not getattr(user, "is_authenticated", False):
-        return qs.none()
-    return qs.filter(agent__owner=user)
+    return Instance.objects.visible_to(user).select_related("agent")
 
 
 def credentials_for(user) -> QuerySet[Credential]:
-    qs = Credential.objects.select_related("instance__agent")
-    if can_read_all(user):
-        return qs
-    if not getattr(user, "is_authenticated", False):
-        return qs.none()
-    return qs.filter(instance__agent__owner=user)
+    return Credential.objects.visible_to(user).select_related("instance__agent")
 
 
 def audit_events_for(user) -> QuerySet[AuditEvent]:
@@ -43,5 +30,5 @@ def audit_events_for(user) -> QuerySet[AuditEvent]:
     if can_read_all(user):
         return AuditEvent.objects.all()
     if has_role(user, AGENT_OWNER):
-        return AuditEvent.objects.filter(agent_id__in=Agent.objects.filter(owner=user).values("id"))
+        return AuditEvent.objects.filter(agent_id__in=Agent.objects.visible_to(user).values("id"))
     return AuditEvent.objects.none()

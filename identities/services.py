@@ -15,6 +15,7 @@ from audit import services as audit
 from core.errors import PermissionDenied, ValidationFailed
 from identities.jwk import thumbprint, validate_public_jwk
 from identities.models import Agent, Instance
+from identities.permissions import require_can_manage
 from identities.validators import SLUG_RE, is_scope
 
 # --- validation shared by create and update ------------------------------------------------------
@@ -44,14 +45,17 @@ def clean_max_envelope_seconds(value: object) -> int:
 
 
 def _require_manager(actor, agent: Agent | None = None) -> None:
-    """People manage agents as identity admins, or as agent owners of their own agents; auditors and
-    gateways change nothing. Non-person actors (policy rules, the scheduler, an instance) reach these
-    functions only through cascades and sweeps the code decided on, so they pass."""
-    if actor is None or isinstance(actor, audit.Actor) or is_admin(actor):
+    """People manage agents as identity admins, or as agent owners of their own agents (any agent
+    owner may register a new one); auditors and gateways change nothing. Non-person actors (policy
+    rules, the scheduler, an instance) reach these functions only through cascades and sweeps the
+    code decided on, so they pass."""
+    if actor is None or isinstance(actor, audit.Actor):
         return
-    if has_role(actor, AGENT_OWNER) and (agent is None or agent.owner_id == actor.pk):
-        return
-    raise PermissionDenied("only the agent's owner or an identity admin may do this")
+    if agent is None:
+        if is_admin(actor) or has_role(actor, AGENT_OWNER):
+            return
+        raise PermissionDenied("only the agent's owner or an identity admin may do this")
+    require_can_manage(actor, agent)
 
 
 # --- agents --------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import InvalidTransition
+from identities.permissions import visible_by
 
 # A standing exception may never be granted for longer than this (PRODUCT.md: hard expiry ≤ 90 days).
 MAX_EXCEPTION_DAYS = 90
@@ -63,6 +64,8 @@ class StandingException(models.Model):
     secret_digest = models.CharField(max_length=64, blank=True)
 
     audit_type = "standing_exception"
+
+    objects = visible_by("owner")
 
     class Meta:
         db_table = "tasks_standingexception"  # created under the tasks app; the table keeps its name

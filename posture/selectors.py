@@ -27,7 +27,7 @@ from django.db.models import (
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from accounts.roles import AGENT_OWNER, can_read_all
+from accounts.roles import AGENT_OWNER
 from audit import services as audit
 from core.errors import ValidationFailed
 from identities.models import Agent, Credential, Instance
@@ -82,12 +82,7 @@ class Window:
 
 
 def agents_in_scope(user) -> QuerySet[Agent]:
-    qs = Agent.objects.all()
-    return qs if can_read_all(user) else qs.filter(owner=user)
-
-
-def _scoped(qs: QuerySet, user, path: str) -> QuerySet:
-    return qs if can_read_all(user) else qs.filter(**{path: user})
+    return Agent.objects.visible_to(user)
 
 
 def envelopes_in_window(user, window: Window) -> QuerySet[TaskEnvelope]:
@@ -95,7 +90,7 @@ def envelopes_in_window(user, window: Window) -> QuerySet[TaskEnvelope]:
     qs = TaskEnvelope.objects.filter(approved_at__isnull=False, approved_at__lt=window.until).filter(
         Q(ended_at__isnull=True) | Q(ended_at__gte=window.since)
     )
-    return _scoped(qs, user, "agent__owner")
+    return qs.visible_to(user)
 
 
 # --- granted vs used -----------------------------------------------------------------------------
@@ -415,13 +410,13 @@ def stale_and_orphaned(user, *, now: datetime | None = None) -> dict[str, QueryS
     """The querysets behind each stale/orphaned count; the page counts them, the rows view lists them."""
     now = now or timezone.now()
     live = Instance.LIVE_STATES
-    instances = _scoped(Instance.objects.select_related("agent", "parent"), user, "agent__owner")
+    instances = Instance.objects.select_related("agent", "parent").visible_to(user)
     agents = agents_in_scope(user).select_related("owner")
     return {
         "stale_instances": instances.filter(stale=True, status__in=live),
-        "stale_envelopes": _scoped(
-            TaskEnvelope.objects.select_related("agent", "instance"), user, "agent__owner"
-        ).filter(stale=True, state__in=TaskEnvelope.LIVE_STATES),
+        "stale_envelopes": TaskEnvelope.objects.select_related("agent", "instance")
+        .visible_to(user)
+        .filter(stale=True, state__in=TaskEnvelope.LIVE_STATES),
         "orphaned_agents": agents.filter(Q(orphaned=True) | Q(pk__in=orphaned_agents_query().values("pk"))).exclude(
             status=Agent.Status.RETIRED
         ),
@@ -433,9 +428,9 @@ def stale_and_orphaned(user, *, now: datetime | None = None) -> dict[str, QueryS
             origin__in=(Instance.Origin.CLONE, Instance.Origin.SUBAGENT),
             parent__status=Instance.Status.RETIRED,
         ),
-        "open_exceptions": _scoped(StandingException.objects.select_related("owner", "agent"), user, "owner").filter(
-            status__in=StandingException.OPEN_STATES
-        ),
+        "open_exceptions": StandingException.objects.select_related("owner", "agent")
+        .visible_to(user)
+        .filter(status__in=StandingException.OPEN_STATES),
     }
 
 
@@ -463,11 +458,11 @@ def _lifetime_expression():
 
 def credential_lifetimes(user, window: Window) -> list[tuple[str, int]]:
     """How long credentials issued in the window were valid for, bucketed; one query."""
-    qs = _scoped(
-        Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until),
-        user,
-        "instance__agent__owner",
-    ).annotate(life=_lifetime_expression())
+    qs = (
+        Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until)
+        .visible_to(user)
+        .annotate(life=_lifetime_expression())
+    )
     aggs, lower = {}, None
     for i, (_label, upper) in enumerate(LIFETIME_BUCKETS):
         cond = Q()
@@ -484,13 +479,12 @@ def credential_lifetimes(user, window: Window) -> list[tuple[str, int]]:
 def credentials_in_bucket(user, window: Window, index: int) -> QuerySet[Credential]:
     lower = LIFETIME_BUCKETS[index - 1][1] if index > 0 else None
     upper = LIFETIME_BUCKETS[index][1]
-    qs = _scoped(
-        Credential.objects.select_related("instance__agent").filter(
-            issued_at__gte=window.since, issued_at__lt=window.until
-        ),
-        user,
-        "instance__agent__owner",
-    ).annotate(life=_lifetime_expression())
+    qs = (
+        Credential.objects.select_related("instance__agent")
+        .filter(issued_at__gte=window.since, issued_at__lt=window.until)
+        .visible_to(user)
+        .annotate(life=_lifetime_expression())
+    )
     if lower is not None:
         qs = qs.filter(life__gt=lower)
     if upper is not None:
@@ -504,7 +498,7 @@ def _wait_expression():
 
 def decided_by_people(user, window: Window) -> QuerySet[TaskEnvelope]:
     qs = TaskEnvelope.objects.filter(approved_at__gte=window.since, approved_at__lt=window.until, auto_approved_by="")
-    return _scoped(qs, user, "agent__owner").annotate(wait=_wait_expression())
+    return qs.visible_to(user).annotate(wait=_wait_expression())
 
 
 def approval_waits(user, window: Window) -> dict:
@@ -521,11 +515,8 @@ def approval_waits(user, window: Window) -> dict:
         lower = upper
     aggs["auto"] = Count("id", filter=~Q(auto_approved_by=""))
     counts = (
-        _scoped(
-            TaskEnvelope.objects.filter(approved_at__gte=window.since, approved_at__lt=window.until),
-            user,
-            "agent__owner",
-        )
+        TaskEnvelope.objects.filter(approved_at__gte=window.since, approved_at__lt=window.until)
+        .visible_to(user)
         .annotate(wait=_wait_expression())
         .aggregate(**aggs)
     )
@@ -547,7 +538,7 @@ def envelopes_in_wait_bucket(user, window: Window, index: int) -> QuerySet[TaskE
 
 
 def activity_in_scope(user) -> QuerySet[ActivityEvent]:
-    return _scoped(ActivityEvent.objects.all(), user, "agent__owner")
+    return ActivityEvent.objects.all().visible_to(user)
 
 
 def denials_and_drift(user, window: Window) -> list[dict]:
@@ -574,11 +565,11 @@ def denials_and_drift(user, window: Window) -> list[dict]:
 
 def short_lived_share(user, window: Window) -> tuple[int, int]:
     """(credentials valid for at most 15 minutes, all credentials) issued in the window."""
-    qs = _scoped(
-        Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until),
-        user,
-        "instance__agent__owner",
-    ).annotate(life=_lifetime_expression())
+    qs = (
+        Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until)
+        .visible_to(user)
+        .annotate(life=_lifetime_expression())
+    )
     counts = qs.aggregate(total=Count("jti"), short=Count("jti", filter=Q(life__lte=SHORT_LIVED)))
     return counts["short"] or 0, counts["total"] or 0
 

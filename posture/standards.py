@@ -51,38 +51,41 @@ def controls(user, window: posture.Window) -> list[Control]:
     )
 
     short, total_creds = posture.short_lived_share(user, window)
-    creds = posture._scoped(
-        Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until),
-        user,
-        "instance__agent__owner",
-    ).aggregate(
-        delegated=Count("jti", filter=Q(parent__isnull=False)),
-        revoked=Count("jti", filter=Q(status=Credential.Status.REVOKED)),
+    creds = (
+        Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until)
+        .visible_to(user)
+        .aggregate(
+            delegated=Count("jti", filter=Q(parent__isnull=False)),
+            revoked=Count("jti", filter=Q(status=Credential.Status.REVOKED)),
+        )
     )
-    instances = posture._scoped(
-        Instance.objects.filter(status__in=Instance.LIVE_STATES), user, "agent__owner"
-    ).aggregate(
-        live=Count("id"),
-        keyed=Count("key_thumbprint", distinct=True, filter=~Q(key_thumbprint="")),
-        attested=Count("id", filter=~Q(attested_issuer="")),
+    instances = (
+        Instance.objects.filter(status__in=Instance.LIVE_STATES)
+        .visible_to(user)
+        .aggregate(
+            live=Count("id"),
+            keyed=Count("key_thumbprint", distinct=True, filter=~Q(key_thumbprint="")),
+            attested=Count("id", filter=~Q(attested_issuer="")),
+        )
     )
-    envs = posture._scoped(
-        TaskEnvelope.objects.filter(created_at__gte=window.since, created_at__lt=window.until), user, "agent__owner"
-    ).aggregate(
-        requested=Count("id"),
-        decided=Count("id", filter=Q(approved_at__isnull=False) | Q(state=TaskEnvelope.State.DENIED)),
-        auto=Count("id", filter=~Q(auto_approved_by="")),
-        denied=Count("id", filter=Q(state=TaskEnvelope.State.DENIED)),
-        drift_revoked=Count("id", filter=Q(state=TaskEnvelope.State.REVOKED, drift_count__gt=0)),
-        high=Count("id", filter=Q(risk=TaskEnvelope.Risk.HIGH, approved_at__isnull=False)),
-        high_two=Count(
-            "id", filter=Q(risk=TaskEnvelope.Risk.HIGH, approved_at__isnull=False, required_approvals__gte=2)
-        ),
+    envs = (
+        TaskEnvelope.objects.filter(created_at__gte=window.since, created_at__lt=window.until)
+        .visible_to(user)
+        .aggregate(
+            requested=Count("id"),
+            decided=Count("id", filter=Q(approved_at__isnull=False) | Q(state=TaskEnvelope.State.DENIED)),
+            auto=Count("id", filter=~Q(auto_approved_by="")),
+            denied=Count("id", filter=Q(state=TaskEnvelope.State.DENIED)),
+            drift_revoked=Count("id", filter=Q(state=TaskEnvelope.State.REVOKED, drift_count__gt=0)),
+            high=Count("id", filter=Q(risk=TaskEnvelope.Risk.HIGH, approved_at__isnull=False)),
+            high_two=Count(
+                "id", filter=Q(risk=TaskEnvelope.Risk.HIGH, approved_at__isnull=False, required_approvals__gte=2)
+            ),
+        )
     )
     self_approved = (
-        posture._scoped(
-            Approval.objects.filter(at__gte=window.since, at__lt=window.until), user, "envelope__agent__owner"
-        )
+        Approval.objects.filter(at__gte=window.since, at__lt=window.until)
+        .visible_to(user)
         .filter(by_id=F("envelope__requested_by_id"))
         .count()
     )
@@ -99,12 +102,14 @@ def controls(user, window: posture.Window) -> list[Control]:
     )
     usage = posture.granted_vs_used(user, window)
     stale = posture.stale_counts(user)
-    exc = posture._scoped(
-        StandingException.objects.filter(status=StandingException.Status.APPROVED), user, "owner"
-    ).aggregate(
-        open=Count("id"),
-        overdue=Count("id", filter=Q(recertify_by__lt=window.until.date())),
-        too_long=Count("id", filter=Q(duration_days__gt=MAX_EXCEPTION_DAYS)),
+    exc = (
+        StandingException.objects.filter(status=StandingException.Status.APPROVED)
+        .visible_to(user)
+        .aggregate(
+            open=Count("id"),
+            overdue=Count("id", filter=Q(recertify_by__lt=window.until.date())),
+            too_long=Count("id", filter=Q(duration_days__gt=MAX_EXCEPTION_DAYS)),
+        )
     )
     chains = AuditChain.objects.aggregate(chains=Count("key"), rows=Sum("length"))
 

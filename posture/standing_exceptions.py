@@ -18,10 +18,11 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN, can_read_all, has_role, is_admin
+from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN, has_role, is_admin
 from audit import services as audit
 from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from identities.models import Agent
+from identities.permissions import require_can_manage
 from identities.validators import is_scope
 from posture.models import MAX_EXCEPTION_DAYS, StandingException
 
@@ -41,10 +42,7 @@ class Requested:
 
 def exceptions_for(user):
     """Exceptions the caller may see: admins and auditors all, owners theirs."""
-    qs = StandingException.objects.select_related("owner", "agent", "requested_by", "approved_by")
-    if can_read_all(user):
-        return qs
-    return qs.filter(owner=user)
+    return StandingException.objects.visible_to(user).select_related("owner", "agent", "requested_by", "approved_by")
 
 
 # --- validation ----------------------------------------------------------------------------------
@@ -205,9 +203,7 @@ def _next_recertification(exc: StandingException, now: datetime) -> date:
 
 
 def _require_owner_or_admin(actor, exc: StandingException, what: str) -> None:
-    if is_admin(actor) or (getattr(actor, "pk", None) == exc.owner_id and has_role(actor, AGENT_OWNER)):
-        return
-    raise PermissionDenied(f"only the exception's owner or an identity admin may {what}")
+    require_can_manage(actor, exc, what, owner="the exception's owner")
 
 
 def recertify_exception(

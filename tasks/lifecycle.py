@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.roles import AGENT_OWNER, has_role, is_admin
 from audit import services as audit
-from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
+from core.errors import InvalidTransition, ValidationFailed
 from identities.models import Agent, Credential, Instance
+from identities.permissions import require_can_manage
 from identities.services import _require_manager
 from tasks.models import TaskEnvelope
 from tasks.services import (
@@ -264,9 +264,7 @@ def revoke_credential(
     Revoking a revoked credential is a no-op; an expired one cannot be revoked (409).
     """
     if not proof_of_possession:
-        agent = credential.instance.agent
-        if not (is_admin(actor) or (getattr(actor, "pk", None) == agent.owner_id and has_role(actor, AGENT_OWNER))):
-            raise PermissionDenied("only the agent's owner or an identity admin may revoke its credentials")
+        require_can_manage(actor, credential.instance.agent, "revoke its credentials")
     if reason is not None and not isinstance(reason, str):
         raise ValidationFailed("a short text", field="reason")
     with transaction.atomic():

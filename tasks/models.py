@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import InvalidTransition
+from identities.permissions import visible_by
 
 
 class TaskEnvelope(models.Model):
@@ -72,6 +73,8 @@ class TaskEnvelope(models.Model):
     stale = models.BooleanField(default=False)
 
     audit_type = "envelope"
+
+    objects = visible_by("agent__owner")
 
     class Meta:
         ordering = ["-created_at"]
@@ -147,6 +150,8 @@ class Approval(models.Model):
     comment = models.TextField(blank=True, max_length=2000)
     at = models.DateTimeField(default=timezone.now)
 
+    objects = visible_by("envelope__agent__owner")
+
     class Meta:
         ordering = ["at"]
         constraints = [
@@ -184,6 +189,8 @@ class ActivityEvent(models.Model):
     occurred_at = models.DateTimeField(default=timezone.now)
     recorded_at = models.DateTimeField(default=timezone.now)
     reported_by = models.CharField(max_length=255, blank=True)
+
+    objects = visible_by("agent__owner")
 
     class Meta:
         ordering = ["-id"]

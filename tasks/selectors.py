@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
 
-from accounts.roles import IDENTITY_ADMIN, can_read_all, is_admin
+from accounts.roles import IDENTITY_ADMIN, is_admin
 from tasks.authentication import AgentPrincipal
 from tasks.models import ActivityEvent, Approval, TaskEnvelope
 from tasks.services import pending_deadline
@@ -17,14 +17,10 @@ def envelopes_for(user) -> QuerySet[TaskEnvelope]:
     qs = TaskEnvelope.objects.select_related("agent", "instance", "requested_by", "superseded_by").prefetch_related(
         Prefetch("approvals", queryset=Approval.objects.select_related("by").order_by("at", "id"))
     )
-    if can_read_all(user):
-        return qs
-    if not getattr(user, "is_authenticated", False):
-        return qs.none()
     if isinstance(user, AgentPrincipal):
         # An instance sees only the envelope its credential was minted under, and only its own.
         return qs.filter(pk=user.envelope.pk, instance_id=user.instance.pk)
-    return qs.filter(agent__owner=user)
+    return qs.visible_to(user)
 
 
 def pending_inbox(user) -> QuerySet[TaskEnvelope]:
@@ -57,10 +53,5 @@ def approvers_of(envelope: TaskEnvelope) -> QuerySet:
 
 def activity_for(user) -> QuerySet[ActivityEvent]:
     """Activity events, newest first by id; owners see only their own agents' events."""
-    qs = ActivityEvent.objects.select_related("agent", "instance__agent")
-    if can_read_all(user):
-        return qs
-    # Anonymous, or an agent's own credential (authenticated, but nobody's owner).
-    if not getattr(user, "is_authenticated", False) or getattr(user, "pk", None) is None:
-        return qs.none()
-    return qs.filter(agent__owner=user)
+    # An agent's own credential is authenticated but nobody's owner: it sees none.
+    return ActivityEvent.objects.visible_to(user).select_related("agent", "instance__agent")

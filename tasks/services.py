@@ -13,10 +13,11 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.roles import AGENT_OWNER, has_role, is_admin
+from accounts.roles import is_admin
 from audit import services as audit
 from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from identities.models import Agent, Instance
+from identities.permissions import require_can_manage
 from identities.validators import RESOURCE_RE, is_scope
 from tasks.models import Approval, TaskEnvelope
 from tasks.policy import active_policy
@@ -40,11 +41,7 @@ def _is_rule_actor(actor) -> bool:
 
 
 def _require_owner_or_admin(actor, agent: Agent, what: str) -> None:
-    if is_admin(actor):
-        return
-    if _is_owner(actor, agent) and has_role(actor, AGENT_OWNER):
-        return
-    raise PermissionDenied(f"only the agent's owner or an identity admin may {what}")
+    require_can_manage(actor, agent, what)
 
 
 # --- request -------------------------------------------------------------------------------------

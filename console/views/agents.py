@@ -17,6 +17,7 @@ from accounts.roles import AGENT_OWNER, has_role, is_admin
 from console.views._common import console_view, done, refused
 from core.errors import DomainError
 from identities.models import Agent, Credential, Instance
+from identities.permissions import can_manage
 from identities.selectors import agents_for, credentials_for, instances_for
 from tasks import lifecycle
 from tasks.models import ActivityEvent, TaskEnvelope
@@ -26,11 +27,6 @@ AGENTS_PER_PAGE = 25
 RECENT = 15
 PER_AGENT = 5
 OPEN_SHOWN = 20
-
-
-def can_manage(user, agent: Agent) -> bool:
-    """Admins, and the agent's own owner; auditors read only."""
-    return is_admin(user) or (agent.owner_id == user.pk and has_role(user, AGENT_OWNER))
 
 
 @console_view()

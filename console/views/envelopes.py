@@ -13,10 +13,10 @@ from django.views.decorators.http import require_POST
 from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN, is_admin
 from audit.models import AuditEvent
 from console.views._common import console_view, done, form_number, refused, split_list
-from console.views.agents import can_manage
 from console.views.approvals import approval_block
 from core.errors import DomainError
 from identities.models import Agent, Instance
+from identities.permissions import can_manage
 from identities.selectors import credentials_for, instances_for
 from tasks import lifecycle, services
 from tasks.models import TaskEnvelope

@@ -7,12 +7,10 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, time, timedelta
-from functools import lru_cache, wraps
+from functools import lru_cache
 
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
 from django.contrib.staticfiles import finders
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import (
     FileResponse,
     Http404,
@@ -27,9 +25,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, can_read_all, has_role, is_admin
+from accounts.roles import AGENT_OWNER, can_read_all, has_role, is_admin
 from audit.services import verify_chain
 from console import charts
+from console.views._common import console_view
 from core.errors import DomainError
 from identities.models import Agent
 from posture import export, standards
@@ -38,7 +37,6 @@ from posture import standing_exceptions as exception_services
 from posture.models import StandingException
 from tasks.models import TaskEnvelope
 
-CONSOLE_ROLES = (IDENTITY_ADMIN, AGENT_OWNER, AUDITOR)
 WINDOWS = (7, 30, 90)
 ROWS_LIMIT = 200
 
@@ -52,21 +50,6 @@ def _console_stylesheet_missing() -> bool:
 def render(request, template, context=None, status=None):
     context = {**(context or {}), "posture_fallback_css": _console_stylesheet_missing()}
     return django_render(request, template, context, status=status)
-
-
-def console_role_required(view):
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            try:
-                return redirect_to_login(request.get_full_path())
-            except NoReverseMatch:  # before the console's sign-in page is installed
-                return redirect_to_login(request.get_full_path(), login_url="/admin/login/")
-        if not has_role(request.user, *CONSOLE_ROLES):
-            raise DjangoPermissionDenied("This page needs the identity-admin, agent-owner or auditor role.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def _days(request) -> int:
@@ -104,7 +87,7 @@ def _envelope_url(envelope_id) -> str:
 
 
 @require_GET
-@console_role_required
+@console_view()
 def posture_page(request):
     user, window, days = request.user, _window(request), _days(request)
     usage = posture.granted_vs_used(user, window)
@@ -279,7 +262,7 @@ def _int(value, default=0, *, low=0, high=10):
 
 
 @require_GET
-@console_role_required
+@console_view()
 def posture_rows(request, kind: str):
     if kind not in ROW_TITLES:
         raise Http404("no such posture view")
@@ -333,10 +316,10 @@ def posture_rows(request, kind: str):
 
 
 @require_POST
-@console_role_required
+@console_view()
 def narrow_envelope(request, pk):
     envelope = get_object_or_404(
-        posture._scoped(TaskEnvelope.objects.select_related("agent", "instance__agent"), request.user, "agent__owner"),
+        TaskEnvelope.objects.select_related("agent", "instance__agent").visible_to(request.user),
         pk=pk,
     )
     try:
@@ -354,7 +337,7 @@ def narrow_envelope(request, pk):
 
 
 @require_GET
-@console_role_required
+@console_view()
 def standards_page(request):
     days = _days(request)
     rows = standards.controls(request.user, _window(request))
@@ -362,7 +345,7 @@ def standards_page(request):
 
 
 @require_GET
-@console_role_required
+@console_view()
 def standards_export(request):
     days = _days(request)
     rows = [row.as_dict() for row in standards.controls(request.user, _window(request))]
@@ -405,7 +388,7 @@ def standards_export(request):
 
 
 @require_GET
-@console_role_required
+@console_view()
 def verify_page(request):
     """Walk the audit chain now (htmx partial or page)."""
     chain = verify_chain()
@@ -440,7 +423,7 @@ def _export_params(data):
 
 
 @require_GET
-@console_role_required
+@console_view()
 def evidence_stream(request):
     try:
         kind, fmt, since, until = _export_params(request.GET)
@@ -456,7 +439,7 @@ def evidence_stream(request):
 
 
 @require_POST
-@console_role_required
+@console_view()
 def export_start(request):
     try:
         kind, fmt, since, until = _export_params(request.POST)
@@ -473,14 +456,14 @@ def export_start(request):
 
 
 @require_GET
-@console_role_required
+@console_view()
 def export_status(request, pk):
     job = get_object_or_404(export.jobs_for(request.user), pk=pk)
     return render(request, "posture/_export_job.html", {"job": job})
 
 
 @require_GET
-@console_role_required
+@console_view()
 def export_download(request, pk):
     job = get_object_or_404(export.jobs_for(request.user), pk=pk)
     path = export.file_of(job)
@@ -518,7 +501,7 @@ def _exception_fields(post) -> dict:
     }
 
 
-@console_role_required
+@console_view()
 def exceptions_page(request):
     user = request.user
     errors, secret, form = {}, None, {}
@@ -569,7 +552,7 @@ def exceptions_page(request):
 
 
 @require_POST
-@console_role_required
+@console_view()
 def exception_action(request, pk, verb: str):
     exc = get_object_or_404(exception_services.exceptions_for(request.user), pk=pk)
     comment = request.POST.get("comment", "")
