@@ -5,15 +5,30 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8000
 
-.PHONY: install run test lint bench clean
+LOCK   := requirements.txt requirements-dev.txt
+# The lock is pip-tools output with hashes. pip refuses editable installs under --require-hashes, so the
+# pinned, hashed dependencies go in first and the project itself follows with --no-deps.
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
 
-$(STAMP): pyproject.toml
+.PHONY: install lock run test lint bench clean
+
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
+
+## make lock: re-resolve requirements*.txt from pyproject.toml, keeping current pins where they still fit
+## (make lock LOCK_ARGS=--upgrade moves everything to the newest allowed releases).
+## The dev lock is constrained by the runtime one, so both pin the same versions.
+lock: install
+	$(PIP_COMPILE) --output-file=requirements.txt pyproject.toml
+	$(PIP_COMPILE) --extra=dev --constraint=requirements.txt --output-file=requirements-dev.txt pyproject.toml
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
+	touch $(STAMP)
 
 ## make run: migrate, then serve the console on 127.0.0.1:$(PORT) with a Celery worker and beat.
 run: install
