@@ -100,7 +100,8 @@ def load(envelopes: int, events: int, audit_rows: int) -> None:
                 CASE WHEN s.state IN ('pending','denied') THEN NULL ELSE now() - (g % 3000) * interval '1 second' END,
                 CASE WHEN s.live THEN now() + (g % 3600) * interval '1 second'
                      WHEN s.state = 'pending' THEN NULL ELSE now() - ({envelopes} - g) * interval '20 seconds' END,
-                CASE WHEN s.live OR s.state = 'pending' THEN NULL ELSE now() - ({envelopes} - g) * interval '20 seconds' END,
+                CASE WHEN s.live OR s.state = 'pending' THEN NULL
+                     ELSE now() - ({envelopes} - g) * interval '20 seconds' END,
                 '', (g % 50 = 0)::int, NULL, false, p.agent_id, p.id, NULL, {owners[0].pk}, NULL
             FROM generate_series(1, {envelopes}) g
             -- hashed, so an instance's envelopes are not all in the same state
@@ -125,7 +126,8 @@ def load(envelopes: int, events: int, audit_rows: int) -> None:
         c.execute("""
             INSERT INTO identities_credential (jti, scopes, audience, issued_at, expires_at, status, revoked_at,
                 revoke_reason, kid, act_chain, envelope_id, parent_id, instance_id)
-            SELECT md5('live' || n), '["github:read"]'::jsonb, 'mandate', now(), now() + (n % 900) * interval '1 second',
+            SELECT md5('live' || n), '["github:read"]'::jsonb, 'mandate', now(),
+                now() + (n % 900) * interval '1 second',
                 'active', NULL::timestamptz, '', 'bench', '[]'::jsonb, id, NULL::varchar, instance_id
             FROM pick_e WHERE state IN ('approved', 'active')
             UNION ALL

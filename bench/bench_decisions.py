@@ -492,7 +492,8 @@ def main() -> None:
     for size in (100, 1000):
         row = summary[f"events_{size}"]
         print(
-            f"batches of {size:<5} endpoint {row['events_per_s']:>8}/s   raw COPY {row['raw_copy_events_per_s']:>8}/s   "
+            f"batches of {size:<5} endpoint {row['events_per_s']:>8}/s   "
+            f"raw COPY {row['raw_copy_events_per_s']:>8}/s   "
             f"ratio {row['events_per_s'] / row['raw_copy_events_per_s']:.2f}   p99 {row['p99_ms']:.1f} ms"
         )
     print("CPU cores used per phase (server / postgres / load generator) are in the JSON lines above.")

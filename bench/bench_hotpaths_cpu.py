@@ -2,7 +2,8 @@
 """In-process CPU cost of the two hot paths, beside /healthz, measured in one process.
 
     MANDATE_TESTING=1 .venv/bin/python bench/bench_hotpaths_cpu.py [-n 400]
-    MANDATE_TESTING=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/mandate_x .venv/bin/python bench/bench_hotpaths_cpu.py
+    MANDATE_TESTING=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/mandate_x \\
+        .venv/bin/python bench/bench_hotpaths_cpu.py
 
 Creates a throw-away test database (``test_<name>`` next to DATABASE_URL's, or in-memory SQLite),
 seeds one agent, instances with their own Ed25519 keys and approved envelopes, then times N calls of

@@ -154,7 +154,8 @@ def run(args) -> int:
 
     print()
     print(
-        f"| {'scenario':<28} | {'due':>9} | {'changed':>9} | {'audit rows':>10} | {'seconds':>8} | {'vs raw UPDATE':>13} |"
+        f"| {'scenario':<28} | {'due':>9} | {'changed':>9} | {'audit rows':>10} | {'seconds':>8} "
+        f"| {'vs raw UPDATE':>13} |"
     )
     print(f"|{'-' * 30}|{'-' * 11}|{'-' * 11}|{'-' * 12}|{'-' * 10}|{'-' * 15}|")
     for label, due, changed, audits, secs in results:
@@ -189,7 +190,7 @@ def run(args) -> int:
 
 
 def _seed_parents() -> None:
-    """100 agents × 10 instances, one approved envelope each, written directly (no audit needed)."""
+    """100 agents x 10 instances, one approved envelope each, written directly (no audit needed)."""
     from django.db import connection
 
     with connection.cursor() as c:
@@ -245,9 +246,9 @@ def _load_credentials(total: int, overdue: int) -> None:
         due = f"g % {every} = 0" if every else "false"
         instances = AGENTS * INSTANCES_PER_AGENT
         c.execute(
-            "INSERT INTO identities_credential (jti, instance_id, envelope_id, scopes, audience, issued_at, expires_at, "
-            "status, revoke_reason, kid, act_chain) "
-            f"SELECT md5(g::text), md5('instance' || (1 + g % {instances}))::uuid, "  # noqa: S608
+            "INSERT INTO identities_credential (jti, instance_id, envelope_id, scopes, audience, issued_at, "
+            "expires_at, status, revoke_reason, kid, act_chain) "
+            f"SELECT md5(g::text), md5('instance' || (1 + g % {instances}))::uuid, "
             f"md5('envelope' || 'w' || (1 + g % {instances}))::uuid, '[\"github:read\"]', 'mandate', "
             "now() - interval '10 minutes', "
             f"CASE WHEN {due} THEN now() - (g % 300) * interval '1 second' "

@@ -46,7 +46,7 @@ class Result:
         if not self.latencies:
             return float("nan")
         ordered = sorted(self.latencies)
-        index = min(int(round(p / 100 * (len(ordered) - 1))), len(ordered) - 1)
+        index = min(round(p / 100 * (len(ordered) - 1)), len(ordered) - 1)
         return ordered[index]
 
 

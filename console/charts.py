@@ -146,7 +146,10 @@ def stacked_bar(
             if seg.value <= 0:
                 continue
             tip = f"{stack.label}: {_fmt(seg.value)} {seg.name}"
-            inner = f'<title>{escape(tip)}</title><rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{BAR_H}" fill="{seg.color}"/>'
+            inner = (
+                f"<title>{escape(tip)}</title>"
+                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{BAR_H}" fill="{seg.color}"/>'
+            )
             if w >= 22:
                 inner += (
                     f'<text x="{x + w / 2:.1f}" y="{y + BAR_H - 4}" text-anchor="middle" '
@@ -211,7 +214,10 @@ def time_series(
     for i, label in enumerate(labels):
         cx = left + i * step
         tip = f"{label}: " + ", ".join(f"{_fmt(s.values[i])} {s.name}" for s in series)
-        inner = f'<title>{escape(tip)}</title><rect x="{cx - step / 2:.1f}" y="{top_pad}" width="{max(step, 4):.1f}" height="{plot_h}" class="chart-hit"/>'
+        inner = (
+            f'<title>{escape(tip)}</title><rect x="{cx - step / 2:.1f}" y="{top_pad}" '
+            f'width="{max(step, 4):.1f}" height="{plot_h}" class="chart-hit"/>'
+        )
         for s in series:
             a, b = px(i, s.values[i])
             if s.values[i]:

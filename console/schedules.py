@@ -10,7 +10,7 @@ from datetime import timedelta
 from celery.schedules import schedule
 
 
-class staggered(schedule):  # noqa: N801  (named like celery's own ``schedule``/``crontab``)
+class staggered(schedule):
     """Due at every ``offset + k * run_every`` seconds past the epoch."""
 
     def __init__(self, run_every: float, offset: float = 0, app=None):

@@ -55,8 +55,8 @@ def provider_config() -> dict:
     global _config
     with _config_lock:
         if _config is None:
-            request = urllib.request.Request(
-                settings.MANDATE_OIDC_DISCOVERY_URL,  # noqa: S310 (URL from settings)
+            request = urllib.request.Request(  # noqa: S310 (the URL comes from settings)
+                settings.MANDATE_OIDC_DISCOVERY_URL,
                 headers={"Accept": "application/json"},
             )
             with urllib.request.urlopen(request, timeout=settings.OIDC_TIMEOUT) as response:  # noqa: S310

@@ -43,12 +43,9 @@ def _pct(part: int, whole: int) -> str:
 def controls(user, window: posture.Window) -> list[Control]:
     """The mapping with its evidence. A fixed number of aggregate queries, whatever the data size."""
     days = window.days
-    rows_url = lambda kind, **q: (
-        reverse("posture-rows", args=[kind])
-        + (  # noqa: E731
-            "?" + "&".join(f"{k}={v}" for k, v in {"days": days, **q}.items())
-        )
-    )
+
+    def rows_url(kind, **q):
+        return reverse("posture-rows", args=[kind]) + "?" + "&".join(f"{k}={v}" for k, v in {"days": days, **q}.items())
 
     short, total_creds = posture.short_lived_share(user, window)
     creds = (
@@ -256,7 +253,8 @@ def controls(user, window: posture.Window) -> list[Control]:
         Control(
             "standing-exceptions",
             "Standing exceptions register",
-            f"Long-lived vendor tokens are approved, justified, re-certified and expire within {MAX_EXCEPTION_DAYS} days.",
+            "Long-lived vendor tokens are approved, justified, re-certified and expire within "
+            f"{MAX_EXCEPTION_DAYS} days.",
             ("Identity and privilege abuse", "Agentic supply chain"),
             ("Security and compliance", "Agent ecosystem"),
             ("Govern",),

@@ -264,7 +264,8 @@ class _Reader:
         if seconds is None:
             self.problem(
                 where,
-                f'{_dotted(where)} = {table[key]!r} is not a duration (whole seconds, or text such as "90s", "15m", "4h", "1d")',
+                f"{_dotted(where)} = {table[key]!r} is not a duration "
+                '(whole seconds, or text such as "90s", "15m", "4h", "1d")',
             )
             return default
         if seconds < minimum or (maximum is not None and seconds > maximum):

@@ -94,7 +94,7 @@ def _envelope(
 def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=None) -> dict:
     if Agent.objects.filter(slug__in=DEMO_AGENTS).exists():
         return {"skipped": True}
-    rng = random.Random(seed)  # noqa: S311 (demo data, not security)
+    rng = random.Random(seed)
     now = timezone.now()
     admin = _user("ada", IDENTITY_ADMIN)
     admin2 = _user("alan", IDENTITY_ADMIN)

@@ -156,7 +156,7 @@ def envelope_complete(request, pk):
 @console_view()
 def envelope_retask(request, pk):
     """GET: the re-task form, prefilled. POST: ``retask_envelope`` — a new pending envelope."""
-    envelope, back = _verb_target(request, pk)
+    envelope, _back = _verb_target(request, pk)
     error = None
     status = 200
     values = {

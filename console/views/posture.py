@@ -472,7 +472,7 @@ def export_download(request, pk):
     return FileResponse(
         open(path, "rb"),
         as_attachment=True,
-        filename=job.file_name,  # noqa: SIM115
+        filename=job.file_name,
         content_type=export.CONTENT_TYPES[job.format],
     )
 

@@ -75,7 +75,7 @@ def test_the_request_id_of_the_api_call_is_on_its_event(api_client, owner):
 
 
 def test_filters_by_actor_verb_target_and_since(api_client, admin, owner, two_agents):
-    mine, theirs = two_agents
+    _mine, theirs = two_agents
     client = api_client.as_user(admin)
     assert {e["actor"] for e in _results(client, "/api/v1/audit/?actor=oscar")} == {"oscar"}
     assert {e["verb"] for e in _results(client, "/api/v1/audit/?verb=agent.created")} == {"agent.created"}

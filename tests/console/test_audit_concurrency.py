@@ -37,7 +37,7 @@ def test_parallel_appends_to_a_new_chain_link_into_one_verifiable_chain():
                         target=("thing", f"{worker}-{i}"),
                         agent_id=agent_id,
                     )
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()

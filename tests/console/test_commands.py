@@ -208,7 +208,7 @@ def test_a_token_from_create_api_token_drives_the_whole_flow_and_an_admin_approv
     )
     assert code == 201 and envelope["state"] == "pending"
 
-    code, refused = curl("POST", f"/api/v1/envelopes/{envelope['id']}/approve", owner_token, {"comment": "me"})
+    code, _ = curl("POST", f"/api/v1/envelopes/{envelope['id']}/approve", owner_token, {"comment": "me"})
     assert code == 403
 
     code, approved = curl("POST", f"/api/v1/envelopes/{envelope['id']}/approve", admin_token, {"comment": "ok"})

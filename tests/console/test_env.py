@@ -30,7 +30,7 @@ def test_booleans_read_the_usual_spellings(monkeypatch, value, expected):
 @pytest.mark.parametrize("value", ["ten", "1.5", "0x10", "60s"])
 def test_a_number_that_is_not_whole_refuses(monkeypatch, value):
     monkeypatch.setenv("MANDATE_N", value)
-    with pytest.raises(ImproperlyConfigured, match="MANDATE_N.*whole number"):
+    with pytest.raises(ImproperlyConfigured, match=r"MANDATE_N.*whole number"):
         env_int("MANDATE_N", 1)
 
 

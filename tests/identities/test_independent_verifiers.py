@@ -22,12 +22,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def http_post(url, form):
     data = urllib.parse.urlencode(form).encode()
     request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/x-www-form-urlencoded"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the live test server
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
 def http_get(url) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+    with urllib.request.urlopen(url, timeout=10) as response:
         return response.read()
 
 
@@ -123,9 +123,8 @@ def test_the_spiffe_library_refuses_a_token_we_did_not_sign(live_server, minted)
         algorithm="ES256",
         headers={"kid": jwt.get_unverified_header(token)["kid"], "typ": "JWT"},
     )
-    with pytest.raises(Exception) as err:
+    with pytest.raises(Exception, match=r"(?i)signature"):  # the library's own error type, whichever it is
         JwtSvid.parse_and_validate(forged, bundle_from(live_server), {"https://tools.example.test"})
-    assert "signature" in str(err.value).lower()
 
 
 def test_the_spiffe_bundle_carries_every_published_key(live_server, minted):

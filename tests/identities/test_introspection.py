@@ -146,7 +146,7 @@ def test_an_hs256_token_keyed_with_our_public_key_is_inactive(introspect, access
     kid = jwt.get_unverified_header(access_token)["kid"]
     public = keys.verification_key(kid)
     pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    jwk = [k for k in keys.public_jwks() if k["kid"] == kid][0]
+    jwk = next(k for k in keys.public_jwks() if k["kid"] == kid)
     import json
 
     for secret in (pem, json.dumps(jwk).encode(), kid.encode()):
@@ -156,7 +156,7 @@ def test_an_hs256_token_keyed_with_our_public_key_is_inactive(introspect, access
 
 @pytest.mark.parametrize("kid", ["unknown-kid", "../../../etc/passwd", "' OR '1'='1", "x" * 5000, ""])
 def test_an_unknown_or_injected_kid_is_inactive(introspect, access_token, kid):
-    header, payload, signature = access_token.split(".")
+    _header, payload, signature = access_token.split(".")
     import json
 
     from tests.identities.conftest import b64

@@ -62,11 +62,8 @@ def celery_processes(tmp_path):
     url = _redis_url()
     if not _redis_answers(url):
         pytest.skip(f"Redis is not answering at {url}: start it (or run .ci/run, which does) to run this test")
-    if (
-        connection.vendor == "sqlite"
-        and ":memory:" in str(connection.settings_dict["NAME"])
-        or "mode=memory" in str(connection.settings_dict["NAME"])
-    ):
+    db_name = str(connection.settings_dict["NAME"])
+    if (connection.vendor == "sqlite" and ":memory:" in db_name) or "mode=memory" in db_name:
         pytest.skip("the SQLite test database is in memory; the worker could not see it")
     run = uuid.uuid4().hex[:8]
     env = {

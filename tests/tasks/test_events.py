@@ -215,7 +215,7 @@ def test_an_owner_filtering_on_someone_elses_agent_sees_nothing(api_client, owne
 
 
 def test_the_list_filters(api_client, admin, two_agents):
-    mine, theirs = two_agents
+    mine, _theirs = two_agents
     client = api_client.as_user(admin)
     assert [r["agent"] for r in client.get(LIST_URL, {"agent": "theirs"}).json()["results"]] == ["theirs"]
     assert [r["agent"] for r in client.get(LIST_URL, {"agent": str(mine.agent_id)}).json()["results"]] == ["mine"]

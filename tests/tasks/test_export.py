@@ -111,7 +111,9 @@ def test_background_export_writes_the_file_with_progress_and_a_manifest(
     job.refresh_from_db()
     assert job.status == ExportJob.Status.DONE and job.total == job.done == 12_000 and job.percent == 100
     path = export.file_of(job)
-    assert path is not None and sum(1 for _ in open(path)) == 12_001
+    assert path is not None
+    with open(path) as rows:
+        assert sum(1 for _ in rows) == 12_001
     manifest = json.loads((data_dir / "exports" / f"{job.file_name}.manifest.json").read_text())
     assert manifest["rows"] == 12_000 and manifest["audit_chain"]["ok"] and manifest["sha256"] == job.sha256
     assert export.run_export(job.id) is None  # a redelivered task does not run it twice

@@ -51,17 +51,20 @@ def test_approvers_hear_of_a_pending_request_only_after_it_commits(
 def test_a_rolled_back_request_tells_nobody(instance, admins, django_capture_on_commit_callbacks):
     from django.db import transaction
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        with pytest.raises(RuntimeError), transaction.atomic():
+    def request_that_fails_after_the_envelope():
+        with transaction.atomic():
             make_envelope(instance, **MEDIUM)
             raise RuntimeError("the rest of the request failed")
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError):
+        request_that_fails_after_the_envelope()
     assert callbacks == [] and mail.outbox == []
 
 
 def test_the_requester_and_a_high_risk_owner_are_not_asked_to_approve(
     owner, admins, django_user_model, django_capture_on_commit_callbacks
 ):
-    admin, second_admin = admins
+    admin, _second_admin = admins
     owner.groups.add(Group.objects.get(name=IDENTITY_ADMIN))
     django_user_model.objects.create_superuser("boss", "boss@example.test", "pw")
     instance = make_instance(make_agent(owner, ceiling=("secrets:read",)))
@@ -122,9 +125,11 @@ def test_a_broker_that_is_down_never_fails_the_request(
         raise ConnectionError("broker unreachable")
 
     monkeypatch.setattr(celery_tasks.notify_envelope, "apply_async", down)
-    with caplog.at_level(logging.WARNING, logger="tasks.notifications"):
-        with django_capture_on_commit_callbacks(execute=True):
-            envelope = make_envelope(instance, **MEDIUM)
+    with (
+        caplog.at_level(logging.WARNING, logger="tasks.notifications"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        envelope = make_envelope(instance, **MEDIUM)
     envelope.refresh_from_db()
     assert envelope.state == "pending"
     assert "could not enqueue pending notice" in caplog.text

@@ -55,7 +55,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"\nMandate is starting on {url}  (API docs: {url}api/docs/)"))
         self.stdout.write(
             "Create the first admin in another shell:\n"
-            "  .venv/bin/python manage.py add_user admin --role identity-admin   (password from MANDATE_PASSWORD or asked)\n"
+            "  .venv/bin/python manage.py add_user admin --role identity-admin"
+            "   (password from MANDATE_PASSWORD or asked)\n"
             "Demo data: .venv/bin/python manage.py seed_demo\n"
             "Press Ctrl-C to stop the web server, the worker and beat.\n"
         )
