@@ -41,8 +41,11 @@ run: install
 test: install
 	MANDATE_TESTING=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## make lint: what CI checks besides the tests (formatting, lint rules, types).
 lint: install
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	MANDATE_TESTING=1 $(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/run_all.py

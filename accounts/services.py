@@ -3,16 +3,18 @@ secret ever enters the trail (a token's secret is returned once, only its digest
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken
 from accounts.roles import ALL_ROLES
 from audit import services as audit
+from audit.services import ActorLike, RequestLike
 from core.errors import ValidationFailed
 
 MAX_TOKEN_DAYS = 3650
@@ -28,7 +30,9 @@ def _token_target(token: ApiToken) -> tuple[str, str, str]:
     return ("api_token", str(token.id), f"{token.user.get_username()}: {token.name}")
 
 
-def create_api_token(*, user, actor, name: str = "", expires_days: int | None = None, request=None) -> IssuedToken:
+def create_api_token(
+    *, user: User, actor: ActorLike, name: str = "", expires_days: int | None = None, request: RequestLike | None = None
+) -> IssuedToken:
     """Mint a bearer token for ``user``. Returns the secret exactly once."""
     name = (name or "").strip() or "api token"
     if len(name) > 100:
@@ -60,7 +64,7 @@ def create_api_token(*, user, actor, name: str = "", expires_days: int | None = 
     return IssuedToken(token=token, secret=secret)
 
 
-def revoke_api_token(*, token: ApiToken, actor, request=None) -> ApiToken:
+def revoke_api_token(*, token: ApiToken, actor: ActorLike, request: RequestLike | None = None) -> ApiToken:
     """Revoke now; revoking twice is a no-op."""
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
@@ -79,7 +83,7 @@ def revoke_api_token(*, token: ApiToken, actor, request=None) -> ApiToken:
     return token
 
 
-def set_user_roles(*, user, roles, actor, request=None) -> bool:
+def set_user_roles(*, user: User, roles: Iterable[str], actor: ActorLike, request: RequestLike | None = None) -> bool:
     """Make ``user``'s Mandate roles exactly ``roles`` (other groups are left alone).
     Returns True when something changed; the change is an audit event with old and new roles."""
     wanted = set(roles)

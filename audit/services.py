@@ -11,13 +11,20 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from django.db import transaction
 from django.utils import timezone
 
 from audit.models import AuditChain, AuditEvent
 from core.request_id import current_request_id
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.utils import CursorWrapper
+    from django.http import HttpRequest
+    from rest_framework.request import Request
 
 GLOBAL_CHAIN = "global"
 
@@ -38,6 +45,12 @@ _SECRET_KEYS = {
 }
 
 
+class _Workload(Protocol):
+    # An agent instance, named by what it is rather than imported: the audit trail sits below identities.
+    @property
+    def spiffe_id(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who did it: a user, an agent instance, a named policy rule, the scheduler or the system."""
@@ -47,11 +60,11 @@ class Actor:
     user: Any = None
 
     @classmethod
-    def of_user(cls, user) -> Actor:
+    def of_user(cls, user: User) -> Actor:
         return cls(AuditEvent.ActorType.USER, user.get_username(), user)
 
     @classmethod
-    def of_instance(cls, instance) -> Actor:
+    def of_instance(cls, instance: _Workload) -> Actor:
         return cls(AuditEvent.ActorType.INSTANCE, instance.spiffe_id)
 
     @classmethod
@@ -67,7 +80,14 @@ class Actor:
         return cls(AuditEvent.ActorType.SYSTEM, name)
 
 
-def as_actor(actor) -> Actor:
+# Whoever a service acts for: a signed-in user, an ``Actor`` (an agent instance, a policy rule, the
+# scheduler) or nobody, which records the system. Every service's ``actor`` has this type.
+ActorLike: TypeAlias = "User | Actor | None"
+# The request a change came from, if any: only its request id is read, for the audit row.
+RequestLike: TypeAlias = "HttpRequest | Request"
+
+
+def as_actor(actor: ActorLike) -> Actor:
     """Accept an ``Actor`` or a user object."""
     if isinstance(actor, Actor):
         return actor
@@ -115,16 +135,16 @@ def compute_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256(prev_hash.encode() + b"\n" + _canonical(event)).hexdigest()
 
 
-def _target_parts(target) -> tuple[str, str, str]:
+def _target_parts(target: Any) -> tuple[str, str, str]:
     if isinstance(target, tuple):
-        target_type, target_id, *label = target
-        return target_type, str(target_id), (label[0] if label else "")
+        target_type, target_id, *labels = target
+        return target_type, str(target_id), (labels[0] if labels else "")
     target_type = getattr(target, "audit_type", None) or target._meta.model_name
     label = getattr(target, "audit_label", None) or str(target)
     return target_type, str(target.pk), label
 
 
-def _agent_id_of(target) -> uuid.UUID | None:
+def _agent_id_of(target: Any) -> uuid.UUID | None:
     getter = getattr(target, "audit_agent_id", None)
     if getter is None:
         return None
@@ -134,7 +154,7 @@ def _agent_id_of(target) -> uuid.UUID | None:
 _statements: dict[str, tuple[str, str, str | None]] = {}
 
 
-def _append_statements(connection) -> tuple[str, str, str | None]:
+def _append_statements(connection: BaseDatabaseWrapper) -> tuple[str, str, str | None]:
     """(advance the head, insert the row [and set the head's hash], set the head's hash or None),
     built once per database vendor."""
     cached = _statements.get(connection.vendor)
@@ -163,7 +183,7 @@ def _append_statements(connection) -> tuple[str, str, str | None]:
 _EVENT_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
 
 
-def _advance_head(connection, cursor, statement: str, key: str) -> tuple[int, str]:
+def _advance_head(connection: BaseDatabaseWrapper, cursor: CursorWrapper, statement: str, key: str) -> tuple[int, str]:
     """Lock the chain's head and advance its length: (this event's seq, the previous hash). Only a
     chain's first writer inserts the head (insert-if-missing, then advance), so two first writers
     cannot both create it."""
@@ -179,12 +199,12 @@ def _advance_head(connection, cursor, statement: str, key: str) -> tuple[int, st
 def record(
     verb: str,
     *,
-    actor,
-    target,
+    actor: ActorLike,
+    target: Any,
     before: dict | None = None,
     after: dict | None = None,
     reason: str = "",
-    request=None,
+    request: RequestLike | None = None,
     agent_id: uuid.UUID | None = None,
     at: datetime | None = None,
 ) -> AuditEvent:
@@ -239,7 +259,7 @@ def _encode(value: Any) -> str:
 def record_many(
     verb: str,
     *,
-    actor,
+    actor: ActorLike,
     target_type: str,
     targets: list[tuple[uuid.UUID | None, str, str]],
     before: dict | None = None,
@@ -270,9 +290,11 @@ def record_many(
     actor_user_id = getattr(who.user, "pk", None) if who.user is not None else None
 
     by_chain: dict[str, list[tuple[str | None, str, str]]] = {}
-    for agent_id, target_id, label in targets:
-        key = f"agent:{agent_id}" if agent_id else GLOBAL_CHAIN
-        by_chain.setdefault(key, []).append((str(agent_id) if agent_id else None, str(target_id), (label or "")[:255]))
+    for target_agent_id, target_id, label in targets:
+        key = f"agent:{target_agent_id}" if target_agent_id else GLOBAL_CHAIN
+        by_chain.setdefault(key, []).append(
+            (str(target_agent_id) if target_agent_id else None, str(target_id), (label or "")[:255])
+        )
     keys = sorted(by_chain)
     AuditChain.objects.bulk_create([AuditChain(key=k) for k in keys], ignore_conflicts=True)
     heads = {h.key: h for h in AuditChain.objects.select_for_update().filter(key__in=keys).order_by("key")}
@@ -373,7 +395,19 @@ def record_many(
 
 
 def _copy_events(
-    connection, rows, *, at, actor_type, actor, actor_user_id, verb, target_type, before, after, reason, request_id
+    connection: BaseDatabaseWrapper,
+    rows: list[tuple],
+    *,
+    at: datetime,
+    actor_type: str,
+    actor: str,
+    actor_user_id: Any,
+    verb: str,
+    target_type: str,
+    before: Any,
+    after: Any,
+    reason: str,
+    request_id: str,
 ) -> None:
     """COPY the linked rows into the audit table: one round trip for thousands of rows."""
     meta = AuditEvent._meta
@@ -396,7 +430,8 @@ def _copy_events(
         "prev_hash",
         "hash",
     ]
-    columns = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in names)
+    # Every name is a concrete field, never a reverse relation: each has a column.
+    columns = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in names)  # type: ignore[union-attr,arg-type]
     before_j = json.dumps(before) if before is not None else None
     after_j = json.dumps(after) if after is not None else None
     with connection.cursor() as cursor:

@@ -13,7 +13,7 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -26,6 +26,7 @@ from django.utils import timezone
 from jwt.algorithms import ECAlgorithm
 
 from audit import services as audit
+from audit.services import ActorLike
 from core.errors import InvalidTransition
 from identities.models import SigningKey
 
@@ -77,7 +78,7 @@ def _new_key_row(status: str) -> SigningKey:
 # --- transitions ---------------------------------------------------------------------------------
 
 
-def publish_new_key(*, actor, verb: str = "key.published", extra: dict | None = None) -> SigningKey:
+def publish_new_key(*, actor: ActorLike, verb: str = "key.published", extra: dict | None = None) -> SigningKey:
     """Publish a key that will start signing after the refresh hint (see ``activate_due_keys``)."""
     with transaction.atomic():
         key = _new_key_row(SigningKey.Status.PUBLISHED)
@@ -87,7 +88,7 @@ def publish_new_key(*, actor, verb: str = "key.published", extra: dict | None = 
     return key
 
 
-def activate_key(*, key: SigningKey, actor, now=None) -> SigningKey:
+def activate_key(*, key: SigningKey, actor: ActorLike, now: datetime | None = None) -> SigningKey:
     """Make ``key`` the signing key; the previous active key starts retiring."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -111,7 +112,7 @@ def activate_key(*, key: SigningKey, actor, now=None) -> SigningKey:
     return key
 
 
-def rotate_signing_key(*, actor, immediately: bool = False, now=None) -> SigningKey:
+def rotate_signing_key(*, actor: ActorLike, immediately: bool = False, now: datetime | None = None) -> SigningKey:
     """Publish a new key (audited ``key.rotated``); it signs once verifiers had a refresh hint to
     fetch it (``activate_due_keys``), or at once when ``immediately`` or when no key signs yet.
 
@@ -128,7 +129,7 @@ def rotate_signing_key(*, actor, immediately: bool = False, now=None) -> Signing
     return key
 
 
-def activate_due_keys(*, actor, now=None) -> int:
+def activate_due_keys(*, actor: ActorLike, now: datetime | None = None) -> int:
     """Promote the newest published key that has been public for a refresh hint. Returns 0 or 1."""
     now = now or timezone.now()
     due = (
@@ -144,7 +145,7 @@ def activate_due_keys(*, actor, now=None) -> int:
     return 1
 
 
-def retire_drained_keys(*, actor, now=None) -> int:
+def retire_drained_keys(*, actor: ActorLike, now: datetime | None = None) -> int:
     """Retire retiring keys once every token they signed has expired (retiring_at + longest TTL)."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.MANDATE_CREDENTIAL_MAX_TTL + 60)

@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from accounts.roles import is_admin
 from audit import services as audit
+from audit.services import ActorLike, RequestLike
 from core.errors import PermissionDenied, ValidationFailed
 from identities.assertions import ClientKey, VerifiedAssertion
 from identities.models import Agent, Instance, UsedAssertion
@@ -138,7 +139,7 @@ def _check_rules(value: object) -> list[dict]:
     return cleaned
 
 
-def _check_admin(actor) -> None:
+def _check_admin(actor: ActorLike) -> None:
     if not is_admin(actor):
         raise PermissionDenied("only identity admins manage trusted issuers")
 
@@ -172,7 +173,7 @@ def _clean(field_name: str, value):
 
 def create_issuer(
     *,
-    actor,
+    actor: ActorLike,
     name: str,
     issuer: str,
     audience: str,
@@ -180,7 +181,7 @@ def create_issuer(
     discovery_url: str = "",
     jwks: dict | None = None,
     enabled: bool = True,
-    request=None,
+    request: RequestLike | None = None,
 ) -> TrustedIssuer:
     _check_admin(actor)
     row = TrustedIssuer(created_by=actor if getattr(actor, "pk", None) else None)
@@ -203,7 +204,9 @@ def create_issuer(
     return row
 
 
-def update_issuer(*, issuer: TrustedIssuer, actor, changes: dict, request=None) -> TrustedIssuer:
+def update_issuer(
+    *, issuer: TrustedIssuer, actor: ActorLike, changes: dict, request: RequestLike | None = None
+) -> TrustedIssuer:
     _check_admin(actor)
     cleaned = {k: _clean(k, v) for k, v in changes.items() if k in _EDITABLE}
     try:
@@ -227,7 +230,7 @@ def update_issuer(*, issuer: TrustedIssuer, actor, changes: dict, request=None) 
     return row
 
 
-def disable_issuer(*, issuer: TrustedIssuer, actor, request=None) -> TrustedIssuer:
+def disable_issuer(*, issuer: TrustedIssuer, actor: ActorLike, request: RequestLike | None = None) -> TrustedIssuer:
     """Stop trusting the issuer at once: its tokens no longer register nor authenticate instances.
     Instances it attested stay, and may still use a registered key of their own."""
     return update_issuer(issuer=issuer, actor=actor, changes={"enabled": False}, request=request)
@@ -476,7 +479,13 @@ def replay_record(issuer: TrustedIssuer, claims: dict, token: str) -> tuple[str,
 
 
 def register_attested_instance(
-    *, agent: Agent, actor, workload_token: str, public_jwk=None, label: str = "", request=None
+    *,
+    agent: Agent,
+    actor: ActorLike,
+    workload_token: str,
+    public_jwk=None,
+    label: str = "",
+    request: RequestLike | None = None,
 ) -> Instance:
     """Register an instance of ``agent`` attested by a workload token (with or without its own key).
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model, QuerySet
+
+M = TypeVar("M", bound=Model)
 
 
 class PreparedValues:
     """``build(value)`` returns a ``values_list`` queryset with exactly one parameter (the lookup
     value); ``fetch(value)`` runs its SQL with a fresh value and returns the first row as a dict."""
 
-    def __init__(self, build: Callable[[object], QuerySet], *, sample: object, key_share: bool = False):
+    def __init__(self, build: Callable[[Any], QuerySet], *, sample: object, key_share: bool = False):
         self._build = build
         self._sample = sample
         self._key_share = key_share
@@ -58,7 +61,7 @@ class PreparedValues:
         return dict(zip(names, row, strict=True))
 
 
-def model_from(model: type[Model], data: dict, *, using: str = DEFAULT_DB_ALIAS) -> Model:
+def model_from(model: type[M], data: dict, *, using: str = DEFAULT_DB_ALIAS) -> M:
     """A model instance as loaded from the database with only ``data``'s columns (by attname);
     any other field is deferred and would load on access."""
     fields = [f for f in model._meta.concrete_fields if f.attname in data]

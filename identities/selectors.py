@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db.models import Count, Q, QuerySet
 
 from accounts.roles import AGENT_OWNER, can_read_all, has_role
 from audit.models import AuditEvent
 from identities.models import Agent, Credential, Instance
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def agents_for(user) -> QuerySet[Agent]:
+
+def agents_for(user: User) -> QuerySet[Agent]:
     return (
         Agent.objects.visible_to(user)
         .select_related("owner")
@@ -17,15 +22,15 @@ def agents_for(user) -> QuerySet[Agent]:
     )
 
 
-def instances_for(user) -> QuerySet[Instance]:
+def instances_for(user: User) -> QuerySet[Instance]:
     return Instance.objects.visible_to(user).select_related("agent")
 
 
-def credentials_for(user) -> QuerySet[Credential]:
+def credentials_for(user: User) -> QuerySet[Credential]:
     return Credential.objects.visible_to(user).select_related("instance__agent")
 
 
-def audit_events_for(user) -> QuerySet[AuditEvent]:
+def audit_events_for(user: User) -> QuerySet[AuditEvent]:
     """Admins and auditors read the whole trail; an agent owner reads the events of their own agents."""
     if can_read_all(user):
         return AuditEvent.objects.all()

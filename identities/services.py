@@ -7,16 +7,22 @@ Every transition locks its row, returns early when already there, refuses a wron
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, cast
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from accounts.roles import AGENT_OWNER, has_role, is_admin
 from audit import services as audit
+from audit.services import ActorLike, RequestLike
 from core.errors import PermissionDenied, ValidationFailed
 from identities.jwk import thumbprint, validate_public_jwk
 from identities.models import Agent, Instance
 from identities.permissions import require_can_manage
 from identities.validators import SLUG_RE, is_scope
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 # --- validation shared by create and update ------------------------------------------------------
 
@@ -44,7 +50,7 @@ def clean_max_envelope_seconds(value: object) -> int:
 # --- who may manage ------------------------------------------------------------------------------
 
 
-def _require_manager(actor, agent: Agent | None = None) -> None:
+def _require_manager(actor: ActorLike, agent: Agent | None = None) -> None:
     """People manage agents as identity admins, or as agent owners of their own agents (any agent
     owner may register a new one); auditors and gateways change nothing. Non-person actors (policy
     rules, the scheduler, an instance) reach these functions only through cascades and sweeps the
@@ -63,14 +69,14 @@ def _require_manager(actor, agent: Agent | None = None) -> None:
 
 def register_agent(
     *,
-    actor,
+    actor: ActorLike,
     slug: str,
     name: str,
     description: str = "",
     ceiling: list[str],
     max_envelope_seconds: int,
-    owner=None,
-    request=None,
+    owner: User | None = None,
+    request: RequestLike | None = None,
 ) -> Agent:
     _require_manager(actor)
     if owner is not None and owner != actor and not is_admin(actor):
@@ -81,7 +87,7 @@ def register_agent(
         slug=slug,
         name=name,
         description=description or "",
-        owner=owner or actor,
+        owner=owner or cast("User", actor),  # _require_manager admitted a person
         ceiling=clean_ceiling(ceiling),
         max_envelope_seconds=clean_max_envelope_seconds(max_envelope_seconds),
     )
@@ -94,7 +100,7 @@ def register_agent(
     return agent
 
 
-def update_agent(*, agent: Agent, actor, changes: dict, request=None) -> Agent:
+def update_agent(*, agent: Agent, actor: ActorLike, changes: dict, request: RequestLike | None = None) -> Agent:
     _require_manager(actor, agent)
     with transaction.atomic():
         agent = Agent.objects.select_for_update().select_related("owner").get(pk=agent.pk)
@@ -124,13 +130,13 @@ def update_agent(*, agent: Agent, actor, changes: dict, request=None) -> Agent:
 def _new_instance(
     *,
     agent: Agent,
-    actor,
-    public_jwk,
+    actor: ActorLike,
+    public_jwk: object,
     label: str,
     origin: str,
     parent: Instance | None,
     verb: str,
-    request=None,
+    request: RequestLike | None = None,
     attested_issuer: str = "",
     attested_subject: str = "",
 ) -> Instance:
@@ -154,7 +160,7 @@ def _new_instance(
                 label=label,
                 origin=origin,
                 parent=parent,
-                created_by=actor if getattr(actor, "pk", None) else None,
+                created_by=cast("User", actor) if getattr(actor, "pk", None) else None,
                 attested_issuer=attested_issuer,
                 attested_subject=attested_subject,
             )
@@ -174,7 +180,15 @@ def _new_instance(
     return instance
 
 
-def register_instance(*, agent: Agent, actor, public_jwk, label: str = "", request=None, **attestation) -> Instance:
+def register_instance(
+    *,
+    agent: Agent,
+    actor: ActorLike,
+    public_jwk: object,
+    label: str = "",
+    request: RequestLike | None = None,
+    **attestation: str,
+) -> Instance:
     return _new_instance(
         agent=agent,
         actor=actor,
@@ -188,7 +202,9 @@ def register_instance(*, agent: Agent, actor, public_jwk, label: str = "", reque
     )
 
 
-def clone_instance(*, parent: Instance, actor, public_jwk, label: str = "", request=None) -> Instance:
+def clone_instance(
+    *, parent: Instance, actor: ActorLike, public_jwk: object, label: str = "", request: RequestLike | None = None
+) -> Instance:
     """A clone is a new identity with its own key; it inherits no envelope and no credential."""
     if parent.status == Instance.Status.RETIRED:
         raise ValidationFailed("a retired instance cannot be cloned", field="instance")
@@ -204,7 +220,9 @@ def clone_instance(*, parent: Instance, actor, public_jwk, label: str = "", requ
     )
 
 
-def spawn_subagent(*, parent: Instance, actor, public_jwk, label: str = "", request=None) -> Instance:
+def spawn_subagent(
+    *, parent: Instance, actor: ActorLike, public_jwk: object, label: str = "", request: RequestLike | None = None
+) -> Instance:
     if parent.status != Instance.Status.ACTIVE:
         raise ValidationFailed("only an active instance may spawn a sub-agent", field="instance")
     return _new_instance(

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from django.conf import settings
@@ -75,6 +76,9 @@ ACTIVITY_FIELDS = (
 )
 FIELDS = {ExportJob.Kind.AUDIT: AUDIT_FIELDS, ExportJob.Kind.ACTIVITY: ACTIVITY_FIELDS}
 CONTENT_TYPES = {ExportJob.Format.JSONL: "application/x-ndjson", ExportJob.Format.CSV: "text/csv"}
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 def clean_kind_and_format(kind, fmt) -> tuple[str, str]:
@@ -258,7 +262,7 @@ def run_export(job_id) -> ExportJob | None:
     return ExportJob.objects.get(pk=job.pk)
 
 
-def jobs_for(user) -> QuerySet[ExportJob]:
+def jobs_for(user: User) -> QuerySet[ExportJob]:
     return ExportJob.objects.filter(requested_by=user)
 
 

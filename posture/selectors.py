@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -29,6 +30,7 @@ from django.utils import timezone
 
 from accounts.roles import AGENT_OWNER
 from audit import services as audit
+from audit.services import ActorLike, RequestLike
 from core.errors import ValidationFailed
 from identities.models import Agent, Credential, Instance
 from posture.models import StandingException
@@ -62,6 +64,9 @@ WAIT_BUCKETS = (  # approval waiting time histogram
 )
 USED_KINDS = (ActivityEvent.Kind.DECISION, ActivityEvent.Kind.TOOL_CALL, ActivityEvent.Kind.SECRET_ACCESS)
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 @dataclass(frozen=True)
 class Window:
@@ -81,7 +86,7 @@ class Window:
 # --- scoping -------------------------------------------------------------------------------------
 
 
-def agents_in_scope(user) -> QuerySet[Agent]:
+def agents_in_scope(user: User) -> QuerySet[Agent]:
     return Agent.objects.visible_to(user)
 
 
@@ -537,7 +542,7 @@ def envelopes_in_wait_bucket(user, window: Window, index: int) -> QuerySet[TaskE
     return qs
 
 
-def activity_in_scope(user) -> QuerySet[ActivityEvent]:
+def activity_in_scope(user: User) -> QuerySet[ActivityEvent]:
     return ActivityEvent.objects.all().visible_to(user)
 
 
@@ -577,7 +582,9 @@ def short_lived_share(user, window: Window) -> tuple[int, int]:
 # --- one click: the used subset as the next request ------------------------------------------------
 
 
-def request_narrower_envelope(*, envelope: TaskEnvelope, actor, window: Window, request=None) -> TaskEnvelope:
+def request_narrower_envelope(
+    *, envelope: TaskEnvelope, actor: ActorLike, window: Window, request: RequestLike | None = None
+) -> TaskEnvelope:
     """Ask for the same task again with only what was used: the used scopes and the granted resource
     patterns that matched a used resource (all of them when no resource was reported). The request
     goes through ``request_envelope`` like any other, so ceiling, policy and approval all apply."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN, has_role, is_admin
 from audit import services as audit
+from audit.services import ActorLike, RequestLike
 from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from identities.models import Agent
 from identities.permissions import require_can_manage
@@ -31,6 +33,9 @@ SECRET_PREFIX = "mdx_"
 SWEEP_CHUNK = 200
 DEFAULT_RECERTIFY_DAYS = 30
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 
 @dataclass(frozen=True)
 class Requested:
@@ -40,7 +45,7 @@ class Requested:
     secret: str | None
 
 
-def exceptions_for(user):
+def exceptions_for(user: User):
     """Exceptions the caller may see: admins and auditors all, owners theirs."""
     return StandingException.objects.visible_to(user).select_related("owner", "agent", "requested_by", "approved_by")
 
@@ -85,7 +90,7 @@ def _new_secret() -> tuple[str, str, str]:
 
 def request_exception(
     *,
-    actor,
+    actor: ActorLike,
     vendor,
     justification,
     scopes,
@@ -96,7 +101,7 @@ def request_exception(
     owner=None,
     issue_secret: bool = False,
     renews: StandingException | None = None,
-    request=None,
+    request: RequestLike | None = None,
 ) -> Requested:
     """Ask for a standing exception (pending until an admin other than the requester approves)."""
     if not (is_admin(actor) or has_role(actor, AGENT_OWNER)):
@@ -150,7 +155,12 @@ def _lock(exc: StandingException) -> StandingException:
 
 
 def approve_exception(
-    *, exception: StandingException, actor, comment: str = "", request=None, now: datetime | None = None
+    *,
+    exception: StandingException,
+    actor: ActorLike,
+    comment: str = "",
+    request: RequestLike | None = None,
+    now: datetime | None = None,
 ) -> StandingException:
     """An identity admin other than the requester approves; the hard expiry starts now. Approving a
     renewal retires the exception it renews (and its secret with it)."""
@@ -202,12 +212,17 @@ def _next_recertification(exc: StandingException, now: datetime) -> date:
     return min(due, exc.expires_at.date()) if exc.expires_at else due
 
 
-def _require_owner_or_admin(actor, exc: StandingException, what: str) -> None:
+def _require_owner_or_admin(actor: ActorLike, exc: StandingException, what: str) -> None:
     require_can_manage(actor, exc, what, owner="the exception's owner")
 
 
 def recertify_exception(
-    *, exception: StandingException, actor, comment, request=None, now: datetime | None = None
+    *,
+    exception: StandingException,
+    actor: ActorLike,
+    comment,
+    request: RequestLike | None = None,
+    now: datetime | None = None,
 ) -> StandingException:
     """The owner (or an admin) attests the exception is still needed; the next date moves on, never
     past the hard expiry. Re-certifying never extends the expiry: that takes a renewal."""
@@ -238,11 +253,11 @@ def recertify_exception(
 def renew_exception(
     *,
     exception: StandingException,
-    actor,
+    actor: ActorLike,
     justification=None,
     duration_days=None,
     compensating_controls=None,
-    request=None,
+    request: RequestLike | None = None,
 ) -> Requested:
     """Never extend in place: a renewal is a new pending exception that, once approved, retires this one.
     If this one carried a Mandate-issued secret, the renewal gets a fresh one (rotation)."""
@@ -268,7 +283,9 @@ def renew_exception(
     )
 
 
-def _end(exc: StandingException, *, new: str, verb: str, actor, reason: str, request=None) -> None:
+def _end(
+    exc: StandingException, *, new: str, verb: str, actor: ActorLike, reason: str, request: RequestLike | None = None
+) -> None:
     exc.end_reason = (reason or new)[:500]
     old = exc.set_status(new, allowed_from=StandingException.OPEN_STATES, extra_fields=("end_reason",))
     audit.record(
@@ -282,7 +299,9 @@ def _end(exc: StandingException, *, new: str, verb: str, actor, reason: str, req
     )
 
 
-def retire_exception(*, exception: StandingException, actor, reason: str = "", request=None) -> StandingException:
+def retire_exception(
+    *, exception: StandingException, actor: ActorLike, reason: str = "", request: RequestLike | None = None
+) -> StandingException:
     """Withdraw a pending exception or end an approved one; its secret stops being valid at once."""
     _require_owner_or_admin(actor, exception, "retire this exception")
     with transaction.atomic():

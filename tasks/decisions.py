@@ -28,8 +28,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -40,7 +42,7 @@ from identities.models import Agent, Credential, Instance
 from identities.tokens import TokenRejected, VerifiedToken, verify_access_token
 from tasks.lifecycle import revoke_envelope
 from tasks.models import ActivityEvent, TaskEnvelope
-from tasks.policy import active_policy
+from tasks.policy import Policy, active_policy
 from tasks.resources import resource_granted
 
 OK = "ok"
@@ -101,7 +103,7 @@ class Decision:
 
 _VERIFY_TTL = 5.0  # seconds; matches identities.keys' cache of which keys are published
 _VERIFY_MAX = 20_000
-_verified: dict[str, tuple[float, VerifiedToken]] = {}
+_verified: dict[object, tuple[float, VerifiedToken]] = {}
 _verified_lock = threading.Lock()
 
 
@@ -134,19 +136,19 @@ def clear_verification_cache() -> None:
 # --- the decision --------------------------------------------------------------------------------
 
 
-def _guardrails_allow(policy, **call) -> tuple[bool, str]:
+def _guardrails_allow(policy: Policy, **call: Any) -> tuple[bool, str]:
     """The organisation's Cedar guardrails for this call (``Policy.guardrails_allow`` fails closed)."""
     allowed, detail = policy.guardrails_allow(**call)
     return bool(allowed), str(detail or "")
 
 
-_LOAD = None
+_LOAD: tuple[str, list[tuple[Any, ...]]] | None = None
 
 
-_PreparingCursor = None
+_PreparingCursor: Any = None
 
 
-def _prepared_cursor():
+def _prepared_cursor() -> Any:
     """A Django cursor whose statements PostgreSQL prepares once per connection: planning the
     four-table load cost more server CPU than running it. Django disables prepared statements by
     default (for transaction-mode poolers such as PgBouncer < 1.21); these two statements opt in,
@@ -156,7 +158,7 @@ def _prepared_cursor():
         import psycopg
 
         class Preparing(psycopg.Cursor):
-            def execute(self, query, params=None, *, prepare=None, binary=None):
+            def execute(self, query: Any, params: Any = None, *, prepare: Any = None, binary: Any = None) -> Any:
                 return super().execute(query, params, prepare=True, binary=binary)
 
         _PreparingCursor = Preparing
@@ -165,14 +167,15 @@ def _prepared_cursor():
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 
-def _load_statement():
+def _load_statement() -> tuple[str, list[tuple[Any, ...]]]:
     """The hot path's one SELECT, written out once per process: compiling the equivalent
     ``select_related`` queryset costs more CPU than the database spends answering it."""
     global _LOAD
     if _LOAD is None:
         quote = connection.ops.quote_name
         layout = [(Credential, "c"), (Instance, "i"), (Agent, "a"), (TaskEnvelope, "e")]
-        columns, models = [], []
+        columns: list[str] = []
+        models: list[tuple[Any, ...]] = []
         for model, alias in layout:
             fields = list(model._meta.concrete_fields)
             columns += [f"{alias}.{quote(f.column)}" for f in fields]
@@ -221,8 +224,9 @@ def load_credentials(jtis: list[str]) -> dict[str, Credential]:
     return {c.jti: c for c in credentials}
 
 
-def _build(row, models) -> Credential:
-    objects, start = [], 0
+def _build(row: tuple, models: list[tuple[Any, ...]]) -> Credential:
+    objects: list[Any] = []
+    start = 0
     for model, fields, attnames, converted in models:
         values = list(row[start : start + len(fields)])
         start += len(fields)
@@ -247,7 +251,7 @@ class _Outcome:
         return self.reason == OK
 
 
-def _check(*, token, scope: str, resource: str, context: dict, now: datetime, policy) -> _Outcome:
+def _check(*, token: object, scope: str, resource: str, context: dict, now: datetime, policy: Policy) -> _Outcome:
     """Run the checks in contract order, stopping at the first that fails. Reads only."""
     try:
         verified = verify_token_cached(token)
@@ -298,7 +302,7 @@ def _check(*, token, scope: str, resource: str, context: dict, now: datetime, po
 _TAKE_ACTION_SQL = None
 
 
-def _take_action(envelope_id, now: datetime) -> tuple[int, int] | None:
+def _take_action(envelope_id: uuid.UUID, now: datetime) -> tuple[int, int] | None:
     """Use one action of the budget if any is left and the envelope is live: ``(used, max)`` or None.
 
     One conditional statement, so of two gateways racing on the last action exactly one matches.
@@ -319,7 +323,7 @@ def _take_action(envelope_id, now: datetime) -> tuple[int, int] | None:
     return (row[0], row[1]) if row else None
 
 
-def _budget_denial(envelope_id, now: datetime) -> tuple[str, str]:
+def _budget_denial(envelope_id: uuid.UUID, now: datetime) -> tuple[str, str]:
     """Why the conditional update did not match (another decision won the race, or the envelope
     ended in between). Rare: only after a lost race."""
     envelope = (
@@ -409,7 +413,7 @@ def touch_instance(instance: Instance, now: datetime) -> None:
     instance.last_seen_at, instance.stale = now, False
 
 
-def record_drift(*, envelope_id, now: datetime, count: int = 1, policy=None) -> int | None:
+def record_drift(*, envelope_id: uuid.UUID, now: datetime, count: int = 1, policy: Policy | None = None) -> int | None:
     """Flag drift on a live envelope (conditional increment); returns the new count, or None when
     the envelope is no longer live. Call inside the transaction that records the drifting event."""
     changed = TaskEnvelope.objects.filter(pk=envelope_id, state__in=TaskEnvelope.LIVE_STATES).update(
@@ -420,7 +424,7 @@ def record_drift(*, envelope_id, now: datetime, count: int = 1, policy=None) -> 
     return TaskEnvelope.objects.filter(pk=envelope_id).values_list("drift_count", flat=True).first()
 
 
-def revoke_for_drift_if_due(*, envelope_id, drift_count: int | None, policy=None) -> bool:
+def revoke_for_drift_if_due(*, envelope_id: uuid.UUID, drift_count: int | None, policy: Policy | None = None) -> bool:
     """Per policy, revoke the envelope once its drift count reaches the limit. Returns True if revoked."""
     if drift_count is None:
         return False
@@ -441,7 +445,13 @@ def revoke_for_drift_if_due(*, envelope_id, drift_count: int | None, policy=None
 
 
 def decide(
-    *, token, scope: str, resource: str, context: dict | None = None, reported_by: str = "", now: datetime | None = None
+    *,
+    token: object,
+    scope: str,
+    resource: str,
+    context: dict | None = None,
+    reported_by: str = "",
+    now: datetime | None = None,
 ) -> Decision:
     """Decide one call, record it durably, and return the answer (see the module docstring)."""
     now = now or timezone.now()
@@ -449,8 +459,10 @@ def decide(
     policy = active_policy()
     out = _check(token=token, scope=scope, resource=resource, context=context, now=now, policy=policy)
     credential = out.credential
-    envelope = credential.envelope if credential is not None else None
-    instance = credential.instance if credential is not None else None
+    # Read only when ``identified`` (or on an allowed or drifting call, which implies it): then all
+    # three are set, which the type checker cannot follow through the flag.
+    envelope = cast("TaskEnvelope", credential.envelope if credential is not None else None)
+    instance = cast("Instance", credential.instance if credential is not None else None)
     identified = credential is not None and out.reason != TOKEN_INVALID
     remaining = envelope.remaining_actions if identified else None
     drift = out.reason in DRIFT_REASONS
@@ -460,7 +472,7 @@ def decide(
         agent_id=instance.agent_id if identified else None,
         instance_id=instance.id if identified else None,
         envelope_id=envelope.id if identified else None,
-        jti=credential.jti if identified else "",
+        jti=credential.jti if identified and credential is not None else "",
         scope=scope[:130],
         resource=resource[:512],
         reason=out.reason,
@@ -512,7 +524,7 @@ def decide(
 
 
 def _take_action_and_record_portably(
-    out: _Outcome, event: ActivityEvent, envelope, now: datetime, remaining: int | None
+    out: _Outcome, event: ActivityEvent, envelope: TaskEnvelope, now: datetime, remaining: int | None
 ) -> int | None:
     """Any database: the conditional update and the event's insert in one transaction."""
     with transaction.atomic():

@@ -20,10 +20,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from audit import services as audit
+from audit.services import ActorLike, RequestLike
 from identities.assertions import VerifiedAssertion, consume_assertion
 from identities.keys import active_signing_key
 from identities.models import Agent, Credential, Instance
@@ -56,11 +57,11 @@ def _refuse(error: str, description: str) -> GrantRefused:
     return GrantRefused(error, description)
 
 
-def _key_share_sql(nowait=False, skip_locked=False, of=(), no_key=False) -> str:
+def _key_share_sql(nowait: bool = False, skip_locked: bool = False, of: tuple = (), no_key: bool = False) -> str:
     return "FOR KEY SHARE"
 
 
-def _fetch_key_shared(queryset) -> list:
+def _fetch_key_shared(queryset: QuerySet) -> list:
     """Evaluate ``queryset`` with ``FOR KEY SHARE`` on every row it reads (PostgreSQL), a lock
     Django's ORM does not spell. ``connection.ops`` belongs to this thread's connection alone, so
     swapping its ``for_update_sql`` for one query affects no other request. Elsewhere the rows are
@@ -68,7 +69,7 @@ def _fetch_key_shared(queryset) -> list:
     if connection.vendor != "postgresql":
         return list(queryset)
     ops = connection.ops
-    ops.for_update_sql = _key_share_sql
+    ops.for_update_sql = _key_share_sql  # type: ignore[method-assign]
     try:
         return list(queryset.select_for_update())
     finally:
@@ -186,11 +187,13 @@ def _check_requester(instance: Instance) -> None:
         raise _refuse("invalid_grant", f"agent {instance.agent.slug} is {instance.agent.status}")
 
 
-def _check_envelope_live(envelope: TaskEnvelope, now: datetime) -> None:
+def _check_envelope_live(envelope: TaskEnvelope, now: datetime) -> datetime:
+    """The live envelope's end, or the refusal."""
     if envelope.state not in TaskEnvelope.LIVE_STATES:
         raise _refuse("invalid_grant", f"the envelope is {envelope.state}; credentials need an approved or active one")
     if envelope.expires_at is None or envelope.expires_at <= now:
         raise _refuse("invalid_grant", "the envelope has expired")
+    return envelope.expires_at
 
 
 def _narrow_scopes(requested: list[str] | None, allowed: list[str], what: str) -> list[str]:
@@ -225,7 +228,7 @@ def note_instance_seen(instance_id: uuid.UUID, *, now: datetime | None = None) -
     ).update(last_seen_at=now, stale=False, stale_since=None)
 
 
-def _record_issued(minted: MintedToken, *, instance: Instance, actor, request) -> None:
+def _record_issued(minted: MintedToken, *, instance: Instance, actor: ActorLike, request: RequestLike | None) -> None:
     credential = minted.credential
     audit.record(
         "credential.issued",
@@ -260,7 +263,7 @@ def issue_credential(
     scopes: list[str] | None,
     audience: str | None,
     ttl: int | None,
-    request=None,
+    request: RequestLike | None = None,
 ) -> MintedToken:
     """``client_credentials``: a credential for the asserting instance inside its own live envelope.
 
@@ -278,10 +281,10 @@ def issue_credential(
                 raise _refuse("invalid_grant", "no such envelope for this instance")
             instance = envelope.instance
             _check_requester(instance)
-            _check_envelope_live(envelope, now)
+            envelope_ends = _check_envelope_live(envelope, now)
             granted = _narrow_scopes(scopes, envelope.scopes, "envelope's scopes")
             lifetime = credential_ttl(
-                requested=ttl, policy_max=policy_ttl_ceiling(envelope), envelope_expires_at=envelope.expires_at, now=now
+                requested=ttl, policy_max=policy_ttl_ceiling(envelope), envelope_expires_at=envelope_ends, now=now
             )
             if lifetime.total_seconds() < 1:
                 raise _refuse("invalid_grant", "the envelope ends now")
@@ -311,7 +314,7 @@ def delegate_credential(
     scopes: list[str] | None,
     audience: str | None,
     ttl: int | None,
-    request=None,
+    request: RequestLike | None = None,
 ) -> MintedToken:
     """RFC 8693 token exchange: the delegating instance's live credential (``subject_token``) is
     narrowed for another instance of the same agent (authenticated by ``assertion``).
@@ -347,7 +350,7 @@ def delegate_credential(
             if receiver.agent_id != envelope.agent_id:
                 raise _refuse("invalid_grant", "delegation stays within one agent's instances")
             _check_requester(receiver)
-            _check_envelope_live(envelope, now)
+            envelope_ends = _check_envelope_live(envelope, now)
             if not envelope.may_delegate:
                 raise _refuse("invalid_grant", "the envelope does not allow delegation")
             chain = [subject.sub, *parent.act_chain]
@@ -359,7 +362,7 @@ def delegate_credential(
             lifetime = credential_ttl(
                 requested=ttl,
                 policy_max=policy_ttl_ceiling(envelope),
-                envelope_expires_at=min(parent.expires_at, envelope.expires_at),
+                envelope_expires_at=min(parent.expires_at, envelope_ends),
                 now=now,
             )
             if lifetime.total_seconds() < 1:

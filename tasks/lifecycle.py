@@ -10,12 +10,15 @@ a wrong from-state with ``InvalidTransition``, and writes its audit rows and per
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
+from audit.services import ActorLike, RequestLike
 from core.errors import InvalidTransition, ValidationFailed
 from identities.models import Agent, Credential, Instance
 from identities.permissions import require_can_manage
@@ -37,7 +40,7 @@ logger = logging.getLogger(__name__)
 # --- agents and instances ------------------------------------------------------------------------
 
 
-def pause_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agent:
+def pause_agent(*, agent: Agent, actor: ActorLike, reason: str = "", request: RequestLike | None = None) -> Agent:
     """Pause the agent and every active instance of it; their live credentials are revoked."""
     _require_manager(actor, agent)
     with transaction.atomic():
@@ -61,7 +64,7 @@ def pause_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agent
     return agent
 
 
-def resume_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agent:
+def resume_agent(*, agent: Agent, actor: ActorLike, reason: str = "", request: RequestLike | None = None) -> Agent:
     """Resume the agent, and the instances that were paused only because it was."""
     _require_manager(actor, agent)
     with transaction.atomic():
@@ -85,7 +88,7 @@ def resume_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agen
     return agent
 
 
-def retire_agent(*, agent: Agent, actor, reason: str = "", request=None) -> Agent:
+def retire_agent(*, agent: Agent, actor: ActorLike, reason: str = "", request: RequestLike | None = None) -> Agent:
     """Retire the agent for good: every instance retires, its envelopes end, its credentials die."""
     _require_manager(actor, agent)
     with transaction.atomic():
@@ -114,7 +117,9 @@ def _lock_instances(agent: Agent, *statuses: str) -> list[Instance]:
     return instances
 
 
-def pause_instance(*, instance: Instance, actor, reason: str = "", request=None) -> Instance:
+def pause_instance(
+    *, instance: Instance, actor: ActorLike, reason: str = "", request: RequestLike | None = None
+) -> Instance:
     _require_manager(actor, instance.agent)
     with transaction.atomic():
         instance = Instance.objects.select_for_update().select_related("agent").get(pk=instance.pk)
@@ -124,7 +129,9 @@ def pause_instance(*, instance: Instance, actor, reason: str = "", request=None)
     return instance
 
 
-def resume_instance(*, instance: Instance, actor, reason: str = "", request=None) -> Instance:
+def resume_instance(
+    *, instance: Instance, actor: ActorLike, reason: str = "", request: RequestLike | None = None
+) -> Instance:
     _require_manager(actor, instance.agent)
     with transaction.atomic():
         instance = Instance.objects.select_for_update().select_related("agent").get(pk=instance.pk)
@@ -136,7 +143,9 @@ def resume_instance(*, instance: Instance, actor, reason: str = "", request=None
     return instance
 
 
-def retire_instance(*, instance: Instance, actor, reason: str = "", request=None) -> Instance:
+def retire_instance(
+    *, instance: Instance, actor: ActorLike, reason: str = "", request: RequestLike | None = None
+) -> Instance:
     _require_manager(actor, instance.agent)
     with transaction.atomic():
         instance = Instance.objects.select_for_update().select_related("agent").get(pk=instance.pk)
@@ -146,7 +155,9 @@ def retire_instance(*, instance: Instance, actor, reason: str = "", request=None
     return instance
 
 
-def _pause_instance_locked(instance: Instance, *, actor, reason: str, request=None, with_agent: bool = False) -> None:
+def _pause_instance_locked(
+    instance: Instance, *, actor: ActorLike, reason: str, request: RequestLike | None = None, with_agent: bool = False
+) -> None:
     old = instance.set_status(Instance.Status.PAUSED, allowed_from=(Instance.Status.ACTIVE,), with_agent=with_agent)
     audit.record(
         "instance.paused",
@@ -165,7 +176,9 @@ def _pause_instance_locked(instance: Instance, *, actor, reason: str, request=No
     )
 
 
-def _resume_instance_locked(instance: Instance, *, actor, reason: str, request=None) -> None:
+def _resume_instance_locked(
+    instance: Instance, *, actor: ActorLike, reason: str, request: RequestLike | None = None
+) -> None:
     old = instance.set_status(Instance.Status.ACTIVE, allowed_from=(Instance.Status.PAUSED,))
     audit.record(
         "instance.resumed",
@@ -178,7 +191,9 @@ def _resume_instance_locked(instance: Instance, *, actor, reason: str, request=N
     )
 
 
-def _retire_instance_locked(instance: Instance, *, actor, reason: str, request=None) -> None:
+def _retire_instance_locked(
+    instance: Instance, *, actor: ActorLike, reason: str, request: RequestLike | None = None
+) -> None:
     old = instance.set_status(Instance.Status.RETIRED, allowed_from=Instance.LIVE_STATES)
     audit.record(
         "instance.retired",
@@ -196,12 +211,12 @@ def _retire_instance_locked(instance: Instance, *, actor, reason: str, request=N
 
 def revoke_credentials(
     *,
-    actor,
+    actor: ActorLike,
     reason: str,
     instance: Instance | None = None,
-    envelope=None,
+    envelope: TaskEnvelope | None = None,
     jtis: Iterable[str] | None = None,
-    request=None,
+    request: RequestLike | None = None,
 ) -> int:
     """Revoke every live credential under an instance, an envelope or the given jtis, and every
     credential delegated from those, in the caller's transaction. Returns how many were revoked.
@@ -255,7 +270,12 @@ def revoke_credentials(
 
 
 def revoke_credential(
-    *, credential: Credential, actor, reason: str = "", request=None, proof_of_possession: bool = False
+    *,
+    credential: Credential,
+    actor: ActorLike,
+    reason: str = "",
+    request: RequestLike | None = None,
+    proof_of_possession: bool = False,
 ) -> Credential:
     """Revoke one credential and every credential delegated from it.
 
@@ -283,7 +303,15 @@ def revoke_credential(
 # --- envelopes -----------------------------------------------------------------------------------
 
 
-def _end_live(envelope: TaskEnvelope, *, new_state: str, verb: str, actor, reason: str, request=None) -> None:
+def _end_live(
+    envelope: TaskEnvelope,
+    *,
+    new_state: str,
+    verb: str,
+    actor: ActorLike,
+    reason: str,
+    request: RequestLike | None = None,
+) -> None:
     """Leave approved/active for an end state and revoke every credential under the envelope."""
     envelope.end_reason = (reason or new_state)[:500]
     old = envelope.set_state(new_state, allowed_from=TaskEnvelope.LIVE_STATES, extra_fields=("end_reason",))
@@ -299,7 +327,9 @@ def _end_live(envelope: TaskEnvelope, *, new_state: str, verb: str, actor, reaso
     revoke_credentials(envelope=envelope, actor=actor, reason=f"envelope {new_state}", request=request)
 
 
-def revoke_envelope(*, envelope: TaskEnvelope, actor, reason: str = "", request=None) -> TaskEnvelope:
+def revoke_envelope(
+    *, envelope: TaskEnvelope, actor: ActorLike, reason: str = "", request: RequestLike | None = None
+) -> TaskEnvelope:
     # A named policy rule (e.g. the drift limit) or the scheduler acts on its own authority.
     if not _is_rule_actor(actor):
         _require_owner_or_admin(actor, envelope.agent, "revoke this envelope")
@@ -313,7 +343,7 @@ def revoke_envelope(*, envelope: TaskEnvelope, actor, reason: str = "", request=
     return envelope
 
 
-def complete_envelope(*, envelope: TaskEnvelope, actor, request=None) -> TaskEnvelope:
+def complete_envelope(*, envelope: TaskEnvelope, actor: ActorLike, request: RequestLike | None = None) -> TaskEnvelope:
     """Complete by the agent's owner, an admin, or the envelope's own instance (``audit.Actor``)."""
     is_own_instance = (
         isinstance(actor, audit.Actor)
@@ -337,7 +367,9 @@ def complete_envelope(*, envelope: TaskEnvelope, actor, request=None) -> TaskEnv
     return envelope
 
 
-def retask_envelope(*, envelope: TaskEnvelope, actor, request=None, **fields) -> TaskEnvelope:
+def retask_envelope(
+    *, envelope: TaskEnvelope, actor: ActorLike, request: RequestLike | None = None, **fields: object
+) -> TaskEnvelope:
     """Never widen in place: a new pending envelope supersedes this one, whose credentials die now."""
     _require_owner_or_admin(actor, envelope.agent, "re-task this envelope")
     with transaction.atomic():
@@ -363,7 +395,7 @@ def retask_envelope(*, envelope: TaskEnvelope, actor, request=None, **fields) ->
     return new
 
 
-def expire_envelope(*, envelope_id, actor=None, now=None) -> bool:
+def expire_envelope(*, envelope_id: uuid.UUID, actor: ActorLike = None, now: datetime | None = None) -> bool:
     """Expire one envelope: a live one past ``expires_at``, or a pending one nobody decided in time.
     Returns True when this call changed it (safe to call twice, or from two workers at once)."""
     actor = actor or audit.Actor.scheduler("expire-envelopes")
@@ -395,7 +427,7 @@ def expire_envelope(*, envelope_id, actor=None, now=None) -> bool:
     return False
 
 
-def expire_pending_requests(*, now=None, limit: int = 1000) -> int:
+def expire_pending_requests(*, now: datetime | None = None, limit: int = 1000) -> int:
     """Expire pending requests older than the policy's limit, oldest first, at most ``limit`` per
     call; returns how many this call expired. Each row is expired in its own transaction by
     ``expire_envelope`` (which re-checks under the row lock), so two sweeps at once never expire
@@ -419,7 +451,7 @@ def expire_pending_requests(*, now=None, limit: int = 1000) -> int:
     return expired
 
 
-def activate_on_first_credential(*, envelope: TaskEnvelope, actor) -> bool:
+def activate_on_first_credential(*, envelope: TaskEnvelope, actor: ActorLike) -> bool:
     """approved → active when the first credential is minted (conditional update: only one wins)."""
     changed = TaskEnvelope.objects.filter(pk=envelope.pk, state=State.APPROVED).update(state=State.ACTIVE)
     if changed:
@@ -430,7 +462,9 @@ def activate_on_first_credential(*, envelope: TaskEnvelope, actor) -> bool:
     return bool(changed)
 
 
-def close_envelopes_of_retired_instance(*, instance: Instance, actor, request=None) -> None:
+def close_envelopes_of_retired_instance(
+    *, instance: Instance, actor: ActorLike, request: RequestLike | None = None
+) -> None:
     """A retired instance keeps no authority: live envelopes are revoked, pending ones denied."""
     for envelope in (
         TaskEnvelope.objects.select_for_update()

@@ -4,6 +4,8 @@ the number of rows."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib.auth import get_user_model
 from django.db.models import Prefetch, Q, QuerySet
 
@@ -12,8 +14,11 @@ from tasks.authentication import AgentPrincipal
 from tasks.models import ActivityEvent, Approval, TaskEnvelope
 from tasks.services import pending_deadline
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def envelopes_for(user) -> QuerySet[TaskEnvelope]:
+
+def envelopes_for(user: User) -> QuerySet[TaskEnvelope]:
     qs = TaskEnvelope.objects.select_related("agent", "instance", "requested_by", "superseded_by").prefetch_related(
         Prefetch("approvals", queryset=Approval.objects.select_related("by").order_by("at", "id"))
     )
@@ -23,7 +28,7 @@ def envelopes_for(user) -> QuerySet[TaskEnvelope]:
     return qs.visible_to(user)
 
 
-def pending_inbox(user) -> QuerySet[TaskEnvelope]:
+def pending_inbox(user: User) -> QuerySet[TaskEnvelope]:
     """Pending envelopes this admin could approve now: not requested by them, not already decided
     by them, not a high-risk envelope for their own agent, and not past the pending limit."""
     if not is_admin(user):
@@ -36,7 +41,7 @@ def pending_inbox(user) -> QuerySet[TaskEnvelope]:
     )
 
 
-def pending_inbox_count(user) -> int:
+def pending_inbox_count(user: User) -> int:
     """The console's inbox badge: one COUNT query (plus the role lookup, cached per request)."""
     return pending_inbox(user).count()
 
@@ -51,7 +56,7 @@ def approvers_of(envelope: TaskEnvelope) -> QuerySet:
     return users.distinct()
 
 
-def activity_for(user) -> QuerySet[ActivityEvent]:
+def activity_for(user: User) -> QuerySet[ActivityEvent]:
     """Activity events, newest first by id; owners see only their own agents' events."""
     # An agent's own credential is authenticated but nobody's owner: it sees none.
     return ActivityEvent.objects.visible_to(user).select_related("agent", "instance__agent")

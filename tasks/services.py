@@ -8,19 +8,25 @@ credential minted under it, all in one transaction.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.roles import is_admin
 from audit import services as audit
+from audit.services import ActorLike, RequestLike
 from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from identities.models import Agent, Instance
 from identities.permissions import require_can_manage
 from identities.validators import RESOURCE_RE, is_scope
 from tasks.models import Approval, TaskEnvelope
 from tasks.policy import active_policy
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 State = TaskEnvelope.State
 logger = logging.getLogger(__name__)
@@ -29,18 +35,19 @@ MAX_ACTIONS_LIMIT = 1_000_000
 MAX_DELEGATION_DEPTH = 5
 
 
-def _is_owner(actor, agent: Agent) -> bool:
-    return getattr(actor, "pk", None) is not None and agent.owner_id == actor.pk
+def _is_owner(actor: ActorLike, agent: Agent) -> bool:
+    pk = getattr(actor, "pk", None)
+    return pk is not None and agent.owner_id == pk
 
 
-def _is_rule_actor(actor) -> bool:
+def _is_rule_actor(actor: ActorLike) -> bool:
     return isinstance(actor, audit.Actor) and actor.type in (
         audit.AuditEvent.ActorType.POLICY,
         audit.AuditEvent.ActorType.SCHEDULER,
     )
 
 
-def _require_owner_or_admin(actor, agent: Agent, what: str) -> None:
+def _require_owner_or_admin(actor: ActorLike, agent: Agent, what: str) -> None:
     require_can_manage(actor, agent, what)
 
 
@@ -48,7 +55,15 @@ def _require_owner_or_admin(actor, agent: Agent, what: str) -> None:
 
 
 def _clean_request(
-    *, agent: Agent, scopes, resources, duration_seconds, max_actions, may_delegate, delegation_depth, intent
+    *,
+    agent: Agent,
+    scopes: object,
+    resources: object,
+    duration_seconds: object,
+    max_actions: object,
+    may_delegate: object,
+    delegation_depth: object,
+    intent: object,
 ) -> dict:
     if not isinstance(intent, str) or not intent.strip():
         raise ValidationFailed("say what the task is for", field="intent")
@@ -98,18 +113,18 @@ def _clean_request(
 
 def request_envelope(
     *,
-    actor,
+    actor: ActorLike,
     instance: Instance,
-    intent,
-    scopes,
-    resources,
-    duration_seconds,
-    max_actions,
-    may_delegate=False,
-    delegation_depth=0,
+    intent: object,
+    scopes: object,
+    resources: object,
+    duration_seconds: object,
+    max_actions: object,
+    may_delegate: object = False,
+    delegation_depth: object = 0,
     supersedes: TaskEnvelope | None = None,
     allow_auto_approve: bool = True,
-    request=None,
+    request: RequestLike | None = None,
 ) -> TaskEnvelope:
     """Create a pending envelope (or an approved one when a named policy rule auto-approves it)."""
     agent = instance.agent
@@ -141,7 +156,7 @@ def request_envelope(
         envelope = TaskEnvelope(
             instance=instance,
             agent=agent,
-            requested_by=actor,
+            requested_by=cast("User", actor),  # _require_owner_or_admin admitted a person
             risk=verdict.risk,
             required_approvals=0 if auto_rule else max(verdict.required_approvals, 1),
             policy_version=verdict.policy_version,
@@ -174,13 +189,13 @@ def request_envelope(
     return envelope
 
 
-def _after_commit_notify(kind: str, envelope_id) -> None:
+def _after_commit_notify(kind: str, envelope_id: uuid.UUID) -> None:
     from tasks import notifications
 
     transaction.on_commit(lambda: notifications.envelope_event(kind, envelope_id))
 
 
-def _approve_now(envelope: TaskEnvelope, *, actor, request=None) -> None:
+def _approve_now(envelope: TaskEnvelope, *, actor: ActorLike, request: RequestLike | None = None) -> None:
     now = timezone.now()
     envelope.approved_at = now
     envelope.expires_at = now + timedelta(seconds=envelope.duration_seconds)
@@ -202,7 +217,7 @@ def _lock(envelope: TaskEnvelope) -> TaskEnvelope:
     return TaskEnvelope.objects.select_for_update().select_related("agent", "instance").get(pk=envelope.pk)
 
 
-def separation_of_duties_refusal(*, envelope: TaskEnvelope, actor) -> str | None:
+def separation_of_duties_refusal(*, envelope: TaskEnvelope, actor: ActorLike) -> str | None:
     """Why ``actor`` may not approve ``envelope`` whatever its state, or None. The console shows
     this before the click; ``approve_envelope`` enforces it."""
     if envelope.requested_by_id == getattr(actor, "pk", None):
@@ -212,7 +227,7 @@ def separation_of_duties_refusal(*, envelope: TaskEnvelope, actor) -> str | None
     return None
 
 
-def pending_deadline(now=None):
+def pending_deadline(now: datetime | None = None) -> datetime:
     """Pending requests created before this moment have waited longer than the policy allows."""
     return (now or timezone.now()) - timedelta(seconds=active_policy().pending_max_seconds)
 
@@ -227,7 +242,9 @@ def _refuse_if_waited_too_long(envelope: TaskEnvelope) -> None:
 ALREADY_DECIDED = "you have already decided on this envelope; one admin counts once"
 
 
-def approve_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", request=None) -> TaskEnvelope:
+def approve_envelope(
+    *, envelope: TaskEnvelope, actor: ActorLike, comment: str = "", request: RequestLike | None = None
+) -> TaskEnvelope:
     """Record one admin's approval; the envelope is approved when the policy's quorum is reached.
 
     The envelope row is locked first, so concurrent approvals are counted one after the other: the
@@ -246,7 +263,7 @@ def approve_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", reques
         try:
             with transaction.atomic():
                 Approval.objects.create(
-                    envelope=envelope, by=actor, decision=Approval.Decision.APPROVE, comment=comment or ""
+                    envelope=envelope, by=cast("User", actor), decision=Approval.Decision.APPROVE, comment=comment or ""
                 )
         except IntegrityError:
             raise PermissionDenied(ALREADY_DECIDED) from None
@@ -266,7 +283,9 @@ def approve_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", reques
     return envelope
 
 
-def deny_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", request=None) -> TaskEnvelope:
+def deny_envelope(
+    *, envelope: TaskEnvelope, actor: ActorLike, comment: str = "", request: RequestLike | None = None
+) -> TaskEnvelope:
     if not is_admin(actor):
         raise PermissionDenied("only identity admins deny envelopes")
     if not isinstance(comment, str) or not comment.strip():
@@ -277,7 +296,9 @@ def deny_envelope(*, envelope: TaskEnvelope, actor, comment: str = "", request=N
             raise InvalidTransition(f"envelope is {envelope.state}; only pending envelopes can be denied")
         try:
             with transaction.atomic():
-                Approval.objects.create(envelope=envelope, by=actor, decision=Approval.Decision.DENY, comment=comment)
+                Approval.objects.create(
+                    envelope=envelope, by=cast("User", actor), decision=Approval.Decision.DENY, comment=comment
+                )
         except IntegrityError:
             raise PermissionDenied(ALREADY_DECIDED) from None
         envelope.end_reason = comment[:500]

@@ -21,6 +21,7 @@ from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from audit import services as audit
+from audit.services import ActorLike
 from identities import keys
 from identities.models import Credential, Instance
 from tasks import lifecycle
@@ -68,7 +69,9 @@ def expire_overdue_credentials(
     return total
 
 
-def _expire_credential_chunk(*, now, limit: int, skip: set[str], actor, only: str | None = None) -> tuple[int, bool]:
+def _expire_credential_chunk(
+    *, now, limit: int, skip: set[str], actor: ActorLike, only: str | None = None
+) -> tuple[int, bool]:
     """Claim up to ``limit`` overdue credentials and write their events. Returns (changed, full)
     where ``full`` says a further chunk may be waiting."""
     if connection.vendor == "postgresql":
@@ -143,7 +146,7 @@ def _as_uuid(value) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
-def _expire_credentials_one_by_one(*, now, limit: int, skip: set[str], actor) -> tuple[int, bool]:
+def _expire_credentials_one_by_one(*, now, limit: int, skip: set[str], actor: ActorLike) -> tuple[int, bool]:
     """After a failed chunk: the same rows one transaction each, so one bad row is logged and
     skipped (for the rest of this run) instead of blocking every row behind it."""
     qs = Credential.objects.filter(status=Credential.Status.ACTIVE, expires_at__lte=now).order_by("expires_at")
