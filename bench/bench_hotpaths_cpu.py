@@ -61,7 +61,7 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
     from accounts.roles import AGENT_OWNER, GATEWAY, IDENTITY_ADMIN
     from identities import keys
     from tasks import services as task_services
-    from tests.factories import make_agent, make_envelope, make_instance
+    from tests.helpers.factories import make_agent, make_envelope, make_instance
 
     def user(name, role):
         account = User.objects.create_user(name, f"{name}@bench.test", "x" * 20)

@@ -9,6 +9,19 @@ from accounts.models import ApiToken
 from accounts.roles import AGENT_OWNER, AUDITOR, GATEWAY, IDENTITY_ADMIN
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``postgres`` need PostgreSQL itself (real parallel transactions, which SQLite
+    serialises, or a PostgreSQL dump): on any other database they are skipped, saying why."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    skip = pytest.mark.skip(reason="marked postgres: needs PostgreSQL (run with DATABASE_URL=postgres://…)")
+    for item in items:
+        if item.get_closest_marker("postgres") is not None:
+            item.add_marker(skip)
+
+
 def _user(django_user_model, username: str, *roles: str):
     user = django_user_model.objects.create_user(
         username=username, email=f"{username}@example.test", password="correct horse battery staple"

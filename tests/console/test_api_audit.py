@@ -14,7 +14,7 @@ from django.utils import timezone
 from audit.models import AuditChain, AuditEvent
 from identities import services
 from tasks import lifecycle
-from tests.factories import make_agent, make_instance
+from tests.helpers.factories import make_agent, make_instance
 
 pytestmark = pytest.mark.django_db
 

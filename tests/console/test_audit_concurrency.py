@@ -15,12 +15,6 @@ from audit.models import AuditChain, AuditEvent
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(autouse=True)
-def _postgres_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL) for parallel transactions")
-
-
 def test_parallel_appends_to_a_new_chain_link_into_one_verifiable_chain():
     agent_id = uuid.uuid4()
     barrier = threading.Barrier(4)

@@ -15,7 +15,7 @@ from accounts.models import ApiToken
 from accounts.roles import roles_of
 from audit.models import AuditEvent
 from tasks import lifecycle
-from tests.factories import make_agent, new_ed25519_key
+from tests.helpers.factories import make_agent, new_ed25519_key
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ from django.utils import timezone
 from posture import standing_exceptions as exception_services
 from posture.models import ExportJob, StandingException
 from tasks.models import ActivityEvent, TaskEnvelope
-from tests.factories import make_agent, make_instance
-from tests.tasks.posture_fixtures import approved_envelope, credentials, event
+from tests.helpers.factories import make_agent, make_instance
+from tests.helpers.posture import approved_envelope, credentials, event
 
 pytestmark = pytest.mark.django_db
 

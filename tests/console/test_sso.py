@@ -19,7 +19,7 @@ from django.core.exceptions import SuspiciousOperation
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from audit.models import AuditEvent
 from identities.models_oidc import ExternalAccount
-from tests.oidc_support import enable_sso
+from tests.helpers.oidc import enable_sso
 
 pytestmark = pytest.mark.django_db
 

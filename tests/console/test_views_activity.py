@@ -1,8 +1,8 @@
 import pytest
 
 from tasks.models import ActivityEvent
-from tests.console.conftest import approved, make_activity
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.console import approved, make_activity
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

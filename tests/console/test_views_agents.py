@@ -4,8 +4,8 @@ from django.test import Client
 from identities import services as identity_services
 from identities.models import Agent, Credential
 from tasks import lifecycle
-from tests.console.conftest import approved, make_activity, make_credential
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.console import approved, make_activity, make_credential
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 
@@ -66,7 +66,7 @@ def test_another_owners_agent_is_not_found_even_by_guessing_its_url(signed_in, o
 def test_the_agent_page_shows_identity_lineage_envelopes_credentials_and_activity(signed_in, owner, admin):
     agent = make_agent(owner)
     parent = make_instance(agent, label="primary")
-    from tests.factories import new_ed25519_key
+    from tests.helpers.factories import new_ed25519_key
 
     clone = identity_services.clone_instance(
         parent=parent, actor=owner, public_jwk=new_ed25519_key()[1], label="the-clone"

@@ -5,7 +5,7 @@ from django.test import Client
 
 from audit.models import AuditEvent
 from tasks.models import TaskEnvelope
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}

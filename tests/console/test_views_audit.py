@@ -2,7 +2,7 @@ import pytest
 from django.core.cache import cache
 
 from audit.models import AuditEvent
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,7 @@
 import pytest
 
-from tests.console.conftest import approved, make_activity, make_credential
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.console import approved, make_activity, make_credential
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +50,7 @@ def test_drift_reported_late_does_not_hide_recent_drift(client, admin, owner):
     from django.utils import timezone
 
     from tasks.models import ActivityEvent
-    from tests.factories import make_agent, make_instance
+    from tests.helpers.factories import make_agent, make_instance
 
     instance = make_instance(make_agent(owner))
     recent = ActivityEvent.objects.create(

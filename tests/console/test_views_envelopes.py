@@ -3,8 +3,8 @@ from django.test import Client
 
 from identities.models import Credential
 from tasks.models import TaskEnvelope
-from tests.console.conftest import approved, make_activity, make_credential
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.console import approved, make_activity, make_credential
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

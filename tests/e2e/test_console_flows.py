@@ -11,8 +11,8 @@ from playwright.sync_api import expect
 
 from identities.models import Agent, Credential
 from tasks.models import TaskEnvelope
-from tests.console.conftest import approved, make_credential
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.console import approved, make_credential
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN
 from audit.models import AuditEvent
 from identities.models_oidc import ExternalAccount
-from tests.oidc_support import enable_sso
+from tests.helpers.oidc import enable_sso
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -7,8 +7,8 @@ import pytest
 from audit.models import AuditEvent
 from identities.models import Agent
 from tasks import lifecycle
-from tests.apihelpers import ROLES, client_for, state_of, written_rows
-from tests.factories import make_agent, make_instance
+from tests.helpers.api import ROLES, client_for, state_of, written_rows
+from tests.helpers.factories import make_agent, make_instance
 
 pytestmark = pytest.mark.django_db
 
@@ -205,7 +205,7 @@ MATRIX = {
 
 
 def _call(client, endpoint, agent):
-    from tests.factories import new_ed25519_key
+    from tests.helpers.factories import new_ed25519_key
 
     base = f"/api/v1/agents/{agent.slug}"
     if endpoint == "list":
@@ -318,7 +318,7 @@ def test_the_list_query_count_does_not_grow_with_rows(api_client, admin, owner, 
 def test_the_identity_services_themselves_refuse_people_who_may_not_manage_the_agent(request, owner, role):
     from core.errors import PermissionDenied
     from identities import services
-    from tests.factories import new_ed25519_key
+    from tests.helpers.factories import new_ed25519_key
 
     user = request.getfixturevalue(role)
     agent = make_agent(owner)

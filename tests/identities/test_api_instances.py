@@ -8,8 +8,8 @@ from audit.models import AuditEvent
 from identities import services
 from identities.models import Agent, Instance
 from tasks import lifecycle
-from tests.apihelpers import ROLES, client_for, state_of, written_rows
-from tests.factories import make_agent, make_instance, new_ed25519_key, new_p256_key
+from tests.helpers.api import ROLES, client_for, state_of, written_rows
+from tests.helpers.factories import make_agent, make_instance, new_ed25519_key, new_p256_key
 
 pytestmark = pytest.mark.django_db
 

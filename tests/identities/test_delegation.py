@@ -7,14 +7,15 @@ import pytest
 
 from identities.models import Credential
 from tasks import lifecycle
-from tests.factories import make_agent, make_envelope, make_instance, new_ed25519_key
-from tests.identities.conftest import (
+from tests.helpers.factories import make_agent, make_envelope, make_instance, new_ed25519_key
+from tests.helpers.oauth import (
     JWT_TYPE,
     TOKEN_EXCHANGE,
     approve,
     assertion_for,
     form_post,
     post_token,
+    refused,
 )
 
 pytestmark = pytest.mark.django_db
@@ -67,12 +68,6 @@ def exchange(client):
 def is_active(api_client, gateway):
     caller = api_client.as_user(gateway)
     return lambda token: form_post(caller, "/oauth/introspect", {"token": token}).json()["active"]
-
-
-def refused(response, error):
-    assert response.status_code == (401 if error == "invalid_client" else 400), response.content
-    assert response.json()["error"] == error
-    return response.json()
 
 
 def test_a_credential_is_delegated_to_another_instance_of_the_agent(exchange, subject_token, helper, delegating):

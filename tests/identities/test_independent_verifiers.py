@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from spiffe import JwtBundle, JwtSvid, TrustDomain
 
 from identities import keys
-from tests.factories import make_agent, make_envelope, make_instance
-from tests.identities.conftest import JWT_BEARER, approve, assertion_for
+from tests.helpers.factories import make_agent, make_envelope, make_instance
+from tests.helpers.oauth import JWT_BEARER, approve, assertion_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from identities import keys
 from identities.models import Credential, SigningKey
 from identities.tokens import mint_credential
-from tests.identities.conftest import form_post, hs256_token, unsigned_token
+from tests.helpers.oauth import form_post, hs256_token, unsigned_token
 
 pytestmark = pytest.mark.django_db
 
@@ -132,7 +132,7 @@ def test_a_token_with_altered_claims_is_inactive(introspect, access_token):
     claims = {**claims_of(access_token), "scope": "github:write github:admin"}
     import json
 
-    from tests.identities.conftest import b64
+    from tests.helpers.oauth import b64
 
     tampered = f"{header}.{b64(json.dumps(claims).encode())}.{signature}"
     assert introspect(tampered).json() == {"active": False}
@@ -159,7 +159,7 @@ def test_an_unknown_or_injected_kid_is_inactive(introspect, access_token, kid):
     _header, payload, signature = access_token.split(".")
     import json
 
-    from tests.identities.conftest import b64
+    from tests.helpers.oauth import b64
 
     forged_header = b64(json.dumps({"alg": "ES256", "kid": kid, "typ": "JWT"}).encode())
     assert introspect(f"{forged_header}.{payload}.{signature}").json() == {"active": False}

@@ -12,16 +12,10 @@ from django.test import Client
 
 from identities.models import Credential
 from tasks import lifecycle
-from tests.factories import make_agent, make_envelope, make_instance
-from tests.identities.conftest import approve, post_token, token_form
+from tests.helpers.factories import make_agent, make_envelope, make_instance
+from tests.helpers.oauth import approve, post_token, token_form
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def _postgres_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL) for parallel transactions")
 
 
 def test_no_credential_outlives_an_envelope_revoked_while_mints_run(owner, admin):

@@ -16,12 +16,13 @@ from identities.models import Credential
 from tasks import lifecycle
 from tasks import services as task_services
 from tasks.models import TaskEnvelope
-from tests.factories import make_agent, make_envelope, make_instance, new_ed25519_key
-from tests.identities.conftest import (
+from tests.helpers.factories import make_agent, make_envelope, make_instance, new_ed25519_key
+from tests.helpers.oauth import (
     assertion_for,
     form_post,
     hs256_token,
     post_token,
+    refused,
     token_form,
     unsigned_token,
 )
@@ -29,12 +30,10 @@ from tests.identities.conftest import (
 pytestmark = pytest.mark.django_db
 
 
-def refused(response, error: str, status: int | None = None):
-    assert response.status_code == (status or (401 if error == "invalid_client" else 400)), response.content
-    body = response.json()
-    assert body["error"] == error and body["error_description"]
-    assert response["Cache-Control"] == "no-store"
-    assert Credential.objects.count() == 0 or error == "__some_issued__"
+def refused_and_none_issued(response, error: str) -> dict:
+    """The OAuth refusal, and no credential exists afterwards."""
+    body = refused(response, error)
+    assert Credential.objects.count() == 0
     return body
 
 
@@ -43,7 +42,9 @@ def refused(response, error: str, status: int | None = None):
 
 def test_an_assertion_signed_by_another_key_is_refused(issue, instance, envelope):
     stranger, _ = new_ed25519_key()
-    refused(issue(instance, envelope, client_assertion=assertion_for(instance, key=stranger)), "invalid_client")
+    refused_and_none_issued(
+        issue(instance, envelope, client_assertion=assertion_for(instance, key=stranger)), "invalid_client"
+    )
 
 
 def test_a_replayed_assertion_is_refused(client, instance, envelope):
@@ -59,26 +60,28 @@ def test_a_replayed_assertion_is_refused(client, instance, envelope):
 
 def test_a_refused_assertion_is_used_up_all_the_same(client, instance, envelope):
     form = token_form(instance, envelope, scope="github:admin")
-    refused(post_token(client, form), "invalid_scope")
+    refused_and_none_issued(post_token(client, form), "invalid_scope")
 
     form["scope"] = "github:write"
 
-    refused(post_token(client, form), "invalid_client")
+    refused_and_none_issued(post_token(client, form), "invalid_client")
 
 
 def test_an_expired_assertion_is_refused(issue, instance, envelope):
     now = int(time.time())
     old = assertion_for(instance, iat=now - 200, exp=now - 60)
-    refused(issue(instance, envelope, client_assertion=old), "invalid_client")
+    refused_and_none_issued(issue(instance, envelope, client_assertion=old), "invalid_client")
 
 
 def test_an_assertion_living_longer_than_five_minutes_is_refused(issue, instance, envelope):
-    refused(issue(instance, envelope, client_assertion=assertion_for(instance, lifetime=3600)), "invalid_client")
+    refused_and_none_issued(
+        issue(instance, envelope, client_assertion=assertion_for(instance, lifetime=3600)), "invalid_client"
+    )
 
 
 def test_an_assertion_issued_in_the_future_is_refused(issue, instance, envelope):
     now = int(time.time())
-    refused(
+    refused_and_none_issued(
         issue(instance, envelope, client_assertion=assertion_for(instance, iat=now + 120, exp=now + 240)),
         "invalid_client",
     )
@@ -86,7 +89,9 @@ def test_an_assertion_issued_in_the_future_is_refused(issue, instance, envelope)
 
 def test_an_assertion_with_string_times_is_refused(issue, instance, envelope):
     now = int(time.time())
-    refused(issue(instance, envelope, client_assertion=assertion_for(instance, exp=str(now + 60))), "invalid_client")
+    refused_and_none_issued(
+        issue(instance, envelope, client_assertion=assertion_for(instance, exp=str(now + 60))), "invalid_client"
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,12 +104,16 @@ def test_an_assertion_with_string_times_is_refused(issue, instance, envelope):
     ],
 )
 def test_an_assertion_for_another_audience_is_refused(issue, instance, envelope, aud):
-    refused(issue(instance, envelope, client_assertion=assertion_for(instance, aud=aud)), "invalid_client")
+    refused_and_none_issued(
+        issue(instance, envelope, client_assertion=assertion_for(instance, aud=aud)), "invalid_client"
+    )
 
 
 @pytest.mark.parametrize("missing", ["jti", "exp", "iat", "aud", "iss", "sub"])
 def test_an_assertion_without_a_required_claim_is_refused(issue, instance, envelope, missing):
-    refused(issue(instance, envelope, client_assertion=assertion_for(instance, **{missing: None})), "invalid_client")
+    refused_and_none_issued(
+        issue(instance, envelope, client_assertion=assertion_for(instance, **{missing: None})), "invalid_client"
+    )
 
 
 def test_an_assertion_with_alg_none_is_refused(issue, instance, envelope):
@@ -117,7 +126,7 @@ def test_an_assertion_with_alg_none_is_refused(issue, instance, envelope):
         "exp": now + 60,
         "jti": uuid.uuid4().hex,
     }
-    refused(issue(instance, envelope, client_assertion=unsigned_token(claims)), "invalid_client")
+    refused_and_none_issued(issue(instance, envelope, client_assertion=unsigned_token(claims)), "invalid_client")
 
 
 def test_an_hs256_assertion_keyed_with_the_instance_public_key_is_refused(issue, instance, envelope):
@@ -137,7 +146,7 @@ def test_an_hs256_assertion_keyed_with_the_instance_public_key_is_refused(issue,
         json.dumps(instance.public_jwk).encode(),
     ):
         token = hs256_token({"alg": "HS256", "typ": "JWT"}, claims, secret)
-        refused(issue(instance, envelope, client_assertion=token), "invalid_client")
+        refused_and_none_issued(issue(instance, envelope, client_assertion=token), "invalid_client")
 
 
 @pytest.mark.parametrize(
@@ -151,12 +160,16 @@ def test_an_hs256_assertion_keyed_with_the_instance_public_key_is_refused(issue,
     ],
 )
 def test_an_assertion_with_injected_header_members_is_refused(issue, instance, envelope, header):
-    refused(issue(instance, envelope, client_assertion=assertion_for(instance, headers=header)), "invalid_client")
+    refused_and_none_issued(
+        issue(instance, envelope, client_assertion=assertion_for(instance, headers=header)), "invalid_client"
+    )
 
 
 def test_an_assertion_whose_iss_and_sub_differ_is_refused(issue, agent, instance, envelope):
     other = make_instance(agent, label="other")
-    refused(issue(instance, envelope, client_assertion=assertion_for(instance, sub=other.spiffe_id)), "invalid_client")
+    refused_and_none_issued(
+        issue(instance, envelope, client_assertion=assertion_for(instance, sub=other.spiffe_id)), "invalid_client"
+    )
 
 
 @pytest.mark.parametrize(
@@ -173,16 +186,22 @@ def test_an_assertion_whose_iss_and_sub_differ_is_refused(issue, agent, instance
 )
 def test_an_assertion_naming_a_malformed_or_foreign_spiffe_id_is_refused(issue, instance, envelope, spiffe_id):
     name = spiffe_id.format(id=instance.id, ID=str(instance.id).upper())
-    refused(issue(instance, envelope, client_assertion=assertion_for(instance, iss=name, sub=name)), "invalid_client")
+    refused_and_none_issued(
+        issue(instance, envelope, client_assertion=assertion_for(instance, iss=name, sub=name)), "invalid_client"
+    )
 
 
 def test_an_assertion_of_an_unknown_instance_is_refused(issue, instance, envelope):
     name = f"spiffe://mandate.local/agent/invoice-triage/instance/{uuid.uuid4()}"
-    refused(issue(instance, envelope, client_assertion=assertion_for(instance, iss=name, sub=name)), "invalid_client")
+    refused_and_none_issued(
+        issue(instance, envelope, client_assertion=assertion_for(instance, iss=name, sub=name)), "invalid_client"
+    )
 
 
 def test_a_client_id_that_does_not_match_the_assertion_is_refused(issue, instance, envelope):
-    refused(issue(instance, envelope, client_id="spiffe://mandate.local/someone-else"), "invalid_client")
+    refused_and_none_issued(
+        issue(instance, envelope, client_id="spiffe://mandate.local/someone-else"), "invalid_client"
+    )
 
 
 @pytest.mark.parametrize("assertion", ["", "not-a-jwt", "a.b.c", "x" * 10000, "e30.e30.", "..."])
@@ -194,7 +213,7 @@ def test_garbage_assertions_are_refused(issue, instance, envelope, assertion):
 
 
 def test_the_wrong_client_assertion_type_is_refused(issue, instance, envelope):
-    refused(
+    refused_and_none_issued(
         issue(instance, envelope, client_assertion_type="urn:ietf:params:oauth:client-assertion-type:saml2-bearer"),
         "invalid_client",
     )
@@ -206,29 +225,29 @@ def test_the_wrong_client_assertion_type_is_refused(issue, instance, envelope):
 def test_a_pending_envelope_gets_no_credential(issue, instance):
     envelope = make_envelope(instance)
     assert envelope.state == "pending"
-    refused(issue(instance, envelope), "invalid_grant")
+    refused_and_none_issued(issue(instance, envelope), "invalid_grant")
 
 
 def test_a_denied_envelope_gets_no_credential(issue, instance, admin):
     envelope = task_services.deny_envelope(envelope=make_envelope(instance), actor=admin, comment="no")
-    refused(issue(instance, envelope), "invalid_grant")
+    refused_and_none_issued(issue(instance, envelope), "invalid_grant")
 
 
 def test_an_envelope_past_its_end_gets_no_credential_even_before_the_sweep(issue, instance, envelope):
     TaskEnvelope.objects.filter(pk=envelope.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    refused(issue(instance, envelope), "invalid_grant")
+    refused_and_none_issued(issue(instance, envelope), "invalid_grant")
 
 
 def test_an_expired_envelope_gets_no_credential(issue, instance, envelope):
     TaskEnvelope.objects.filter(pk=envelope.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert lifecycle.expire_envelope(envelope_id=envelope.id)
-    refused(issue(instance, envelope), "invalid_grant")
+    refused_and_none_issued(issue(instance, envelope), "invalid_grant")
 
 
 @pytest.mark.parametrize("end", ["revoke", "complete"])
 def test_an_ended_envelope_gets_no_credential(issue, instance, envelope, owner, end):
     getattr(lifecycle, f"{end}_envelope")(envelope=envelope, actor=owner)
-    refused(issue(instance, envelope), "invalid_grant")
+    refused_and_none_issued(issue(instance, envelope), "invalid_grant")
 
 
 def test_a_superseded_envelope_gets_no_credential(issue, instance, envelope, owner):
@@ -241,17 +260,17 @@ def test_a_superseded_envelope_gets_no_credential(issue, instance, envelope, own
         duration_seconds=600,
         max_actions=5,
     )
-    refused(issue(instance, envelope), "invalid_grant")
+    refused_and_none_issued(issue(instance, envelope), "invalid_grant")
 
 
 def test_an_envelope_of_another_instance_is_refused(issue, agent, instance, envelope):
     other = make_instance(agent, label="other")
-    refused(issue(other, envelope), "invalid_grant")
+    refused_and_none_issued(issue(other, envelope), "invalid_grant")
 
 
 def test_an_envelope_of_another_agent_is_refused(issue, other_owner, envelope):
     stranger = make_instance(make_agent(other_owner, slug="stranger"))
-    refused(issue(stranger, envelope), "invalid_grant")
+    refused_and_none_issued(issue(stranger, envelope), "invalid_grant")
 
 
 def test_a_clone_cannot_use_its_parents_envelope(issue, instance, envelope, owner):
@@ -259,71 +278,71 @@ def test_a_clone_cannot_use_its_parents_envelope(issue, instance, envelope, owne
     clone = identity_services.clone_instance(parent=instance, actor=owner, public_jwk=jwk, label="clone")
     clone.private_key = private
 
-    body = refused(issue(clone, envelope), "invalid_grant")
+    body = refused_and_none_issued(issue(clone, envelope), "invalid_grant")
     assert "no such envelope" in body["error_description"]
 
 
 def test_an_unknown_envelope_is_refused(issue, instance, envelope):
     form_envelope = type("E", (), {"id": uuid.uuid4()})()
-    refused(issue(instance, form_envelope), "invalid_grant")
+    refused_and_none_issued(issue(instance, form_envelope), "invalid_grant")
 
 
 @pytest.mark.parametrize("value", ["not-a-uuid", "", "1 OR 1=1"])
 def test_a_malformed_envelope_id_is_an_invalid_request(client, instance, envelope, value):
     form = token_form(instance, envelope)
     form["envelope"] = value
-    refused(post_token(client, form), "invalid_request")
+    refused_and_none_issued(post_token(client, form), "invalid_request")
 
 
 def test_a_scope_wider_than_the_envelope_is_refused(issue, instance, envelope):
-    refused(issue(instance, envelope, scope="github:write github:read"), "invalid_scope")
+    refused_and_none_issued(issue(instance, envelope, scope="github:write github:read"), "invalid_scope")
 
 
 @pytest.mark.parametrize("scope", ["", " ", "github:write  jira:read", "GITHUB:WRITE", "x" * 300])
 def test_a_malformed_scope_is_refused(issue, instance, envelope, scope):
-    refused(issue(instance, envelope, scope=scope), "invalid_scope")
+    refused_and_none_issued(issue(instance, envelope, scope=scope), "invalid_scope")
 
 
 @pytest.mark.parametrize("ttl", ["0", "-5", "abc", "1.5", "99999999999", "٣"])
 def test_a_malformed_ttl_is_an_invalid_request(issue, instance, envelope, ttl):
-    refused(issue(instance, envelope, ttl=ttl), "invalid_request")
+    refused_and_none_issued(issue(instance, envelope, ttl=ttl), "invalid_request")
 
 
 def test_a_paused_instance_gets_no_credential(issue, instance, envelope, owner):
     lifecycle.pause_instance(instance=instance, actor=owner)
-    refused(issue(instance, envelope), "invalid_grant")
+    refused_and_none_issued(issue(instance, envelope), "invalid_grant")
 
 
 def test_a_retired_instance_is_no_longer_a_client(issue, instance, envelope, owner):
     lifecycle.retire_instance(instance=instance, actor=owner)
-    refused(issue(instance, envelope), "invalid_client")
+    refused_and_none_issued(issue(instance, envelope), "invalid_client")
 
 
 def test_an_instance_of_a_paused_agent_gets_no_credential(issue, agent, instance, envelope, owner):
     lifecycle.pause_agent(agent=agent, actor=owner)
-    refused(issue(instance, envelope), "invalid_grant")
+    refused_and_none_issued(issue(instance, envelope), "invalid_grant")
 
 
 # --- the request itself --------------------------------------------------------------------------
 
 
 def test_an_unknown_grant_type_is_refused(issue, instance, envelope):
-    refused(issue(instance, envelope, grant_type="password"), "unsupported_grant_type")
+    refused_and_none_issued(issue(instance, envelope, grant_type="password"), "unsupported_grant_type")
 
 
 def test_a_missing_grant_type_is_an_invalid_request(issue, instance, envelope):
-    refused(issue(instance, envelope, grant_type=None), "invalid_request")
+    refused_and_none_issued(issue(instance, envelope, grant_type=None), "invalid_request")
 
 
 def test_a_repeated_parameter_is_an_invalid_request(client, instance, envelope):
     form = token_form(instance, envelope)
     form["scope"] = ["github:write", "github:read"]
-    refused(form_post(client, "/oauth/token", form), "invalid_request")
+    refused_and_none_issued(form_post(client, "/oauth/token", form), "invalid_request")
 
 
 def test_a_json_body_is_an_invalid_request(client, instance, envelope):
     response = client.post("/oauth/token", json.dumps(token_form(instance, envelope)), content_type="application/json")
-    refused(response, "invalid_request")
+    refused_and_none_issued(response, "invalid_request")
 
 
 def test_a_get_is_refused_without_a_server_error(client):
@@ -333,7 +352,7 @@ def test_a_get_is_refused_without_a_server_error(client):
 
 def test_an_oversized_body_is_refused_without_a_server_error(client, instance, envelope, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    refused(post_token(client, token_form(instance, envelope, padding="x" * 5000)), "invalid_request")
+    refused_and_none_issued(post_token(client, token_form(instance, envelope, padding="x" * 5000)), "invalid_request")
 
 
 def test_a_database_deadlock_is_retried_once_then_answered_503(client, instance, envelope, monkeypatch):

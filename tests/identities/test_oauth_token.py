@@ -11,8 +11,8 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from identities.models import Credential, Instance
 from tasks.models import TaskEnvelope
-from tests.factories import make_envelope, make_instance, new_p256_key
-from tests.identities.conftest import approve, assertion_for, post_token, token_form
+from tests.helpers.factories import make_envelope, make_instance, new_p256_key
+from tests.helpers.oauth import approve, assertion_for, post_token, token_form
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,8 @@ from audit.models import AuditEvent
 from identities.models import Credential
 from tasks import lifecycle
 from tasks.models import TaskEnvelope
-from tests.factories import make_agent, make_envelope, make_instance
-from tests.identities.conftest import approve, form_post
+from tests.helpers.factories import make_agent, make_envelope, make_instance
+from tests.helpers.oauth import approve, form_post
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from django.utils import timezone
 from identities import keys
 from identities.tokens import TokenRejected, mint_credential, verify_access_token
 from tasks import services
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

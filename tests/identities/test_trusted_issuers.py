@@ -8,8 +8,8 @@ from audit.models import AuditEvent
 from core.errors import PermissionDenied, ValidationFailed
 from identities import oidc
 from identities.models_oidc import TrustedIssuer
-from tests.factories import make_agent
-from tests.oidc_support import LocalIssuer
+from tests.helpers.factories import make_agent
+from tests.helpers.oidc import LocalIssuer
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,8 @@ from identities.oidc import (
     authenticate_workload_assertion,
     register_attested_instance,
 )
-from tests.factories import make_agent, new_p256_key
-from tests.oidc_support import LocalIssuer, new_signing_key
+from tests.helpers.factories import make_agent, new_p256_key
+from tests.helpers.oidc import LocalIssuer, new_signing_key
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,9 @@ import pytest
 from identities import oidc
 from identities.models import Instance
 from tasks import services as task_services
-from tests.factories import make_agent, make_envelope
-from tests.oidc_support import LocalIssuer, new_signing_key
+from tests.helpers.factories import make_agent, make_envelope
+from tests.helpers.oauth import refused
+from tests.helpers.oidc import LocalIssuer, new_signing_key
 
 pytestmark = pytest.mark.django_db
 
@@ -72,12 +73,6 @@ def token_request(client, assertion, envelope, **extra):
     return client.post("/oauth/token", urlencode(form), content_type="application/x-www-form-urlencoded")
 
 
-def refused(response) -> str:
-    assert response.status_code == 401, response.content
-    assert response.json()["error"] == "invalid_client"
-    return response.json()["error_description"]
-
-
 # --- credentials at /oauth/token ----------------------------------------------------------------------
 
 
@@ -98,7 +93,7 @@ def test_client_id_may_name_the_instance_by_its_spiffe_id(client, registered, en
 def test_a_replayed_workload_token_is_refused(client, registered, envelope, local_issuer):
     token = local_issuer.token()
     assert token_request(client, token, envelope).status_code == 200
-    assert "replayed" in refused(token_request(client, token, envelope))
+    assert "replayed" in refused(token_request(client, token, envelope), "invalid_client")["error_description"]
 
 
 @pytest.mark.parametrize("case", ["wrong_audience", "expired", "wrong_rule", "unknown_kid", "untrusted_issuer"])
@@ -114,16 +109,16 @@ def test_every_bad_workload_token_is_invalid_client(client, registered, envelope
             "wrong_rule": lambda: local_issuer.token(sub="system:serviceaccount:payments:robot"),
             "unknown_kid": lambda: local_issuer.token(kid="unknown", private=new_signing_key("RS256"), alg="RS256"),
         }[case]()
-    refused(token_request(client, token, envelope))
+    refused(token_request(client, token, envelope), "invalid_client")
 
 
 def test_a_disabled_issuer_no_longer_gets_credentials(client, registered, envelope, local_issuer, trusted, admin):
     oidc.disable_issuer(issuer=trusted, actor=admin)
-    refused(token_request(client, local_issuer.token(), envelope))
+    refused(token_request(client, local_issuer.token(), envelope), "invalid_client")
 
 
 def test_a_paused_attested_instance_gets_nothing(client, registered, envelope, local_issuer, owner):
     from tasks.lifecycle import pause_instance
 
     pause_instance(instance=registered, actor=owner)
-    refused(token_request(client, local_issuer.token(), envelope))
+    refused(token_request(client, local_issuer.token(), envelope), "invalid_client")

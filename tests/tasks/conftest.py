@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from identities.tokens import mint_credential
 from tasks import decisions, services
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ import pytest
 from audit.models import AuditEvent
 from tasks import lifecycle, services
 from tasks.models import TaskEnvelope
-from tests.apihelpers import ROLES, client_for, state_of, written_rows
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.api import ROLES, client_for, state_of, written_rows
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from accounts.roles import IDENTITY_ADMIN
@@ -19,7 +19,7 @@ from tasks import lifecycle, services
 from tasks.models import Approval, TaskEnvelope
 from tasks.policy import active_policy
 from tasks.selectors import pending_inbox_count
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 State = TaskEnvelope.State
 LOW = {"scopes": ("github:read",), "resources": ("repo:acme/app",), "duration_seconds": 900, "max_actions": 100}
@@ -381,12 +381,6 @@ def test_the_inbox_of_a_non_admin_is_empty(instance, auditor):
 
 # --- the race, on PostgreSQL ---------------------------------------------------------------------
 
-postgres_only = pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="needs PostgreSQL for real parallel transactions (set DATABASE_URL=postgres://…); "
-    "SQLite serialises every writer",
-)
-
 
 def race(*calls):
     """Run each call in its own thread (own connection, own transaction), all released at once."""
@@ -411,7 +405,6 @@ def race(*calls):
 
 
 @pytest.mark.postgres
-@postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_two_admins_approving_at_once_approve_exactly_once(owner, admin, second_admin):
     instance = make_instance(make_agent(owner, ceiling=CEILING))
@@ -431,7 +424,6 @@ def test_two_admins_approving_at_once_approve_exactly_once(owner, admin, second_
 
 
 @pytest.mark.postgres
-@postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_three_admins_racing_for_a_quorum_of_two_never_overcount(owner, admin, second_admin, django_user_model):
     third = make_admin(django_user_model, "grace")
@@ -447,7 +439,6 @@ def test_three_admins_racing_for_a_quorum_of_two_never_overcount(owner, admin, s
 
 
 @pytest.mark.postgres
-@postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_the_same_admin_approving_twice_at_once_counts_once(owner, admin):
     instance = make_instance(make_agent(owner, ceiling=CEILING))
@@ -464,7 +455,6 @@ def test_the_same_admin_approving_twice_at_once_counts_once(owner, admin):
 
 
 @pytest.mark.postgres
-@postgres_only
 @pytest.mark.django_db(transaction=True)
 def test_two_expiry_sweeps_at_once_expire_each_request_once(owner):
     instance = make_instance(make_agent(owner, ceiling=CEILING))

@@ -22,7 +22,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from identities.models import Credential
 from tasks import services
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 

@@ -9,7 +9,7 @@ from audit.models import AuditEvent
 from identities.models import Credential
 from identities.tokens import mint_credential
 from tasks import services
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -10,15 +10,9 @@ from django.utils import timezone
 from identities.tokens import mint_credential
 from tasks import decisions, services
 from tasks.models import ActivityEvent, TaskEnvelope
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(autouse=True)
-def _needs_postgres():
-    if connection.vendor != "postgresql":
-        pytest.skip("the race needs real parallel transactions: run with DATABASE_URL=postgres://…")
 
 
 def _race(token, callers: int) -> list[decisions.Decision]:

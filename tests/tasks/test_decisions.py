@@ -59,7 +59,7 @@ def test_every_decision_is_an_activity_event(gw, live_envelope, mint):
 
 def test_the_budget_runs_out(gw, owner, admin, mint):
     from tasks import services
-    from tests.factories import make_agent, make_envelope, make_instance
+    from tests.helpers.factories import make_agent, make_envelope, make_instance
 
     envelope = make_envelope(make_instance(make_agent(owner)), max_actions=2)
     services.approve_envelope(envelope=envelope, actor=admin)
@@ -342,7 +342,7 @@ def test_a_rotated_key_still_verifies_tokens_it_signed(gw, live_envelope, mint):
 
 def test_the_organisations_cedar_guardrails_forbid_a_call_the_envelope_allows(gw, owner, admin, second_admin, mint):
     from tasks import services
-    from tests.factories import make_agent, make_envelope, make_instance
+    from tests.helpers.factories import make_agent, make_envelope, make_instance
 
     agent = make_agent(owner, slug="db-janitor", ceiling=("secrets:read",))
     envelope = make_envelope(

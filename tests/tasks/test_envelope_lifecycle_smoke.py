@@ -5,7 +5,7 @@ from core.errors import InvalidTransition, PermissionDenied
 from identities.models import Instance
 from tasks import lifecycle, services
 from tasks.models import TaskEnvelope
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

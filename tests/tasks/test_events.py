@@ -8,7 +8,7 @@ from identities.models import Instance
 from tasks import services
 from tasks.lifecycle import revoke_credentials
 from tasks.models import ActivityEvent
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

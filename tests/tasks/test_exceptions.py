@@ -8,7 +8,7 @@ from audit.models import AuditEvent
 from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from posture import standing_exceptions as svc
 from posture.models import StandingException
-from tests.factories import make_agent
+from tests.helpers.factories import make_agent
 
 pytestmark = pytest.mark.django_db
 Status = StandingException.Status

@@ -1,7 +1,7 @@
 import pytest
 
 from posture.models import StandingException
-from tests.factories import make_agent
+from tests.helpers.factories import make_agent
 
 pytestmark = pytest.mark.django_db
 BODY = {

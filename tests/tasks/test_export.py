@@ -10,7 +10,7 @@ from django.utils import timezone
 from posture import export
 from posture.models import ExportJob
 from tasks.models import ActivityEvent
-from tests.factories import make_agent, make_instance
+from tests.helpers.factories import make_agent, make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,7 @@ from tasks import lifecycle, services
 from tasks.mail import send_envelope_notice
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

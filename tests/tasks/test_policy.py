@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tasks.policy import Raiser, active_policy, load_policy, policy_summary, reload_policy
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 LOW_SHORT = {
     "scopes": ["github:read"],

@@ -11,8 +11,8 @@ from identities.services import clone_instance
 from posture import selectors as posture
 from tasks.lifecycle import retire_instance
 from tasks.models import TaskEnvelope
-from tests.factories import make_agent, make_instance, new_ed25519_key
-from tests.tasks.posture_fixtures import approved_envelope, credentials, event
+from tests.helpers.factories import make_agent, make_instance, new_ed25519_key
+from tests.helpers.posture import approved_envelope, credentials, event
 
 pytestmark = pytest.mark.django_db
 

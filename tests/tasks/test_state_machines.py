@@ -20,7 +20,7 @@ from identities.models import Agent, Instance
 from tasks import lifecycle
 from tasks import services as env
 from tasks.models import TaskEnvelope
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

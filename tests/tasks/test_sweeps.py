@@ -8,7 +8,7 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -17,7 +17,7 @@ from identities.models import Credential, Instance
 from tasks import lifecycle, services, sweeps
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 
@@ -289,11 +289,6 @@ def test_key_sweeps_rotate_then_activate_after_the_refresh_hint_then_retire_the_
 
 # --- two workers at once (PostgreSQL) ------------------------------------------------------------
 
-needs_postgres = pytest.mark.skipif(
-    connection.vendor != "postgresql",
-    reason="concurrent sweeps need PostgreSQL (set DATABASE_URL=postgres://…); SQLite serialises writers",
-)
-
 
 def _run_in_threads(fn, n: int = 4) -> list:
     results, errors = [], []
@@ -318,7 +313,6 @@ def _run_in_threads(fn, n: int = 4) -> list:
 
 
 @pytest.mark.postgres
-@needs_postgres
 @pytest.mark.django_db(transaction=True)
 def test_four_workers_expiring_credentials_at_once_expire_each_row_once(owner, other_owner, admin):
     envelopes = [
@@ -335,7 +329,6 @@ def test_four_workers_expiring_credentials_at_once_expire_each_row_once(owner, o
 
 
 @pytest.mark.postgres
-@needs_postgres
 @pytest.mark.django_db(transaction=True)
 def test_four_workers_expiring_envelopes_and_pending_requests_at_once_do_each_once(owner, admin):
     instance = make_instance(make_agent(owner))
@@ -356,7 +349,6 @@ def test_four_workers_expiring_envelopes_and_pending_requests_at_once_do_each_on
 
 
 @pytest.mark.postgres
-@needs_postgres
 @pytest.mark.django_db(transaction=True)
 def test_four_workers_flagging_stale_sessions_at_once_flag_each_once(owner, admin):
     agent = make_agent(owner)

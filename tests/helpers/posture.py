@@ -10,7 +10,7 @@ from django.utils import timezone
 from identities.models import Credential
 from tasks import services as task_services
 from tasks.models import ActivityEvent, TaskEnvelope
-from tests.factories import make_envelope
+from tests.helpers.factories import make_envelope
 
 
 def approved_envelope(
