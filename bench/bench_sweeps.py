@@ -13,7 +13,7 @@ migrates it, loads the rows with INSERT … SELECT generate_series, and times, i
 5. the sweep with all 1M due.
 
 Each scenario starts from a freshly loaded, vacuumed table. Bounded: about a minute or two on 2
-cores. Targets (issue 6): ≤ 1.5 s for 100k, ≤ 50 ms when nothing is due, ≤ 15 s for 1M.
+cores. Targets: ≤ 1.5 s for 100k, ≤ 50 ms when nothing is due, ≤ 15 s for 1M.
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ if not _kek:
     _kek = [_kek_file.read_text().strip()]
 MANDATE_KEY_ENCRYPTION_KEYS = _kek
 
-# --- Cache (replay protection for client assertions is shared through the database cache) ---------
+# --- Cache (per process: only short-lived conveniences such as the audit page's chain status) -----
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",

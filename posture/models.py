@@ -17,7 +17,7 @@ from django.utils import timezone
 from core.errors import InvalidTransition
 from identities.permissions import visible_by
 
-# A standing exception may never be granted for longer than this (PRODUCT.md: hard expiry ≤ 90 days).
+# A standing exception may never be granted for longer than this (a hard expiry of at most 90 days).
 MAX_EXCEPTION_DAYS = 90
 
 

@@ -1,4 +1,4 @@
-"""Console pages of the tasks app (the console engineer owns the rest of the console)."""
+"""Console pages of the tasks app."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def console_view(*roles: str):
 
 
 def page_or_partial(request, page: str, partial: str, context: dict, *, status: int = 200):
-    """The whole page, or only its partial when htmx asks for it (house habit 10)."""
+    """The whole page, or only its partial when htmx asks for it."""
     template = partial if request.htmx and not request.htmx.boosted else page
     return render(request, template, context, status=status)
 

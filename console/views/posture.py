@@ -7,10 +7,8 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, time, timedelta
-from functools import lru_cache
 
 from django.contrib import messages
-from django.contrib.staticfiles import finders
 from django.http import (
     FileResponse,
     Http404,
@@ -18,9 +16,8 @@ from django.http import (
     HttpResponseBadRequest,
     StreamingHttpResponse,
 )
-from django.shortcuts import get_object_or_404, redirect
-from django.shortcuts import render as django_render
-from django.urls import NoReverseMatch, reverse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from django.views.decorators.http import require_GET, require_POST
@@ -39,17 +36,6 @@ from tasks.models import TaskEnvelope
 
 WINDOWS = (7, 30, 90)
 ROWS_LIMIT = 200
-
-
-@lru_cache(maxsize=1)
-def _console_stylesheet_missing() -> bool:
-    """True until the console's own stylesheet is installed; the posture pages then bring a minimal one."""
-    return finders.find("console/console.css") is None
-
-
-def render(request, template, context=None, status=None):
-    context = {**(context or {}), "posture_fallback_css": _console_stylesheet_missing()}
-    return django_render(request, template, context, status=status)
 
 
 def _days(request) -> int:
@@ -74,13 +60,6 @@ def _window(request) -> posture.Window:
 def _rows_url(kind: str, days: int, **params) -> str:
     query = "&".join(f"{k}={v}" for k, v in {"days": days, **params}.items())
     return f"{reverse('posture-rows', args=[kind])}?{query}"
-
-
-def _envelope_url(envelope_id) -> str:
-    try:
-        return reverse("envelope-page", args=[envelope_id])
-    except NoReverseMatch:  # the console's envelope page, when installed
-        return ""
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -330,7 +309,7 @@ def narrow_envelope(request, pk):
         messages.error(request, exc.message)
         return redirect(f"{reverse('posture')}?days={_days(request)}#suggestions")
     messages.success(request, f"Requested a narrower envelope ({', '.join(new.scopes)}); it is {new.state}.")
-    return redirect(_envelope_url(new.id) or f"{reverse('posture')}?days={_days(request)}#suggestions")
+    return redirect("envelope-page", new.id)
 
 
 # --- standards mapping ---------------------------------------------------------------------------

@@ -244,7 +244,7 @@ INSTANCE_STEP = st.tuples(
 
 
 class Model:
-    """The lifecycle as PRODUCT.md states it, in plain Python."""
+    """The agent and instance lifecycle written out independently, in plain Python."""
 
     def __init__(self):
         self.agent = "active"
