@@ -45,6 +45,7 @@ test: install
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	MANDATE_TESTING=1 $(BIN)/mypy
 
 bench: install
