@@ -10,10 +10,20 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from django.db import models
 
 from accounts.roles import AGENT_OWNER, can_read_all, has_role, is_admin
+from audit.services import ActorLike
 from core.errors import PermissionDenied
+
+
+class Owned(Protocol):
+    """Anything with an owner: an agent, a standing exception."""
+
+    @property
+    def owner_id(self) -> int | None: ...
 
 
 class VisibleQuerySet(models.QuerySet):
@@ -34,7 +44,7 @@ def visible_by(owner_path: str) -> models.Manager:
     return queryset.as_manager()
 
 
-def can_manage(actor, owned) -> bool:
+def can_manage(actor: ActorLike, owned: Owned) -> bool:
     """An identity admin, or an agent owner acting on what they own (``owned.owner_id``: an agent,
     or a standing exception)."""
     if is_admin(actor):
@@ -43,6 +53,8 @@ def can_manage(actor, owned) -> bool:
     return pk is not None and owned.owner_id == pk and has_role(actor, AGENT_OWNER)
 
 
-def require_can_manage(actor, owned, what: str = "do this", *, owner: str = "the agent's owner") -> None:
+def require_can_manage(
+    actor: ActorLike, owned: Owned, what: str = "do this", *, owner: str = "the agent's owner"
+) -> None:
     if not can_manage(actor, owned):
         raise PermissionDenied(f"only {owner} or an identity admin may {what}")
