@@ -20,6 +20,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from core.oauth_errors import (
+    AssertionRejected,
+)
 from identities.jwk import algorithm_for
 from identities.models import Instance, UsedAssertion
 from identities.validators import parse_spiffe_id
@@ -31,10 +34,6 @@ MAX_ASSERTION_CHARS = 8192
 _ALLOWED_HEADER = {"alg", "kid", "typ"}
 _JWT = jwt.PyJWT()
 _ALGORITHMS = {name: jwt.get_algorithm_by_name(name) for name in ("EdDSA", "ES256")}
-
-
-class AssertionRejected(Exception):
-    """The assertion does not prove who it claims (always ``invalid_client`` at the endpoint)."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ from accounts.roles import is_admin
 from audit import services as audit
 from audit.services import ActorLike, RequestLike
 from core.errors import PermissionDenied, ValidationFailed
+from core.oauth_errors import (
+    WorkloadTokenRejected,
+)
 from identities.assertions import ClientKey, VerifiedAssertion
 from identities.models import Agent, Instance, UsedAssertion
 from identities.models_oidc import TrustedIssuer
@@ -51,7 +54,6 @@ from identities.validators import SLUG_RE
 
 logger = logging.getLogger(__name__)
 
-INVALID_CLIENT = "invalid_client"
 SKEW_SECONDS = 60
 MAX_TOKEN_BYTES = 16 * 1024
 # Replay rows live until the token's exp; a token valid for longer than this is refused outright.
@@ -66,16 +68,6 @@ RULE_CLAIMS_MAX = 20
 _ALG_KEY = {"RS256": ("RSA", None), "ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519")}
 _CLAIM_NAME_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,100}$")
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-class WorkloadTokenRejected(Exception):
-    """A workload token that does not prove anything. ``error`` is the RFC 6749 code."""
-
-    error = INVALID_CLIENT
-
-    def __init__(self, description: str):
-        super().__init__(description)
-        self.description = description
 
 
 # --- issuer administration ------------------------------------------------------------------------

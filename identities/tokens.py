@@ -15,6 +15,9 @@ import jwt
 from django.conf import settings
 from django.utils import timezone
 
+from core.oauth_errors import (
+    TokenRejected,
+)
 from identities import prepared
 from identities.keys import ALGORITHM, active_signing_key, verification_key
 from identities.models import Credential, Instance
@@ -87,15 +90,6 @@ def mint_credential(
     )
     prepared.insert(credential)  # save(force_insert=True) without the per-call query compilation
     return MintedToken(token, credential, max(int((expires_at - now).total_seconds()), 0))
-
-
-class TokenRejected(Exception):
-    """``reason`` is ``token_invalid`` or ``token_expired`` (the decision API's reason codes)."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

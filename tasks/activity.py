@@ -28,8 +28,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import ValidationFailed
+from core.oauth_errors import TokenRejected
 from identities.models import Credential
-from identities.tokens import TokenRejected, verify_access_token
+from identities.tokens import verify_access_token
 from tasks.decisions import (
     load_credentials,
     record_drift,

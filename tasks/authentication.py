@@ -16,8 +16,8 @@ from rest_framework import authentication, exceptions
 
 from accounts.models import TOKEN_PREFIX
 from core.bearer import bearer_value
+from core.oauth_errors import TokenRejected
 from identities.models import Credential, Instance
-from identities.tokens import TokenRejected
 from tasks.decisions import load_credential, verify_token_cached
 
 

@@ -38,8 +38,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from audit import services as audit
+from core.oauth_errors import TokenRejected
 from identities.models import Agent, Credential, Instance
-from identities.tokens import TokenRejected, VerifiedToken, verify_access_token
+from identities.tokens import VerifiedToken, verify_access_token
 from tasks.lifecycle import revoke_envelope
 from tasks.models import ActivityEvent, TaskEnvelope
 from tasks.policy import Policy, active_policy

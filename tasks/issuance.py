@@ -25,17 +25,19 @@ from django.utils import timezone
 
 from audit import services as audit
 from audit.services import ActorLike, RequestLike
+from core.oauth_errors import (
+    INVALID_CLIENT,
+    INVALID_GRANT,
+    INVALID_REQUEST,
+    INVALID_SCOPE,
+    GrantRefused,
+    TokenRejected,
+)
 from identities.assertions import VerifiedAssertion, consume_assertion
 from identities.keys import active_signing_key
 from identities.models import Agent, Credential, Instance
 from identities.prepared import PreparedValues, model_from
-from identities.tokens import (
-    MintedToken,
-    TokenRejected,
-    credential_ttl,
-    mint_credential,
-    verify_access_token,
-)
+from identities.tokens import MintedToken, credential_ttl, mint_credential, verify_access_token
 from tasks.lifecycle import activate_on_first_credential
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy
@@ -44,13 +46,6 @@ logger = logging.getLogger(__name__)
 
 # last_seen_at is a hint for people and the stale-session sweep: write it at most this often.
 LAST_SEEN_GRANULARITY = timedelta(seconds=30)
-
-
-class GrantRefused(Exception):
-    def __init__(self, error: str, description: str):
-        super().__init__(description)
-        self.error = error
-        self.description = description
 
 
 def _refuse(error: str, description: str) -> GrantRefused:
@@ -180,19 +175,19 @@ def policy_ttl_ceiling(envelope: TaskEnvelope) -> int:
 
 def _check_requester(instance: Instance) -> None:
     if instance.status == Instance.Status.RETIRED:
-        raise _refuse("invalid_client", "this instance is retired")
+        raise _refuse(INVALID_CLIENT, "this instance is retired")
     if instance.status != Instance.Status.ACTIVE:
-        raise _refuse("invalid_grant", f"this instance is {instance.status}")
+        raise _refuse(INVALID_GRANT, f"this instance is {instance.status}")
     if instance.agent.status != Agent.Status.ACTIVE:
-        raise _refuse("invalid_grant", f"agent {instance.agent.slug} is {instance.agent.status}")
+        raise _refuse(INVALID_GRANT, f"agent {instance.agent.slug} is {instance.agent.status}")
 
 
 def _check_envelope_live(envelope: TaskEnvelope, now: datetime) -> datetime:
     """The live envelope's end, or the refusal."""
     if envelope.state not in TaskEnvelope.LIVE_STATES:
-        raise _refuse("invalid_grant", f"the envelope is {envelope.state}; credentials need an approved or active one")
+        raise _refuse(INVALID_GRANT, f"the envelope is {envelope.state}; credentials need an approved or active one")
     if envelope.expires_at is None or envelope.expires_at <= now:
-        raise _refuse("invalid_grant", "the envelope has expired")
+        raise _refuse(INVALID_GRANT, "the envelope has expired")
     return envelope.expires_at
 
 
@@ -201,13 +196,13 @@ def _narrow_scopes(requested: list[str] | None, allowed: list[str], what: str) -
         return sorted(allowed)
     outside = sorted(set(requested) - set(allowed))
     if outside:
-        raise _refuse("invalid_scope", f"outside the {what}: {' '.join(outside)[:300]}")
+        raise _refuse(INVALID_SCOPE, f"outside the {what}: {' '.join(outside)[:300]}")
     return sorted(set(requested))
 
 
 def _consume_or_refuse(assertion: VerifiedAssertion) -> None:
     if not consume_assertion(assertion):
-        raise _refuse("invalid_client", "this client assertion was used before (jti replayed)")
+        raise _refuse(INVALID_CLIENT, "this client assertion was used before (jti replayed)")
 
 
 _seen_memo: dict[uuid.UUID, float] = {}
@@ -252,7 +247,7 @@ def _record_issued(minted: MintedToken, *, instance: Instance, actor: ActorLike,
 def _consume_after_refusal(assertion: VerifiedAssertion, refusal: GrantRefused) -> None:
     # The refused transaction rolled its insert back; record the jti anyway so a refused
     # assertion cannot be tried again with other parameters.
-    if refusal.error != "invalid_client" or "replayed" not in refusal.description:
+    if refusal.error != INVALID_CLIENT or "replayed" not in refusal.description:
         consume_assertion(assertion)
 
 
@@ -278,7 +273,7 @@ def issue_credential(
             envelope = _lock_envelope(envelope_id)
             # One answer for "no such envelope" and "someone else's": a clone gets nothing from its parent.
             if envelope is None or envelope.instance_id != assertion.client.instance_id:
-                raise _refuse("invalid_grant", "no such envelope for this instance")
+                raise _refuse(INVALID_GRANT, "no such envelope for this instance")
             instance = envelope.instance
             _check_requester(instance)
             envelope_ends = _check_envelope_live(envelope, now)
@@ -287,7 +282,7 @@ def issue_credential(
                 requested=ttl, policy_max=policy_ttl_ceiling(envelope), envelope_expires_at=envelope_ends, now=now
             )
             if lifetime.total_seconds() < 1:
-                raise _refuse("invalid_grant", "the envelope ends now")
+                raise _refuse(INVALID_GRANT, "the envelope ends now")
             minted = mint_credential(
                 instance=instance,
                 envelope=envelope,
@@ -326,7 +321,7 @@ def delegate_credential(
     try:
         subject = verify_access_token(subject_token)
     except TokenRejected as rejected:
-        raise _refuse("invalid_grant", f"subject_token: {rejected.detail}") from None
+        raise _refuse(INVALID_GRANT, f"subject_token: {rejected.detail}") from None
     active_signing_key()
     now = timezone.now().replace(microsecond=0)
     receiver_id = assertion.client.instance_id
@@ -340,25 +335,25 @@ def delegate_credential(
                 or parent.status != Credential.Status.ACTIVE
                 or parent.expires_at <= now
             ):
-                raise _refuse("invalid_grant", "subject_token is not a live credential")
+                raise _refuse(INVALID_GRANT, "subject_token is not a live credential")
             envelope = _lock_envelope(parent.envelope_id)
             receiver = _lock_instance(receiver_id)
             if envelope is None or receiver is None:
-                raise _refuse("invalid_grant", "subject_token is not a live credential")
+                raise _refuse(INVALID_GRANT, "subject_token is not a live credential")
             if receiver_id == parent.instance_id:
-                raise _refuse("invalid_grant", "delegate to another instance; this one holds the subject token")
+                raise _refuse(INVALID_GRANT, "delegate to another instance; this one holds the subject token")
             if receiver.agent_id != envelope.agent_id:
-                raise _refuse("invalid_grant", "delegation stays within one agent's instances")
+                raise _refuse(INVALID_GRANT, "delegation stays within one agent's instances")
             _check_requester(receiver)
             envelope_ends = _check_envelope_live(envelope, now)
             if not envelope.may_delegate:
-                raise _refuse("invalid_grant", "the envelope does not allow delegation")
+                raise _refuse(INVALID_GRANT, "the envelope does not allow delegation")
             chain = [subject.sub, *parent.act_chain]
             if len(chain) > envelope.delegation_depth:
-                raise _refuse("invalid_grant", f"delegation depth {envelope.delegation_depth} is used up")
+                raise _refuse(INVALID_GRANT, f"delegation depth {envelope.delegation_depth} is used up")
             granted = _narrow_scopes(scopes, parent.scopes, "subject token's scopes")
             if audience is not None and audience != parent.audience:
-                raise _refuse("invalid_request", "a delegated credential keeps the subject token's audience")
+                raise _refuse(INVALID_REQUEST, "a delegated credential keeps the subject token's audience")
             lifetime = credential_ttl(
                 requested=ttl,
                 policy_max=policy_ttl_ceiling(envelope),
@@ -366,7 +361,7 @@ def delegate_credential(
                 now=now,
             )
             if lifetime.total_seconds() < 1:
-                raise _refuse("invalid_grant", "the subject token expires now")
+                raise _refuse(INVALID_GRANT, "the subject token expires now")
             minted = mint_credential(
                 instance=receiver,
                 envelope=envelope,

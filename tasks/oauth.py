@@ -25,18 +25,25 @@ from accounts.authentication import ApiTokenAuthentication
 from accounts.roles import AUDITOR, GATEWAY, IDENTITY_ADMIN, has_role
 from audit import services as audit
 from core.errors import InvalidTransition
-from identities.assertions import (
-    JWT_BEARER,
+from core.oauth_errors import (
+    INVALID_CLIENT,
+    INVALID_REQUEST,
+    INVALID_SCOPE,
+    INVALID_TOKEN,
+    UNSUPPORTED_GRANT_TYPE,
     AssertionRejected,
-    maybe_purge_used_assertions,
-    verify_client_assertion,
+    GrantRefused,
+    OAuthError,
+    TokenRejected,
+    WorkloadTokenRejected,
 )
+from identities.assertions import JWT_BEARER, maybe_purge_used_assertions, verify_client_assertion
 from identities.models import Agent, Credential, Instance, spiffe_id_for
-from identities.oidc import WorkloadTokenRejected, is_workload_assertion, workload_client_assertion
+from identities.oidc import is_workload_assertion, workload_client_assertion
 from identities.prepared import PreparedValues
-from identities.tokens import TokenRejected, VerifiedToken, verify_access_token
+from identities.tokens import VerifiedToken, verify_access_token
 from identities.validators import is_scope
-from tasks.issuance import GrantRefused, delegate_credential, issue_credential
+from tasks.issuance import delegate_credential, issue_credential
 from tasks.lifecycle import revoke_credential
 from tasks.models import TaskEnvelope
 
@@ -47,12 +54,6 @@ TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 _AUDIENCE_RE = re.compile(r"^[\x21-\x7e]{1,500}$")
 _MAX_PARAM_CHARS = 8192
 _MAX_TTL_DIGITS = 7
-
-
-class OAuthError(Exception):
-    def __init__(self, error: str, description: str, status: int = 400):
-        super().__init__(description)
-        self.error, self.description, self.status = error, description, status
 
 
 def _no_store(response: JsonResponse) -> JsonResponse:
@@ -71,20 +72,20 @@ def _error(error: str, description: str, status: int = 400, **headers) -> JsonRe
 def _form(request) -> dict[str, str]:
     """The form body as single values: RFC 6749 §3.2 forbids repeating a parameter."""
     if request.method != "POST":
-        raise OAuthError("invalid_request", "use POST", status=405)
+        raise OAuthError(INVALID_REQUEST, "use POST", status=405)
     content_type = request.content_type or ""
     if content_type != "application/x-www-form-urlencoded":
-        raise OAuthError("invalid_request", "the body must be application/x-www-form-urlencoded")
+        raise OAuthError(INVALID_REQUEST, "the body must be application/x-www-form-urlencoded")
     try:
         items = list(request.POST.lists())
     except (RequestDataTooBig, TooManyFieldsSent, SuspiciousOperation):
-        raise OAuthError("invalid_request", "the request body is too large") from None
+        raise OAuthError(INVALID_REQUEST, "the request body is too large") from None
     params: dict[str, str] = {}
     for name, values in items:
         if len(values) != 1:
-            raise OAuthError("invalid_request", f"parameter {name[:40]} is repeated")
+            raise OAuthError(INVALID_REQUEST, f"parameter {name[:40]} is repeated")
         if len(values[0]) > _MAX_PARAM_CHARS:
-            raise OAuthError("invalid_request", f"parameter {name[:40]} is too long")
+            raise OAuthError(INVALID_REQUEST, f"parameter {name[:40]} is too long")
         params[name] = values[0]
     return params
 
@@ -92,7 +93,7 @@ def _form(request) -> dict[str, str]:
 def _required(params: dict, name: str) -> str:
     value = params.get(name)
     if not value:
-        raise OAuthError("invalid_request", f"{name} is required")
+        raise OAuthError(INVALID_REQUEST, f"{name} is required")
     return value
 
 
@@ -109,7 +110,7 @@ def _parse_scopes(params: dict) -> list[str] | None:
         return None
     scopes = params["scope"].split(" ")
     if not params["scope"] or not all(is_scope(s) for s in scopes):
-        raise OAuthError("invalid_scope", "scope is a space-separated list such as 'github:read'")
+        raise OAuthError(INVALID_SCOPE, "scope is a space-separated list such as 'github:read'")
     return scopes
 
 
@@ -117,7 +118,7 @@ def _parse_audience(params: dict) -> str | None:
     if "audience" not in params:
         return None
     if not _AUDIENCE_RE.fullmatch(params["audience"]):
-        raise OAuthError("invalid_request", "audience is 1 to 500 visible characters, no spaces")
+        raise OAuthError(INVALID_REQUEST, "audience is 1 to 500 visible characters, no spaces")
     return params["audience"]
 
 
@@ -126,7 +127,7 @@ def _parse_ttl(params: dict) -> int | None:
         return None
     raw = params["ttl"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > _MAX_TTL_DIGITS or int(raw) < 1:
-        raise OAuthError("invalid_request", "ttl is a whole number of seconds, at least 1")
+        raise OAuthError(INVALID_REQUEST, "ttl is a whole number of seconds, at least 1")
     return int(raw)
 
 
@@ -136,23 +137,23 @@ def _authenticate(assertion: str, request, *, client_id: str | None = None):
         try:
             return workload_client_assertion(assertion, instance_hint=client_id)
         except WorkloadTokenRejected as rejected:
-            raise OAuthError("invalid_client", rejected.description, status=401) from None
+            raise OAuthError(INVALID_CLIENT, rejected.description, status=401) from None
     try:
         return verify_client_assertion(assertion, audience=token_endpoint_url(request))
     except AssertionRejected as rejected:
-        raise OAuthError("invalid_client", str(rejected), status=401) from None
+        raise OAuthError(INVALID_CLIENT, str(rejected), status=401) from None
 
 
 def _client_credentials(request, params: dict):
     if params.get("client_assertion_type") != JWT_BEARER:
-        raise OAuthError("invalid_client", f"client_assertion_type must be {JWT_BEARER}", status=401)
+        raise OAuthError(INVALID_CLIENT, f"client_assertion_type must be {JWT_BEARER}", status=401)
     assertion = _authenticate(_required(params, "client_assertion"), request, client_id=params.get("client_id"))
     if "client_id" in params and params["client_id"] != assertion.spiffe_id:
-        raise OAuthError("invalid_client", "client_id does not match the assertion", status=401)
+        raise OAuthError(INVALID_CLIENT, "client_id does not match the assertion", status=401)
     try:
         envelope_id = uuid.UUID(_required(params, "envelope"))
     except ValueError:
-        raise OAuthError("invalid_request", "envelope is an envelope id") from None
+        raise OAuthError(INVALID_REQUEST, "envelope is an envelope id") from None
     minted = issue_credential(
         assertion=assertion,
         envelope_id=envelope_id,
@@ -166,13 +167,13 @@ def _client_credentials(request, params: dict):
 
 def _token_exchange(request, params: dict):
     if params.get("subject_token_type") not in (TOKEN_TYPE_JWT, TOKEN_TYPE_ACCESS):
-        raise OAuthError("invalid_request", f"subject_token_type must be {TOKEN_TYPE_JWT}")
+        raise OAuthError(INVALID_REQUEST, f"subject_token_type must be {TOKEN_TYPE_JWT}")
     subject_token = _required(params, "subject_token")
     if params.get("actor_token_type") != TOKEN_TYPE_JWT:
-        raise OAuthError("invalid_request", f"actor_token_type must be {TOKEN_TYPE_JWT}")
+        raise OAuthError(INVALID_REQUEST, f"actor_token_type must be {TOKEN_TYPE_JWT}")
     assertion = _authenticate(_required(params, "actor_token"), request)
     if "requested_token_type" in params and params["requested_token_type"] not in (TOKEN_TYPE_JWT, TOKEN_TYPE_ACCESS):
-        raise OAuthError("invalid_request", "only JWT access tokens are issued")
+        raise OAuthError(INVALID_REQUEST, "only JWT access tokens are issued")
     minted = delegate_credential(
         subject_token=subject_token,
         assertion=assertion,
@@ -209,12 +210,12 @@ def token(request):
         params = _form(request)
         grant = _GRANTS.get(_required(params, "grant_type"))
         if grant is None:
-            raise OAuthError("unsupported_grant_type", "use client_credentials or token exchange")
+            raise OAuthError(UNSUPPORTED_GRANT_TYPE, "use client_credentials or token exchange")
         minted, extra = _with_one_retry(grant, request, params)
     except OAuthError as err:
         return _error(err.error, err.description, err.status)
     except GrantRefused as refusal:
-        return _error(refusal.error, refusal.description, 401 if refusal.error == "invalid_client" else 400)
+        return _error(refusal.error, refusal.description, 401 if refusal.error == INVALID_CLIENT else 400)
     finally:
         maybe_purge_used_assertions()
     credential = minted.credential
@@ -240,10 +241,10 @@ def _api_caller(request, *, required: bool):
     try:
         found = ApiTokenAuthentication().authenticate(request)
     except drf_exceptions.AuthenticationFailed as failed:
-        raise OAuthError("invalid_token", str(failed.detail), status=401) from None
+        raise OAuthError(INVALID_TOKEN, str(failed.detail), status=401) from None
     if found is None:
         if required:
-            raise OAuthError("invalid_token", "send a gateway, admin or auditor API token as Bearer", status=401)
+            raise OAuthError(INVALID_TOKEN, "send a gateway, admin or auditor API token as Bearer", status=401)
         return None
     return found[0]
 

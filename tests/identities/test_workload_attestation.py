@@ -10,13 +10,10 @@ import pytest
 
 from audit.models import AuditEvent
 from core.errors import PermissionDenied, ValidationFailed
+from core.oauth_errors import WorkloadTokenRejected
 from identities import oidc
 from identities.models import Instance, UsedAssertion
-from identities.oidc import (
-    WorkloadTokenRejected,
-    authenticate_workload_assertion,
-    register_attested_instance,
-)
+from identities.oidc import authenticate_workload_assertion, register_attested_instance
 from tests.helpers.factories import make_agent, new_p256_key
 from tests.helpers.oidc import LocalIssuer, new_signing_key
 
