@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -111,24 +112,85 @@ def scrub(value: Any) -> Any:
     return str(value)
 
 
-def _canonical(event: AuditEvent) -> bytes:
-    content = {
-        "chain": event.chain,
-        "seq": event.seq,
-        "at": event.at.isoformat(),
-        "actor_type": event.actor_type,
-        "actor": event.actor,
-        "verb": event.verb,
-        "target_type": event.target_type,
-        "target_id": event.target_id,
-        "target_label": event.target_label,
-        "agent_id": str(event.agent_id) if event.agent_id else None,
-        "before": event.before,
-        "after": event.after,
-        "reason": event.reason,
-        "request_id": event.request_id,
+def _content(
+    *,
+    chain,
+    seq,
+    at: str,
+    actor_type,
+    actor,
+    verb,
+    target_type,
+    target_id,
+    target_label,
+    agent_id,
+    before,
+    after,
+    reason,
+    request_id,
+) -> dict:
+    """What a row's hash covers. ``record``, ``record_many`` and ``verify_chain`` all go through here."""
+    return {
+        "chain": chain,
+        "seq": seq,
+        "at": at,
+        "actor_type": actor_type,
+        "actor": actor,
+        "verb": verb,
+        "target_type": target_type,
+        "target_id": target_id,
+        "target_label": target_label,
+        "agent_id": agent_id,
+        "before": before,
+        "after": after,
+        "reason": reason,
+        "request_id": request_id,
     }
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _encode_content(content: dict) -> str:
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _canonical(event: AuditEvent) -> bytes:
+    return _encode_content(
+        _content(
+            chain=event.chain,
+            seq=event.seq,
+            at=event.at.isoformat(),
+            actor_type=event.actor_type,
+            actor=event.actor,
+            verb=event.verb,
+            target_type=event.target_type,
+            target_id=event.target_id,
+            target_label=event.target_label,
+            agent_id=str(event.agent_id) if event.agent_id else None,
+            before=event.before,
+            after=event.after,
+            reason=event.reason,
+            request_id=event.request_id,
+        )
+    ).encode()
+
+
+# The fields that differ from row to row in record_many; everything else is shared by the batch.
+_PER_ROW = ("agent_id", "chain", "seq", "target_id", "target_label")
+
+
+def _canonical_template(**shared) -> tuple[list[str], dict[str, str]]:
+    """The canonical text of a batch, cut where the per-row values go: ``[text, field, text, …]``.
+
+    It is made by ``_content``/``_encode_content`` themselves with a marker in each per-row field,
+    so the bulk path can never drift from what ``verify_chain`` recomputes (a new field in
+    ``_content`` is part of the template automatically)."""
+    marks = {name: f"\x1f{name}\x1f" for name in _PER_ROW}
+    text = _encode_content(_content(**shared, **marks))
+    encoded = {_encode(mark): name for name, mark in marks.items()}
+    pieces = re.split("(" + "|".join(re.escape(e) for e in encoded) + ")", text)
+    if len(pieces) != 2 * len(_PER_ROW) + 1:
+        # A shared value that happens to spell a marker: no template, every row encodes in full.
+        return [], encoded
+    return pieces, encoded
 
 
 def compute_hash(prev_hash: str, event: AuditEvent) -> str:
@@ -273,8 +335,9 @@ def record_many(
 
     Each chain head is locked once per call (in key order, so two bulk writers cannot deadlock
     each other), the rows are linked in memory and inserted in one statement (COPY on PostgreSQL),
-    and every head is advanced in one UPDATE. The canonical content is assembled from pre-encoded
-    parts in ``_canonical``'s exact key order, so ``verify_chain`` checks these rows like any other.
+    and every head is advanced in one UPDATE. The canonical text comes from ``_canonical_template``
+    (``_content`` with the per-row fields filled in), so ``verify_chain`` checks these rows like any
+    other.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit.record_many must be called inside the transaction that made the change")
@@ -299,19 +362,20 @@ def record_many(
     AuditChain.objects.bulk_create([AuditChain(key=k) for k in keys], ignore_conflicts=True)
     heads = {h.key: h for h in AuditChain.objects.select_for_update().filter(key__in=keys).order_by("key")}
 
-    # Keys in sorted order, as json.dumps(sort_keys=True) writes them in _canonical.
-    p1 = (
-        '{"actor":'
-        + _encode(actor_name)
-        + ',"actor_type":'
-        + _encode(who.type)
-        + ',"after":'
-        + _encode(after_s)
-        + ',"agent_id":'
-    )
-    p2 = ',"at":' + _encode(at.isoformat()) + ',"before":' + _encode(before_s) + ',"chain":'
-    p3 = ',"reason":' + _encode(reason_s) + ',"request_id":' + _encode(request_id) + ',"seq":'
-    p6 = ',"target_type":' + _encode(target_type) + ',"verb":' + _encode(verb) + "}"
+    shared = {
+        "at": at.isoformat(),
+        "actor_type": who.type,
+        "actor": actor_name,
+        "verb": verb,
+        "target_type": target_type,
+        "before": before_s,
+        "after": after_s,
+        "reason": reason_s,
+        "request_id": request_id,
+    }
+    pieces, encoded = _canonical_template(**shared)
+    # [text, marker, text, marker, …]: odd places take the row's encoded value for that field.
+    slots = [(i, encoded[piece]) for i, piece in enumerate(pieces) if i % 2]
     sha256 = hashlib.sha256
     rows: list[tuple] = []
     new_heads: list[tuple[str, int, str]] = []
@@ -319,22 +383,15 @@ def record_many(
         head = heads[key]
         prev = head.last_hash
         seq = head.length
-        enc_key = _encode(key)
         for agent_id, target_id, label in by_chain[key]:
             seq += 1
-            canonical = (
-                p1
-                + _encode(agent_id)
-                + p2
-                + enc_key
-                + p3
-                + str(seq)
-                + ',"target_id":'
-                + _encode(target_id)
-                + ',"target_label":'
-                + _encode(label)
-                + p6
-            )
+            values = {"agent_id": agent_id, "chain": key, "seq": seq, "target_id": target_id, "target_label": label}
+            if pieces:
+                for i, name in slots:
+                    pieces[i] = _encode(values[name])
+                canonical = "".join(pieces)
+            else:
+                canonical = _encode_content(_content(**shared, **values))
             digest = sha256(prev.encode() + b"\n" + canonical.encode()).hexdigest()
             rows.append((key, seq, agent_id, target_id, label, prev, digest))
             prev = digest

@@ -35,12 +35,12 @@ from tasks.decisions import (
     load_credentials,
     record_drift,
     revoke_for_drift_if_due,
-    touch_instance,
     verify_token_cached,
 )
 from tasks.models import ActivityEvent
 from tasks.policy import active_policy
 from tasks.resources import resource_granted
+from tasks.seen import touch_instance
 
 MAX_BATCH = 1000
 MAX_DETAILS_BYTES = 8192

@@ -30,11 +30,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from audit import services as audit
@@ -45,6 +45,7 @@ from tasks.lifecycle import revoke_envelope
 from tasks.models import ActivityEvent, TaskEnvelope
 from tasks.policy import Policy, active_policy
 from tasks.resources import resource_granted
+from tasks.seen import touch_instance
 
 OK = "ok"
 TOKEN_INVALID = "token_invalid"
@@ -74,7 +75,6 @@ REASONS = (
 DRIFT_REASONS = frozenset({SCOPE_NOT_GRANTED, RESOURCE_NOT_GRANTED})
 
 # last_seen_at is a hint for people and the stale sweep: write it at most this often per instance.
-LAST_SEEN_GRANULARITY = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
@@ -400,18 +400,6 @@ def _take_action_and_record(event: ActivityEvent, now: datetime) -> tuple[str, i
         event_id, reason, used, most = cursor.fetchone()
     event.id, event.reason, event.allow = event_id, reason, reason == OK
     return reason, (max(most - used, 0) if used is not None else None)
-
-
-def touch_instance(instance: Instance, now: datetime) -> None:
-    """Coalesced ``last_seen_at``: written only when older than the granularity (or the instance was
-    flagged stale), and conditionally, so many processes seeing the same instance write once."""
-    seen = instance.last_seen_at
-    if seen is not None and now - seen < LAST_SEEN_GRANULARITY and not instance.stale:
-        return
-    Instance.objects.filter(pk=instance.pk).filter(
-        Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - LAST_SEEN_GRANULARITY) | Q(stale=True)
-    ).update(last_seen_at=now, stale=False, stale_since=None)
-    instance.last_seen_at, instance.stale = now, False
 
 
 def record_drift(*, envelope_id: uuid.UUID, now: datetime, count: int = 1, policy: Policy | None = None) -> int | None:

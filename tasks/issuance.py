@@ -14,13 +14,12 @@ transactions (``BEGIN IMMEDIATE``), which gives the same guarantee there.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit import services as audit
@@ -41,11 +40,11 @@ from identities.tokens import MintedToken, credential_ttl, mint_credential, veri
 from tasks.lifecycle import activate_on_first_credential
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy
+from tasks.seen import note_instance_seen
 
 logger = logging.getLogger(__name__)
 
 # last_seen_at is a hint for people and the stale-session sweep: write it at most this often.
-LAST_SEEN_GRANULARITY = timedelta(seconds=30)
 
 
 def _refuse(error: str, description: str) -> GrantRefused:
@@ -203,24 +202,6 @@ def _narrow_scopes(requested: list[str] | None, allowed: list[str], what: str) -
 def _consume_or_refuse(assertion: VerifiedAssertion) -> None:
     if not consume_assertion(assertion):
         raise _refuse(INVALID_CLIENT, "this client assertion was used before (jti replayed)")
-
-
-_seen_memo: dict[uuid.UUID, float] = {}
-
-
-def note_instance_seen(instance_id: uuid.UUID, *, now: datetime | None = None) -> None:
-    """Coalesced ``last_seen_at``: each process writes at most once per granularity per instance,
-    and the update is conditional, so many processes still write it about once."""
-    clock = time.monotonic()
-    if clock - _seen_memo.get(instance_id, -1e9) < LAST_SEEN_GRANULARITY.total_seconds():
-        return
-    _seen_memo[instance_id] = clock
-    if len(_seen_memo) > 50_000:
-        _seen_memo.clear()
-    now = now or timezone.now()
-    Instance.objects.filter(pk=instance_id).filter(
-        Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=now - LAST_SEEN_GRANULARITY)
-    ).update(last_seen_at=now, stale=False, stale_since=None)
 
 
 def _record_issued(minted: MintedToken, *, instance: Instance, actor: ActorLike, request: RequestLike | None) -> None:

@@ -9,7 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.roles import AUDITOR, IDENTITY_ADMIN, has_role
-from core.api import errors
+from core.api import StrictSerializer, errors
 from identities import oidc
 from identities.models_oidc import TrustedIssuer
 
@@ -46,16 +46,7 @@ class IssuerSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class _StrictInput(serializers.Serializer):
-    def to_internal_value(self, data):
-        if isinstance(data, dict):
-            unknown = sorted(str(k)[:100] for k in data if k not in self.fields)
-            if unknown:
-                raise serializers.ValidationError({k: ["unknown field"] for k in unknown})
-        return super().to_internal_value(data)
-
-
-class IssuerCreateSerializer(_StrictInput):
+class IssuerCreateSerializer(StrictSerializer):
     # Types and shapes are checked by the service (it names the field); here only presence.
     name = serializers.JSONField()
     issuer = serializers.JSONField(help_text="The exact `iss` of the workload tokens (https; http only on loopback).")
@@ -68,7 +59,7 @@ class IssuerCreateSerializer(_StrictInput):
     enabled = serializers.JSONField(required=False, default=True)
 
 
-class IssuerUpdateSerializer(_StrictInput):
+class IssuerUpdateSerializer(StrictSerializer):
     name = serializers.JSONField(required=False)
     issuer = serializers.JSONField(required=False)
     discovery_url = serializers.JSONField(required=False)
