@@ -15,10 +15,10 @@ import jwt
 from django.conf import settings
 from django.utils import timezone
 
+from core import sql as prepared
 from core.oauth_errors import (
     TokenRejected,
 )
-from identities import prepared
 from identities.keys import ALGORITHM, active_signing_key, verification_key
 from identities.models import Credential, Instance
 from identities.validators import is_spiffe_id

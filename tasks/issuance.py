@@ -32,10 +32,10 @@ from core.oauth_errors import (
     GrantRefused,
     TokenRejected,
 )
+from core.sql import PreparedValues, model_from
 from identities.assertions import VerifiedAssertion, consume_assertion
 from identities.keys import active_signing_key
 from identities.models import Agent, Credential, Instance
-from identities.prepared import PreparedValues, model_from
 from identities.tokens import MintedToken, credential_ttl, mint_credential, verify_access_token
 from tasks.lifecycle import activate_on_first_credential
 from tasks.models import TaskEnvelope

@@ -37,10 +37,10 @@ from core.oauth_errors import (
     TokenRejected,
     WorkloadTokenRejected,
 )
+from core.sql import PreparedValues
 from identities.assertions import JWT_BEARER, maybe_purge_used_assertions, verify_client_assertion
 from identities.models import Agent, Credential, Instance, spiffe_id_for
 from identities.oidc import is_workload_assertion, workload_client_assertion
-from identities.prepared import PreparedValues
 from identities.tokens import VerifiedToken, verify_access_token
 from identities.validators import is_scope
 from tasks.issuance import delegate_credential, issue_credential

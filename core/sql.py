@@ -1,4 +1,4 @@
-"""Hot-path reads compiled once per process.
+"""Raw-SQL mechanisms for the hot paths. Today: reads and inserts compiled once per process.
 
 The ORM still builds the SQL and converts the values; only the per-call compilation is skipped.
 On the credential endpoints, compiling a three-table SELECT cost more CPU than the ES256 signature,
