@@ -7,9 +7,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Case, Count, F, Prefetch, Q, QuerySet, Value, When, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
 
 from accounts.roles import IDENTITY_ADMIN, is_admin
+from identities.models import Agent, Credential, Instance
+from identities.selectors import agents_for, credentials_for
 from tasks.authentication import AgentPrincipal
 from tasks.models import ActivityEvent, Approval, TaskEnvelope
 from tasks.services import pending_deadline
@@ -60,3 +64,78 @@ def activity_for(user: User) -> QuerySet[ActivityEvent]:
     """Activity events, newest first by id; owners see only their own agents' events."""
     # An agent's own credential is authenticated but nobody's owner: it sees none.
     return ActivityEvent.objects.visible_to(user).select_related("agent", "instance__agent")
+
+
+# --- "My agents": what each of an owner's agents can do right now ---------------------------------
+
+
+def my_agent_cards(user, *, per_agent: int, now=None) -> list[dict]:
+    """One card per live agent the user owns: up to ``per_agent`` live and pending envelopes, live
+    credentials and the live instances, plus the totals. A fixed number of queries whatever the
+    number of agents or rows: the "up to" is picked in the database with window functions."""
+    now = now or timezone.now()
+    agents = list(agents_for(user).filter(owner=user).exclude(status=Agent.Status.RETIRED).order_by("slug"))
+    ids = [a.id for a in agents]
+    by_agent = {a.id: {"agent": a, "envelopes": [], "credentials": [], "pending": [], "instances": []} for a in agents}
+    _add_open_envelopes(by_agent, user, ids, per_agent)
+    _add_open_totals(by_agent, user, ids)
+    _add_live_credentials(by_agent, user, ids, per_agent, now)
+    _add_live_instances(by_agent, ids)
+    return list(by_agent.values())
+
+
+def _add_open_envelopes(by_agent: dict, user, ids: list, per_agent: int) -> None:
+    # Pending and live envelopes rank separately, so a queue of requests never hides the live ones.
+    waiting = Case(When(state=TaskEnvelope.State.PENDING, then=Value(1)), default=Value(0))
+    # The cards show no related rows of an envelope: scoped by the selector, fetched bare.
+    open_envelopes = (
+        envelopes_for(user)
+        .select_related(None)
+        .prefetch_related(None)
+        .filter(agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES)
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("agent_id"), waiting],
+                order_by=[F("expires_at").asc(nulls_last=True), F("created_at")],
+            )
+        )
+        .filter(rank__lte=per_agent)
+        .order_by("expires_at", "created_at")
+    )
+    for envelope in open_envelopes:
+        key = "pending" if envelope.state == TaskEnvelope.State.PENDING else "envelopes"
+        by_agent[envelope.agent_id][key].append(envelope)
+
+
+def _add_open_totals(by_agent: dict, user, ids: list) -> None:
+    for agent_id, state, n in (
+        envelopes_for(user)
+        .prefetch_related(None)
+        .filter(agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES)
+        .order_by()
+        .values_list("agent_id", "state")
+        .annotate(n=Count("id"))
+    ):
+        key = "pending_total" if state == TaskEnvelope.State.PENDING else "live_total"
+        by_agent[agent_id][key] = by_agent[agent_id].get(key, 0) + n
+
+
+def _add_live_credentials(by_agent: dict, user, ids: list, per_agent: int, now) -> None:
+    credentials = (
+        credentials_for(user)
+        .filter(instance__agent_id__in=ids, status=Credential.Status.ACTIVE, expires_at__gt=now)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("instance__agent_id")], order_by=[F("expires_at").asc()]))
+        .filter(rank__lte=per_agent)
+        .order_by("expires_at")
+    )
+    for credential in credentials:
+        by_agent[credential.instance.agent_id]["credentials"].append(credential)
+
+
+def _add_live_instances(by_agent: dict, ids: list) -> None:
+    for instance in (
+        Instance.objects.filter(agent_id__in=ids).exclude(status=Instance.Status.RETIRED).order_by("created_at")
+    ):
+        instance.agent = by_agent[instance.agent_id]["agent"]
+        by_agent[instance.agent_id]["instances"].append(instance)

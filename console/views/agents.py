@@ -6,8 +6,7 @@ from collections import Counter, defaultdict
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Case, Count, F, Q, Value, When, Window
-from django.db.models.functions import RowNumber
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +20,7 @@ from identities.permissions import can_manage
 from identities.selectors import agents_for, credentials_for, instances_for
 from tasks import lifecycle
 from tasks.models import ActivityEvent, TaskEnvelope
-from tasks.selectors import activity_for, envelopes_for
+from tasks.selectors import activity_for, envelopes_for, my_agent_cards
 
 AGENTS_PER_PAGE = 25
 RECENT = 15
@@ -127,63 +126,15 @@ def agent_lifecycle(request, slug, verb):
 def my_agents(request):
     """An owner's own agents and what each can do right now (admins see their own here too)."""
     user = request.user
-    now = timezone.now()
-    agents = list(agents_for(user).filter(owner=user).exclude(status=Agent.Status.RETIRED).order_by("slug"))
-    ids = [a.id for a in agents]
-    by_agent = {a.id: {"agent": a, "envelopes": [], "credentials": [], "pending": [], "instances": []} for a in agents}
-    # At most PER_AGENT rows of each kind per agent, picked in the database with a window function,
-    # so an agent with hundreds of live envelopes costs no more than one with a few.
-    waiting = Case(When(state=TaskEnvelope.State.PENDING, then=Value(1)), default=Value(0))
-    # The cards show no related rows of an envelope: scoped by the selector, fetched bare.
-    open_envelopes = (
-        envelopes_for(user)
-        .select_related(None)
-        .prefetch_related(None)
-        .filter(agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES)
-        .annotate(
-            rank=Window(
-                RowNumber(),
-                partition_by=[F("agent_id"), waiting],
-                order_by=[F("expires_at").asc(nulls_last=True), F("created_at")],
-            )
-        )
-        .filter(rank__lte=PER_AGENT)
-        .order_by("expires_at", "created_at")
-    )
-    for envelope in open_envelopes:
-        key = "pending" if envelope.state == TaskEnvelope.State.PENDING else "envelopes"
-        by_agent[envelope.agent_id][key].append(envelope)
-    for agent_id, state, n in (
-        envelopes_for(user)
-        .prefetch_related(None)
-        .filter(agent_id__in=ids, state__in=TaskEnvelope.OPEN_STATES)
-        .order_by()
-        .values_list("agent_id", "state")
-        .annotate(n=Count("id"))
-    ):
-        key = "pending_total" if state == TaskEnvelope.State.PENDING else "live_total"
-        by_agent[agent_id][key] = by_agent[agent_id].get(key, 0) + n
-    credentials = (
-        credentials_for(user)
-        .filter(instance__agent_id__in=ids, status=Credential.Status.ACTIVE, expires_at__gt=now)
-        .annotate(rank=Window(RowNumber(), partition_by=[F("instance__agent_id")], order_by=[F("expires_at").asc()]))
-        .filter(rank__lte=PER_AGENT)
-        .order_by("expires_at")
-    )
-    for credential in credentials:
-        by_agent[credential.instance.agent_id]["credentials"].append(credential)
-    for instance in (
-        Instance.objects.filter(agent_id__in=ids).exclude(status=Instance.Status.RETIRED).order_by("created_at")
-    ):
-        instance.agent = by_agent[instance.agent_id]["agent"]
-        by_agent[instance.agent_id]["instances"].append(instance)
+    cards = my_agent_cards(user, per_agent=PER_AGENT)
+    ids = [card["agent"].id for card in cards]
     decisions = (
         list(activity_for(user).filter(agent_id__in=ids, kind=ActivityEvent.Kind.DECISION).order_by("-id")[:RECENT])
         if ids
         else []
     )
     context = {
-        "cards": list(by_agent.values()),
+        "cards": cards,
         "decisions": decisions,
         "can_request": has_role(user, AGENT_OWNER) or is_admin(user),
     }
