@@ -114,21 +114,21 @@ def scrub(value: Any) -> Any:
 
 def _content(
     *,
-    chain,
-    seq,
+    chain: str,
+    seq: int | str,
     at: str,
-    actor_type,
-    actor,
-    verb,
-    target_type,
-    target_id,
-    target_label,
-    agent_id,
-    before,
-    after,
-    reason,
-    request_id,
-) -> dict:
+    actor_type: str,
+    actor: str,
+    verb: str,
+    target_type: str,
+    target_id: str,
+    target_label: str,
+    agent_id: str | None,
+    before: Any,
+    after: Any,
+    reason: str,
+    request_id: str,
+) -> dict[str, Any]:
     """What a row's hash covers. ``record``, ``record_many`` and ``verify_chain`` all go through here."""
     return {
         "chain": chain,
@@ -177,7 +177,7 @@ def _canonical(event: AuditEvent) -> bytes:
 _PER_ROW = ("agent_id", "chain", "seq", "target_id", "target_label")
 
 
-def _canonical_template(**shared) -> tuple[list[str], dict[str, str]]:
+def _canonical_template(**shared: Any) -> tuple[list[str], dict[str, str]]:
     """The canonical text of a batch, cut where the per-row values go: ``[text, field, text, …]``.
 
     It is made by ``_content``/``_encode_content`` themselves with a marker in each per-row field,
@@ -362,7 +362,7 @@ def record_many(
     AuditChain.objects.bulk_create([AuditChain(key=k) for k in keys], ignore_conflicts=True)
     heads = {h.key: h for h in AuditChain.objects.select_for_update().filter(key__in=keys).order_by("key")}
 
-    shared = {
+    shared: dict[str, Any] = {
         "at": at.isoformat(),
         "actor_type": who.type,
         "actor": actor_name,
@@ -385,13 +385,19 @@ def record_many(
         seq = head.length
         for agent_id, target_id, label in by_chain[key]:
             seq += 1
-            values = {"agent_id": agent_id, "chain": key, "seq": seq, "target_id": target_id, "target_label": label}
+            row: dict[str, Any] = {
+                "agent_id": agent_id,
+                "chain": key,
+                "seq": seq,
+                "target_id": target_id,
+                "target_label": label,
+            }
             if pieces:
                 for i, name in slots:
-                    pieces[i] = _encode(values[name])
+                    pieces[i] = _encode(row[name])
                 canonical = "".join(pieces)
             else:
-                canonical = _encode_content(_content(**shared, **values))
+                canonical = _encode_content(_content(**shared, **row))
             digest = sha256(prev.encode() + b"\n" + canonical.encode()).hexdigest()
             rows.append((key, seq, agent_id, target_id, label, prev, digest))
             prev = digest

@@ -4,6 +4,7 @@ the number of rows."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
@@ -69,7 +70,7 @@ def activity_for(user: User) -> QuerySet[ActivityEvent]:
 # --- "My agents": what each of an owner's agents can do right now ---------------------------------
 
 
-def my_agent_cards(user, *, per_agent: int, now=None) -> list[dict]:
+def my_agent_cards(user: User, *, per_agent: int, now: datetime | None = None) -> list[dict]:
     """One card per live agent the user owns: up to ``per_agent`` live and pending envelopes, live
     credentials and the live instances, plus the totals. A fixed number of queries whatever the
     number of agents or rows: the "up to" is picked in the database with window functions."""
@@ -84,7 +85,7 @@ def my_agent_cards(user, *, per_agent: int, now=None) -> list[dict]:
     return list(by_agent.values())
 
 
-def _add_open_envelopes(by_agent: dict, user, ids: list, per_agent: int) -> None:
+def _add_open_envelopes(by_agent: dict, user: User, ids: list, per_agent: int) -> None:
     # Pending and live envelopes rank separately, so a queue of requests never hides the live ones.
     waiting = Case(When(state=TaskEnvelope.State.PENDING, then=Value(1)), default=Value(0))
     # The cards show no related rows of an envelope: scoped by the selector, fetched bare.
@@ -108,7 +109,7 @@ def _add_open_envelopes(by_agent: dict, user, ids: list, per_agent: int) -> None
         by_agent[envelope.agent_id][key].append(envelope)
 
 
-def _add_open_totals(by_agent: dict, user, ids: list) -> None:
+def _add_open_totals(by_agent: dict, user: User, ids: list) -> None:
     for agent_id, state, n in (
         envelopes_for(user)
         .prefetch_related(None)
@@ -121,7 +122,7 @@ def _add_open_totals(by_agent: dict, user, ids: list) -> None:
         by_agent[agent_id][key] = by_agent[agent_id].get(key, 0) + n
 
 
-def _add_live_credentials(by_agent: dict, user, ids: list, per_agent: int, now) -> None:
+def _add_live_credentials(by_agent: dict, user: User, ids: list, per_agent: int, now: datetime) -> None:
     credentials = (
         credentials_for(user)
         .filter(instance__agent_id__in=ids, status=Credential.Status.ACTIVE, expires_at__gt=now)
