@@ -16,6 +16,13 @@ being on record. A denial is the SELECT and one INSERT; a drifting denial adds t
 the same transaction. Elsewhere (SQLite, or inside an outer transaction) the update and the insert
 share one ``atomic()``. Expiry is compared here, never left to the sweep.
 
+Batches (AuthZEN ``/access/v1/evaluations``, ``decide_batch``) run the same checks item by item in
+request order. The reads come first (verification, one query for every credential); then one
+transaction locks the envelopes concerned in id order, decides budget and guardrails against the
+locked counts (so a budget that runs out mid-batch denies the later items, and concurrent batches
+and single decisions never overspend), and writes one UPDATE per envelope and one INSERT for all
+the events. ``allowed_scopes`` runs every check for each scope of a credential and writes nothing.
+
 Signature verification (ECDSA P-256) is the most expensive step in Python, and a gateway asks about
 the same token many times in its few minutes of life, so verified tokens are cached per process by
 their exact text for a few seconds — the same interval for which ``identities.keys`` caches which
@@ -29,7 +36,8 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
@@ -252,13 +260,35 @@ class _Outcome:
         return self.reason == OK
 
 
-def _check(*, token: object, scope: str, resource: str, context: dict, now: datetime, policy: Policy) -> _Outcome:
-    """Run the checks in contract order, stopping at the first that fails. Reads only."""
+def _identify(token: object, subject: str | None) -> VerifiedToken | _Outcome:
+    """The token's verification, and for AuthZEN the subject it must name; or the
+    token_invalid/token_expired outcome that ends the checks."""
     try:
         verified = verify_token_cached(token)
     except TokenRejected as rejected:
         return _Outcome(rejected.reason, rejected.detail)
-    credential = load_credential(verified.jti)
+    if subject is not None and subject != verified.sub:
+        # AuthZEN names the subject beside the credential: a gateway may not ask about one agent
+        # with another's token.
+        return _Outcome(TOKEN_INVALID, "the subject id is not the credential's subject (sub)")
+    return verified
+
+
+def _check_loaded(
+    verified: VerifiedToken,
+    credential: Credential | None,
+    *,
+    scope: str,
+    resource: str,
+    now: datetime,
+    until_budget: bool = False,
+    context: dict | None = None,
+    policy: Policy | None = None,
+) -> _Outcome:
+    """The checks after verification, in contract order, against the loaded credential. Reads only.
+
+    With ``until_budget`` it stops before the budget: reason ``""`` means every check so far passed,
+    and the caller (a batch, which counts its own budget) decides budget and guardrails."""
     if credential is None:
         return _Outcome(TOKEN_INVALID, "no credential was issued with this jti")
     instance, envelope = credential.instance, credential.envelope
@@ -281,23 +311,59 @@ def _check(*, token: object, scope: str, resource: str, context: dict, now: date
         out.reason, out.detail = SCOPE_NOT_GRANTED, f"scope {scope!r} is not granted to this credential"
     elif not resource_granted(envelope.resources, resource):
         out.reason, out.detail = RESOURCE_NOT_GRANTED, f"resource {resource!r} is outside the envelope's resources"
-    elif envelope.actions_used >= envelope.max_actions:
-        out.reason, out.detail = BUDGET_EXHAUSTED, f"all {envelope.max_actions} actions of the envelope are used"
-    else:
-        allowed, why = _guardrails_allow(
-            policy,
-            instance=instance,
-            agent=instance.agent,
-            envelope=envelope,
+    elif not until_budget:
+        _budget_then_guardrails(
+            out,
+            credential,
+            used=envelope.actions_used,
             scope=scope,
             resource=resource,
-            context=context,
+            context=context or {},
+            policy=policy or active_policy(),
         )
-        if not allowed:
-            out.reason, out.detail = POLICY_FORBIDS, why or "an organisation guardrail forbids this call"
-        else:
-            out.reason, out.detail = OK, "inside the envelope"
     return out
+
+
+def _budget_then_guardrails(
+    out: _Outcome, credential: Credential, *, used: int, scope: str, resource: str, context: dict, policy: Policy
+) -> None:
+    """The last two checks, for a call that passed all the others: the budget (``used`` actions of
+    the envelope's), then the organisation's guardrails."""
+    envelope, instance = credential.envelope, credential.instance
+    if used >= envelope.max_actions:
+        out.reason, out.detail = BUDGET_EXHAUSTED, f"all {envelope.max_actions} actions of the envelope are used"
+        return
+    allowed, why = _guardrails_allow(
+        policy,
+        instance=instance,
+        agent=instance.agent,
+        envelope=envelope,
+        scope=scope,
+        resource=resource,
+        context=context,
+    )
+    if not allowed:
+        out.reason, out.detail = POLICY_FORBIDS, why or "an organisation guardrail forbids this call"
+    else:
+        out.reason, out.detail = OK, "inside the envelope"
+
+
+def _check(
+    *,
+    token: object,
+    scope: str,
+    resource: str,
+    context: dict,
+    now: datetime,
+    policy: Policy,
+    subject: str | None = None,
+) -> _Outcome:
+    """Run the checks in contract order, stopping at the first that fails. Reads only."""
+    verified = _identify(token, subject)
+    if isinstance(verified, _Outcome):
+        return verified
+    credential = load_credential(verified.jti)
+    return _check_loaded(verified, credential, scope=scope, resource=resource, now=now, context=context, policy=policy)
 
 
 _TAKE_ACTION_SQL = None
@@ -433,6 +499,31 @@ def revoke_for_drift_if_due(*, envelope_id: uuid.UUID, drift_count: int | None, 
     return True
 
 
+def _decision_event(
+    out: _Outcome, *, scope: str, resource: str, context: dict, policy: Policy, now: datetime, reported_by: str
+) -> ActivityEvent:
+    """The activity record of one decision, attributed to the credential's instance and envelope
+    unless the token could not be tied to a credential we issued."""
+    credential = out.credential if out.reason != TOKEN_INVALID else None
+    return ActivityEvent(
+        kind=ActivityEvent.Kind.DECISION,
+        agent_id=credential.instance.agent_id if credential is not None else None,
+        instance_id=credential.instance_id if credential is not None else None,
+        envelope_id=credential.envelope_id if credential is not None else None,
+        jti=credential.jti if credential is not None else "",
+        scope=scope[:130],
+        resource=resource[:512],
+        allow=out.allow,
+        reason=out.reason,
+        drift=out.reason in DRIFT_REASONS,
+        policy_version=policy.version,
+        details={"context": audit.scrub(context)} if context else {},
+        occurred_at=now,
+        recorded_at=now,
+        reported_by=reported_by[:255],
+    )
+
+
 def decide(
     *,
     token: object,
@@ -440,13 +531,16 @@ def decide(
     resource: str,
     context: dict | None = None,
     reported_by: str = "",
+    subject: str | None = None,
     now: datetime | None = None,
 ) -> Decision:
-    """Decide one call, record it durably, and return the answer (see the module docstring)."""
+    """Decide one call, record it durably, and return the answer (see the module docstring).
+
+    ``subject``, when given (AuthZEN names it beside the token), must be the credential's ``sub``."""
     now = now or timezone.now()
     context = context or {}
     policy = active_policy()
-    out = _check(token=token, scope=scope, resource=resource, context=context, now=now, policy=policy)
+    out = _check(token=token, scope=scope, resource=resource, context=context, now=now, policy=policy, subject=subject)
     credential = out.credential
     # Read only when ``identified`` (or on an allowed or drifting call, which implies it): then all
     # three are set, which the type checker cannot follow through the flag.
@@ -456,21 +550,8 @@ def decide(
     remaining = envelope.remaining_actions if identified else None
     drift = out.reason in DRIFT_REASONS
     drift_count = None
-    event = ActivityEvent(
-        kind=ActivityEvent.Kind.DECISION,
-        agent_id=instance.agent_id if identified else None,
-        instance_id=instance.id if identified else None,
-        envelope_id=envelope.id if identified else None,
-        jti=credential.jti if identified and credential is not None else "",
-        scope=scope[:130],
-        resource=resource[:512],
-        reason=out.reason,
-        drift=drift,
-        policy_version=policy.version,
-        details={"context": audit.scrub(context)} if context else {},
-        occurred_at=now,
-        recorded_at=now,
-        reported_by=reported_by[:255],
+    event = _decision_event(
+        out, scope=scope, resource=resource, context=context, policy=policy, now=now, reported_by=reported_by
     )
     if out.allow and connection.vendor == "postgresql" and not connection.in_atomic_block:
         # The hot path: one statement takes the action and writes the record, committed on return.
@@ -490,11 +571,9 @@ def decide(
     elif drift:
         # The drifting call's record and the envelope's drift count commit together.
         with transaction.atomic():
-            event.allow = False
             event.save(force_insert=True)
             drift_count = record_drift(envelope_id=envelope.id, now=now)
     else:
-        event.allow = False
         event.save(force_insert=True)  # one statement, committed on return (autocommit)
     if identified and out.reason != TOKEN_REVOKED:
         touch_instance(instance, now)
@@ -510,6 +589,245 @@ def decide(
         remaining_actions=remaining,
         drift=drift,
     )
+
+
+# --- many decisions in one request ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call to decide: what ``decide`` takes, as a value (a batch is a list of them)."""
+
+    token: str
+    scope: str
+    resource: str
+    context: dict
+    subject: str | None = None
+
+
+@dataclass
+class _EnvelopeBudget:
+    """An envelope's state as locked for a batch, counted forward item by item."""
+
+    live: bool
+    used: int
+    most: int
+    drift_count: int
+    taken: int = 0
+    drifted: int = 0
+
+
+# Reasons an envelope that ended (or ended within the batch) overrides: they come after
+# envelope_inactive in the contract's order; "" is "passed every check before the budget".
+_AFTER_ENVELOPE = frozenset({"", SCOPE_NOT_GRANTED, RESOURCE_NOT_GRANTED})
+
+
+def decide_batch(
+    calls: list[Call | None],
+    *,
+    stop_on: bool | None = None,
+    reported_by: str = "",
+    now: datetime | None = None,
+) -> list[Decision | None]:
+    """Decide several calls as ``decide`` would one after another, in their order, and record them.
+
+    A ``None`` in ``calls`` is an item the caller could not read: it counts as a denial for the
+    stopping rule and is neither decided nor recorded (its place in the answer stays ``None``).
+    ``stop_on=False`` stops after the first denial, ``True`` after the first permit, ``None`` never;
+    the answer ends with the item that stopped it, and nothing after it is decided or recorded.
+
+    Reads (verification, one query for every credential) happen first; then, in one transaction,
+    the envelopes concerned are locked in id order (so concurrent batches neither overspend nor
+    deadlock), budget and guardrails are decided item by item against the locked counts, and the
+    batch is written: one UPDATE per envelope (actions taken, drift) and one INSERT for every
+    event. Committed before it returns, so no answer leaves unrecorded."""
+    now = now or timezone.now()
+    policy = active_policy()
+    verified = [_identify(call.token, call.subject) if call is not None else None for call in calls]
+    loaded = load_credentials(sorted({v.jti for v in verified if isinstance(v, VerifiedToken)}))
+    outs: list[_Outcome | None] = []
+    for call, ident in zip(calls, verified, strict=True):
+        if call is None or ident is None:
+            outs.append(None)  # an item the caller could not read
+            continue
+        if isinstance(ident, _Outcome):
+            outs.append(ident)  # the token's verification ended the checks
+            continue
+        outs.append(
+            _check_loaded(
+                ident, loaded.get(ident.jti), scope=call.scope, resource=call.resource, now=now, until_budget=True
+            )
+        )
+    concerned = sorted(
+        {
+            o.credential.envelope_id
+            for o in outs
+            if o is not None and o.credential is not None and o.reason in _AFTER_ENVELOPE
+        },
+        key=str,
+    )
+    answered: list[Decision | None] = []
+    events: list[ActivityEvent] = []
+    with transaction.atomic():
+        budgets = {
+            row.pk: _EnvelopeBudget(
+                live=row.state in TaskEnvelope.LIVE_STATES and row.expires_at is not None and row.expires_at > now,
+                used=row.actions_used,
+                most=row.max_actions,
+                drift_count=row.drift_count,
+            )
+            for row in TaskEnvelope.objects.select_for_update()
+            .filter(pk__in=concerned)
+            .order_by("pk")
+            .only("state", "expires_at", "actions_used", "max_actions", "drift_count")
+        }
+        for call, out in zip(calls, outs, strict=True):
+            if call is None or out is None:
+                answered.append(None)
+                if stop_on is False:
+                    break
+                continue
+            decision, event = _decide_in_batch(call, out, budgets, policy=policy, now=now, reported_by=reported_by)
+            answered.append(decision)
+            events.append(event)
+            if stop_on is not None and decision.allow is stop_on:
+                break
+        for envelope_id, budget in budgets.items():
+            if budget.taken or budget.drifted:
+                changes: dict[str, Any] = {"actions_used": F("actions_used") + budget.taken}
+                if budget.drifted:
+                    changes.update(drift_count=F("drift_count") + budget.drifted, last_drift_at=now)
+                TaskEnvelope.objects.filter(pk=envelope_id).update(**changes)
+        ActivityEvent.objects.bulk_create(events)
+    answered = [
+        d if d is None or e is None else replace(d, decision_id=e.id) for d, e in _pair_with_events(answered, events)
+    ]
+    _after_batch(outs, answered, budgets, policy=policy, now=now)
+    return answered
+
+
+def _decide_in_batch(
+    call: Call,
+    out: _Outcome,
+    budgets: dict[uuid.UUID, _EnvelopeBudget],
+    *,
+    policy: Policy,
+    now: datetime,
+    reported_by: str,
+) -> tuple[Decision, ActivityEvent]:
+    """One item of a batch against the locked envelope counts: ``(decision without id, event)``."""
+    credential = out.credential if out.reason != TOKEN_INVALID else None
+    budget = budgets.get(credential.envelope_id) if credential is not None else None
+    if credential is not None and budget is None and out.reason in _AFTER_ENVELOPE:
+        out.reason, out.detail = ENVELOPE_INACTIVE, "envelope is gone"
+    elif credential is not None and budget is not None and out.reason in _AFTER_ENVELOPE:
+        if not budget.live:
+            out.reason, out.detail = ENVELOPE_INACTIVE, "envelope ended while deciding"
+        elif out.reason in DRIFT_REASONS:
+            budget.drifted += 1
+            budget.drift_count += 1
+            limit = policy.drift_revoke_after
+            if limit and budget.drift_count >= limit:
+                budget.live = False  # revoked after this batch commits; later items see it ended
+        else:
+            _budget_then_guardrails(
+                out,
+                credential,
+                used=budget.used,
+                scope=call.scope,
+                resource=call.resource,
+                context=call.context,
+                policy=policy,
+            )
+            if out.allow:
+                budget.used += 1
+                budget.taken += 1
+    remaining = None
+    if credential is not None:
+        remaining = max(budget.most - budget.used, 0) if budget is not None else credential.envelope.remaining_actions
+    event = _decision_event(
+        out,
+        scope=call.scope,
+        resource=call.resource,
+        context=call.context,
+        policy=policy,
+        now=now,
+        reported_by=reported_by,
+    )
+    decision = Decision(
+        allow=out.allow,
+        reason=out.reason,
+        detail=out.detail,
+        decision_id=None,
+        envelope=str(credential.envelope_id) if credential is not None else None,
+        instance=str(credential.instance_id) if credential is not None else None,
+        remaining_actions=remaining,
+        drift=out.reason in DRIFT_REASONS,
+    )
+    return decision, event
+
+
+def _pair_with_events(
+    answered: list[Decision | None], events: list[ActivityEvent]
+) -> Iterator[tuple[Decision | None, ActivityEvent | None]]:
+    recorded = iter(events)
+    for decision in answered:
+        yield decision, (next(recorded) if decision is not None else None)
+
+
+def _after_batch(
+    outs: list[_Outcome | None],
+    answered: list[Decision | None],
+    budgets: dict[uuid.UUID, _EnvelopeBudget],
+    *,
+    policy: Policy,
+    now: datetime,
+) -> None:
+    """After the commit, as ``decide`` does after its own: touch each instance seen, and revoke an
+    envelope whose drift reached the policy's limit."""
+    touched = set()
+    for out, decision in zip(outs, answered, strict=False):
+        if out is None or out.credential is None or decision is None or decision.instance is None:
+            continue
+        if decision.reason == TOKEN_REVOKED:
+            continue
+        if decision.instance not in touched:
+            touched.add(decision.instance)
+            touch_instance(out.credential.instance, now)
+    for envelope_id, budget in budgets.items():
+        if budget.drifted:
+            revoke_for_drift_if_due(envelope_id=envelope_id, drift_count=budget.drift_count, policy=policy)
+
+
+# --- what would be allowed ------------------------------------------------------------------------
+
+
+def allowed_scopes(
+    *,
+    token: object,
+    resource: str,
+    context: dict | None = None,
+    subject: str | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """The scopes a full decision on ``resource`` would allow right now (every check, guardrails
+    and budget included), in the envelope's order. Decides nothing, records nothing, spends nothing."""
+    now = now or timezone.now()
+    verified = _identify(token, subject)
+    if isinstance(verified, _Outcome):
+        return []
+    credential = load_credential(verified.jti)
+    if credential is None:
+        return []
+    policy = active_policy()
+    candidates = dict.fromkeys(s for s in credential.envelope.scopes if s in verified.scopes and s in credential.scopes)
+    return [
+        scope
+        for scope in candidates
+        if _check_loaded(
+            verified, credential, scope=scope, resource=resource, now=now, context=context or {}, policy=policy
+        ).allow
+    ]
 
 
 def _take_action_and_record_portably(

@@ -124,3 +124,83 @@ def test_an_allowed_decision_is_two_statements_on_postgresql(owner, admin, gatew
     with CaptureQueriesContext(connection) as queries:
         assert client.post("/api/v1/decisions", body, format="json").json()["remaining_actions"] == 8
     assert len(queries) == 2, [q["sql"][:80] for q in queries]
+
+
+# --- batches (AuthZEN /access/v1/evaluations) -------------------------------------------------------
+
+
+def _race_batches(token, *, callers: int, items: int) -> list[list[decisions.Decision]]:
+    barrier = threading.Barrier(callers)
+    answers, errors = [], []
+    call = decisions.Call(token=token, scope="github:write", resource="repo:acme/api", context={})
+
+    def gateway():
+        try:
+            barrier.wait()
+            answers.append(decisions.decide_batch([call] * items, reported_by="gate"))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=gateway) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    return answers
+
+
+def test_parallel_batches_spend_the_budget_exactly_once_per_allowed_item(owner, admin):
+    envelope, token = _envelope(owner, admin, max_actions=25)
+    batches = _race_batches(token, callers=6, items=10)
+    allowed = [d for batch in batches for d in batch if d.allow]
+    assert len(allowed) == 25
+    # Every action of the budget went to exactly one allowed item, whichever batch it was in.
+    assert sorted(d.remaining_actions for d in allowed) == list(range(25))
+    # Within each batch the budget runs out in request order: its allowed items come first.
+    for batch in batches:
+        flags = [d.allow for d in batch]
+        assert flags == sorted(flags, reverse=True)
+        assert all(d.reason == "budget_exhausted" for d in batch if not d.allow)
+    assert TaskEnvelope.objects.get(pk=envelope.pk).actions_used == 25
+    assert ActivityEvent.objects.filter(kind="decision", allow=True).count() == 25
+    assert ActivityEvent.objects.filter(kind="decision").count() == 60
+
+
+def test_parallel_batches_and_single_decisions_share_one_budget(owner, admin):
+    envelope, token = _envelope(owner, admin, max_actions=12)
+    barrier = threading.Barrier(4)
+    results, errors = [], []
+    call = decisions.Call(token=token, scope="github:write", resource="repo:acme/api", context={})
+
+    def batch():
+        try:
+            barrier.wait()
+            results.extend(decisions.decide_batch([call] * 8, reported_by="gate"))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    def single():
+        try:
+            barrier.wait()
+            for _ in range(8):
+                results.append(decisions.decide(token=token, scope="github:write", resource="repo:acme/api"))
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=f) for f in (batch, batch, single, single)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    assert sum(d.allow for d in results) == 12
+    assert TaskEnvelope.objects.get(pk=envelope.pk).actions_used == 12
+    assert ActivityEvent.objects.filter(kind="decision", allow=True).count() == 12
+    assert ActivityEvent.objects.filter(kind="decision").count() == 32
