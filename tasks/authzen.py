@@ -143,7 +143,7 @@ def read_evaluations(body) -> Batch | Call:
     request = _object(body, "body")
     options = _object(request.get("options"), "options", required=False) or {}
     semantic = options.get("evaluations_semantic", EXECUTE_ALL)
-    if semantic not in SEMANTICS:
+    if not isinstance(semantic, str) or semantic not in SEMANTICS:
         raise Malformed("options.evaluations_semantic", "one of " + ", ".join(SEMANTICS))
     if "evaluations" not in request:
         return read_evaluation(request)

@@ -266,7 +266,7 @@ def _mixed_batch(envelope, token, semantic):
         "resource": {"type": "repo", "id": "acme/api"},
         "evaluations": items,
     }
-    if semantic:
+    if semantic is not None:
         body["options"] = {"evaluations_semantic": semantic}
     return body
 
@@ -517,10 +517,15 @@ def test_a_malformed_evaluation_is_400_naming_the_field(gw, live_envelope, mint,
     assert not ActivityEvent.objects.exists()
 
 
-def test_a_malformed_batch_is_400_and_nothing_is_decided(gw, live_envelope, mint):
-    body = _mixed_batch(live_envelope, mint(live_envelope).token, "first_come")
+@pytest.mark.parametrize("semantic", ["first_come", {}, ["execute_all"], 1])
+def test_an_unknown_semantic_is_400(gw, live_envelope, mint, semantic):
+    body = _mixed_batch(live_envelope, mint(live_envelope).token, semantic)
     response = gw.post(EVALUATIONS, body, format="json")
     assert response.status_code == 400 and "options.evaluations_semantic" in response.json()
+    assert not ActivityEvent.objects.exists()
+
+
+def test_a_malformed_batch_is_400_and_nothing_is_decided(gw, live_envelope, mint):
     body = _mixed_batch(live_envelope, mint(live_envelope).token, None)
     body["evaluations"] = [{}] * 101
     response = gw.post(EVALUATIONS, body, format="json")
