@@ -140,12 +140,16 @@ def errors(*codes: int) -> dict:
 # --- domain errors as JSON ----------------------------------------------------------------------
 
 
+def domain_error_body(exc: DomainError) -> dict:
+    """The JSON body of a refusal: the field named when there is one (also for plain views)."""
+    if exc.field:
+        return {exc.field: [exc.message], "detail": f"{exc.field}: {exc.message}", "code": exc.code}
+    return {"detail": exc.message, "code": exc.code}
+
+
 def exception_handler(exc, context):
     if isinstance(exc, DomainError):
-        body = {"detail": exc.message, "code": exc.code}
-        if exc.field:
-            body = {exc.field: [exc.message], "detail": f"{exc.field}: {exc.message}", "code": exc.code}
-        return Response(body, status=exc.status_code)
+        return Response(domain_error_body(exc), status=exc.status_code)
     if isinstance(exc, Http404):
         return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
     return drf_exception_handler(exc, context)

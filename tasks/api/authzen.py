@@ -19,6 +19,7 @@ from core.errors import ValidationFailed
 from tasks import authzen
 from tasks.api.authentication import CachedApiTokenAuthentication
 from tasks.api.permissions import IsGatewayOrAdmin
+from tasks.api.plain import plain_endpoint
 from tasks.decisions import REASONS, allowed_scopes, decide, decide_batch
 
 # --- documentation of the shapes (input is read by hand in tasks.authzen) ------------------------
@@ -168,12 +169,7 @@ class EvaluationView(_DecisionPointView):
         "action.name = the scope, resource = type:id. An allowed decision uses one action of the budget.",
     )
     def post(self, request):
-        try:
-            call = authzen.read_evaluation(_read_body(request, authzen.MAX_EVALUATION_BODY_BYTES))
-        except authzen.Malformed as exc:
-            raise _malformed(exc) from None
-        decision = decide(**call.__dict__, reported_by=request.user.get_username())
-        return Response(authzen.evaluation_answer(decision))
+        return Response(_evaluation(_read_body(request, authzen.MAX_EVALUATION_BODY_BYTES), request.user))
 
 
 class EvaluationsView(_DecisionPointView):
@@ -191,20 +187,7 @@ class EvaluationsView(_DecisionPointView):
         "recorded. Every decided item is recorded; each allowed one uses one action of the budget.",
     )
     def post(self, request):
-        try:
-            batch = authzen.read_evaluations(_read_body(request, authzen.MAX_EVALUATIONS_BODY_BYTES))
-        except authzen.Malformed as exc:
-            raise _malformed(exc) from None
-        who = request.user.get_username()
-        if not isinstance(batch, authzen.Batch):  # no "evaluations": a single evaluation
-            return Response(authzen.evaluation_answer(decide(**batch.__dict__, reported_by=who)))
-        calls = [item if not isinstance(item, authzen.Malformed) else None for item in batch.items]
-        decisions = decide_batch(calls, stop_on=batch.stop_on, reported_by=who)
-        answers = [
-            authzen.evaluation_answer(decision) if decision is not None else authzen.malformed_answer(item)
-            for item, decision in zip(batch.items, decisions, strict=False)
-        ]
-        return Response({"evaluations": answers})
+        return Response(_evaluations(_read_body(request, authzen.MAX_EVALUATIONS_BODY_BYTES), request.user))
 
 
 class ActionSearchView(_DecisionPointView):
@@ -219,14 +202,56 @@ class ActionSearchView(_DecisionPointView):
         "credential carries. Spends no budget and records nothing: what a gateway needs to filter tools/list.",
     )
     def post(self, request):
-        try:
-            spiffe_id, token, resource, context = authzen.read_action_search(
-                _read_body(request, authzen.MAX_EVALUATION_BODY_BYTES)
-            )
-        except authzen.Malformed as exc:
-            raise _malformed(exc) from None
-        scopes = allowed_scopes(token=token, subject=spiffe_id, resource=resource, context=context)
-        return Response({"results": [{"name": scope} for scope in scopes]})
+        return Response(_action_search(_read_body(request, authzen.MAX_EVALUATION_BODY_BYTES), request.user))
+
+
+# --- the work, shared by the documented views and the plain endpoints the URLs serve ---------------
+
+
+def _evaluation(body, user) -> dict:
+    try:
+        call = authzen.read_evaluation(body)
+    except authzen.Malformed as exc:
+        raise _malformed(exc) from None
+    return authzen.evaluation_answer(decide(**call.__dict__, reported_by=user.get_username()))
+
+
+def _evaluations(body, user) -> dict:
+    try:
+        batch = authzen.read_evaluations(body)
+    except authzen.Malformed as exc:
+        raise _malformed(exc) from None
+    who = user.get_username()
+    if not isinstance(batch, authzen.Batch):  # no "evaluations": a single evaluation
+        return authzen.evaluation_answer(decide(**batch.__dict__, reported_by=who))
+    calls = [item if not isinstance(item, authzen.Malformed) else None for item in batch.items]
+    decisions = decide_batch(calls, stop_on=batch.stop_on, reported_by=who)
+    answers = [
+        authzen.evaluation_answer(decision) if decision is not None else authzen.malformed_answer(item)
+        for item, decision in zip(batch.items, decisions, strict=False)
+    ]
+    return {"evaluations": answers}
+
+
+def _action_search(body, user) -> dict:
+    try:
+        spiffe_id, token, resource, context = authzen.read_action_search(body)
+    except authzen.Malformed as exc:
+        raise _malformed(exc) from None
+    scopes = allowed_scopes(token=token, subject=spiffe_id, resource=resource, context=context)
+    return {"results": [{"name": scope} for scope in scopes]}
+
+
+# Plain Django views without DRF's request cycle, described by the classes above (tasks.api.plain).
+evaluation_endpoint = plain_endpoint(EvaluationView, max_body=authzen.MAX_EVALUATION_BODY_BYTES)(
+    lambda request, body, user: _evaluation(body, user)
+)
+evaluations_endpoint = plain_endpoint(EvaluationsView, max_body=authzen.MAX_EVALUATIONS_BODY_BYTES)(
+    lambda request, body, user: _evaluations(body, user)
+)
+action_search_endpoint = plain_endpoint(ActionSearchView, max_body=authzen.MAX_EVALUATION_BODY_BYTES)(
+    lambda request, body, user: _action_search(body, user)
+)
 
 
 def _absolute(request, name: str) -> str:

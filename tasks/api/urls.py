@@ -4,11 +4,11 @@
 
 from django.urls import path
 
-from tasks.api.decisions import DecisionView
+from tasks.api.decisions import decisions_endpoint
 from tasks.api.events import EventIngestView, EventListView
 
 urlpatterns = [
-    path("decisions", DecisionView.as_view(), name="decisions"),
+    path("decisions", decisions_endpoint, name="decisions"),
     path("events", EventIngestView.as_view(), name="events-ingest"),
     path("events/", EventListView.as_view(), name="events-list"),
 ]

@@ -550,3 +550,28 @@ def test_the_request_id_comes_back(gw, live_envelope, mint):
         HTTP_X_REQUEST_ID="bfe9eb29-ab87-4ca3-be83-a1d5d8305716",
     )
     assert response["X-Request-ID"] == "bfe9eb29-ab87-4ca3-be83-a1d5d8305716"
+
+
+# --- served without DRF, described as before -------------------------------------------------------
+
+
+def test_the_openapi_document_describes_the_decision_endpoints(client):
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    for path in ("/api/v1/decisions", EVALUATION, EVALUATIONS, SEARCH):
+        operation = schema["paths"][path]["post"]
+        assert {"200", "400", "401", "403"} <= set(operation["responses"]), path
+        assert operation["security"] == [{"bearerAuth": []}]
+    assert "get" in schema["paths"]["/.well-known/authzen-configuration"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/decisions", EVALUATION, EVALUATIONS, SEARCH])
+def test_the_plain_endpoints_refuse_what_drf_refused(gw, api_client, path):
+    response = gw.get(path)
+    assert response.status_code == 405 and response["Allow"] == "POST" and "detail" in response.json()
+    response = gw.post(path, "token=x", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415 and "detail" in response.json()
+    response = gw.post(path, "{not json", content_type="application/json")
+    assert response.status_code == 400 and "detail" in response.json()
+    response = api_client.post(path, {}, format="json", HTTP_AUTHORIZATION="Bearer mdt_not-a-token")
+    assert response.status_code == 401 and response["WWW-Authenticate"] == "Bearer"
+    assert not ActivityEvent.objects.exists()
