@@ -24,6 +24,7 @@ ACTION = {"type": "Action", "id": "call"}
 # extension references (``__entity``/``__extn`` keys) into the request.
 _MAX_CONTEXT_DEPTH = 4
 _MAX_CONTEXT_ITEMS = 64
+_MAX_REMEMBERED = 8192  # remembered answers per policy version (each key is a few hundred bytes)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,12 @@ class Guardrails:
         self.statements = cedar_statements(policies_text)
         self.context_keys = caller_context_keys(schema_text)
         self.by_id: dict[str, GuardrailPolicy] = {}
+        # Cedar's answer is a pure function of (policies, schema, request, entities), and gateways
+        # ask the same question many times: remember answers, bounded, for the life of this policy
+        # version. The envelope's actions_used changes on every allowed call, so when no policy can
+        # read it (the name appears nowhere in the text) it is left out of the key.
+        self.reads_budget = "actions_used" in policies_text
+        self._answers: dict[str, tuple[bool, str]] = {}
         for index, statement in enumerate(self.statements):
             text = policies_text[statement.start : statement.end]
             name = _annotation_id(text) or f"policy{index}"
@@ -116,6 +123,26 @@ class Guardrails:
 
     def evaluate(self, **kwargs) -> tuple[bool, str]:
         request, entities = self.request(**kwargs)
+        key = self._key(request, entities)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = self._evaluate(request, entities)
+            if len(self._answers) >= _MAX_REMEMBERED:
+                self._answers.clear()
+            self._answers[key] = answer
+        return answer
+
+    def _key(self, request: dict, entities: list) -> str:
+        if not self.reads_budget:
+            envelope = entities[2]
+            entities = [
+                *entities[:2],
+                {**envelope, "attrs": {**envelope["attrs"], "actions_used": None}},
+                *entities[3:],
+            ]
+        return json.dumps([request, entities], separators=(",", ":"), sort_keys=True)
+
+    def _evaluate(self, request: dict, entities: list) -> tuple[bool, str]:
         # With the schema, a caller context of the wrong type (a number or record where the schema
         # says String) is an error rather than a comparison that happens to pass.
         result = cedarpy.is_authorized(request, self.policy_set, json.dumps(entities), schema=self.schema)

@@ -354,3 +354,53 @@ def test_scope_like_uses_the_same_pattern_semantics(pattern, scope, matches):
     rule = Raiser(name="r", description="", to="high", when={"scope_like": [pattern]})
     call = {"resources": [], "duration_seconds": 60, "max_actions": 1, "may_delegate": False}
     assert rule.matches(scopes=[scope], delegation_depth=0, **call) is matches
+
+
+# --- remembered answers --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cedar_calls(monkeypatch):
+    import cedarpy
+
+    from tasks import guardrails
+
+    calls = []
+    real = cedarpy.is_authorized
+
+    def counting(*args, **kwargs):
+        calls.append(args[0]["resource"]["id"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(guardrails.cedarpy, "is_authorized", counting)
+    return calls
+
+
+class _Spent(_Envelope):
+    actions_used = 7
+
+
+@pytest.mark.django_db
+def test_the_same_question_is_answered_from_memory_but_each_new_one_by_cedar(secrets_instance, cedar_calls):
+    assert _ask(secrets_instance, scope="secrets:read", resource="prod:db")[0] is False
+    assert _ask(secrets_instance, scope="secrets:read", resource="prod:db")[0] is False
+    # The budget spent is no input of the default guardrails, so it does not make a new question.
+    assert _ask(secrets_instance, scope="secrets:read", resource="prod:db", envelope=_Spent())[0] is False
+    assert [c for c in cedar_calls if c.startswith("prod:")] == ["prod:db"]
+    # Anything else that a guardrail reads does.
+    assert _ask(secrets_instance, scope="secrets:read", resource="prod:db", context={"ticket": "CHG-1"})[0] is True
+    assert _ask(secrets_instance, scope="secrets:read", resource="prod:other")[0] is False
+    assert [c for c in cedar_calls if c.startswith("prod:")] == ["prod:db", "prod:db", "prod:other"]
+
+
+@pytest.mark.django_db
+def test_a_guardrail_that_reads_the_budget_is_asked_again_as_it_is_spent(policy_dir, secrets_instance, cedar_calls):
+    policy_dir.write(
+        "guardrails.cedar",
+        '@id("all")\npermit (principal, action, resource);\n'
+        '@id("five-at-most")\nforbid (principal, action, resource) when { context.envelope.actions_used >= 5 };\n',
+    )
+    assert _ask(secrets_instance, scope="github:read", resource="repo:a")[0] is True
+    assert _ask(secrets_instance, scope="github:read", resource="repo:a", envelope=_Spent())[0] is False
+    assert _ask(secrets_instance, scope="github:read", resource="repo:a")[0] is True
+    assert [c for c in cedar_calls if c == "repo:a"] == ["repo:a", "repo:a"]  # not the third
