@@ -8,7 +8,9 @@
 Creates a throw-away test database (``test_<name>`` next to DATABASE_URL's, or in-memory SQLite),
 seeds one agent, instances with their own Ed25519 keys and approved envelopes, then times N calls of
 each through the Django test Client: ``POST /oauth/token`` (a fresh signed client assertion each,
-signed before the clock starts), ``POST /api/v1/decisions`` (gateway Bearer token) and ``GET /healthz``.
+signed before the clock starts), ``POST /api/v1/decisions`` (gateway Bearer token), the same call as
+an AuthZEN ``POST /access/v1/evaluation``, a ``POST /access/v1/evaluations`` of 50 (reported per
+item) and ``GET /healthz``.
 It reports ``time.process_time()`` per request, which is this process's CPU, so a busy machine
 skews it far less than wall-clock rates; on PostgreSQL the server's own CPU is not included.
 """
@@ -26,13 +28,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("MANDATE_TESTING", "1")
+BATCH = 50  # evaluations per AuthZEN batch, as the issue's goal counts them
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=300, help="calls per path and round (default 300)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the best round is reported")
-    parser.add_argument("--profile", choices=["mint", "decision"], help="print a pyinstrument profile of one path")
+    parser.add_argument(
+        "--profile", choices=["mint", "decision", "batch"], help="print a pyinstrument profile of one path"
+    )
     args = parser.parse_args()
 
     import django
@@ -127,6 +132,25 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
         response = client.post("/api/v1/decisions", decision_body, content_type="application/json", **auth)
         assert response.status_code == 200 and response.json()["allow"], response.content
 
+    evaluation_body = {
+        "subject": {"type": "agent", "id": instance.spiffe_id, "properties": {"token": access_token}},
+        "action": {"name": "github:write"},
+        "resource": {"type": "repo", "id": "acme/api"},
+    }
+    batch_body = {
+        "subject": evaluation_body["subject"],
+        "action": evaluation_body["action"],
+        "evaluations": [{"resource": {"type": "repo", "id": f"acme/svc-{k}"}} for k in range(BATCH)],
+    }
+
+    def evaluate():
+        response = client.post("/access/v1/evaluation", evaluation_body, content_type="application/json", **auth)
+        assert response.status_code == 200 and response.json()["decision"], response.content
+
+    def evaluate_batch():
+        response = client.post("/access/v1/evaluations", batch_body, content_type="application/json", **auth)
+        assert response.status_code == 200 and all(e["decision"] for e in response.json()["evaluations"])
+
     def health():
         response = client.get("/healthz")
         assert response.status_code == 200
@@ -139,6 +163,8 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
 
     for _ in range(20):  # warm caches (keys, policy, token verification) before any clock starts
         decide()
+        evaluate()
+        evaluate_batch()
         health()
     if profile:
         from pyinstrument import Profiler
@@ -148,20 +174,27 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
             if profile == "mint":
                 for body in bodies:
                     mint_once(body)
+            elif profile == "batch":
+                for _ in range(max(n // BATCH, 1)):
+                    evaluate_batch()
             else:
                 for _ in range(n):
                     decide()
         print(profiler.output_text(unicode=False, color=False, show_all=False))
         return
-    best = {"mint": float("inf"), "decision": float("inf"), "healthz": float("inf")}
+    best = {name: float("inf") for name in ("mint", "decision", "evaluation", f"batch/{BATCH} per item", "healthz")}
+    batches = max(n // BATCH, 1)
     for _ in range(rounds):
         bodies = forms(n)
         best["mint"] = min(best["mint"], timed(mint_once, bodies))
         best["decision"] = min(best["decision"], timed(lambda _: decide(), range(n)))
+        best["evaluation"] = min(best["evaluation"], timed(lambda _: evaluate(), range(n)))
+        per_batch = timed(lambda _: evaluate_batch(), range(batches))
+        best[f"batch/{BATCH} per item"] = min(best[f"batch/{BATCH} per item"], per_batch / BATCH)
         best["healthz"] = min(best["healthz"], timed(lambda _: health(), range(n)))
     print(f"database: {connection.vendor}, n={n} x {rounds} rounds (best round), CPU ms per request in this process")
     for name, value in best.items():
-        print(f"  {name:9s} {value:7.3f} ms   ({value / best['healthz']:5.2f}x healthz)")
+        print(f"  {name:18s} {value:7.3f} ms   ({value / best['healthz']:5.2f}x healthz)")
 
 
 if __name__ == "__main__":
