@@ -9,7 +9,10 @@ connections) on 127.0.0.1 exactly as it would run in production (DEBUG off). In 
 measures, with the same load generator against the same server:
 
 - ``GET /healthz`` (the server's floor: Django + gunicorn, no database);
-- ``POST /api/v1/decisions`` closed loop (full load), then open loop at half that rate;
+- ``POST /api/v1/decisions``, the same call as an AuthZEN ``POST /access/v1/evaluation``, and
+  ``POST /access/v1/evaluations`` with 50 per request: each closed loop (full load), then open loop
+  at half that rate; ``--runs`` times (default 3), each run with its own ``/healthz`` phase, and
+  a table of medians with their spread (``bench/report.py``);
 - the raw ES256 verification rate of one process (``verify_access_token``, no cache);
 - ``POST /api/v1/events`` with batches of 100 and 1,000, beside a raw ``COPY`` of the same rows.
 
@@ -39,6 +42,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import loadgen  # noqa: E402
+import report  # noqa: E402
+
+BATCH = 50  # evaluations per AuthZEN batch request, as the goal counts them
 
 SCRATCH_DB = "mandate_bench_decisions"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -266,6 +272,31 @@ def phase(name, meter, port, requests, **kw) -> dict:
     return row
 
 
+def spiffe_ids(tokens: list[str]) -> dict[str, str]:
+    import jwt
+
+    return {t: jwt.decode(t, options={"verify_signature": False})["sub"] for t in tokens}
+
+
+def evaluation(token: str, spiffe_id: str) -> dict:
+    return {
+        "subject": {"type": "agent", "id": spiffe_id, "properties": {"token": token}},
+        "action": {"name": "github:write"},
+        "resource": {"type": "repo", "id": "acme/api"},
+        "context": {"ticket": "B-1"},
+    }
+
+
+def batch(token: str, spiffe_id: str) -> dict:
+    """A gateway's batch: one subject and action, fifty resources."""
+    return {
+        "subject": {"type": "agent", "id": spiffe_id, "properties": {"token": token}},
+        "action": {"name": "github:write"},
+        "context": {"ticket": "B-1"},
+        "evaluations": [{"resource": {"type": "repo", "id": f"acme/svc-{k}"}} for k in range(BATCH)],
+    }
+
+
 def raw_verification_rate(tokens: list[str], seconds: float) -> float:
     from identities.tokens import verify_access_token
 
@@ -357,6 +388,8 @@ def main() -> None:
     parser.add_argument("--envelopes", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase (at most 60)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--runs", type=int, default=3, help="measured runs (median and spread are reported)")
+    parser.add_argument("--skip-events", action="store_true", help="leave out the events phases")
     args = parser.parse_args()
     args.duration = min(args.duration, 60.0)
     base_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -386,117 +419,158 @@ def main() -> None:
 
         auth = {"Authorization": f"Bearer {api_token}"}
         healthz = [loadgen.build_request("GET", "/healthz")]
-        decisions = [
-            loadgen.build_request(
-                "POST",
-                "/api/v1/decisions",
-                json.dumps(
-                    {"token": t, "scope": "github:write", "resource": "repo:acme/api", "context": {"ticket": "B-1"}}
-                ).encode(),
-                auth,
-            )
-            for t in tokens
-        ]
-        allow = b'"allow":true'
+        spiffe = spiffe_ids(tokens)
+        endpoints = {
+            "POST /api/v1/decisions": (
+                [
+                    loadgen.build_request(
+                        "POST",
+                        "/api/v1/decisions",
+                        json.dumps(
+                            {
+                                "token": t,
+                                "scope": "github:write",
+                                "resource": "repo:acme/api",
+                                "context": {"ticket": "B-1"},
+                            }
+                        ).encode(),
+                        auth,
+                    )
+                    for t in tokens
+                ],
+                b'"allow":true',
+                1,
+            ),
+            "POST /access/v1/evaluation": (
+                [
+                    loadgen.build_request(
+                        "POST", "/access/v1/evaluation", json.dumps(evaluation(t, spiffe[t])).encode(), auth
+                    )
+                    for t in tokens
+                ],
+                b'"decision":true',
+                1,
+            ),
+            f"POST /access/v1/evaluations ({BATCH} per request)": (
+                [
+                    loadgen.build_request(
+                        "POST", "/access/v1/evaluations", json.dumps(batch(t, spiffe[t])).encode(), auth
+                    )
+                    for t in tokens
+                ],
+                b'"decision":true',
+                BATCH,
+            ),
+        }
 
         def decision_events() -> int:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT count(*) FROM tasks_activityevent WHERE kind = 'decision'")
                 return cursor.fetchone()[0]
 
-        phase("warm-up", meter, port, decisions, connections=args.connections, duration=2, marker=allow)
+        served = {}
+        for name, (requests, marker, _per) in endpoints.items():
+            warm = phase(
+                f"warm-up {name}", meter, port, requests, connections=args.connections, duration=2, marker=marker
+            )
+            served[name] = not warm["errors"]  # absent from an older commit: its row stays empty
         recorded_before = decision_events()
-        summary["healthz"] = phase(
-            "healthz", meter, port, healthz, connections=args.connections, duration=args.duration
-        )
-        full = phase(
-            "decisions-full", meter, port, decisions, connections=args.connections, duration=args.duration, marker=allow
-        )
-        half = phase(
-            "decisions-half",
-            meter,
-            port,
-            decisions,
-            connections=args.connections,
-            duration=args.duration,
-            rate=full["per_s"] / 2,
-            marker=allow,
-        )
-        summary["decisions_full"], summary["decisions_half"] = full, half
-        answered = full["requests"] + half["requests"]
+        answered = 0
+        runs = {name: [] for name in ["GET /healthz", *endpoints]}
+        for run in range(args.runs):
+            hz = phase(
+                f"healthz #{run + 1}", meter, port, healthz, connections=args.connections, duration=args.duration
+            )
+            base = {
+                "healthz_rate": hz["per_s"],
+                "healthz_server_cpu_ms": hz["cpu_ms_per_request"]["server"],
+            }
+            runs["GET /healthz"].append({**base, **_figures(hz, None, 1)})
+            for name, (requests, marker, per) in endpoints.items():
+                if not served[name]:
+                    continue
+                full = phase(
+                    f"{name} full #{run + 1}",
+                    meter,
+                    port,
+                    requests,
+                    connections=args.connections,
+                    duration=args.duration,
+                    marker=marker,
+                )
+                half = phase(
+                    f"{name} half #{run + 1}",
+                    meter,
+                    port,
+                    requests,
+                    connections=args.connections,
+                    duration=args.duration,
+                    rate=full["per_s"] / 2,
+                    marker=marker,
+                )
+                answered += (full["requests"] + half["requests"]) * per
+                runs[name].append({**base, **_figures(full, half, per)})
         recorded = decision_events() - recorded_before
-        summary["durability"] = {
-            "answered": answered,
-            "recorded": recorded,
-            "allowed": full["marker_hits"] + half["marker_hits"],
-        }
+        summary["durability"] = {"answered_decisions": answered, "recorded_decisions": recorded}
+        summary["runs"] = runs
         print(json.dumps({"durability": summary["durability"]}), flush=True)
 
         verify_rate = raw_verification_rate(tokens, min(args.duration, 3))
         summary["raw_verify_per_s_one_core"] = round(verify_rate)
 
-        for size in (100, 1000):
-            events, rows = event_rows(tokens, size)
-            body = json.dumps({"events": events}).encode()
-            requests = [loadgen.build_request("POST", "/api/v1/events", body, auth)]
-            row = phase(f"events-{size}", meter, port, requests, connections=4, duration=args.duration)
-            row["events_per_s"] = round(row["per_s"] * size)
-            row["raw_copy_events_per_s"] = round(raw_copy_rate(rows, min(args.duration, 3)))
-            summary[f"events_{size}"] = row
-            print(
-                json.dumps(
-                    {
-                        "events": size,
-                        "endpoint_events_per_s": row["events_per_s"],
-                        "raw_copy_events_per_s": row["raw_copy_events_per_s"],
-                    }
-                ),
-                flush=True,
-            )
+        if not args.skip_events:
+            for size in (100, 1000):
+                events, rows = event_rows(tokens, size)
+                body = json.dumps({"events": events}).encode()
+                requests = [loadgen.build_request("POST", "/api/v1/events", body, auth)]
+                row = phase(f"events-{size}", meter, port, requests, connections=4, duration=args.duration)
+                row["events_per_s"] = round(row["per_s"] * size)
+                row["raw_copy_events_per_s"] = round(raw_copy_rate(rows, min(args.duration, 3)))
+                summary[f"events_{size}"] = row
         connection.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)
 
-    hz = summary["healthz"]["per_s"]
-    print("\n=== decisions (2-core targets: >= 1500/s, p99 <= 10 ms; half load p99 <= 4 ms) ===")
-    print(
-        f"decisions/s full load      {full['per_s']:>10.0f}   p50 {full['p50_ms']:.2f} ms   p99 {full['p99_ms']:.2f} ms"
-    )
-    print(
-        f"decisions half load        {half['per_s']:>10.0f}   p50 {half['p50_ms']:.2f} ms   p99 {half['p99_ms']:.2f} ms"
-    )
-    print(
-        f"/healthz same server       {hz:>10.0f}   p99 {summary['healthz']['p99_ms']:.2f} ms   "
-        f"decisions/healthz = {full['per_s'] / hz:.2f}"
-    )
-    print(
-        f"raw ES256 verify, 1 core   {summary['raw_verify_per_s_one_core']:>10}   "
-        f"decisions/verify = {full['per_s'] / summary['raw_verify_per_s_one_core']:.2f}"
-    )
-    for name, row in (("healthz", summary["healthz"]), ("decision", full)):
-        per = row["cpu_ms_per_request"]
-        print(
-            f"CPU per {name:<8} server {per['server']:.3f} ms + postgres {per['postgres']:.3f} ms "
-            f"+ load generator {per['loadgen']:.3f} ms"
-        )
-    per = full["cpu_ms_per_request"]
-    budget = (os.cpu_count() or 1) * 1000 / (per["server"] + per["postgres"] + per["loadgen"])
-    print(f"=> with every core of this machine for this bench alone, about {budget:.0f} decisions/s")
+    rows = [
+        report.Row("GET /healthz", runs["GET /healthz"], "baseline"),
+        report.Row(
+            "POST /api/v1/decisions",
+            runs["POST /api/v1/decisions"],
+            "rate >= 0.5x /healthz, server CPU <= 2x /healthz, p99 half <= 10 ms",
+            _single_goal,
+        ),
+        report.Row(
+            "POST /access/v1/evaluation",
+            runs["POST /access/v1/evaluation"],
+            "rate >= 0.5x /healthz, server CPU <= 2x /healthz, p99 half <= 10 ms",
+            _single_goal,
+        ),
+        report.Row(
+            f"POST /access/v1/evaluations, per decision ({BATCH} per request; latencies per request)",
+            runs[f"POST /access/v1/evaluations ({BATCH} per request)"],
+            ">= 10,000 decisions/s",
+            lambda m: m["rate"] >= 10_000,
+        ),
+    ]
+    print()
+    print(report.table(rows, title="decisions"))
+    print()
+    print(f"raw ES256 verification, one process: {summary['raw_verify_per_s_one_core']}/s")
     d = summary["durability"]
     print(
-        f"answered {d['answered']}, recorded {d['recorded']}, allowed {d['allowed']}"
-        f" -> {'every answer on record' if d['recorded'] >= d['answered'] else 'MISSING RECORDS'}"
+        f"answered {d['answered_decisions']} decisions, recorded {d['recorded_decisions']}"
+        f" -> {'every answer on record' if d['recorded_decisions'] >= d['answered_decisions'] else 'MISSING RECORDS'}"
     )
-    print("=== events (target >= 60,000/s) ===")
-    for size in (100, 1000):
-        row = summary[f"events_{size}"]
-        print(
-            f"batches of {size:<5} endpoint {row['events_per_s']:>8}/s   "
-            f"raw COPY {row['raw_copy_events_per_s']:>8}/s   "
-            f"ratio {row['events_per_s'] / row['raw_copy_events_per_s']:.2f}   p99 {row['p99_ms']:.1f} ms"
-        )
-    print("CPU cores used per phase (server / postgres / load generator) are in the JSON lines above.")
+    if not args.skip_events:
+        print("events (target >= 60,000/s):")
+        for size in (100, 1000):
+            row = summary[f"events_{size}"]
+            print(
+                f"  batches of {size:<5} endpoint {row['events_per_s']:>8}/s   "
+                f"raw COPY {row['raw_copy_events_per_s']:>8}/s   "
+                f"ratio {row['events_per_s'] / row['raw_copy_events_per_s']:.2f}   p99 {row['p99_ms']:.1f} ms"
+            )
     print(
         f"load average at start {summary['config']['load_average_at_start']}, at end {os.getloadavg()} "
         "(other work on the machine skews every figure)"
@@ -504,6 +578,25 @@ def main() -> None:
     if not args.keep:
         drop_database(base_url)
     Path(data_dir, "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"details: {Path(data_dir, 'summary.json')}")
+
+
+def _figures(full: dict, half: dict | None, per: int) -> dict:
+    """One run of one endpoint in the table's units: ``per`` decisions per request."""
+    cpu = full["cpu_ms_per_request"]
+    return {
+        "rate": full["per_s"] * per,
+        "full_p50": full["p50_ms"],
+        "full_p99": full["p99_ms"],
+        "half_p50": half["p50_ms"] if half else float("nan"),
+        "half_p99": half["p99_ms"] if half else float("nan"),
+        "server_cpu_ms": cpu["server"] / per if cpu["server"] is not None else float("nan"),
+        "postgres_cpu_ms": cpu["postgres"] / per if cpu["postgres"] is not None else float("nan"),
+    }
+
+
+def _single_goal(m: dict) -> bool:
+    return m["ratio"] >= 0.5 and m["cpu_ratio"] <= 2 and m["half_p99"] <= 10
 
 
 if __name__ == "__main__":
