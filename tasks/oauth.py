@@ -43,6 +43,7 @@ from identities.models import Agent, Credential, Instance, spiffe_id_for
 from identities.oidc import is_workload_assertion, workload_client_assertion
 from identities.tokens import VerifiedToken, verify_access_token
 from identities.validators import is_scope
+from tasks.decisions import verify_token_cached
 from tasks.issuance import delegate_credential, issue_credential
 from tasks.lifecycle import revoke_credential
 from tasks.models import TaskEnvelope
@@ -287,7 +288,10 @@ def live_credential(token_value: object) -> tuple[LiveCredential, VerifiedToken]
     """The credential a token stands for, with its verified claims, if the token is ours, unexpired
     and not revoked and everything above it is still live; None otherwise."""
     try:
-        verified = verify_access_token(token_value)
+        # A gateway introspects the same token many times in its few minutes of life: the
+        # decisions' per-process verification memo (exp still compared on every call; the row,
+        # and with it revocation, read below on every call).
+        verified = verify_token_cached(token_value)
     except TokenRejected:
         return None
     row = _credential_for_introspection.fetch(verified.jti)

@@ -80,12 +80,16 @@ def api_client():
 
 @pytest.fixture(autouse=True)
 def _fresh_key_cache():
-    """Signing keys are cached per process; each test's database starts without them."""
+    """Signing keys, and the tokens verified with them, are cached per process; each test's
+    database starts without them."""
     from identities import keys
+    from tasks import decisions
 
     keys._invalidate()
+    decisions.clear_verification_cache()
     yield
     keys._invalidate()
+    decisions.clear_verification_cache()
 
 
 @pytest.fixture

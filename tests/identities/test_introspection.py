@@ -214,3 +214,23 @@ def test_introspection_stays_within_a_few_queries(introspect, access_token, djan
     # API token, caller's roles, the credential with its instance, agent and envelope.
     with django_assert_max_num_queries(4):
         assert introspect(access_token).json()["active"] is True
+
+
+def test_a_token_introspected_again_is_not_verified_again_but_revocation_still_counts(
+    introspect, access_token, admin, monkeypatch
+):
+    from django.db import transaction
+
+    from identities import tokens
+    from tasks import decisions
+    from tasks.lifecycle import revoke_credentials
+
+    verifications = []
+    real = tokens.verify_access_token
+    monkeypatch.setattr(decisions, "verify_access_token", lambda t: verifications.append(t) or real(t))
+    assert introspect(access_token).json()["active"] is True
+    assert introspect(access_token).json()["active"] is True
+    assert len(verifications) == 1
+    with transaction.atomic():
+        revoke_credentials(jtis=[claims_of(access_token)["jti"]], actor=admin, reason="leaked")
+    assert introspect(access_token).json() == {"active": False}
