@@ -42,8 +42,15 @@ class AuditEvent(models.Model):
     at = models.DateTimeField(default=timezone.now)
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     actor = models.CharField(max_length=255)
+    # Evidence is never rewritten: deleting a user leaves the id (and ``actor``, the name) as they
+    # were, so no cascade and no database constraint (the trigger would refuse a SET NULL anyway).
     actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     verb = models.CharField(max_length=64)
     target_type = models.CharField(max_length=32)
@@ -57,6 +64,10 @@ class AuditEvent(models.Model):
     request_id = models.CharField(max_length=64, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
+    # HMAC-SHA256 of ``hash`` under the audit key ``key_id`` (audit/keys.py): the key is not in
+    # the database, so rows rewritten and re-hashed by someone holding only the database fail it.
+    key_id = models.CharField(max_length=16, blank=True, default="")
+    mac = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         db_table = "console_auditevent"  # created under the console app; the table keeps its name
@@ -80,3 +91,63 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise RuntimeError("audit events are append-only")
+
+
+class AuditJti(models.Model):
+    """Which ``credentials.expired`` chunk event recorded a credential's expiry: the per-jti index
+    that keeps one event per chunk per agent findable by jti (a side table works on every database)."""
+
+    id = models.BigAutoField(primary_key=True)
+    jti = models.CharField(max_length=64)
+    event = models.ForeignKey(AuditEvent, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+
+    class Meta:
+        indexes = [models.Index(fields=["jti"], name="audit_jti_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.jti} → {self.event_id}"
+
+
+class AuditSigningKey(models.Model):
+    """An Ed25519 key that signs audit checkpoints. It never signs credentials and is never in
+    ``/.well-known/jwks.json``; its public half is at ``/.well-known/mandate-audit-keys.json``."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        RETIRED = "retired", "Retired"
+
+    kid = models.CharField(primary_key=True, max_length=64)
+    public_key = models.CharField(max_length=64, help_text="The raw public key, base64url.")
+    private_key_encrypted = models.BinaryField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"audit key {self.kid} ({self.status})"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement of where every chain that moved stood: ``body`` is the exact JSON that was
+    signed (see audit/checkpoints.py); ``state`` folds every checkpoint so far, for the next
+    one. Written to the database first, then to the external sink (``sunk_at``)."""
+
+    seq = models.PositiveBigIntegerField(primary_key=True)
+    at = models.DateTimeField()
+    reason = models.CharField(max_length=32)
+    body = models.TextField()
+    digest = models.CharField(max_length=64)
+    kid = models.CharField(max_length=64)
+    signature = models.CharField(max_length=128)
+    state = models.JSONField(default=dict)
+    sunk_at = models.DateTimeField(null=True, blank=True)
+    sink_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-seq"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.seq} ({self.reason})"

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from django.db import transaction
 from django.utils import timezone
 
+from audit.keys import key_ring
 from audit.models import AuditChain, AuditEvent
+from audit.verify import VerifyResult, verify_chain  # noqa: F401  (the trail's one API)
 from core.request_id import current_request_id
 
 if TYPE_CHECKING:
@@ -301,6 +303,8 @@ def record(
             prev_hash=prev_hash,
         )
         event.hash = compute_hash(prev_hash, event)
+        ring = key_ring()
+        event.key_id, event.mac = ring.current_id, ring.mac(event.hash)
         values = [field.get_db_prep_save(getattr(event, field.attname), connection) for field in _EVENT_FIELDS]
         if set_hash is None:
             cursor.execute(insert, [event.hash, chain_key, *values])
@@ -377,6 +381,8 @@ def record_many(
     # [text, marker, text, marker, …]: odd places take the row's encoded value for that field.
     slots = [(i, encoded[piece]) for i, piece in enumerate(pieces) if i % 2]
     sha256 = hashlib.sha256
+    ring = key_ring()
+    key_id, mac_of = ring.current_id, ring.mac
     rows: list[tuple] = []
     new_heads: list[tuple[str, int, str]] = []
     for key in keys:
@@ -399,7 +405,7 @@ def record_many(
             else:
                 canonical = _encode_content(_content(**shared, **row))
             digest = sha256(prev.encode() + b"\n" + canonical.encode()).hexdigest()
-            rows.append((key, seq, agent_id, target_id, label, prev, digest))
+            rows.append((key, seq, agent_id, target_id, label, prev, digest, mac_of(digest)))
             prev = digest
         new_heads.append((key, seq, prev))
 
@@ -418,6 +424,7 @@ def record_many(
             after=after_s,
             reason=reason_s,
             request_id=request_id,
+            key_id=key_id,
         )
         with connection.cursor() as cursor:
             values = ",".join(["(%s,%s,%s)"] * len(new_heads))
@@ -447,8 +454,10 @@ def record_many(
                     request_id=request_id,
                     prev_hash=prev,
                     hash=digest,
+                    key_id=key_id,
+                    mac=mac,
                 )
-                for key, seq, agent_id, target_id, label, prev, digest in rows
+                for key, seq, agent_id, target_id, label, prev, digest, mac in rows
             ],
             batch_size=500,
         )
@@ -471,6 +480,7 @@ def _copy_events(
     after: Any,
     reason: str,
     request_id: str,
+    key_id: str,
 ) -> None:
     """COPY the linked rows into the audit table: one round trip for thousands of rows."""
     meta = AuditEvent._meta
@@ -492,6 +502,8 @@ def _copy_events(
         "request_id",
         "prev_hash",
         "hash",
+        "key_id",
+        "mac",
     ]
     # Every name is a concrete field, never a reverse relation: each has a column.
     columns = ", ".join(connection.ops.quote_name(meta.get_field(n).column) for n in names)  # type: ignore[union-attr,arg-type]
@@ -500,7 +512,7 @@ def _copy_events(
     with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
         with raw.copy(f"COPY {connection.ops.quote_name(meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for key, seq, agent_id, target_id, label, prev, digest in rows:
+            for key, seq, agent_id, target_id, label, prev, digest, mac in rows:
                 copy.write_row(
                     (
                         key,
@@ -520,43 +532,7 @@ def _copy_events(
                         request_id,
                         prev,
                         digest,
+                        key_id,
+                        mac,
                     )
                 )
-
-
-@dataclass
-class VerifyResult:
-    ok: bool
-    checked: int
-    first_bad: dict | None
-
-
-def verify_chain() -> VerifyResult:
-    """Walk every chain in order; report the first row whose hash or link does not hold."""
-    checked = 0
-    for head in AuditChain.objects.order_by("key").iterator():
-        prev = "0" * 64
-        expected_seq = 1
-        rows = AuditEvent.objects.filter(chain=head.key).order_by("seq").iterator(chunk_size=2000)
-        for row in rows:
-            checked += 1
-            problem = None
-            if row.seq != expected_seq:
-                problem = f"row(s) missing before seq {row.seq} (expected {expected_seq})"
-            elif row.prev_hash != prev:
-                problem = "link to the previous row is broken"
-            elif compute_hash(prev, row) != row.hash:
-                problem = "content does not match its hash"
-            if problem:
-                return VerifyResult(
-                    False, checked, {"id": row.id, "chain": head.key, "seq": row.seq, "problem": problem}
-                )
-            prev = row.hash
-            expected_seq += 1
-        if expected_seq - 1 != head.length or prev != head.last_hash:
-            return VerifyResult(
-                False,
-                checked,
-                {"id": None, "chain": head.key, "seq": expected_seq, "problem": "rows missing at the end of the chain"},
-            )
-    return VerifyResult(True, checked, None)
