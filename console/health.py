@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import connection
 from django.http import JsonResponse
 
+from audit.checkpoints import sink_status
+
 
 def healthz(request):
     return JsonResponse({"status": "ok"})
@@ -13,7 +15,18 @@ def healthz(request):
 def readyz(request):
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     ok = all(checks.values())
-    return JsonResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status=200 if ok else 503)
+    body = {"status": "ok" if ok else "unavailable", "checks": checks}
+    if checks["database"]:
+        # Reported, never a 503: a failing sink on one host must not take every node out of rotation.
+        body["details"] = {"audit_sink": _audit_sink()}
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+def _audit_sink() -> dict:
+    try:
+        return sink_status()
+    except Exception as exc:  # a probe reports, it does not raise
+        return {"ok": False, "error": f"cannot read the checkpoint state: {type(exc).__name__}"}
 
 
 def _database_ok() -> bool:

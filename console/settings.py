@@ -218,6 +218,31 @@ if not _kek:
     _kek = [_kek_file.read_text().strip()]
 MANDATE_KEY_ENCRYPTION_KEYS = _kek
 
+# The audit trail's HMAC key ring (audit/keys.py): secrets of at least 32 characters,
+# separated by commas or new lines, newest first (MANDATE_AUDIT_KEY_FILE names a file holding them).
+# Generated once into the data folder in development; with DEBUG off a missing value refuses to
+# start. Never stored in the database.
+_audit_keys = env_str("MANDATE_AUDIT_KEY") or ""
+if not _audit_keys.strip():
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured("MANDATE_AUDIT_KEY (or MANDATE_AUDIT_KEY_FILE) must be set when DEBUG is off")
+    _audit_dev_file = DATA_DIR / "dev-audit-key"
+    if not _audit_dev_file.exists():
+        import secrets as _secrets
+
+        _audit_dev_file.write_text(_secrets.token_urlsafe(48))
+        _audit_dev_file.chmod(0o600)
+    _audit_keys = _audit_dev_file.read_text()
+MANDATE_AUDIT_KEYS = [part.strip() for part in _audit_keys.replace("\n", ",").split(",") if part.strip()]
+if any(len(k) < 32 for k in MANDATE_AUDIT_KEYS):
+    raise ImproperlyConfigured("each audit key in MANDATE_AUDIT_KEY must be at least 32 characters")
+# Every checkpoint is appended here after it commits: put it where the database cannot reach (another
+# disk, a file with chattr +a, a host that ships it to remote storage). Empty turns the file sink off,
+# which /readyz and the console then show.
+MANDATE_AUDIT_CHECKPOINT_FILE = env_str(
+    "MANDATE_AUDIT_CHECKPOINT_FILE", str(DATA_DIR / "audit-checkpoints.jsonl") if (DEBUG or TESTING) else ""
+)
+
 # --- Cache (per process: only short-lived conveniences such as the audit page's chain status) -----
 CACHES = {
     "default": {
@@ -266,6 +291,7 @@ MANDATE_SWEEP_TASKS = (
     "tasks.tasks.expire_due_exceptions",
     "tasks.tasks.remind_recertifications",
     "tasks.tasks.flag_orphaned_agents",
+    "audit.jobs.write_audit_checkpoint",
 )
 CELERY_TASK_ROUTES = {name: {"queue": MANDATE_SCHEDULED_QUEUE} for name in MANDATE_SWEEP_TASKS}
 # A sweep that runs longer than this is stopped between chunks (its current chunk rolls back).
@@ -340,6 +366,13 @@ CELERY_BEAT_SCHEDULE = {
         "tasks.tasks.flag_orphaned_agents",
         every=env_int("MANDATE_SWEEP_ORPHANS_SECONDS", 900, minimum=1),
         offset=7 * 60 + 41,
+    ),
+    # Signs where every audit chain stands and appends it to MANDATE_AUDIT_CHECKPOINT_FILE; a run
+    # when no chain moved writes nothing (audit/checkpoints.py).
+    "write-audit-checkpoint": _sweep(
+        "audit.jobs.write_audit_checkpoint",
+        every=env_int("MANDATE_AUDIT_CHECKPOINT_SECONDS", 300, minimum=1),
+        offset=59,
     ),
 }
 

@@ -24,8 +24,10 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.roles import can_read_all
-from audit.models import AuditEvent
+from audit.checkpoints import Reason, write_checkpoint
+from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import verify_chain
+from audit.verify import checkpoint_record
 from core.errors import ValidationFailed
 from posture.models import ExportJob
 from posture.selectors import agents_in_scope
@@ -155,10 +157,20 @@ def chain_status() -> dict:
     return {"ok": result.ok, "checked": result.checked, "first_bad": result.first_bad}
 
 
+def covering_checkpoint() -> dict | None:
+    """Sign where the chains stand before the rows are read (a new checkpoint only if a chain moved),
+    so the export's rows are covered by a checkpoint an auditor can check offline; returned in the
+    checkpoint file's line format."""
+    write_checkpoint(reason=Reason.EXPORT)
+    newest = AuditCheckpoint.objects.order_by("-seq").first()
+    return checkpoint_record(newest) if newest else None
+
+
 def stream(user, kind: str, fmt: str, *, since=None, until=None) -> Iterator[str]:
     """The streamed export. JSON Lines ends with a summary line carrying the audit chain's status
     (verified after the rows, in a second constant-memory pass)."""
     count = 0
+    checkpoint = covering_checkpoint() if kind == ExportJob.Kind.AUDIT else None
     for line in render_rows(rows_for(user, kind, since=since, until=until), kind, fmt):
         count += 1
         yield line
@@ -173,6 +185,7 @@ def stream(user, kind: str, fmt: str, *, since=None, until=None) -> Iterator[str
                     "until": _plain(until),
                     "generated_at": timezone.now().isoformat(),
                     "audit_chain": chain_status(),
+                    "audit_checkpoint": checkpoint,
                 },
                 separators=(",", ":"),
             )
@@ -218,6 +231,7 @@ def run_export(job_id) -> ExportJob | None:
     name = f"{job.kind}-{job.id}.{job.format}"
     path = export_dir() / name
     try:
+        checkpoint = covering_checkpoint() if job.kind == ExportJob.Kind.AUDIT else None
         rows = rows_for(job.requested_by, job.kind, since=job.since, until=job.until)
         total = rows.count()
         ExportJob.objects.filter(pk=job.pk).update(total=total, file_name=name)
@@ -242,6 +256,8 @@ def run_export(job_id) -> ExportJob | None:
             "sha256": digest.hexdigest(),
             "requested_by": job.requested_by.get_username(),
             "audit_chain": status,
+            # Verify offline: tools/verify_audit.py --rows <this export> --checkpoints <the sink's file>
+            "audit_checkpoint": checkpoint,
             "generated_at": timezone.now().isoformat(),
         }
         (export_dir() / f"{name}.manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -7,6 +7,7 @@ import io
 import json
 
 import django_filters
+from django.db.models import Q
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -25,7 +26,8 @@ from rest_framework.response import Response
 from accounts.permissions import RolePermission
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from audit import services as audit
-from audit.models import AuditEvent
+from audit.keys import public_jwk
+from audit.models import AuditCheckpoint, AuditEvent, AuditJti, AuditSigningKey
 from core.api import StrictFilterSet, errors
 from core.pagination import NewestFirstCursorPagination
 from identities.selectors import audit_events_for
@@ -70,6 +72,40 @@ class VerifySerializer(serializers.Serializer):
     first_bad = serializers.DictField(allow_null=True, help_text="{id, chain, seq, problem} of the first bad row.")
 
 
+class CheckpointSerializer(serializers.ModelSerializer):
+    checkpoint = serializers.SerializerMethodField(help_text="The signed body: seq, at, reason, prev, kid, chains.")
+    delivered_at = serializers.DateTimeField(source="sunk_at", allow_null=True, help_text="When the sink took it.")
+
+    class Meta:
+        model = AuditCheckpoint
+        fields = ["seq", "at", "reason", "kid", "digest", "signature", "checkpoint", "delivered_at", "sink_error"]
+        read_only_fields = fields
+
+    def get_checkpoint(self, obj) -> dict:
+        return json.loads(obj.body)
+
+
+class AuditKeySetSerializer(serializers.Serializer):
+    keys = serializers.ListField(child=serializers.DictField(), help_text="OKP Ed25519 JWKs with kid and status.")
+
+
+def audit_key_set() -> dict:
+    """The same document as /.well-known/mandate-audit-keys.json."""
+    return {"keys": [public_jwk(key) for key in AuditSigningKey.objects.order_by("created_at")]}
+
+
+def _bounded_int(raw, *, field: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError({field: ["a whole number"]}) from None
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ValidationError({field: [f"from {minimum}" + (f" to {maximum}" if maximum else "")]})
+    return value
+
+
 class AuditFilter(StrictFilterSet):
     actor = django_filters.CharFilter(
         field_name="actor", max_length=255, help_text="Who acted: a username, a SPIFFE ID, a policy rule or a job."
@@ -87,8 +123,15 @@ class AuditFilter(StrictFilterSet):
     def filter_target(self, queryset, name, value):
         target_type, sep, target_id = value.partition(":")
         if sep and target_type and target_id and ":" not in target_type and not target_type.startswith("spiffe"):
+            if target_type == "credential":
+                return queryset.filter(Q(target_type=target_type, target_id=target_id) | _chunk_events_of(target_id))
             return queryset.filter(target_type=target_type, target_id=target_id)
-        return queryset.filter(target_id=value)
+        return queryset.filter(Q(target_id=value) | _chunk_events_of(value))
+
+
+def _chunk_events_of(jti: str) -> Q:
+    """Events that list this credential among many (``credentials.expired``), through the jti index."""
+    return Q(id__in=AuditJti.objects.filter(jti=jti).values("event_id"))
 
 
 @extend_schema_view(
@@ -143,7 +186,32 @@ class AuditViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         result = audit.verify_chain()
         return Response({"ok": result.ok, "checked": result.checked, "first_bad": result.first_bad})
 
+    @extend_schema(
+        summary="Signed audit checkpoints, newest first (for auditors: verify them with the audit keys)",
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, description="Only checkpoints with a greater seq."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="At most this many (1–500, default 100)."),
+        ],
+        responses={200: CheckpointSerializer(many=True), **errors(400, 403)},
+    )
+    @action(detail=False, methods=["get"], pagination_class=None, filterset_class=None)
+    def checkpoints(self, request):
+        limit = _bounded_int(request.query_params.get("limit"), field="limit", default=100, maximum=500)
+        after = _bounded_int(request.query_params.get("after"), field="after", default=0, minimum=0)
+        rows = AuditCheckpoint.objects.filter(seq__gt=after).order_by("-seq")[:limit]
+        return Response(CheckpointSerializer(rows, many=True).data)
+
+    @extend_schema(
+        summary="The public keys that sign audit checkpoints (Ed25519 JWKs; never credential keys)",
+        responses={200: AuditKeySetSerializer, **errors(403)},
+    )
+    @action(detail=False, methods=["get"], pagination_class=None, filterset_class=None)
+    def keys(self, request):
+        return Response(audit_key_set())
+
     def get_permissions(self):
+        if self.action in ("checkpoints", "keys"):
+            self.read_roles = (IDENTITY_ADMIN, AUDITOR)
         if self.action == "verify":
             # Verifying walks every chain, so it is for those who may read every chain.
             self.read_roles = (IDENTITY_ADMIN, AUDITOR)

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from accounts.roles import can_read_all
 from audit import services as audit
-from audit.models import AuditEvent
+from audit.checkpoints import sink_status
+from audit.models import AuditEvent, AuditJti
 from console.views._common import KeysetPage, console_view, page_or_partial
 from console.views.activity import since_of
 from identities.selectors import agents_for
@@ -24,6 +25,13 @@ def audit_for(user):
     if can_read_all(user):
         return qs
     return qs.filter(agent_id__in=agents_for(user).order_by().values("id"))
+
+
+def _listed_in_chunk(jti: str, kind: str) -> Q:
+    """A credential expired by the sweep is listed in its chunk's ``credentials.expired`` event."""
+    if kind != "credential":
+        return Q(pk__in=[])
+    return Q(id__in=AuditJti.objects.filter(jti=jti).values("event_id"))
 
 
 @console_view()
@@ -42,14 +50,17 @@ def audit_list(request):
     if filters["target"]:
         kind, _, ident = filters["target"].partition(":")
         qs = (
-            qs.filter(target_type=kind, target_id=ident)
+            qs.filter(Q(target_type=kind, target_id=ident) | _listed_in_chunk(ident, kind))
             if ident
-            else qs.filter(Q(target_id=kind) | Q(target_label=kind))
+            else qs.filter(Q(target_id=kind) | Q(target_label=kind) | _listed_in_chunk(kind, "credential"))
         )
     since = since_of(filters["since"])
     if since is not None:
         qs = qs.filter(at__gte=since)
     context = {"page": KeysetPage(qs, request), "filters": filters}
+    if not request.htmx:
+        # A checkpoint that did not reach the external sink is shown, never silent.
+        context["sink"] = sink_status()
     return page_or_partial(request, "console/audit.html", "console/_audit_rows.html", context)
 
 
