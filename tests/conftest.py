@@ -78,6 +78,32 @@ def api_client():
     return TokenClient()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _flush_as_the_database_owner():
+    """Transactional tests end with Django's flush, which deletes evidence rows: the one place the
+    suite bypasses the append-only triggers, explicitly (on PostgreSQL the suite is the owner)."""
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    from audit.guard import evidence_bypass
+
+    original = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        with evidence_bypass(reason="test suite: flush between tests", connection=self.connection):
+            return original(self, sql_list)
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush
+    yield
+    BaseDatabaseOperations.execute_sql_flush = original
+
+
+@pytest.fixture(autouse=True)
+def _checkpoint_file(settings, tmp_path):
+    """Each test's audit checkpoints go to its own file, never the shared data folder."""
+    settings.MANDATE_AUDIT_CHECKPOINT_FILE = str(tmp_path / "audit-checkpoints.jsonl")
+    return tmp_path / "audit-checkpoints.jsonl"
+
+
 @pytest.fixture(autouse=True)
 def _fresh_key_cache():
     """Signing keys, and the tokens verified with them, are cached per process; each test's

@@ -15,7 +15,7 @@ from accounts.models import ApiToken
 from accounts.roles import roles_of
 from audit.models import AuditEvent
 from tasks import lifecycle
-from tests.helpers.factories import make_agent, new_ed25519_key
+from tests.helpers.factories import as_database_owner, make_agent, new_ed25519_key
 
 pytestmark = pytest.mark.django_db
 
@@ -133,7 +133,8 @@ def test_verify_audit_chain_exits_1_naming_the_first_bad_row(owner):
 
     lifecycle.pause_agent(agent=agent, actor=owner)
     bad = AuditEvent.objects.get(verb="agent.created")
-    AuditEvent.objects.filter(pk=bad.pk).update(after={"tampered": True})
+    with as_database_owner():
+        AuditEvent.objects.filter(pk=bad.pk).update(after={"tampered": True})
     with pytest.raises(CommandError) as caught:
         _run("verify_audit_chain")
     assert caught.value.returncode == 1
@@ -145,7 +146,8 @@ def test_verify_audit_chain_exits_1_after_a_deleted_row(owner):
 
     lifecycle.pause_agent(agent=agent, actor=owner)
     lifecycle.resume_agent(agent=agent, actor=owner)
-    AuditEvent.objects.filter(verb="agent.paused").delete()
+    with as_database_owner():
+        AuditEvent.objects.filter(verb="agent.paused").delete()
     with pytest.raises(CommandError) as caught:
         _run("verify_audit_chain")
     assert caught.value.returncode == 1 and "missing" in str(caught.value)

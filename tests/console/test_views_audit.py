@@ -2,7 +2,7 @@ import pytest
 from django.core.cache import cache
 
 from audit.models import AuditEvent
-from tests.helpers.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import as_database_owner, make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 
@@ -39,7 +39,7 @@ def test_the_audit_pages_by_keyset_and_links_to_the_export(signed_in, auditor, o
     for i in range(60):
         make_agent(owner, slug=f"bot-{i}")
     client = signed_in(auditor)
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):  # + the checkpoint sink's state
         page = client.get("/audit/").content.decode()
     oldest_shown = list(AuditEvent.objects.order_by("-id").values_list("id", flat=True))[49]
     assert f"before={oldest_shown}" in page
@@ -56,6 +56,7 @@ def test_the_chain_status_names_the_first_bad_row(signed_in, auditor, owner):
     make_agent(owner, slug="one")
     make_agent(owner, slug="two")
     victim = AuditEvent.objects.order_by("id").first()
-    AuditEvent.objects.filter(pk=victim.pk).update(reason="rewritten history")
+    with as_database_owner():
+        AuditEvent.objects.filter(pk=victim.pk).update(reason="rewritten history")
     html = signed_in(auditor).get("/audit/chain-status?recheck=1").content.decode()
     assert "chain broken" in html and f"id {victim.id}" in html and "does not match its hash" in html

@@ -69,3 +69,11 @@ def make_envelope(
         may_delegate=may_delegate,
         delegation_depth=delegation_depth,
     )
+
+
+def as_database_owner():
+    """Change evidence the way only the database's owner can (a DBA, a leaked owner password): the
+    triggers refuse everyone else. On SQLite this is the connection's explicit bypass."""
+    from audit.guard import evidence_bypass
+
+    return evidence_bypass(reason="test: tampering as the database owner")

@@ -13,6 +13,7 @@ from identities.models import Agent, Credential, Instance
 from tasks import decisions
 from tasks.lifecycle import revoke_credentials
 from tasks.models import ActivityEvent, TaskEnvelope
+from tests.factories import as_database_owner
 
 pytestmark = pytest.mark.django_db
 
@@ -109,7 +110,8 @@ def test_a_token_with_alg_none_is_token_invalid(gw, live_envelope, mint):
 
 def test_a_token_whose_credential_row_is_missing_is_token_invalid(gw, live_envelope, mint):
     minted = mint(live_envelope)
-    ActivityEvent.objects.all().delete()
+    with as_database_owner():
+        ActivityEvent.objects.all().delete()
     Credential.objects.filter(jti=minted.credential.jti).delete()
     assert ask(gw, minted.token)["reason"] == "token_invalid"
 

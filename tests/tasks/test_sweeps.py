@@ -48,6 +48,11 @@ def events(verb: str) -> list[AuditEvent]:
     return list(AuditEvent.objects.filter(verb=verb))
 
 
+def expired_jtis() -> list[str]:
+    """Every jti the chunk events list, one entry per listing (a jti listed twice shows twice)."""
+    return [jti for event in events("credentials.expired") for jti in event.after["jtis"]]
+
+
 # --- credentials ---------------------------------------------------------------------------------
 
 
@@ -67,10 +72,14 @@ def test_overdue_credentials_expire_and_nothing_else_changes(owner, other_owner,
     revoked.refresh_from_db()
     assert live.status == Credential.Status.ACTIVE
     assert revoked.status == Credential.Status.REVOKED
-    expired = events("credential.expired")
-    assert sorted(e.target_id for e in expired) == sorted(c.jti for c in overdue)
-    assert {e.agent_id for e in expired} == {envelope.agent_id, other.agent_id}
-    assert all(e.actor_type == "scheduler" and e.after == {"status": "expired"} for e in expired)
+    expired = events("credentials.expired")
+    # One event per agent in the chunk, each listing its agent's jtis.
+    assert sorted(expired_jtis()) == sorted(c.jti for c in overdue)
+    assert sorted(str(e.agent_id) for e in expired) == sorted(str(a) for a in (envelope.agent_id, other.agent_id))
+    for event in expired:
+        assert event.actor_type == "scheduler" and event.before == {"status": "active"}
+        assert event.after["status"] == "expired" and event.after["count"] == len(event.after["jtis"]) == 1
+    assert not events("credential.expired")
     assert verify_chain().ok
 
 
@@ -80,7 +89,7 @@ def test_a_second_credential_sweep_changes_nothing(owner, admin):
         credential(envelope, expires_in=-1)
     assert sweeps.expire_overdue_credentials() == 3
     assert sweeps.expire_overdue_credentials() == 0
-    assert len(events("credential.expired")) == 3
+    assert len(events("credentials.expired")) == 1 and len(expired_jtis()) == 3
 
 
 def test_the_credential_sweep_works_in_chunks_and_keeps_every_chain_intact(owner, other_owner, admin):
@@ -91,6 +100,7 @@ def test_the_credential_sweep_works_in_chunks_and_keeps_every_chain_intact(owner
     rows = [credential(envelopes[i % 2], expires_in=-i - 1) for i in range(25)]
     assert sweeps.expire_overdue_credentials(chunk_size=4) == 25
     assert Credential.objects.filter(jti__in=[r.jti for r in rows], status="expired").count() == 25
+    assert sorted(expired_jtis()) == sorted(r.jti for r in rows)
     result = verify_chain()
     assert result.ok, result.first_bad
 
@@ -109,14 +119,14 @@ def test_one_bad_chunk_falls_back_to_rows_and_skips_only_the_bad_one(owner, admi
     envelope = approved_envelope(make_instance(make_agent(owner)), admin)
     good = [credential(envelope, expires_in=-2) for _ in range(3)]
     bad = credential(envelope, expires_in=-1)
-    real = sweeps.audit.record_many
+    real = sweeps.record_expired_credentials
 
-    def record_many(verb, *, targets, **kwargs):
-        if any(jti == bad.jti for _, jti, _ in targets):
+    def record_expired_credentials(*, expired, **kwargs):
+        if any(jti == bad.jti for _, jti in expired):
             raise RuntimeError("a broken row")
-        return real(verb, targets=targets, **kwargs)
+        return real(expired=expired, **kwargs)
 
-    monkeypatch.setattr(sweeps.audit, "record_many", record_many)
+    monkeypatch.setattr(sweeps, "record_expired_credentials", record_expired_credentials)
     assert sweeps.expire_overdue_credentials() == 3
     assert Credential.objects.filter(jti__in=[g.jti for g in good], status="expired").count() == 3
     bad.refresh_from_db()
@@ -322,8 +332,7 @@ def test_four_workers_expiring_credentials_at_once_expire_each_row_once(owner, o
     rows = [credential(envelopes[i % 2], expires_in=-1 - i % 7) for i in range(400)]
     counts = _run_in_threads(lambda: sweeps.expire_overdue_credentials(chunk_size=25))
     assert sum(counts) == 400
-    expired = events("credential.expired")
-    assert len(expired) == 400 and len({e.target_id for e in expired}) == 400
+    assert len(expired_jtis()) == 400 and len(set(expired_jtis())) == 400
     assert Credential.objects.filter(jti__in=[r.jti for r in rows], status="expired").count() == 400
     assert verify_chain().ok
 
@@ -358,3 +367,39 @@ def test_four_workers_flagging_stale_sessions_at_once_flag_each_once(owner, admi
         _idle(instance, active_policy().idle_limit_seconds + 60)
     assert sum(_run_in_threads(sweeps.flag_stale_sessions)) == 5
     assert len(events("instance.flagged_stale")) == 5
+
+
+# --- expiry recorded per chunk, findable per jti ----------------------------------------------------
+
+
+def test_a_chunk_event_lists_at_most_the_bound_of_jtis_and_stays_chained(owner, admin, monkeypatch):
+    from audit import batch as audit_batch
+
+    monkeypatch.setattr(audit_batch, "JTIS_PER_EVENT", 3)
+    envelope = approved_envelope(make_instance(make_agent(owner)), admin)
+    rows = [credential(envelope, expires_in=-1) for _ in range(7)]
+    assert sweeps.expire_overdue_credentials() == 7
+    sizes = sorted(len(e.after["jtis"]) for e in events("credentials.expired"))
+    assert sizes == [1, 3, 3]
+    assert sorted(expired_jtis()) == sorted(r.jti for r in rows)
+    assert verify_chain().ok
+
+
+def test_a_credential_expired_in_a_chunk_is_found_by_its_jti_in_the_api_and_the_console(
+    owner, admin, api_client, client
+):
+    envelope = approved_envelope(make_instance(make_agent(owner)), admin)
+    wanted, *others = [credential(envelope, expires_in=-1) for _ in range(5)]
+    sweeps.expire_overdue_credentials()
+    chunk_event = AuditEvent.objects.get(verb="credentials.expired")
+
+    for target in (wanted.jti, f"credential:{wanted.jti}"):
+        found = api_client.as_user(admin).get("/api/v1/audit/", {"target": target}).json()["results"]
+        assert chunk_event.id in {row["id"] for row in found}, target
+        assert all(wanted.jti in row["after"]["jtis"] for row in found if row["verb"] == "credentials.expired")
+
+    client.force_login(admin)
+    html = client.get("/audit/", {"target": f"credential:{wanted.jti}"}).content.decode()
+    assert "credentials.expired" in html
+    unrelated = client.get("/audit/", {"target": "credential:no-such-jti"}).content.decode()
+    assert "credentials.expired" not in unrelated
