@@ -7,13 +7,15 @@ migrates it, loads the rows with INSERT … SELECT generate_series, and times, i
 
 1. a raw single ``UPDATE … WHERE status='active' AND expires_at <= now()`` over 100k overdue
    of 1M (the floor: no chunks, no audit);
-2. the sweep with 100k of 1M overdue (chunks of ≤ 10,000 rows, one audit event per row);
+2. the sweep with 100k of 1M overdue (chunks of ≤ 10,000 rows, one chained ``credentials.expired``
+   event per agent per chunk listing its jtis, and the jti index);
 3. the same sweep again, when nothing is due;
 4. the raw single UPDATE with all 1M due;
 5. the sweep with all 1M due.
 
 Each scenario starts from a freshly loaded, vacuumed table. Bounded: about a minute or two on 2
-cores. Targets: ≤ 1.5 s for 100k, ≤ 50 ms when nothing is due, ≤ 15 s for 1M.
+cores. Targets: ≤ 1.5× the raw UPDATE for 100k (issue 16), ≤ 50 ms when nothing is due, ≤ 15 s
+for 1M.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def run(args) -> int:
 
     def audit_rows() -> int:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(*) FROM console_auditevent WHERE verb = 'credential.expired'")
+            cursor.execute("SELECT count(*) FROM console_auditevent WHERE verb = 'credentials.expired'")
             return cursor.fetchone()[0]
 
     print(
@@ -166,7 +168,7 @@ def run(args) -> int:
     if verified is not None:
         print(f"audit chain after the run: ok={verified.ok}, {verified.checked:,} rows checked in {verify_secs:.1f} s")
     targets = [
-        ("10% due ≤ 1.5 s", sweep_100k <= 1.5),
+        (f"10% due ≤ 1.5x raw UPDATE ({sweep_100k / base_100k:.2f}x)", sweep_100k <= 1.5 * base_100k),
         ("nothing due ≤ 50 ms", nothing <= 0.05),
         ("all due ≤ 15 s", sweep_1m <= 15),
     ]
