@@ -544,3 +544,21 @@ def test_the_re_anchoring_refuses_to_bless_a_chain_already_broken(owner):
     with pytest.raises(RuntimeError, match="broken"):
         _reanchor()
     assert not AuditCheckpoint.objects.exists()
+
+
+def test_the_standalone_verifier_hashes_exactly_what_the_server_hashes(owner):
+    """tools/verify_audit.py cannot import the server's code, so it carries its own copy of the
+    canonical form: the two must agree on every row, bulk rows and chunk events included."""
+    agent = agent_with_history(owner, rows=6)
+    with transaction.atomic():
+        audit.record_many(
+            "note.bulk",
+            actor=owner,
+            target_type="note",
+            targets=[(agent.id, "n1", "ünïcode label"), (None, "n2", "")],
+            after={"nested": {"b": [1, 2.5, None]}, "a": "x"},
+        )
+    for event in AuditEvent.objects.all():
+        row = {f.attname: getattr(event, f.attname) for f in AuditEvent._meta.concrete_fields}
+        assert verify_audit.canonical(row) == audit._canonical(event), event.verb
+        assert verify_audit.row_hash(event.prev_hash, row) == event.hash
