@@ -12,14 +12,16 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from django.db import transaction
 from django.utils import timezone
 
+from audit import verify as _verify
 from audit.keys import key_ring
 from audit.models import AuditChain, AuditEvent
-from audit.verify import VerifyResult, verify_chain  # noqa: F401  (the trail's one API)
+from audit.verify import VerifyResult
 from core.request_id import current_request_id
 
 if TYPE_CHECKING:
@@ -316,6 +318,15 @@ def record(
     event._state.adding = False
     event._state.db = connection.alias
     return event
+
+
+def verify_chain(*, checkpoint_records: list[dict] | None = None) -> VerifyResult:
+    """Walk every chain (audit/verify.py): links, hashes recomputed exactly as ``record`` computes
+    them, every row's HMAC under the audit key, the heads, and the signed checkpoints (the
+    database's, or the external file's records when given)."""
+    return _verify.verify_chain(
+        checkpoint_records=checkpoint_records, hash_of=lambda prev, row: compute_hash(prev, SimpleNamespace(**row))
+    )
 
 
 def _encode(value: Any) -> str:

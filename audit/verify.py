@@ -8,6 +8,7 @@ decrypt (so a key planted in the database is not believed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from audit.keys import key_ring, trusted_public_keys
@@ -58,8 +59,11 @@ def checkpoint_record(cp: AuditCheckpoint) -> dict:
     return {"checkpoint": json.loads(cp.body), "kid": cp.kid, "signature": cp.signature}
 
 
-def verify_chain(*, checkpoint_records: list[dict] | None = None) -> VerifyResult:
-    """Walk every chain in order; report the first row (or checkpoint) that does not hold."""
+def verify_chain(
+    *, checkpoint_records: list[dict] | None = None, hash_of: Callable[[str, dict], str] = offline.row_hash
+) -> VerifyResult:
+    """Walk every chain in order; report the first row (or checkpoint) that does not hold.
+    ``audit.services.verify_chain`` passes ``hash_of``: the hash as ``record`` computes it."""
     ring = key_ring()
 
     def mac_problem(row: dict) -> str | None:
@@ -76,7 +80,7 @@ def verify_chain(*, checkpoint_records: list[dict] | None = None) -> VerifyResul
     def rows_of(chain: str):
         return AuditEvent.objects.filter(chain=chain).order_by("seq").values(*_ROW_FIELDS).iterator(chunk_size=2000)
 
-    result = offline.verify(rows_of, chain_keys, records, keys, row_check=mac_problem)
+    result = offline.verify(rows_of, chain_keys, records, keys, row_check=mac_problem, hash_of=hash_of)
     if result.ok:
         # The head must agree with the chain's last row (a deleted tail with the head left alone).
         checkpoints, _ = offline.verify_checkpoints(records, keys)

@@ -177,6 +177,7 @@ def verify_chain_rows(
     result: Result,
     *,
     row_check: Callable[[dict], str | None] | None = None,
+    hash_of: Callable[[str, dict], str] = row_hash,
 ) -> dict | None:
     """Walk one chain's rows in seq order; the first problem, or None. Rows are dicts with the
     canonical fields plus ``seq``, ``prev_hash``, ``hash`` and (for naming) ``id``."""
@@ -198,7 +199,7 @@ def verify_chain_rows(
             return bad(f"row(s) missing before seq {seq} (expected {expected})")
         if row["prev_hash"] != prev:
             return bad("link to the previous row is broken")
-        if row_hash(prev, row) != row["hash"]:
+        if hash_of(prev, row) != row["hash"]:
             return bad("content does not match its hash")
         if row_check is not None:
             problem = row_check(row)
@@ -233,8 +234,10 @@ def verify(
     keys: dict,
     *,
     row_check: Callable[[dict], str | None] | None = None,
+    hash_of: Callable[[str, dict], str] = row_hash,
 ) -> Result:
-    """Verify the checkpoints, then every chain named by the rows or by a checkpoint."""
+    """Verify the checkpoints, then every chain named by the rows or by a checkpoint. The server
+    passes ``hash_of`` (its own canonical form) and ``row_check`` (the HMAC under its key)."""
     result = Result()
     checkpoints, problem = verify_checkpoints(checkpoint_records, keys)
     result.checkpoints = len(checkpoints.bodies)
@@ -242,7 +245,7 @@ def verify(
         return result.fail(problem)
     rows_of = chains if callable(chains) else (lambda key: chains.get(key, ()))
     for chain in sorted(set(chain_keys) | set(checkpoints.state)):
-        problem = verify_chain_rows(chain, rows_of(chain), checkpoints, result, row_check=row_check)
+        problem = verify_chain_rows(chain, rows_of(chain), checkpoints, result, row_check=row_check, hash_of=hash_of)
         if problem:
             return result.fail(problem)
     if not checkpoints.bodies:
