@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
 from django.db import transaction
 from django.utils import timezone
@@ -325,7 +325,9 @@ def verify_chain(*, checkpoint_records: list[dict] | None = None) -> VerifyResul
     them, every row's HMAC under the audit key, the heads, and the signed checkpoints (the
     database's, or the external file's records when given)."""
     return _verify.verify_chain(
-        checkpoint_records=checkpoint_records, hash_of=lambda prev, row: compute_hash(prev, SimpleNamespace(**row))
+        checkpoint_records=checkpoint_records,
+        # The row's columns as attributes: what _canonical reads, without a model instance per row.
+        hash_of=lambda prev, row: compute_hash(prev, cast("AuditEvent", SimpleNamespace(**row))),
     )
 
 

@@ -14,7 +14,7 @@ migrates it, loads the rows with INSERT … SELECT generate_series, and times, i
 5. the sweep with all 1M due.
 
 Each scenario starts from a freshly loaded, vacuumed table. Bounded: about a minute or two on 2
-cores. Targets: ≤ 1.5× the raw UPDATE for 100k (issue 16), ≤ 50 ms when nothing is due, ≤ 15 s
+cores. Targets: ≤ 1.5x the raw UPDATE for 100k (issue 16), ≤ 50 ms when nothing is due, ≤ 15 s
 for 1M.
 """
 

@@ -6,7 +6,8 @@ they do the cascades (an expired envelope's credentials are revoked) and keep li
 Each sweep selects with an indexed query on a live state (the partial indexes name the sweep
 that uses them), works in chunks, claims rows with a conditional update or a locked re-check so
 two workers running the same sweep at once change each row once, writes one audit event per
-changed row (credential expiry: one per agent per chunk), logs and skips a row that fails, and returns how many rows it changed.
+changed row (credential expiry: one per agent per chunk), logs and skips a row that fails, and
+returns how many rows it changed.
 """
 
 from __future__ import annotations

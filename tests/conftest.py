@@ -98,7 +98,7 @@ def _flush_as_the_database_owner():
 
 
 @pytest.fixture(autouse=True)
-def _checkpoint_file(settings, tmp_path):
+def checkpoint_file(settings, tmp_path):
     """Each test's audit checkpoints go to its own file, never the shared data folder."""
     settings.MANDATE_AUDIT_CHECKPOINT_FILE = str(tmp_path / "audit-checkpoints.jsonl")
     return tmp_path / "audit-checkpoints.jsonl"

@@ -139,7 +139,7 @@ def verify_checkpoints(records: Iterable[dict], keys: dict) -> tuple[Checkpoints
         if seq in seen:
             return result, {"checkpoint": seq, "problem": "two different checkpoints carry this number"}
         if seq != prev_seq + 1:
-            missing = f"#{prev_seq + 1}" + (f"–#{seq - 1}" if seq - 1 > prev_seq + 1 else "")
+            missing = f"#{prev_seq + 1}" + (f"-#{seq - 1}" if seq - 1 > prev_seq + 1 else "")
             return result, {"checkpoint": seq, "problem": f"checkpoint(s) {missing} missing before it"}
         if body.get("prev") != prev_digest:
             return result, {"checkpoint": seq, "problem": "does not link to the checkpoint before it"}
@@ -206,7 +206,7 @@ def verify_chain_rows(
             if problem:
                 return bad(problem)
         while pos < len(positions) and positions[pos][0] == seq:
-            length, signed_hash, cp = positions[pos]
+            _length, signed_hash, cp = positions[pos]
             if signed_hash != row["hash"]:
                 return bad(f"differs from checkpoint #{cp}: this row or one before it was rewritten and re-hashed")
             pos += 1

@@ -190,7 +190,7 @@ class AuditViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         summary="Signed audit checkpoints, newest first (for auditors: verify them with the audit keys)",
         parameters=[
             OpenApiParameter("after", OpenApiTypes.INT, description="Only checkpoints with a greater seq."),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="At most this many (1–500, default 100)."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="At most this many (1-500, default 100)."),
         ],
         responses={200: CheckpointSerializer(many=True), **errors(400, 403)},
     )

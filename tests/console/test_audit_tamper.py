@@ -8,6 +8,7 @@ chain, a deleted chain and a rewritten-and-recomputed chain without trusting the
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -29,7 +30,7 @@ from audit.guard import NotOwner, evidence_bypass
 from audit.models import AuditChain, AuditCheckpoint, AuditEvent, AuditJti, AuditSigningKey
 from tasks import lifecycle
 from tasks.models import ActivityEvent
-from tests.factories import as_database_owner, make_agent
+from tests.helpers.factories import as_database_owner, make_agent
 from tools import verify_audit
 
 pytestmark = pytest.mark.django_db
@@ -91,9 +92,10 @@ def offline(rows: Path, checkpoints: Path, keys: Path, capsys) -> tuple[int, str
 def server_verify(checkpoints: Path) -> str:
     """``verify_audit_chain --checkpoints FILE``: '' when intact, else the error naming the first bad row."""
     try:
-        call_command("verify_audit_chain", "--checkpoints", str(checkpoints), stdout=open(os.devnull, "w"))
+        call_command("verify_audit_chain", "--checkpoints", str(checkpoints), stdout=io.StringIO())
     except CommandError as exc:
-        assert exc.returncode == 1
+        if exc.returncode != 1:
+            raise
         return str(exc)
     return ""
 
@@ -204,7 +206,7 @@ def test_the_audit_key_is_never_stored_in_the_database(owner, settings):
 # --- 3. signed checkpoints ---------------------------------------------------------------------------
 
 
-def test_a_checkpoint_is_signed_committed_then_appended_and_an_idle_run_writes_nothing(owner, _checkpoint_file):
+def test_a_checkpoint_is_signed_committed_then_appended_and_an_idle_run_writes_nothing(owner, checkpoint_file):
     make_agent(owner)
     first = write_checkpoint(reason=Reason.SCHEDULED)
     assert first is not None and first.sunk_at is None  # the row as committed, before delivery
@@ -212,7 +214,7 @@ def test_a_checkpoint_is_signed_committed_then_appended_and_an_idle_run_writes_n
     assert write_checkpoint(reason=Reason.SCHEDULED) is None  # nothing moved: idempotent
     make_agent(owner, slug="second")
     second = write_checkpoint(reason=Reason.SCHEDULED)
-    lines = [json.loads(line) for line in _checkpoint_file.read_text().splitlines()]
+    lines = [json.loads(line) for line in checkpoint_file.read_text().splitlines()]
     assert [line["checkpoint"]["seq"] for line in lines] == [first.seq, second.seq]
     assert lines[1]["checkpoint"]["prev"] == first.digest
     keys = verify_audit.load_public_keys({"keys": [audit_keys.public_jwk(k) for k in AuditSigningKey.objects.all()]})
@@ -220,7 +222,7 @@ def test_a_checkpoint_is_signed_committed_then_appended_and_an_idle_run_writes_n
     assert problem is None and set(folded.state) == set(AuditChain.objects.values_list("key", flat=True))
 
 
-def test_the_beat_job_writes_a_checkpoint(owner, settings, _checkpoint_file):
+def test_the_beat_job_writes_a_checkpoint(owner, settings, checkpoint_file):
     from console.celery import app
 
     make_agent(owner)
@@ -228,10 +230,10 @@ def test_the_beat_job_writes_a_checkpoint(owner, settings, _checkpoint_file):
     app.loader.import_default_modules()
     app.tasks[entry["task"]].delay()
     assert AuditCheckpoint.objects.filter(reason="scheduled").count() == 1
-    assert _checkpoint_file.read_text().count("\n") == 1
+    assert checkpoint_file.read_text().count("\n") == 1
 
 
-def test_the_command_writes_a_checkpoint_and_says_so(owner, _checkpoint_file, capsys):
+def test_the_command_writes_a_checkpoint_and_says_so(owner, checkpoint_file, capsys):
     make_agent(owner)
     call_command("write_audit_checkpoint")
     out = capsys.readouterr().out
@@ -255,7 +257,7 @@ def test_an_unavailable_sink_shows_on_readyz_without_a_503_and_on_the_audit_page
     page = client.get("/audit/").content.decode()
     assert 'id="audit-sink-failing"' in page and "nonexistent-folder" in page
     with pytest.raises(CommandError):
-        call_command("write_audit_checkpoint", stdout=open(os.devnull, "w"))
+        call_command("write_audit_checkpoint", stdout=io.StringIO())
 
 
 def test_readyz_sink_failure_alone_is_not_a_503(settings, client, monkeypatch):
@@ -301,7 +303,7 @@ def test_auditors_list_checkpoints_and_keys_in_the_api_and_owners_cannot(owner, 
 
 
 @pytest.fixture
-def trail(owner, admin, api_client, client, tmp_path, _checkpoint_file):
+def trail(owner, admin, api_client, client, tmp_path, checkpoint_file):
     """Two agents with history, a checkpoint in the external file, the pinned public keys."""
     victim = agent_with_history(owner, slug="victim", rows=20)
     bystander = agent_with_history(owner, slug="bystander", rows=6)
@@ -310,7 +312,7 @@ def trail(owner, admin, api_client, client, tmp_path, _checkpoint_file):
         "victim": f"agent:{victim.id}",
         "bystander": f"agent:{bystander.id}",
         "keys": keys_file(client, tmp_path / "keys.json"),
-        "checkpoints": _checkpoint_file,
+        "checkpoints": checkpoint_file,
         "export": lambda: export_jsonl(api_client, admin, tmp_path / "audit.jsonl"),
     }
 
@@ -395,7 +397,10 @@ def test_a_gap_in_the_checkpoints_is_detected(trail, owner, capsys):
 def test_the_standalone_verifier_runs_without_django(trail, tmp_path):
     script = ROOT / "tools" / "verify_audit.py"
     # An auditor's machine has no Django: make importing it fail, then run the script as a program.
-    probe = "import runpy, sys; sys.modules['django'] = None; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
+    probe = (
+        "import runpy, sys; sys.modules['django'] = None; sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
 
     def run() -> subprocess.CompletedProcess:
         args = [
@@ -519,7 +524,7 @@ def _reanchor():
     importlib.import_module("audit.migrations.0002_keyed_checkpoints").reanchor(apps, None)
 
 
-def test_rows_written_before_the_key_existed_are_re_anchored_with_a_recorded_checkpoint(owner, _checkpoint_file):
+def test_rows_written_before_the_key_existed_are_re_anchored_with_a_recorded_checkpoint(owner, checkpoint_file):
     make_agent(owner)
     make_agent(owner, slug="second")
     with as_database_owner():  # as the previous release left them: plain hashes, no MAC
@@ -533,7 +538,7 @@ def test_rows_written_before_the_key_existed_are_re_anchored_with_a_recorded_che
     }
     assert audit.verify_chain().ok
     deliver_pending()
-    assert server_verify(_checkpoint_file) == ""
+    assert server_verify(checkpoint_file) == ""
 
 
 def test_the_re_anchoring_refuses_to_bless_a_chain_already_broken(owner):

@@ -13,7 +13,7 @@ from identities.models import Agent, Credential, Instance
 from tasks import decisions
 from tasks.lifecycle import revoke_credentials
 from tasks.models import ActivityEvent, TaskEnvelope
-from tests.factories import as_database_owner
+from tests.helpers.factories import as_database_owner
 
 pytestmark = pytest.mark.django_db
 

@@ -389,7 +389,7 @@ def test_a_credential_expired_in_a_chunk_is_found_by_its_jti_in_the_api_and_the_
     owner, admin, api_client, client
 ):
     envelope = approved_envelope(make_instance(make_agent(owner)), admin)
-    wanted, *others = [credential(envelope, expires_in=-1) for _ in range(5)]
+    wanted, *_others = [credential(envelope, expires_in=-1) for _ in range(5)]
     sweeps.expire_overdue_credentials()
     chunk_event = AuditEvent.objects.get(verb="credentials.expired")
 
