@@ -64,7 +64,9 @@ def create_api_token(
     return IssuedToken(token=token, secret=secret)
 
 
-def revoke_api_token(*, token: ApiToken, actor: ActorLike, request: RequestLike | None = None) -> ApiToken:
+def revoke_api_token(
+    *, token: ApiToken, actor: ActorLike, request: RequestLike | None = None, reason: str = ""
+) -> ApiToken:
     """Revoke now; revoking twice is a no-op."""
     with transaction.atomic():
         token = ApiToken.objects.select_for_update().select_related("user").get(pk=token.pk)
@@ -79,6 +81,7 @@ def revoke_api_token(*, token: ApiToken, actor: ActorLike, request: RequestLike 
             request=request,
             before={"status": "active"},
             after={"status": "revoked"},
+            reason=reason,
         )
     return token
 

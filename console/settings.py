@@ -417,5 +417,30 @@ if MANDATE_OIDC_ENABLED:
     OIDC_TIMEOUT = env_int("MANDATE_OIDC_TIMEOUT", 10, minimum=1)
     OIDC_VERIFY_SSL = True
     OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
-    AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "console.sso.MandateOIDCBackend"]
+    AUTHENTICATION_BACKENDS = ["console.auth_backends.PasswordBackend", "console.sso.MandateOIDCBackend"]
     TEMPLATES[0]["OPTIONS"]["context_processors"].append("console.sso.context")
+    # An SSO session is re-checked with the provider this often (refresh token); without a refresh
+    # token it ends then. The same cadence re-validates people with API tokens (scheduled job).
+    MANDATE_OIDC_REVALIDATE_SECONDS = env_int("MANDATE_OIDC_REVALIDATE_SECONDS", 900, minimum=60)
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware") + 1, "console.sso.middleware"
+    )
+    CELERY_BEAT_SCHEDULE["revalidate-sso-accounts"] = _sweep(
+        "console.tasks.revalidate_sso_accounts",
+        every=env_int("MANDATE_SWEEP_SSO_SECONDS", 300, minimum=60),
+        offset=2 * 60 + 47,
+    )
+    CELERY_TASK_ROUTES["console.tasks.revalidate_sso_accounts"] = {"queue": MANDATE_SCHEDULED_QUEUE}
+    # SSO-only: the password form signs in only these break-glass accounts (comma-separated names).
+    MANDATE_OIDC_ONLY = env_bool("MANDATE_OIDC_ONLY", False)
+    MANDATE_BREAK_GLASS_USERS = env_list("MANDATE_BREAK_GLASS_USERS", [])
+else:
+    MANDATE_OIDC_ONLY = False
+    MANDATE_BREAK_GLASS_USERS = []
+
+# --- Step-up for sensitive actions (approving high-risk envelopes, changing someone's roles) -------
+# 0 (the default) turns it off; otherwise the person must have signed in (or re-entered their
+# password, or re-authenticated at the provider) within this many seconds.
+MANDATE_STEP_UP_MAX_AGE = env_int("MANDATE_STEP_UP_MAX_AGE", 0, minimum=0)
+# With SSO, the authentication context class the provider must report for a step-up ("" = any).
+MANDATE_STEP_UP_ACR = env_str("MANDATE_STEP_UP_ACR", "") or ""

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
     path("login/", auth.SignInView.as_view(), name="login"),
     path("logout/", auth.SignOutView.as_view(), name="logout"),
+    path("reauthenticate/", auth.reauthenticate, name="reauthenticate"),
     path("approvals/", approvals.queue, name="approval-queue"),
     path("approvals/<uuid:pk>/approve", approvals.approve, name="approval-approve"),
     path("approvals/<uuid:pk>/deny", approvals.deny, name="approval-deny"),

@@ -75,6 +75,12 @@ class ExternalAccount(models.Model):
     # Set when a sign-in was refused by the provider's claims and the account deactivated for it;
     # only such an account is reactivated when the provider lets the person in again.
     refused_at = models.DateTimeField(null=True, blank=True)
+    # The provider's latest refresh token (MultiFernet-encrypted, like signing keys), with which the
+    # person is re-validated on a cadence while they have open sessions or API tokens; "" when the
+    # provider issues none (their sessions then simply end when the re-validation window closes).
+    refresh_token_encrypted = models.TextField(blank=True, default="")
+    # When the provider last confirmed this person (sign-in or refresh).
+    validated_at = models.DateTimeField(null=True, blank=True)
 
     audit_type = "external_account"
 

@@ -12,6 +12,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts.roles import IDENTITY_ADMIN
+from console.stepup import step_up_needed, step_up_url
 from console.views._common import console_view
 from core.errors import DomainError
 from tasks import services
@@ -98,11 +99,21 @@ def _back(request, default: str) -> str:
     return default
 
 
+class StepUpRequired(DomainError):
+    """A high-risk approval from a session whose sign-in is not recent enough (console/stepup.py)."""
+
+    def __init__(self, message: str, *, step_up_url: str):
+        super().__init__(message)
+        self.step_up_url = step_up_url
+
+
 def _decide(request, pk, verb: str):
     envelope = get_object_or_404(envelopes_for(request.user), pk=pk)
     comment = request.POST.get("comment", "")
     error = None
     try:
+        if verb == "approve" and envelope.risk == TaskEnvelope.Risk.HIGH and (why := step_up_needed(request)):
+            raise StepUpRequired(why, step_up_url=step_up_url(request, _back(request, reverse("approval-queue"))))
         if verb == "approve":
             services.approve_envelope(envelope=envelope, actor=request.user, comment=comment, request=request)
         else:
@@ -117,6 +128,9 @@ def _decide(request, pk, verb: str):
         else:
             context["decided"] = envelope
         return render(request, "console/_queue_decision.html", context)
+    if isinstance(error, StepUpRequired):
+        messages.error(request, error.message)
+        return redirect(error.step_up_url)
     if error:
         messages.error(request, f"{error.field + ': ' if error.field else ''}{error.message}")
     elif envelope.state == TaskEnvelope.State.PENDING:

@@ -114,6 +114,9 @@ def enable_sso(
     settings, *, issuer: str, client_id: str, client_secret: str, role_map: dict[str, set[str]], allowed_groups=()
 ) -> None:
     """Switch single sign-on on for one test, as MANDATE_OIDC_* variables would at start-up."""
+    # The project's URLs read MANDATE_OIDC_ENABLED once, when first imported: import them while it is
+    # still off, so they stay the SSO-less ones for every later test (SSO's come from sso_urlconf).
+    import console.urls  # noqa: F401
     from console import sso
 
     settings.MANDATE_OIDC_ENABLED = True
@@ -131,7 +134,16 @@ def enable_sso(
     settings.OIDC_USE_NONCE = True
     settings.OIDC_TIMEOUT = 10
     settings.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
-    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend", "console.sso.MandateOIDCBackend"]
+    settings.AUTHENTICATION_BACKENDS = ["console.auth_backends.PasswordBackend", "console.sso.MandateOIDCBackend"]
+    settings.MANDATE_OIDC_REVALIDATE_SECONDS = 900
+    settings.MANDATE_OIDC_ONLY = False
+    settings.MANDATE_BREAK_GLASS_USERS = []
+    if "console.sso.middleware" not in settings.MIDDLEWARE:
+        middleware = list(settings.MIDDLEWARE)
+        middleware.insert(
+            middleware.index("django.contrib.messages.middleware.MessageMiddleware") + 1, "console.sso.middleware"
+        )
+        settings.MIDDLEWARE = middleware
     templates = [dict(t, OPTIONS=dict(t["OPTIONS"])) for t in settings.TEMPLATES]
     templates[0]["OPTIONS"]["context_processors"] = [
         *templates[0]["OPTIONS"]["context_processors"],
