@@ -77,9 +77,16 @@ def queue(request):
         "after": after,
         "filters": filters,
         "risks": TaskEnvelope.Risk.choices,
+        "step_up": _step_up_notice(request),
     }
     template = "console/_queue_rows.html" if request.htmx else "console/approvals.html"
     return render(request, template, context)
+
+
+def _step_up_notice(request) -> dict | None:
+    """Said before the click: this session must re-authenticate before a high-risk approval."""
+    reason = step_up_needed(request)
+    return {"reason": reason, "url": step_up_url(request, request.get_full_path())} if reason else None
 
 
 def _after(value: str):

@@ -51,7 +51,9 @@ class SignOutView(auth_views.LogoutView):
 def reauthenticate(request):
     """Step-up for password accounts: type the password again to confirm a sensitive action."""
     next_url = request.POST.get("next") or request.GET.get("next") or "/"
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
         next_url = "/"
     error = ""
     if request.method == "POST":

@@ -241,3 +241,138 @@ def test_an_sso_session_past_its_window_without_a_way_to_revalidate_is_ended(sso
     response = client.get("/")
     assert response.status_code == 302 and "/login/" in response.url
     assert "_auth_user_id" not in client.session
+
+
+# --- back-channel logout ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def provider_key(sso, monkeypatch):
+    """The provider's signing key, served to the back-channel logout check as its JWKS would."""
+    from console import sso as sso_module
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    monkeypatch.setattr(sso_module, "provider_config", lambda: {"issuer": ISSUER, "jwks_uri": f"{ISSUER}/jwks"})
+    monkeypatch.setattr(
+        sso_module.MandateOIDCBackend,
+        "retrieve_matching_jwk",
+        lambda self, token: jwt.PyJWK(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key(), as_dict=True), "RS256"),
+    )
+    return key
+
+
+def _logout_token(key, **overrides):
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": "mandate",
+        "iat": now,
+        "exp": now + 120,
+        "jti": f"j-{now}-{overrides.get('sub', 'olga')}-{time.monotonic_ns()}",
+        "sub": "olga",
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        **overrides,
+    }
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, key, algorithm="RS256")
+
+
+def _open_sso_session(client, user, sid="provider-session-1"):
+    client.force_login(user, backend="console.sso.MandateOIDCBackend")
+    SignInSession.objects.create(user=user, session_key=client.session.session_key, method="sso", sid=sid)
+
+
+def test_a_back_channel_logout_ends_the_persons_sessions_at_once(sso, provider_key, client, django_user_model):
+    user, _ = _sso_person(django_user_model)
+    _open_sso_session(client, user)
+    response = client.post("/oidc/backchannel-logout/", {"logout_token": _logout_token(provider_key)})
+    assert response.status_code == 200 and response["Cache-Control"].startswith("max-age=0")
+    assert client.get("/").status_code == 302
+    assert not SignInSession.objects.filter(user=user).exists()
+    assert AuditEvent.objects.filter(verb="user.sessions_ended", reason__contains="back-channel").exists()
+
+
+def test_a_back_channel_logout_naming_only_a_sid_ends_that_session(sso, provider_key, client, django_user_model):
+    user, _ = _sso_person(django_user_model)
+    _open_sso_session(client, user, sid="sid-a")
+    token = _logout_token(provider_key, sub=None, sid="sid-a")
+    assert client.post("/oidc/backchannel-logout/", {"logout_token": token}).status_code == 200
+    assert not SignInSession.objects.filter(sid="sid-a").exists()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"aud": "another-client"},
+        {"iss": "https://evil.example"},
+        {"events": {"something-else": {}}},
+        {"nonce": "n"},
+        {"sub": None, "sid": None},
+        {"jti": None},
+    ],
+)
+def test_a_bad_logout_token_is_refused_and_ends_nothing(sso, provider_key, client, django_user_model, overrides):
+    user, _ = _sso_person(django_user_model)
+    _open_sso_session(client, user)
+    response = client.post("/oidc/backchannel-logout/", {"logout_token": _logout_token(provider_key, **overrides)})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    assert SignInSession.objects.filter(user=user).exists()
+
+
+def test_a_logout_token_signed_by_someone_else_is_refused(sso, provider_key, client):
+    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    response = client.post("/oidc/backchannel-logout/", {"logout_token": _logout_token(forger)})
+    assert response.status_code == 400
+
+
+def test_a_replayed_logout_token_is_refused(sso, provider_key, client, django_user_model):
+    _sso_person(django_user_model)
+    token = _logout_token(provider_key)
+    assert client.post("/oidc/backchannel-logout/", {"logout_token": token}).status_code == 200
+    assert client.post("/oidc/backchannel-logout/", {"logout_token": token}).status_code == 400
+
+
+# --- RP-initiated logout ----------------------------------------------------------------------------
+
+
+def test_signing_out_of_an_sso_session_ends_the_provider_session_too(sso, client, django_user_model, monkeypatch):
+    from console import sso as sso_module
+
+    monkeypatch.setattr(
+        sso_module, "provider_config", lambda: {"issuer": ISSUER, "end_session_endpoint": f"{ISSUER}/session/end"}
+    )
+    user, account = _sso_person(django_user_model)
+    _open_sso_session(client, user)
+    session = client.session
+    session["mandate_sso"] = {"account": account.pk, "validated_at": time.time()}
+    session["mandate_sso_id_token"] = "the-id-token"
+    session.save()
+    response = client.post("/logout/")
+    assert response.status_code == 302
+    assert response.url.startswith(f"{ISSUER}/session/end?")
+    assert "id_token_hint=the-id-token" in response.url and "client_id=mandate" in response.url
+    assert "post_logout_redirect_uri=http%3A%2F%2Ftestserver%2Flogin%2F" in response.url
+    assert "_auth_user_id" not in client.session
+    assert not SignInSession.objects.filter(user=user).exists()
+
+
+def test_signing_out_of_a_password_session_stays_here(sso, client, django_user_model):
+    user = django_user_model.objects.create_user("local", password="local-password-123")
+    client.post("/login/", {"username": "local", "password": "local-password-123"})
+    assert SignInSession.objects.filter(user=user, method="password").count() == 1
+    response = client.post("/logout/")
+    assert response.status_code == 302 and response.url.startswith("/login")
+    assert not SignInSession.objects.exists()
+
+
+# --- SSO-only mode ----------------------------------------------------------------------------------
+
+
+def test_sso_only_mode_lets_only_break_glass_accounts_use_a_password(sso, client, django_user_model):
+    sso.MANDATE_OIDC_ONLY = True
+    sso.MANDATE_BREAK_GLASS_USERS = ["breakglass"]
+    django_user_model.objects.create_user("local", password="local-password-123")
+    django_user_model.objects.create_user("breakglass", password="local-password-123")
+    client.post("/login/", {"username": "local", "password": "local-password-123"})
+    assert "_auth_user_id" not in client.session
+    client.post("/login/", {"username": "breakglass", "password": "local-password-123"})
+    assert "_auth_user_id" in client.session
