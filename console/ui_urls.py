@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from console.views import activity, agents, approvals, audit, auth, dashboard, envelopes, tokens
+from console.views import activity, agents, approvals, audit, auth, dashboard, envelopes, people, tokens
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -24,6 +24,11 @@ urlpatterns = [
     path("activity/", activity.activity_list, name="activity"),
     path("audit/", audit.audit_list, name="audit"),
     path("audit/chain-status", audit.audit_chain_status, name="audit-chain"),
+    path("people/", people.people_list, name="people"),
+    path("people/<int:pk>/", people.person_detail, name="person-page"),
+    path("people/<int:pk>/sign-out", people.person_sign_out, name="person-sign-out"),
+    path("people/<int:pk>/deactivate", people.person_deactivate, name="person-deactivate"),
+    path("people/<int:pk>/tokens/<uuid:token>/revoke", people.person_token_revoke, name="person-token-revoke"),
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/<uuid:pk>/revoke", tokens.token_revoke, name="token-revoke"),
 ]

@@ -1,0 +1,122 @@
+"""People, for identity admins: who can sign in, how (password or single sign-on), when they last
+did, their open sessions and API tokens — and "sign out everywhere" and "deactivate"."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count, OuterRef, Prefetch, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from console.errors import ValidationFailed
+from console.models import ApiToken, SignInSession
+from console.roles import ALL_ROLES, IDENTITY_ADMIN
+from console.services import revoke_api_token
+from console.sessions import deactivate_person, end_sessions, open_sessions
+from console.views._common import console_view, done, refused
+
+PEOPLE_LIMIT = 500
+
+
+def _people():
+    now = timezone.now()
+    live_sessions = (
+        SignInSession.objects.filter(
+            user=OuterRef("pk"), session_key__in=Session.objects.filter(expire_date__gt=now).values("session_key")
+        )
+        .order_by()
+        .values("user")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        get_user_model()
+        .objects.select_related("external_account")
+        .prefetch_related(Prefetch("groups", to_attr="role_groups"))
+        .annotate(
+            open_sessions=Coalesce(Subquery(live_sessions), 0),
+            live_tokens=Count(
+                "api_tokens",
+                filter=Q(api_tokens__revoked_at__isnull=True)
+                & (Q(api_tokens__expires_at__isnull=True) | Q(api_tokens__expires_at__gt=now)),
+            ),
+        )
+        .order_by("username")
+    )
+
+
+def _row(user) -> dict:
+    account = getattr(user, "external_account", None)
+    return {
+        "user": user,
+        "roles": sorted(g.name for g in user.role_groups if g.name in ALL_ROLES),
+        "source": "single sign-on" if account else "password",
+        "account": account,
+    }
+
+
+@console_view(IDENTITY_ADMIN)
+def people_list(request):
+    people = list(_people()[:PEOPLE_LIMIT])
+    return render(request, "console/people.html", {"rows": [_row(u) for u in people], "limit": PEOPLE_LIMIT})
+
+
+@console_view(IDENTITY_ADMIN)
+def person_detail(request, pk: int):
+    person = get_object_or_404(_people(), pk=pk)
+    context = {
+        "row": _row(person),
+        "sessions": list(open_sessions(person)[:100]),
+        "tokens": list(ApiToken.objects.filter(user=person).order_by("-created_at")[:200]),
+    }
+    return render(request, "console/person_detail.html", context)
+
+
+@require_POST
+@console_view(IDENTITY_ADMIN)
+def person_sign_out(request, pk: int):
+    person = get_object_or_404(get_user_model(), pk=pk)
+    ended = end_sessions(
+        user=person, actor=request.user, reason="signed out everywhere by an identity admin", request=request
+    )
+    page = reverse("person-page", args=[person.pk])
+    return done(request, page, f"Ended {ended} session{'' if ended == 1 else 's'} of {person.get_username()}.")
+
+
+@require_POST
+@console_view(IDENTITY_ADMIN)
+def person_deactivate(request, pk: int):
+    person = get_object_or_404(get_user_model(), pk=pk)
+    page = reverse("person-page", args=[person.pk])
+    reason = request.POST.get("reason", "").strip()
+    if not reason:
+        return refused(request, page, ValidationFailed("say why this person is deactivated", field="reason"))
+    if person.pk == request.user.pk:
+        return refused(request, page, ValidationFailed("you cannot deactivate yourself", field="person"))
+    admins = (
+        get_user_model().objects.filter(is_active=True).filter(Q(groups__name=IDENTITY_ADMIN) | Q(is_superuser=True))
+    )
+    if person.is_active and admins.filter(pk=person.pk).exists() and admins.distinct().count() <= 1:
+        return refused(request, page, ValidationFailed("the last active identity admin cannot be deactivated"))
+    deactivate_person(user=person, actor=request.user, reason=reason, request=request)
+    return done(
+        request, page, f"{person.get_username()} is deactivated; their API tokens are revoked and sessions ended."
+    )
+
+
+@require_POST
+@console_view(IDENTITY_ADMIN)
+def person_token_revoke(request, pk: int, token: str):
+    person = get_object_or_404(get_user_model(), pk=pk)
+    try:
+        api_token = ApiToken.objects.select_related("user").get(pk=token, user=person)
+    except (ApiToken.DoesNotExist, ValueError, DjangoValidationError):
+        raise Http404 from None
+    revoke_api_token(token=api_token, actor=request.user, request=request, reason="revoked by an identity admin")
+    return done(request, reverse("person-page", args=[person.pk]), f"Token “{api_token.name}” revoked.")
