@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "console.middleware.SsoSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -422,9 +423,6 @@ if MANDATE_OIDC_ENABLED:
     # An SSO session is re-checked with the provider this often (refresh token); without a refresh
     # token it ends then. The same cadence re-validates people with API tokens (scheduled job).
     MANDATE_OIDC_REVALIDATE_SECONDS = env_int("MANDATE_OIDC_REVALIDATE_SECONDS", 900, minimum=60)
-    MIDDLEWARE.insert(
-        MIDDLEWARE.index("django.contrib.messages.middleware.MessageMiddleware") + 1, "console.sso.middleware"
-    )
     CELERY_BEAT_SCHEDULE["revalidate-sso-accounts"] = _sweep(
         "console.tasks.revalidate_sso_accounts",
         every=env_int("MANDATE_SWEEP_SSO_SECONDS", 300, minimum=60),

@@ -487,20 +487,16 @@ def revalidate_due_accounts() -> dict[str, int]:
     return outcome
 
 
-def middleware(get_response):
-    """Re-validate an SSO session once its window has passed; end it when that is not possible."""
-
-    def check(request):
-        state = request.session.get(SESSION_KEY) if hasattr(request, "session") else None
-        if state and request.user.is_authenticated:
-            window = settings.MANDATE_OIDC_REVALIDATE_SECONDS
-            if time.time() - float(state.get("validated_at", 0)) > window:
-                refused = _revalidate_session(request, state, window)
-                if refused is not None:
-                    return refused
-        return get_response(request)
-
-    return check
+def revalidated_or_signed_out(request):
+    """For console.middleware.SsoSessionMiddleware: None when the session may go on (re-validated
+    now if its window had passed), or the redirect to sign in again when it was ended."""
+    state = request.session.get(SESSION_KEY)
+    if not state or not request.user.is_authenticated:
+        return None
+    window = settings.MANDATE_OIDC_REVALIDATE_SECONDS
+    if time.time() - float(state.get("validated_at", 0)) <= window:
+        return None
+    return _revalidate_session(request, state, window)
 
 
 def _revalidate_session(request, state: dict, window: int):

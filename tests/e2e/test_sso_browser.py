@@ -12,12 +12,19 @@ import json
 import os
 import shutil
 import subprocess
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import Client
+from django.utils import timezone
 
+from accounts.models import ApiToken, SignInSession
 from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN
+from accounts.services import create_api_token
 from audit.models import AuditEvent
 from identities.models_oidc import ExternalAccount
 from tests.helpers.oidc import enable_sso
@@ -89,6 +96,8 @@ def provider(node_provider_ready, live_server, accounts_file):
         "CLIENT_ID": CLIENT_ID,
         "CLIENT_SECRET": CLIENT_SECRET,
         "REDIRECT_URI": f"{live_server.url}/oidc/callback/",
+        "POST_LOGOUT_REDIRECT_URI": f"{live_server.url}/login/",
+        "BACKCHANNEL_LOGOUT_URI": f"{live_server.url}/oidc/backchannel-logout/",
         "ACCOUNTS_FILE": str(accounts_file),
     }
     process = subprocess.Popen(
@@ -194,3 +203,153 @@ def test_a_person_removed_from_their_group_at_the_provider_is_refused_and_deacti
     assert not olga.is_active
     assert not olga.groups.exists()
     assert AuditEvent.objects.filter(verb="user.deactivated", target_label="olga").exists()
+
+
+# --- the trust boundaries of single sign-on --------------------------------------------------------
+
+
+def _session_of(page) -> SessionStore:
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "sessionid"]
+    return SessionStore(session_key=cookie["value"])
+
+
+def _code_from_a_hand_made_authorization_request(issuer: str, redirect_uri: str, username: str, password: str):
+    """What an attacker does: their own authorization request for our client (their own PKCE pair),
+    signed in at the provider, the code taken from the redirect instead of following it."""
+    import base64
+    import hashlib
+    import re
+    import secrets
+    import urllib.parse
+
+    import requests
+
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    browser = requests.Session()
+    config = browser.get(f"{issuer}/.well-known/openid-configuration", timeout=10).json()
+    query = {
+        "client_id": CLIENT_ID,
+        "redirect_uri": redirect_uri,
+        "response_type": "code",
+        "scope": "openid",
+        "state": "attacker-state",
+        "nonce": "attacker-nonce",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    login_page = browser.get(f"{config['authorization_endpoint']}?{urllib.parse.urlencode(query)}", timeout=10)
+    action = re.search(r'action="([^"]+)"', login_page.text).group(1)
+    response = browser.post(
+        urllib.parse.urljoin(login_page.url, action),
+        data={"username": username, "password": password},
+        allow_redirects=False,
+        timeout=10,
+    )
+    for _ in range(10):
+        location = urllib.parse.urljoin(response.url, response.headers["Location"])
+        if location.startswith(redirect_uri):
+            return urllib.parse.urlsplit(location).query
+        response = browser.get(location, allow_redirects=False, timeout=10)
+    raise AssertionError("the provider never redirected to the callback")
+
+
+def test_a_real_sign_in_code_posted_to_the_password_forms_signs_nobody_in(sso, live_server):
+    """The attack: a code the provider issued, posted to /login/ (and /admin/login/) with any
+    username and password. Refused as a plain failed sign-in: no exchange, nobody signed in, no 500."""
+    for url in ("/login/", "/admin/login/"):
+        query = _code_from_a_hand_made_authorization_request(sso, f"{live_server.url}/oidc/callback/", "ada", "ada-pw")
+        assert "code=" in query
+        attacker = Client()
+        response = attacker.post(f"{url}?{query}", {"username": "mallory", "password": "anything"})
+        assert response.status_code in (200, 404), url  # the form again, or no admin site at all
+        assert "_auth_user_id" not in attacker.session
+    assert not get_user_model().objects.filter(username="ada").exists()
+
+
+def test_signing_out_ends_the_provider_session_so_the_next_sso_sign_in_asks_again(sso, sso_sign_in, live_server):
+    page = sso_sign_in("ada", "ada-pw")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_selector("#idp-logout")  # the provider's own sign-out confirmation
+    page.click("#idp-logout")
+    page.wait_for_url(f"{live_server.url}/login/")
+    page.click("#sso-sign-in")
+    page.wait_for_selector("#idp-submit")  # asked for credentials again: the provider session is gone
+    assert not SignInSession.objects.exists()
+
+
+def test_a_logout_at_the_provider_ends_the_mandate_session_at_once(sso, sso_sign_in, live_server):
+    page = sso_sign_in("ada", "ada-pw")
+    assert SignInSession.objects.filter(user__username="ada", method="sso").exclude(sid="").count() == 1
+    page.goto(f"{sso}/session/end")
+    page.click("#idp-logout")
+    page.wait_for_selector("#idp-signed-out")
+    page.goto(f"{live_server.url}/")
+    assert "/login/" in page.url
+    assert not SignInSession.objects.filter(user__username="ada").exists()
+    assert AuditEvent.objects.filter(verb="user.sessions_ended", reason__contains="back-channel").exists()
+
+
+@pytest.fixture
+def offline_sso(sso, settings):
+    settings.OIDC_RP_SCOPES = "openid offline_access email profile groups"
+    return sso
+
+
+def _disable(accounts_file, username):
+    accounts = json.loads(accounts_file.read_text())
+    accounts[username]["disabled"] = True
+    accounts_file.write_text(json.dumps(accounts))
+
+
+def test_a_person_disabled_at_the_provider_loses_session_and_tokens_at_the_next_revalidation(
+    offline_sso, sso_sign_in, accounts_file, live_server
+):
+    from console.sso import revalidate_due_accounts
+    from identities.models_oidc import ExternalAccount
+
+    page = sso_sign_in("olga", "olga-pw")
+    olga = get_user_model().objects.get(username="olga")
+    issued = create_api_token(user=olga, actor=olga, name="automation")
+    account = ExternalAccount.objects.get(user=olga)
+    assert account.refresh_token_encrypted  # the provider granted offline access
+
+    # Still accepted: the job re-validates and leaves everything as it was.
+    ExternalAccount.objects.filter(pk=account.pk).update(validated_at=timezone.now() - timedelta(hours=1))
+    assert revalidate_due_accounts() == {"checked": 1, "refused": 0, "unavailable": 0}
+
+    _disable(accounts_file, "olga")
+    ExternalAccount.objects.filter(pk=account.pk).update(validated_at=timezone.now() - timedelta(hours=1))
+    assert revalidate_due_accounts() == {"checked": 1, "refused": 1, "unavailable": 0}
+    olga.refresh_from_db()
+    assert not olga.is_active
+    assert ApiToken.objects.get(pk=issued.token.pk).revoked_at is not None
+    page.goto(f"{live_server.url}/")
+    assert "/login/" in page.url
+
+
+def test_an_open_session_past_its_window_is_re_checked_with_the_provider_on_the_next_page(
+    offline_sso, sso_sign_in, accounts_file, live_server
+):
+    page = sso_sign_in("olga", "olga-pw")
+    session = _session_of(page)
+    state = session["mandate_sso"]
+    state["validated_at"] = time.time() - 3600
+    session["mandate_sso"] = state
+    session.save()
+    from identities.models_oidc import ExternalAccount
+
+    ExternalAccount.objects.filter(user__username="olga").update(validated_at=timezone.now() - timedelta(hours=1))
+    page.goto(f"{live_server.url}/")  # still accepted: re-checked quietly, the page is served
+    assert "/login/" not in page.url
+
+    _disable(accounts_file, "olga")
+    session = _session_of(page)
+    state = session["mandate_sso"]
+    state["validated_at"] = time.time() - 3600
+    session["mandate_sso"] = state
+    session.save()
+    ExternalAccount.objects.filter(user__username="olga").update(validated_at=timezone.now() - timedelta(hours=1))
+    page.goto(f"{live_server.url}/")
+    assert "/login/" in page.url
+    assert not get_user_model().objects.get(username="olga").is_active

@@ -138,12 +138,6 @@ def enable_sso(
     settings.MANDATE_OIDC_REVALIDATE_SECONDS = 900
     settings.MANDATE_OIDC_ONLY = False
     settings.MANDATE_BREAK_GLASS_USERS = []
-    if "console.sso.middleware" not in settings.MIDDLEWARE:
-        middleware = list(settings.MIDDLEWARE)
-        middleware.insert(
-            middleware.index("django.contrib.messages.middleware.MessageMiddleware") + 1, "console.sso.middleware"
-        )
-        settings.MIDDLEWARE = middleware
     templates = [dict(t, OPTIONS=dict(t["OPTIONS"])) for t in settings.TEMPLATES]
     templates[0]["OPTIONS"]["context_processors"] = [
         *templates[0]["OPTIONS"]["context_processors"],

@@ -2,6 +2,7 @@
 // browser test, served on loopback. Configured by environment:
 //   PORT           port on 127.0.0.1 (0 picks a free one; the chosen URL is printed as `READY <issuer>`)
 //   CLIENT_ID, CLIENT_SECRET, REDIRECT_URI   the one confidential client (Mandate)
+//   POST_LOGOUT_REDIRECT_URI, BACKCHANNEL_LOGOUT_URI   optional: RP-initiated and back-channel logout
 //   ACCOUNTS_FILE  JSON {"<sub>": {"password", "disabled"?, "claims": {...}}}, re-read on every use so a
 //                  test can change someone's groups, or disable them, between two sign-ins.
 // The sign-in page is our own (username + password); consent is implied for the one first-party client.
@@ -85,14 +86,19 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
       client_id: env('CLIENT_ID'),
       client_secret: env('CLIENT_SECRET'),
       redirect_uris: [env('REDIRECT_URI')],
-      grant_types: ['authorization_code'],
+      grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_post',
       id_token_signed_response_alg: 'RS256',
+      ...(process.env.POST_LOGOUT_REDIRECT_URI
+        ? { post_logout_redirect_uris: [process.env.POST_LOGOUT_REDIRECT_URI] } : {}),
+      ...(process.env.BACKCHANNEL_LOGOUT_URI
+        ? { backchannel_logout_uri: process.env.BACKCHANNEL_LOGOUT_URI, backchannel_logout_session_required: true }
+        : {}),
     }],
     jwks: { keys: [signingKey] },
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
-    scopes: ['openid', 'email', 'profile', 'groups'],
+    scopes: ['openid', 'offline_access', 'email', 'profile', 'groups'],
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
@@ -100,7 +106,22 @@ server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
       groups: ['groups'],
     },
     pkce: { required: () => true },
-    features: { devInteractions: { enabled: false } },
+    features: {
+      devInteractions: { enabled: false },
+      backchannelLogout: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(ctx, form) {
+          ctx.body = `<!doctype html><html><head><title>Test IdP sign-out</title></head><body>
+<h1>Sign out of the test identity provider?</h1>${form}
+<button type="submit" form="op.logoutForm" name="logout" value="yes" id="idp-logout">Yes, sign me out</button>
+</body></html>`;
+        },
+        async postLogoutSuccessSource(ctx) {
+          ctx.body = '<!doctype html><html><body><p id="idp-signed-out">Signed out.</p></body></html>';
+        },
+      },
+    },
     interactions: { url: (ctx, i) => `/interaction/${i.uid}` },
     async findAccount(ctx, id) {
       const account = accounts()[id];
