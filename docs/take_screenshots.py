@@ -32,6 +32,7 @@ PAGES = {
         ("audit", "/audit/"),
         ("activity", "/activity/"),
         ("posture", "/posture/"),
+        ("people", "/people/"),
     ],
     "olivia": [("my-agents", "/my-agents/"), ("request-envelope", "/envelopes/new/")],
 }
