@@ -54,3 +54,26 @@ class ApiToken(models.Model):
         if self.expires_at is not None and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class SignInSession(models.Model):
+    """One open console session of a person: how they signed in, so an identity admin can see it and
+    end it ("sign out everywhere"), and so the provider's back-channel logout can find it."""
+
+    class Method(models.TextChoices):
+        PASSWORD = "password", "password"
+        SSO = "sso", "single sign-on"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_in_sessions")
+    session_key = models.CharField(max_length=40, unique=True)
+    method = models.CharField(max_length=8, choices=Method.choices)
+    # The provider's session id (the ID token's ``sid``), which a back-channel logout may name.
+    sid = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        # The people page lists each person's sessions; back-channel logout looks them up by sid.
+        indexes = [models.Index(fields=["user", "created_at"], name="signin_session_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.method} {self.created_at:%Y-%m-%d %H:%M}"

@@ -418,7 +418,7 @@ if MANDATE_OIDC_ENABLED:
     OIDC_TIMEOUT = env_int("MANDATE_OIDC_TIMEOUT", 10, minimum=1)
     OIDC_VERIFY_SSL = True
     OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
-    AUTHENTICATION_BACKENDS = ["console.auth_backends.PasswordBackend", "console.sso.MandateOIDCBackend"]
+    AUTHENTICATION_BACKENDS = ["accounts.auth_backends.PasswordBackend", "console.sso.MandateOIDCBackend"]
     TEMPLATES[0]["OPTIONS"]["context_processors"].append("console.sso.context")
     # An SSO session is re-checked with the provider this often (refresh token); without a refresh
     # token it ends then. The same cadence re-validates people with API tokens (scheduled job).

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
 
-from console.sessions import AUTH_TIME_KEY
+from accounts.sessions import AUTH_TIME_KEY
 
 SSO_SESSION_KEY = "mandate_sso"  # console.sso.SESSION_KEY, without importing SSO when it is off
 SSO_ACR_KEY = "mandate_sso_acr"

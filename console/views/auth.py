@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from console.sessions import forget_session, record_sign_in
+from accounts.sessions import forget_session, record_sign_in
 from console.views._common import console_view
 
 SSO_SESSION_KEY = "mandate_sso"

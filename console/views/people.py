@@ -14,12 +14,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from console.errors import ValidationFailed
-from console.models import ApiToken, SignInSession
-from console.roles import ALL_ROLES, IDENTITY_ADMIN
-from console.services import revoke_api_token
-from console.sessions import deactivate_person, end_sessions, open_sessions
+from accounts.models import ApiToken, SignInSession
+from accounts.roles import ALL_ROLES, IDENTITY_ADMIN
+from accounts.services import revoke_api_token
+from accounts.sessions import deactivate_person, end_sessions, open_sessions
 from console.views._common import console_view, done, refused
+from core.errors import ValidationFailed
 
 PEOPLE_LIMIT = 500
 

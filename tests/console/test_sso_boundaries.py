@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.exceptions import SuspiciousOperation
 from django.utils import timezone
 
-from console.models import ApiToken, AuditEvent, SignInSession
-from console.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
-from console.services import create_api_token
+from accounts.models import ApiToken, SignInSession
+from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from accounts.services import create_api_token
+from audit.models import AuditEvent
 from identities.models_oidc import ExternalAccount
 from tests.oidc_support import enable_sso
 

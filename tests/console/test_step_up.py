@@ -8,7 +8,7 @@ import time
 import pytest
 from django.test import Client
 
-from console.sessions import AUTH_TIME_KEY
+from accounts.sessions import AUTH_TIME_KEY
 from tests.e2e.conftest import PASSWORD
 from tests.factories import make_agent, make_envelope, make_instance
 

@@ -8,8 +8,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from console.models import ApiToken, AuditEvent, SignInSession
-from console.services import create_api_token
+from accounts.models import ApiToken, SignInSession
+from accounts.services import create_api_token
+from audit.models import AuditEvent
 from identities.models_oidc import ExternalAccount
 
 pytestmark = pytest.mark.django_db

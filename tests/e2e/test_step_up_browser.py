@@ -10,7 +10,7 @@ import pytest
 from django.contrib.sessions.backends.db import SessionStore
 from playwright.sync_api import expect
 
-from console.sessions import AUTH_TIME_KEY
+from accounts.sessions import AUTH_TIME_KEY
 from tests.e2e.conftest import PASSWORD
 from tests.factories import make_agent, make_envelope, make_instance
 

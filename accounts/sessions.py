@@ -13,9 +13,9 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from console import audit
-from console.models import ApiToken, SignInSession
-from console.services import revoke_api_token
+from accounts.models import ApiToken, SignInSession
+from accounts.services import revoke_api_token
+from audit import services as audit
 
 # The moment a person last proved who they are in this session (seconds since the epoch): step-up
 # checks it before sensitive actions.
