@@ -7,14 +7,16 @@ whose it is and how they signed in, so ending a person's sessions never has to d
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.models import ApiToken, SignInSession
 from accounts.services import revoke_api_token
+from audit.services import ActorLike
 from audit import services as audit
 
 # The moment a person last proved who they are in this session (seconds since the epoch): step-up
@@ -38,14 +40,14 @@ def forget_session(session_key: str | None) -> None:
         SignInSession.objects.filter(session_key=session_key).delete()
 
 
-def open_sessions(user: AbstractBaseUser):
+def open_sessions(user: User) -> QuerySet[SignInSession]:
     """The person's sessions that still exist and have not expired, newest first."""
     live = Session.objects.filter(expire_date__gt=timezone.now()).values("session_key")
     return SignInSession.objects.filter(user=user, session_key__in=live).order_by("-created_at")
 
 
 def end_sessions(
-    *, user: AbstractBaseUser, actor, reason: str, sid: str | None = None, request: HttpRequest | None = None
+    *, user: User, actor: ActorLike, reason: str, sid: str | None = None, request: HttpRequest | None = None
 ) -> int:
     """End the person's sessions (only the provider session ``sid``'s, when given). Returns how many."""
     with transaction.atomic():
@@ -68,11 +70,11 @@ def end_sessions(
     return len(keys)
 
 
-def deactivate_person(*, user: AbstractBaseUser, actor, reason: str, request: HttpRequest | None = None) -> bool:
+def deactivate_person(*, user: User, actor: ActorLike, reason: str, request: HttpRequest | None = None) -> bool:
     """Deactivate, revoke every API token (revoked, not suspended: reactivating the person later does
     not bring them back) and end every session, all recorded with ``reason``. False when already so."""
     with transaction.atomic():
-        user = type(user).objects.select_for_update().get(pk=user.pk)
+        user = User.objects.select_for_update().get(pk=user.pk)
         changed = user.is_active
         if user.is_active:
             user.is_active = False
@@ -90,7 +92,7 @@ def deactivate_person(*, user: AbstractBaseUser, actor, reason: str, request: Ht
     return changed
 
 
-def withdraw_access(*, user: AbstractBaseUser, actor, reason: str, request: HttpRequest | None = None) -> None:
+def withdraw_access(*, user: User, actor: ActorLike, reason: str, request: HttpRequest | None = None) -> None:
     """Revoke every live API token of the person and end every session of theirs."""
     with transaction.atomic():
         live = ApiToken.objects.filter(user=user, revoked_at__isnull=True).select_related("user")

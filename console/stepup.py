@@ -30,9 +30,9 @@ def step_up_needed(request: HttpRequest) -> str:
     authenticated_at = float(request.session.get(AUTH_TIME_KEY) or 0)
     if time.time() - authenticated_at > max_age:
         return f"This action needs a sign-in within the last {_minutes(max_age)}; confirm it's you to go on."
-    if request.session.get(SSO_SESSION_KEY) and settings.MANDATE_STEP_UP_ACR:
-        if request.session.get(SSO_ACR_KEY, "") != settings.MANDATE_STEP_UP_ACR:
-            return "This action needs a stronger sign-in at your identity provider; confirm it's you to go on."
+    acr_wanted = settings.MANDATE_STEP_UP_ACR
+    if acr_wanted and request.session.get(SSO_SESSION_KEY) and request.session.get(SSO_ACR_KEY, "") != acr_wanted:
+        return "This action needs a stronger sign-in at your identity provider; confirm it's you to go on."
     return ""
 
 

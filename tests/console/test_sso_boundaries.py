@@ -20,7 +20,7 @@ from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from accounts.services import create_api_token
 from audit.models import AuditEvent
 from identities.models_oidc import ExternalAccount
-from tests.oidc_support import enable_sso
+from tests.helpers.oidc import enable_sso
 
 pytestmark = pytest.mark.django_db
 
@@ -185,7 +185,7 @@ def test_a_person_the_provider_no_longer_accepts_loses_tokens_and_sessions_at_th
 ):
     from console import sso as sso_module
 
-    user, account = _sso_person(django_user_model)
+    user, _ = _sso_person(django_user_model)
     issued = create_api_token(user=user, actor=user, name="automation")
     client.force_login(user)
     SignInSession.objects.create(user=user, session_key=client.session.session_key, method="sso")
