@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from accounts.models import ApiToken, SignInSession
 from accounts.services import revoke_api_token
-from audit.services import ActorLike
 from audit import services as audit
+from audit.services import ActorLike
 
 # The moment a person last proved who they are in this session (seconds since the epoch): step-up
 # checks it before sensitive actions.
