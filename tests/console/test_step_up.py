@@ -10,7 +10,7 @@ from django.test import Client
 
 from accounts.sessions import AUTH_TIME_KEY
 from tests.e2e.conftest import PASSWORD
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 HTMX = {"HTTP_HX_REQUEST": "true"}

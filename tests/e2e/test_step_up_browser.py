@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from accounts.sessions import AUTH_TIME_KEY
 from tests.e2e.conftest import PASSWORD
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
