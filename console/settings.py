@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "console.middleware.RequestIdMiddleware",
+    "console.outage.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -156,6 +157,7 @@ if not DEBUG:
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiTokenAuthentication",
+        "accounts.authentication.AgentCredentialRefusal",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -293,6 +295,7 @@ MANDATE_SWEEP_TASKS = (
     "tasks.tasks.remind_recertifications",
     "tasks.tasks.flag_orphaned_agents",
     "audit.jobs.write_audit_checkpoint",
+    "tasks.tasks.relay_outbox",
 )
 CELERY_TASK_ROUTES = {name: {"queue": MANDATE_SCHEDULED_QUEUE} for name in MANDATE_SWEEP_TASKS}
 # A sweep that runs longer than this is stopped between chunks (its current chunk rolls back).
@@ -362,6 +365,10 @@ CELERY_BEAT_SCHEDULE = {
         "tasks.tasks.remind_recertifications",
         every=env_int("MANDATE_REMIND_RECERTIFICATIONS_SECONDS", 24 * 3600, minimum=60),
         offset=8 * 3600 + 7 * 60,
+    ),
+    # Notices the broker could not take when they were written (tasks/outbox.py).
+    "relay-outbox": _sweep(
+        "tasks.tasks.relay_outbox", every=env_int("MANDATE_RELAY_OUTBOX_SECONDS", 30, minimum=1), offset=11
     ),
     "flag-orphaned-agents": _sweep(
         "tasks.tasks.flag_orphaned_agents",

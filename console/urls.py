@@ -22,6 +22,7 @@ urlpatterns = [
 ]
 
 handler403 = "console.views.auth.forbidden"
+handler500 = "console.outage.server_error_or_outage"
 
 if settings.MANDATE_OIDC_ENABLED:  # single sign-on for people (console/sso.py)
     urlpatterns.append(path("oidc/", include("console.sso")))

@@ -65,6 +65,8 @@ def _no_store(response: JsonResponse) -> JsonResponse:
 
 def _error(error: str, description: str, status: int = 400, **headers) -> JsonResponse:
     response = JsonResponse({"error": error, "error_description": description}, status=status)
+    if status == 503:
+        headers.setdefault("Retry_After", "5")
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return _no_store(response)
