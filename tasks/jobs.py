@@ -10,7 +10,7 @@ from smtplib import SMTPException
 
 from celery import shared_task
 
-from tasks import sweeps
+from tasks import outbox, sweeps
 from tasks.mail import send_envelope_notice
 
 
@@ -24,6 +24,25 @@ from tasks.mail import send_envelope_notice
 )
 def notify_envelope(kind: str, envelope_id: str) -> None:
     send_envelope_notice(kind=kind, envelope_id=envelope_id)
+
+
+@shared_task(
+    ignore_result=True,
+    autoretry_for=(SMTPException, ConnectionError, TimeoutError),
+    max_retries=3,
+    retry_backoff=30,
+    retry_jitter=True,
+    name="tasks.tasks.deliver_notice",
+)
+def deliver_notice(message_id: str) -> int:
+    """One outbox row's notice, sent once however many times it was published (tasks/outbox.py)."""
+    return outbox.deliver(message_id)
+
+
+@shared_task(ignore_result=True, name="tasks.tasks.relay_outbox")
+def relay_outbox() -> int:
+    """Beat job: hand undelivered outbox rows to the broker again (after a broker outage)."""
+    return outbox.relay_outbox()
 
 
 # --- scheduled sweeps (routed to the `scheduled` queue; beat entries in settings.CELERY_BEAT_SCHEDULE) ---

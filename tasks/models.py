@@ -206,3 +206,26 @@ class ActivityEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.scope} {self.resource}"
+
+
+# The notification outbox: The notification outbox: a row written in the same transaction as the change it announces.
+# The broker may be down when an envelope is requested or decided; the row is not. It is published
+# after commit (off the request's thread), re-published by the relay until a worker has delivered it,
+# and delivered at most once per row: the worker claims the row before sending (see tasks/outbox.py).
+class OutboxMessage(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=32)  # "pending" or "decided" (tasks/mail.py)
+    envelope_id = models.UUIDField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # Last time it was handed to the broker (None: never yet); the relay re-publishes stale ones.
+    published_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["created_at"], name="outbox_undelivered_idx", condition=Q(delivered_at__isnull=True)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.envelope_id}"

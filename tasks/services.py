@@ -22,6 +22,7 @@ from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from identities.models import Agent, Instance
 from identities.permissions import require_can_manage
 from identities.validators import RESOURCE_RE, is_scope
+from tasks import outbox
 from tasks.models import Approval, TaskEnvelope
 from tasks.policy import active_policy
 
@@ -190,9 +191,8 @@ def request_envelope(
 
 
 def _after_commit_notify(kind: str, envelope_id: uuid.UUID) -> None:
-    from tasks import notifications
-
-    transaction.on_commit(lambda: notifications.envelope_event(kind, envelope_id))
+    """Write the notice into the outbox in this transaction; it is published after commit."""
+    outbox.enqueue(kind=kind, envelope_id=envelope_id)
 
 
 def _approve_now(envelope: TaskEnvelope, *, actor: ActorLike, request: RequestLike | None = None) -> None:

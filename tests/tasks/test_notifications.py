@@ -116,23 +116,27 @@ def test_the_requester_learns_that_nobody_decided_in_time(instance, django_captu
     assert message.subject == "[Mandate] your envelope for invoice-triage expired: nobody decided in time"
 
 
-def test_a_broker_that_is_down_never_fails_the_request(
+def test_a_broker_that_is_down_never_fails_the_request_and_the_notice_waits_in_the_outbox(
     instance, admin, monkeypatch, caplog, django_capture_on_commit_callbacks
 ):
     from tasks import jobs as celery_tasks
+    from tasks.models import OutboxMessage
 
     def down(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(celery_tasks.notify_envelope, "apply_async", down)
+    monkeypatch.setattr(celery_tasks.deliver_notice, "apply_async", down)
     with (
-        caplog.at_level(logging.WARNING, logger="tasks.notifications"),
+        caplog.at_level(logging.WARNING, logger="tasks.outbox"),
         django_capture_on_commit_callbacks(execute=True),
     ):
         envelope = make_envelope(instance, **MEDIUM)
     envelope.refresh_from_db()
     assert envelope.state == "pending"
-    assert "could not enqueue pending notice" in caplog.text
+    assert "waits in the outbox" in caplog.text
+    [waiting] = OutboxMessage.objects.all()
+    assert (waiting.kind, waiting.envelope_id, waiting.delivered_at) == ("pending", envelope.id, None)
+    assert mail.outbox == []
 
 
 def test_a_late_pending_notice_for_a_decided_envelope_is_dropped(instance, admin):
