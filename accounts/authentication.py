@@ -43,3 +43,45 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "description": "An API token (mdt_…)."}
+
+
+# Where an agent's own credential (a JWT-SVID) is accepted, for the refusal below.
+AGENT_CREDENTIAL_ENDPOINTS = (
+    "POST /api/v1/events (as the Bearer header), POST /api/v1/decisions (in the body's 'token', "
+    "sent by a gateway with its own API token), POST /oauth/token (as subject_token) and /oauth/introspect"
+)
+
+
+class AgentCredentialRefusal(authentication.BaseAuthentication):
+    """Placed after the API-token scheme: a Bearer value that is not an API token but has the shape
+    of a JWT is an agent credential sent where only people's API tokens are accepted. Say so, and
+    where it is accepted, instead of DRF's "credentials were not provided"."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        secret = bearer_value(request)
+        if secret is None or secret.startswith(TOKEN_PREFIX):
+            return None
+        if secret.count(".") == 2:
+            raise exceptions.AuthenticationFailed(
+                "this is an agent credential; this endpoint accepts API tokens (mdt_…) only. "
+                f"Agent credentials are accepted at {AGENT_CREDENTIAL_ENDPOINTS}"
+            )
+        raise exceptions.AuthenticationFailed("not an API token (they start with mdt_) nor an agent credential")
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class AgentCredentialRefusalScheme(OpenApiAuthenticationExtension):
+    """The refusal accepts nothing, so it adds no security scheme to the document."""
+
+    target_class = "accounts.authentication.AgentCredentialRefusal"
+    name: list[str] = []
+
+    def get_security_requirement(self, auto_schema):
+        return None
+
+    def get_security_definition(self, auto_schema):
+        return []

@@ -140,7 +140,7 @@ def verify_client_assertion(assertion: object, *, audience: str, now: float | No
     now = time.time() if now is None else now
     # RFC 7523 allows a list; it must still name this endpoint and nothing else.
     if claims["aud"] != audience and claims["aud"] != [audience]:
-        raise AssertionRejected("aud must be exactly this token endpoint's URL")
+        raise AssertionRejected(f"aud must be exactly this token endpoint's URL: {audience}")
     exp, iat, nbf, jti = claims["exp"], claims["iat"], claims.get("nbf"), claims["jti"]
     for value in (exp, iat, nbf):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):

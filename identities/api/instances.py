@@ -17,6 +17,7 @@ from accounts.permissions import RolePermission
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from core.api import UUID_PATH, StrictCharField, StrictFilterSet, StrictSerializer, errors
 from identities import selectors, services
+from identities.jwk import ACCEPTED
 from identities.models import Instance
 
 
@@ -44,9 +45,14 @@ class InstanceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# DRF formats error messages with str.format: the example's braces are doubled to survive it.
+_NOT_A_JWK = "must be a JSON object (a JWK); " + ACCEPTED.replace("{", "{{").replace("}", "}}")
+
+
 class InstanceCreateSerializer(StrictSerializer):
     public_jwk = serializers.DictField(
-        help_text="The instance's public key as a JWK: OKP Ed25519 or EC P-256, public members only."
+        help_text="The instance's public key as a JWK: OKP Ed25519 or EC P-256, public members only.",
+        error_messages={"not_a_dict": _NOT_A_JWK},
     )
     label = StrictCharField(required=False, allow_blank=True, max_length=200, default="")
 
@@ -55,7 +61,9 @@ class InstanceRegisterSerializer(InstanceCreateSerializer):
     """Registration may present a workload token from a trusted issuer with, or instead of, a key."""
 
     public_jwk = serializers.DictField(
-        required=False, help_text="The instance's public key as a JWK (optional with a workload token)."
+        required=False,
+        help_text="The instance's public key as a JWK (optional with a workload token).",
+        error_messages={"not_a_dict": _NOT_A_JWK},
     )
     workload_token = StrictCharField(
         required=False,

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.authentication import AgentCredentialRefusal
 from core.api import errors
 from core.errors import ValidationFailed
 from tasks.activity import json_text, storable
@@ -67,7 +68,7 @@ def parse_decision_request(data) -> dict:
 
 
 class DecisionView(APIView):
-    authentication_classes = [CachedApiTokenAuthentication]
+    authentication_classes = [CachedApiTokenAuthentication, AgentCredentialRefusal]
     permission_classes = [IsGatewayOrAdmin]
 
     # The cached authenticator is the ordinary API-token scheme; name it so, not as a second scheme.
