@@ -260,8 +260,10 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "mandate@localhost")
 
 # --- Celery -------------------------------------------------------------------------------------
 _broker_dir = DATA_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
-if CELERY_BROKER_URL == "filesystem://":
+# The embedded broker ignores the host, but kombu warns "No hostname was supplied" without one.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://localhost/"
+if CELERY_BROKER_URL in ("filesystem://", "filesystem://localhost/"):
+    CELERY_BROKER_URL = "filesystem://localhost/"
     for sub in ("in", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
