@@ -17,3 +17,15 @@ if Path(sys.argv[0]).name in {"celery", "__main__.py"} and "celery" in sys.argv[
 app = Celery("mandate")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(related_name="jobs")
+
+
+def _connect_job_recorder() -> None:
+    from celery.signals import task_postrun, task_prerun
+
+    from console import job_runs
+
+    task_prerun.connect(job_runs.task_started, weak=False)
+    task_postrun.connect(job_runs.task_finished, weak=False)
+
+
+_connect_job_recorder()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
@@ -52,6 +53,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight from the web process: compressed, hashed names cached for a year.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "console.metrics.RequestLatencyMiddleware",
     "console.middleware.RequestIdMiddleware",
     "console.outage.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -131,8 +135,20 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Production serves what `manage.py collectstatic` wrote: gzip/brotli copies and content-hashed names
+# (WhiteNoise caches those for a year). Development and tests serve the source folders as they are.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG or TESTING
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG or TESTING
+WHITENOISE_AUTOREFRESH = DEBUG or TESTING
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
@@ -386,14 +402,42 @@ CELERY_BEAT_SCHEDULE = {
     ),
 }
 
+# --- Metrics (console/metrics.py) -----------------------------------------------------------------
+# /metrics answers an auditor's or identity admin's API token, or any client whose address (after the
+# trusted proxies below) is in this list of addresses or networks. Never anyone else.
+MANDATE_METRICS_ALLOWED_IPS = env_list("MANDATE_METRICS_ALLOWED_IPS", [])
+# Proxies whose X-Forwarded-For is believed (addresses or networks): the client is the right-most
+# address in that header that is not one of them. Empty: the client is the connection's peer.
+MANDATE_TRUSTED_PROXIES = env_list("MANDATE_TRUSTED_PROXIES", [])
+for _name in ("MANDATE_METRICS_ALLOWED_IPS", "MANDATE_TRUSTED_PROXIES"):
+    for _entry in globals()[_name]:
+        try:
+            ipaddress.ip_network(_entry, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{_name}: {_entry!r} is not an address or network (10.0.0.0/8)") from None
+
 # --- Logging ------------------------------------------------------------------------------------
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "console.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "console.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]},
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        # Django's own default gives "django" a console handler of its own (under DEBUG) on top of
+        # the root's: every django.request warning came out twice. One handler, the root's.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        "django.db.backends": {"level": "WARNING"},
+    },
 }
 
 

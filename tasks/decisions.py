@@ -44,6 +44,7 @@ from typing import Any, cast
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from prometheus_client import Counter
 
 from audit import services as audit
 from core.oauth_errors import TokenRejected
@@ -499,6 +500,12 @@ def revoke_for_drift_if_due(*, envelope_id: uuid.UUID, drift_count: int | None, 
     return True
 
 
+# Incremented in memory per decision (no query); exposed at /metrics (console/metrics.py).
+DECISIONS = Counter(
+    "mandate_decisions_total", "Decisions answered, by reason (ok or the first failing check).", ["reason"]
+)
+
+
 def _decision_event(
     out: _Outcome, *, scope: str, resource: str, context: dict, policy: Policy, now: datetime, reported_by: str
 ) -> ActivityEvent:
@@ -579,6 +586,7 @@ def decide(
         touch_instance(instance, now)
     if drift:
         revoke_for_drift_if_due(envelope_id=envelope.id, drift_count=drift_count, policy=policy)
+    DECISIONS.labels(out.reason).inc()
     return Decision(
         allow=out.allow,
         reason=out.reason,

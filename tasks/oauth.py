@@ -19,6 +19,7 @@ from django.http import JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from prometheus_client import Counter
 from rest_framework import exceptions as drf_exceptions
 
 from accounts.authentication import ApiTokenAuthentication
@@ -55,6 +56,11 @@ TOKEN_TYPE_ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 _AUDIENCE_RE = re.compile(r"^[\x21-\x7e]{1,500}$")
 _MAX_PARAM_CHARS = 8192
 _MAX_TTL_DIGITS = 7
+
+
+# In memory, per request (no query); exposed at /metrics (console/metrics.py).
+MINTS = Counter("mandate_credentials_minted_total", "Credentials issued at /oauth/token, by grant.", ["grant"])
+REFUSALS = Counter("mandate_token_refusals_total", "Refusals at /oauth/token, by OAuth error.", ["error"])
 
 
 def _no_store(response: JsonResponse) -> JsonResponse:
@@ -216,11 +222,14 @@ def token(request):
             raise OAuthError(UNSUPPORTED_GRANT_TYPE, "use client_credentials or token exchange")
         minted, extra = _with_one_retry(grant, request, params)
     except OAuthError as err:
+        REFUSALS.labels(err.error).inc()
         return _error(err.error, err.description, err.status)
     except GrantRefused as refusal:
+        REFUSALS.labels(refusal.error).inc()
         return _error(refusal.error, refusal.description, 401 if refusal.error == INVALID_CLIENT else 400)
     finally:
         maybe_purge_used_assertions()
+    MINTS.labels("token_exchange" if params.get("grant_type") == TOKEN_EXCHANGE else "client_credentials").inc()
     credential = minted.credential
     return _no_store(
         JsonResponse(
