@@ -12,7 +12,8 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from core.request_id import current_request_id
 
-        record.request_id = current_request_id() or "-"
+        # django.request logs after the middleware has returned: its record carries the request.
+        record.request_id = current_request_id() or getattr(getattr(record, "request", None), "request_id", "-")
         return True
 
 
