@@ -95,7 +95,7 @@ def wait_up(base: str, seconds: float = 60) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            if requests.get(base + "/healthz", timeout=2).status_code == 200:
+            if requests.get(base + "/healthz", headers=HTTPS, timeout=2).status_code == 200:
                 return True
         except requests.RequestException:
             pass
