@@ -181,13 +181,17 @@ def broker_down(work: Path) -> None:
     # The broker is back (the environment's live one); the relay hands the rows over and the worker
     # (in process here) delivers them, once: a second relay finds nothing left.
     back = {**os.environ, "CELERY_TASK_ALWAYS_EAGER": "true"}
-    first = subprocess.run([PY, "manage.py", "shell", "-v", "0", "-c", relay], cwd=ROOT, env=back, capture_output=True, text=True)
+    first = subprocess.run(
+        [PY, "manage.py", "shell", "-v", "0", "-c", relay], cwd=ROOT, env=back, capture_output=True, text=True
+    )
     check(
         first.returncode == 0 and int(first.stdout.strip().splitlines()[-1]) >= 2,
         f"relay delivers them: {first.stdout}{first.stderr[-500:]}",
     )
     check(manage("shell", "-v", "0", "-c", count).strip() == "0", "none waits any more")
-    second = subprocess.run([PY, "manage.py", "shell", "-v", "0", "-c", relay], cwd=ROOT, env=back, capture_output=True, text=True)
+    second = subprocess.run(
+        [PY, "manage.py", "shell", "-v", "0", "-c", relay], cwd=ROOT, env=back, capture_output=True, text=True
+    )
     check(second.stdout.strip().splitlines()[-1] == "0", "a second relay hands over nothing")
 
 
