@@ -18,11 +18,11 @@ import subprocess
 import sys
 import time
 import uuid
-from urllib.parse import urlencode
 from pathlib import Path
+from urllib.parse import urlencode
 
 import requests
-from walk import HTTPS, PY, ROOT, Api, InstanceKey, Failed, api_token, check, manage, run, wait_up
+from walk import HTTPS, PY, ROOT, Api, Failed, InstanceKey, api_token, check, manage, run, wait_up
 
 GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
 
@@ -154,6 +154,7 @@ def broker_down(work: Path) -> None:
             "duration_seconds": 900,
             "max_actions": 5,
         }
+        envelope: dict = {}
         for step, (api, path, payload, expect) in enumerate(
             [
                 (owner, "/api/v1/envelopes/", request, 201),
@@ -162,9 +163,9 @@ def broker_down(work: Path) -> None:
             ]
         ):
             started = time.monotonic()
-            answer = api.call("POST", path.format(id=envelope["id"]) if step else path, payload, expect=expect)
+            answer = api.call("POST", path.format(id=envelope.get("id")), payload, expect=expect)
             seconds = time.monotonic() - started
-            envelope = answer if step == 0 else envelope
+            envelope = envelope or answer
             check(seconds < 1, f"POST {path} answered in {seconds:.2f} s with the broker down")
     finally:
         stop(process)
