@@ -155,13 +155,11 @@ def broker_down(work: Path) -> None:
             "max_actions": 5,
         }
         envelope: dict = {}
-        for step, (api, path, payload, expect) in enumerate(
-            [
-                (owner, "/api/v1/envelopes/", request, 201),
-                (admin, "/api/v1/envelopes/{id}/approve", {"comment": "ok"}, 200),
-                (admin, "/api/v1/envelopes/{id}/revoke", {"reason": "outage check"}, 200),
-            ]
-        ):
+        for api, path, payload, expect in [
+            (owner, "/api/v1/envelopes/", request, 201),
+            (admin, "/api/v1/envelopes/{id}/approve", {"comment": "ok"}, 200),
+            (admin, "/api/v1/envelopes/{id}/revoke", {"reason": "outage check"}, 200),
+        ]:
             started = time.monotonic()
             answer = api.call("POST", path.format(id=envelope.get("id")), payload, expect=expect)
             seconds = time.monotonic() - started
