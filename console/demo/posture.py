@@ -14,15 +14,19 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from audit import services as audit
 from identities import services as identity_services
 from identities.models import Agent, Credential, Instance
 from posture import standing_exceptions as exception_services
+from posture.models import StandingException
 from tasks import lifecycle
 from tasks import services as task_services
-from tasks.models import ActivityEvent, TaskEnvelope
+from tasks.models import ActivityEvent, OutboxMessage, TaskEnvelope
+from tasks.policy import active_policy
 
 DEMO_AGENTS = ("expense-review", "repo-gardener", "nightly-sync", "ticket-bot")
 
@@ -85,7 +89,10 @@ def _envelope(
         "actions_used": actions_used,
     }
     if ended:
-        fields.update(state=TaskEnvelope.State.COMPLETED, ended_at=approved_at + timedelta(seconds=duration * ran_for))
+        ended_at = max(
+            min(approved_at + timedelta(seconds=duration * ran_for), timezone.now() - timedelta(minutes=1)), approved_at
+        )
+        fields.update(state=TaskEnvelope.State.COMPLETED, ended_at=ended_at)
     TaskEnvelope.objects.filter(pk=env.pk).update(**fields)
     env.refresh_from_db()
     return env
@@ -201,15 +208,23 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
         "sync": ["jira:read", "github:write"],
         "close": ["jira:read"],
     }
+    # Consistent with itself: nothing after now or after its envelope ended, nothing before it was
+    # approved, and no envelope holding as much drift as the policy revokes at.
+    revoke_after = active_policy().drift_revoke_after
+    drift_cap = revoke_after - 1 if revoke_after else None
     for env in envelopes:
         key = env.intent.split()[0]
         uses = used_by_intent.get(key, env.scopes)
+        horizon = min(env.ended_at or now, now) - timedelta(seconds=30)
+        window = max(int((horizon - env.approved_at).total_seconds() * 0.95), 6)
+        drifted = 0
         for n in range(activity_per_envelope if key == "triage" else 20):
-            at = env.approved_at + timedelta(seconds=rng.randint(5, int(env.duration_seconds * 0.7)))
+            at = env.approved_at + timedelta(seconds=rng.randint(5, window))
             scope = rng.choice(uses)
             resource = rng.choice(env.resources).replace("*", rng.choice(["api", "web", "billing"]))
             denied = rng.random() < 0.04
-            drift = denied and rng.random() < 0.4
+            drift = denied and rng.random() < 0.4 and (drift_cap is None or drifted < drift_cap)
+            drifted += drift
             activity.append(
                 ActivityEvent(
                     kind=ActivityEvent.Kind.DECISION if n % 3 else ActivityEvent.Kind.TOOL_CALL,
@@ -225,10 +240,13 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
                     recorded_at=at,
                 )
             )
+        if drifted:
+            last = max(event.occurred_at for event in activity if event.envelope_id == env.id and event.drift)
+            TaskEnvelope.objects.filter(pk=env.pk).update(drift_count=drifted, last_drift_at=last)
         # One gardener envelope re-mints a credential for nearly every call: far more than 20 actions need.
         mint = 90 if key == "prune" and env.approved_at > now - timedelta(days=3) else max(2, env.actions_used // 10)
         for m in range(mint):
-            issued = env.approved_at + timedelta(minutes=5 * m % max(int(env.duration_seconds / 60), 5))
+            issued = min(env.approved_at + timedelta(minutes=5 * m % max(int(env.duration_seconds / 60), 5)), horizon)
             ttl = timedelta(minutes=rng.choice([5, 5, 5, 10, 15])) if key != "sync" else timedelta(minutes=60)
             creds.append(
                 Credential(
@@ -238,7 +256,7 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
                     scopes=list(env.scopes),
                     audience="mandate",
                     issued_at=issued,
-                    expires_at=issued + ttl,
+                    expires_at=min(issued + ttl, max(horizon, issued + timedelta(seconds=1))),
                     status=Credential.Status.EXPIRED,
                     kid="demo",
                 )
@@ -322,3 +340,41 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
     if stdout is not None:
         stdout.write(f"posture demo: {summary}\n")
     return summary
+
+
+DEMO_VENDORS = ("Acme CRM webhook", "Legacy SFTP drop", "Payroll export", "Old analytics beacon")
+
+
+def reset_demo_data(*, slugs) -> dict:
+    """Delete the demo agents named in ``slugs`` and everything that hangs off them (instances,
+    envelopes, credentials, activity, notices waiting in the outbox, the demo's standing exceptions),
+    so the demo can be seeded again into a known state. People, API tokens, signing keys and the
+    audit trail stay: the trail is append-only, and records the reset itself."""
+    with transaction.atomic():
+        agents = list(Agent.objects.filter(slug__in=slugs).values_list("id", flat=True))
+        envelopes = list(TaskEnvelope.objects.filter(agent_id__in=agents).values_list("id", flat=True))
+        instances = list(Instance.objects.filter(agent_id__in=agents).values_list("id", flat=True))
+        counts = {
+            "activity": ActivityEvent.objects.filter(
+                Q(agent_id__in=agents) | Q(envelope_id__in=envelopes) | Q(instance_id__in=instances)
+            ).delete()[0]
+        }
+        credentials = Credential.objects.filter(Q(instance_id__in=instances) | Q(envelope_id__in=envelopes))
+        credentials.update(parent=None)  # delegations point at each other; unlink before deleting
+        counts["credentials"] = credentials.delete()[0]
+        exceptions = StandingException.objects.filter(Q(agent_id__in=agents) | Q(vendor__in=DEMO_VENDORS))
+        exceptions.update(renews=None)
+        counts["exceptions"] = exceptions.delete()[0]
+        OutboxMessage.objects.filter(envelope_id__in=envelopes).delete()
+        TaskEnvelope.objects.filter(id__in=envelopes).update(supersedes=None, parent_envelope=None)
+        counts["envelopes"] = TaskEnvelope.objects.filter(id__in=envelopes).delete()[0]
+        Instance.objects.filter(id__in=instances).update(parent=None)
+        counts["instances"] = Instance.objects.filter(id__in=instances).delete()[0]
+        counts["agents"] = Agent.objects.filter(id__in=agents).delete()[0]
+        audit.record(
+            "demo.reset",
+            actor=audit.Actor.system("manage.py seed_demo --reset"),
+            target=("demo", "demo", "demo data"),
+            after={"deleted": counts, "agents": sorted(slugs)},
+        )
+    return counts

@@ -1,6 +1,7 @@
 """Demo data for a newcomer: owners, admins, agents, instances with clones and sub-agents, envelopes
 in every state (made through the real services, so the audit trail is real too), credentials and
-activity. Run it on an empty database; a second run changes nothing."""
+activity. A second run changes nothing; ``--reset`` replaces the demo agents and everything under them
+with a fresh known state (people, API tokens and the audit trail stay)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
@@ -17,12 +19,13 @@ from django.utils import timezone
 from jwt.algorithms import OKPAlgorithm
 
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
-from console.demo.posture import seed_posture_demo
+from console.demo.posture import DEMO_AGENTS, reset_demo_data, seed_posture_demo
 from identities import services as ids
 from identities.models import Agent, Credential, Instance
 from tasks import lifecycle
 from tasks import services as tasks
 from tasks.models import ActivityEvent, TaskEnvelope
+from tasks.policy import active_policy
 
 DEFAULT_PASSWORD = "mandate-demo"
 
@@ -55,29 +58,44 @@ def _jwk():
 class Command(BaseCommand):
     help = "Fill an empty database with a living demo: users, agents, envelopes in every state, activity."
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="delete the demo agents and everything under them first, then seed again "
+            "(people, API tokens and the audit trail stay)",
+        )
+
+    def handle(self, *args, reset: bool = False, **options):
         password = os.environ.get("MANDATE_PASSWORD") or DEFAULT_PASSWORD
-        users = self._users(password)
+        if reset:
+            removed = reset_demo_data(slugs=[agent[0] for agent in AGENTS] + list(DEMO_AGENTS))
+            self.stdout.write("Demo data removed: " + ", ".join(f"{n} {what}" for what, n in removed.items()))
+        users, given = self._users(password)
         if Agent.objects.filter(slug=AGENTS[0][0]).exists():
-            self.stdout.write("Demo agents exist already; left as they are.")
+            self.stdout.write("Demo agents exist already; left as they are (--reset starts them afresh).")
         else:
             with transaction.atomic():
                 self._world(users)
         # Weeks of history for the posture page: granted vs used, standing access, an orphaned agent.
         seed_posture_demo(stdout=self.stdout)
-        self.stdout.write(
-            self.style.SUCCESS(
-                "\nDemo logins (password: %s):"
-                % ("from MANDATE_PASSWORD" if os.environ.get("MANDATE_PASSWORD") else DEFAULT_PASSWORD)
-            )
-        )
-        for username, full_name, roles in USERS:
-            self.stdout.write(f"  {username:<8} {', '.join(roles):<16} {full_name}")
-        self.stdout.write("Sign in at http://127.0.0.1:8000/login/ — ada and alan have envelopes waiting in Approvals.")
+        base = settings.MANDATE_PUBLIC_URL or f"http://127.0.0.1:{os.environ.get('PORT') or 8000}"
+        if given:
+            shown = "from MANDATE_PASSWORD" if os.environ.get("MANDATE_PASSWORD") else DEFAULT_PASSWORD
+            self.stdout.write(self.style.SUCCESS(f"\nDemo logins (password: {shown}):"))
+            for username, full_name, roles in USERS:
+                if username in given:
+                    self.stdout.write(f"  {username:<8} {', '.join(roles):<16} {full_name}")
+        kept = [username for username, _, _ in USERS if username not in given]
+        if kept:
+            self.stdout.write(f"Existing users kept their own passwords: {', '.join(kept)}")
+        self.stdout.write(f"Sign in at {base}/login/ — ada and alan have envelopes waiting in Approvals.")
 
-    def _users(self, password: str) -> dict:
+    def _users(self, password: str) -> tuple[dict, set[str]]:
+        """The demo people, and the names of those whose password this run set (new ones only)."""
         User = get_user_model()
         users = {}
+        given = set()
         for username, full_name, roles in USERS:
             user, created = User.objects.get_or_create(
                 username=username,
@@ -90,10 +108,11 @@ class Command(BaseCommand):
             if created:
                 user.set_password(password)
                 user.save()
+                given.add(username)
             for role in roles:
                 user.groups.add(Group.objects.get_or_create(name=role)[0])
             users[username] = User.objects.get(pk=user.pk)  # fresh: no cached roles
-        return users
+        return users, given
 
     def _world(self, users: dict) -> None:
         now = timezone.now()
@@ -292,7 +311,13 @@ class Command(BaseCommand):
             inst["release-notes"], "Post release digest to #eng", ["slack:post"], resources=["slack:#eng"], duration=600
         )
         approve_fully(expired)
-        lifecycle.expire_envelope(envelope_id=expired.id, now=now + timedelta(seconds=601))
+        # Its ten minutes ran out a while ago: move its past back, then let the real expiry happen now.
+        TaskEnvelope.objects.filter(pk=expired.pk).update(
+            created_at=now - timedelta(minutes=25),
+            approved_at=now - timedelta(minutes=24),
+            expires_at=now - timedelta(minutes=14),
+        )
+        lifecycle.expire_envelope(envelope_id=expired.id, now=timezone.now())
         old = req(
             inst["support-summariser"],
             "Summarise the SUP backlog",
@@ -324,7 +349,6 @@ class Command(BaseCommand):
         self._activity(now, active, low, ending, revoked, inst, sub, creds)
 
     def _activity(self, now, active, low, ending, revoked, inst, sub, creds) -> None:
-        rows = []
         triage = inst["invoice-triage"]
         plan = [
             (active, triage, "decision", "jira:read", "project:FIN/FIN-101", True, "ok", False),
@@ -366,9 +390,35 @@ class Command(BaseCommand):
                 True,
             ),
         ]
-        for n in range(3):
-            for i, (envelope, instance, kind, scope, resource, allow, reason, drift) in enumerate(plan):
-                at = now - timedelta(minutes=5 + 11 * i + 90 * n)
+        # Each envelope gets a past: requested this many minutes ago, its activity spread between then
+        # and its end (now for the live ones), its credentials never outliving it.
+        history = {active.pk: 95, low.pk: 8, ending.pk: 15, revoked.pk: 70}
+        windows = {}
+        for pk, minutes in history.items():
+            envelope = TaskEnvelope.objects.get(pk=pk)
+            shift = timedelta(minutes=minutes)
+            moved = {"created_at": envelope.created_at - shift}
+            for name in ("approved_at", "expires_at"):
+                if getattr(envelope, name) is not None:
+                    moved[name] = getattr(envelope, name) - shift + timedelta(minutes=1)
+            TaskEnvelope.objects.filter(pk=pk).update(**moved)
+            for credential in Credential.objects.filter(envelope_id=pk, expires_at__gt=moved["expires_at"]):
+                Credential.objects.filter(pk=credential.pk).update(expires_at=moved["expires_at"])
+            end = min(envelope.ended_at or now, now) - timedelta(seconds=20)
+            windows[pk] = (moved.get("approved_at") or moved["created_at"], end)
+        revoke_after = active_policy().drift_revoke_after
+        drift_cap = revoke_after - 1 if revoke_after else None  # reaching the limit would have revoked it
+        rows = []
+        for envelope in (active, low, ending, revoked):
+            entries = [entry for _ in range(3) for entry in plan if entry[0].pk == envelope.pk]
+            start, end = windows[envelope.pk]
+            step = (end - start) / (len(entries) + 1)
+            drifted = 0
+            for i, (_, instance, kind, scope, resource, allow, reason, drift) in enumerate(entries):
+                if drift and drift_cap is not None and drifted >= drift_cap:
+                    continue
+                drifted += drift
+                at = start + step * (i + 1)
                 rows.append(
                     ActivityEvent(
                         kind=kind,
@@ -389,10 +439,14 @@ class Command(BaseCommand):
                 )
         rows.sort(key=lambda row: row.occurred_at)  # ids follow time, as they do in real traffic
         ActivityEvent.objects.bulk_create(rows)
-        TaskEnvelope.objects.filter(pk=active.pk).update(
-            actions_used=37, drift_count=3, last_drift_at=now - timedelta(minutes=49)
-        )
-        TaskEnvelope.objects.filter(pk=low.pk).update(actions_used=12, drift_count=3)
+        for envelope in (active, low, ending, revoked):
+            mine = [row for row in rows if row.envelope_id == envelope.pk]
+            drifts = [row.occurred_at for row in mine if row.drift]
+            TaskEnvelope.objects.filter(pk=envelope.pk).update(
+                actions_used=sum(1 for row in mine if row.kind == "decision" and row.allow),
+                drift_count=len(drifts),
+                last_drift_at=max(drifts, default=None),
+            )
 
 
 def _instance_actor(instance):

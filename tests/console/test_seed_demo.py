@@ -1,0 +1,82 @@
+"""seed_demo: a known state on demand (--reset), the real URL, only the logins it set, consistent data."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db.models import Count, F, Min, Q
+from django.utils import timezone
+
+from console.models import AuditEvent
+from identities.models import Agent, Credential
+from tasks.models import ActivityEvent, TaskEnvelope
+from tasks.policy import active_policy
+
+pytestmark = pytest.mark.django_db
+
+
+def _seed(*args, **env) -> str:
+    out = io.StringIO()
+    call_command("seed_demo", *args, stdout=out)
+    return out.getvalue()
+
+
+def _shape():
+    return (
+        Agent.objects.count(),
+        dict(TaskEnvelope.objects.values_list("state").annotate(n=Count("id")).order_by()),
+        ActivityEvent.objects.count(),
+        Credential.objects.count(),
+    )
+
+
+def test_reset_gives_the_same_known_state_every_time_and_keeps_the_audit_trail(monkeypatch):
+    monkeypatch.setenv("PORT", "8765")
+    _seed()
+    first = _shape()
+    TaskEnvelope.objects.filter(state="pending").update(state="denied")  # someone played with the demo
+    audit_rows = AuditEvent.objects.count()
+    output = _seed("--reset")
+    assert _shape() == first
+    assert _seed("--reset") and _shape() == first
+    assert AuditEvent.objects.count() > audit_rows  # appended to, never cut
+    assert AuditEvent.objects.filter(verb="demo.reset").count() == 2
+    assert "Demo data removed" in output
+    assert "http://127.0.0.1:8765/login/" in output
+
+
+def test_only_logins_whose_password_it_set_are_printed(monkeypatch):
+    monkeypatch.delenv("MANDATE_PASSWORD", raising=False)
+    get_user_model().objects.create_user("ada", password="Quartz-Lantern-42")
+    output = _seed()
+    logins = output.split("Demo logins", 1)[1].split("Existing users", 1)[0]
+    assert "alan" in logins and "ada " not in logins
+    assert "Existing users kept their own passwords: ada" in output
+    assert get_user_model().objects.get(username="ada").check_password("Quartz-Lantern-42")
+    again = _seed()
+    assert "Demo logins" not in again
+
+
+def test_the_demo_data_is_consistent_with_itself_and_the_policy():
+    _seed()
+    now = timezone.now()
+    assert not ActivityEvent.objects.filter(occurred_at__gt=now).exists()
+    assert not Credential.objects.filter(issued_at__gt=now).exists()
+    assert not TaskEnvelope.objects.filter(Q(created_at__gt=now) | Q(ended_at__gt=now)).exists()
+    early = ActivityEvent.objects.filter(envelope__isnull=False, occurred_at__lt=F("envelope__created_at"))
+    assert not early.exists()
+    revoke_after = active_policy().drift_revoke_after
+    flagged = dict(
+        ActivityEvent.objects.filter(drift=True).values_list("envelope_id").annotate(n=Count("id")).order_by()
+    )
+    for envelope in TaskEnvelope.objects.filter(Q(drift_count__gt=0) | Q(id__in=flagged)):
+        assert envelope.drift_count == flagged.get(envelope.id, 0), envelope.intent
+        if revoke_after:
+            assert envelope.drift_count < revoke_after, envelope.intent
+    live = Credential.objects.filter(status="active", envelope__expires_at__isnull=False)
+    assert not live.filter(expires_at__gt=F("envelope__expires_at")).exists()
+    first_seen = ActivityEvent.objects.aggregate(first=Min("occurred_at"))["first"]
+    assert first_seen is not None
