@@ -11,7 +11,7 @@ LOCK   := requirements.txt requirements-dev.txt
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 	--no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
 
-.PHONY: install lock run test lint bench clean
+.PHONY: install lock run demo test lint bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ run: install
 	@printf 'DEBUG=%s\nPORT=%s\n' "$${DEBUG:-true}" "$(PORT)" > $${MANDATE_DATA_DIR:-data}/development.env
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-true} PORT=$(PORT) $(BIN)/python manage.py runall
+
+## make demo: (with make run going, in another shell) replace the demo data with a fresh known state.
+demo: install
+	$(BIN)/python manage.py seed_demo --reset
 
 ## make test: the whole suite (SQLite by default; DATABASE_URL selects PostgreSQL).
 test: install

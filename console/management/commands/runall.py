@@ -54,10 +54,10 @@ class Command(BaseCommand):
         url = f"http://{host}:{port}/"
         self.stdout.write(self.style.SUCCESS(f"\nMandate is starting on {url}  (API docs: {url}api/docs/)"))
         self.stdout.write(
-            "Create the first admin in another shell:\n"
-            "  .venv/bin/python manage.py add_user admin --role identity-admin"
+            "In another shell (no exports needed; see the README's quick start):\n"
+            "  .venv/bin/python manage.py add_user ada --role identity-admin"
             "   (password from MANDATE_PASSWORD or asked)\n"
-            "Demo data: .venv/bin/python manage.py seed_demo\n"
+            "  make demo   (demo people and data; prints the logins it set)\n"
             "Press Ctrl-C to stop the web server, the worker and beat.\n"
         )
         stopping = False
