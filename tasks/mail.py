@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from django.conf import settings
 from django.core.mail import send_mail
 
@@ -17,6 +19,8 @@ _OUTCOME = {
 
 def _link(envelope: TaskEnvelope) -> str:
     base = settings.MANDATE_PUBLIC_URL
+    if not base and settings.DEBUG:  # make run: the address it serves on
+        base = f"http://127.0.0.1:{os.environ.get('PORT') or 8000}"
     return f"{base}/envelopes/{envelope.id}/" if base else str(envelope.id)
 
 
