@@ -53,7 +53,7 @@ def test_api_decision_and_well_known_endpoints_answer_json_503(database_down, ap
 
 @pytest.mark.parametrize("path", ["/oauth/introspect", "/oauth/revoke", "/oauth/token"])
 def test_oauth_endpoints_answer_temporarily_unavailable(database_down, path, gateway, owner, admin):
-    from console.models import ApiToken
+    from accounts.models import ApiToken
     from tests.factories import make_agent, make_envelope, make_instance
     from tests.identities.conftest import approve, token_form
 

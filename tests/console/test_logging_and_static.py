@@ -25,7 +25,7 @@ def test_a_django_request_warning_reaches_one_handler_only():
 
 
 def test_json_lines_carry_the_request_id(client):
-    from console.audit import reset_request_id, set_request_id
+    from core.request_id import reset_request_id, set_request_id
 
     record = logging.LogRecord("django.request", logging.WARNING, __file__, 1, "Bad Request: %s", ("/x",), None)
     token = set_request_id("req-123")

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
-from console.models import AuditEvent
+from audit.models import AuditEvent
 from identities.models import Agent, Credential
 from tasks.models import ActivityEvent, TaskEnvelope
 from tasks.policy import active_policy
