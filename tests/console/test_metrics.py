@@ -63,7 +63,7 @@ def test_database_figures_and_job_runs_are_reported(api_client, auditor, owner):
 
 
 def test_a_sweep_run_through_celery_is_recorded(api_client, auditor):
-    from tasks.tasks import expire_overdue_credentials
+    from tasks.jobs import expire_overdue_credentials
 
     expire_overdue_credentials.apply()
     text = api_client.as_user(auditor).get("/metrics").content.decode()
