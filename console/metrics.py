@@ -19,7 +19,7 @@ from django.http import HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from console.client_address import address_in, client_address
+from core.client_address import address_in, client_address
 
 # Counters live beside what they count (tasks/decisions.py, identities/oauth.py), so no lower layer
 # imports this module; they all land in prometheus-client's one registry.
