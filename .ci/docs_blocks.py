@@ -74,5 +74,7 @@ def with_port(code: str, port: int) -> str:
 
 
 if __name__ == "__main__":
-    for block in blocks(open(sys.argv[1] if len(sys.argv) > 1 else "README.md", encoding="utf-8").read()):
+    with open(sys.argv[1] if len(sys.argv) > 1 else "README.md", encoding="utf-8") as readme:
+        text = readme.read()
+    for block in blocks(text):
         print(f"# --- line {block.line} ({block.mode})\n{block.code}")

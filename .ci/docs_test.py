@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from docs_blocks import blocks, with_port  # noqa: E402
+from docs_blocks import blocks, with_port
 
 
 def free_port() -> int:

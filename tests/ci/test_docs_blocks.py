@@ -76,7 +76,7 @@ def test_a_mark_that_cannot_be_honoured_is_an_error_not_a_skipped_block(text, me
 
 def test_the_readme_has_the_walkthrough_marked():
     found = docs_blocks.blocks((ROOT / "README.md").read_text())
-    assert [b.mode for b in found][0] == "background" and "make run" in found[0].code
+    assert found[0].mode == "background" and "make run" in found[0].code
     walkthrough = "".join(b.code for b in found[1:])
     for step in ("add_user", "create_api_token", "/agents/", "/instances/", "/envelopes/", "/approve", "/oauth/token"):
         assert step in walkthrough
