@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -31,28 +32,28 @@ REPUBLISH_AFTER = timedelta(minutes=5)
 RELAY_BATCH = 500
 
 
-def enqueue(*, kind: str, envelope_id) -> OutboxMessage:
+def enqueue(*, kind: str, envelope_id: uuid.UUID) -> OutboxMessage:
     """Call inside the transaction of the change the notice is about."""
     message = OutboxMessage.objects.create(kind=kind, envelope_id=envelope_id)
     transaction.on_commit(lambda: publish_soon(message.id))
     return message
 
 
-def publish_soon(message_id) -> None:
+def publish_soon(message_id: uuid.UUID | str) -> None:
     if settings.CELERY_TASK_ALWAYS_EAGER:  # tests and single-process set-ups: deliver in line
         publish(message_id)
         return
     threading.Thread(target=_publish_in_thread, args=(message_id,), name="outbox-publish", daemon=True).start()
 
 
-def _publish_in_thread(message_id) -> None:
+def _publish_in_thread(message_id: uuid.UUID | str) -> None:
     try:
         publish(message_id)
     finally:
         connection.close()  # this thread's own connection, if the eager path opened one
 
 
-def publish(message_id) -> bool:
+def publish(message_id: uuid.UUID | str) -> bool:
     """Hand one row to the broker; False (and a log line) if the broker cannot take it now."""
     from tasks.jobs import deliver_notice  # the job module imports this one
 
@@ -65,7 +66,7 @@ def publish(message_id) -> bool:
     return True
 
 
-def deliver(message_id) -> int:
+def deliver(message_id: uuid.UUID | str) -> int:
     """Send the notice of one row unless it was sent already; returns the number of emails sent."""
     from tasks.mail import send_envelope_notice
 
@@ -79,7 +80,7 @@ def deliver(message_id) -> int:
     return sent
 
 
-def relay_outbox(*, now=None) -> int:
+def relay_outbox(*, now: datetime | None = None) -> int:
     """Hand every row still undelivered to the broker again; returns how many were handed over."""
     now = now or timezone.now()
     due = list(
