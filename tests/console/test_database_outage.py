@@ -54,8 +54,8 @@ def test_api_decision_and_well_known_endpoints_answer_json_503(database_down, ap
 @pytest.mark.parametrize("path", ["/oauth/introspect", "/oauth/revoke", "/oauth/token"])
 def test_oauth_endpoints_answer_temporarily_unavailable(database_down, path, gateway, owner, admin):
     from accounts.models import ApiToken
-    from tests.factories import make_agent, make_envelope, make_instance
-    from tests.identities.conftest import approve, token_form
+    from tests.helpers.factories import make_agent, make_envelope, make_instance
+    from tests.helpers.oauth import approve, token_form
 
     instance = make_instance(make_agent(owner))
     mint_form = token_form(instance, approve(make_envelope(instance), admin))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from console import job_runs as jobs
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.identities.conftest import assertion_for
+from tests.helpers.oauth import assertion_for
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from tasks import jobs as celery_tasks
 from tasks import outbox, services
 from tasks.models import OutboxMessage
-from tests.factories import make_agent, make_envelope, make_instance
+from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
 
