@@ -29,8 +29,9 @@ def free_port() -> int:
 
 
 def clean_env(home: Path, port: int) -> dict:
-    # Nothing from CI's environment leaks in: only what a newcomer's shell would have.
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "PORT": str(port), "LANG": "C.UTF-8"}
+    # Nothing from CI's environment leaks in but what a newcomer's shell has: the PATH (which python3
+    # they run) and HOME (pip's cache and configuration).
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "PORT": str(port), "LANG": "C.UTF-8"}
 
 
 def up(port: int) -> bool:
