@@ -37,9 +37,9 @@ run: install
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-true} PORT=$(PORT) $(BIN)/python manage.py runall
 
-## make demo: (with make run going, in another shell) replace the demo data with a fresh known state.
+## make demo: (with make run going, in another shell) demo people and data; a second run changes nothing.
 demo: install
-	$(BIN)/python manage.py seed_demo --reset
+	$(BIN)/python manage.py seed_demo
 
 ## make test: the whole suite (SQLite by default; DATABASE_URL selects PostgreSQL).
 test: install

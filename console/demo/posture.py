@@ -14,18 +14,15 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
-from audit import services as audit
 from identities import services as identity_services
 from identities.models import Agent, Credential, Instance
 from posture import standing_exceptions as exception_services
-from posture.models import StandingException
 from tasks import lifecycle
 from tasks import services as task_services
-from tasks.models import ActivityEvent, OutboxMessage, TaskEnvelope
+from tasks.models import ActivityEvent, TaskEnvelope
 from tasks.policy import active_policy
 
 DEMO_AGENTS = ("expense-review", "repo-gardener", "nightly-sync", "ticket-bot")
@@ -340,41 +337,3 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
     if stdout is not None:
         stdout.write(f"posture demo: {summary}\n")
     return summary
-
-
-DEMO_VENDORS = ("Acme CRM webhook", "Legacy SFTP drop", "Payroll export", "Old analytics beacon")
-
-
-def reset_demo_data(*, slugs) -> dict:
-    """Delete the demo agents named in ``slugs`` and everything that hangs off them (instances,
-    envelopes, credentials, activity, notices waiting in the outbox, the demo's standing exceptions),
-    so the demo can be seeded again into a known state. People, API tokens, signing keys and the
-    audit trail stay: the trail is append-only, and records the reset itself."""
-    with transaction.atomic():
-        agents = list(Agent.objects.filter(slug__in=slugs).values_list("id", flat=True))
-        envelopes = list(TaskEnvelope.objects.filter(agent_id__in=agents).values_list("id", flat=True))
-        instances = list(Instance.objects.filter(agent_id__in=agents).values_list("id", flat=True))
-        counts = {
-            "activity": ActivityEvent.objects.filter(
-                Q(agent_id__in=agents) | Q(envelope_id__in=envelopes) | Q(instance_id__in=instances)
-            ).delete()[0]
-        }
-        credentials = Credential.objects.filter(Q(instance_id__in=instances) | Q(envelope_id__in=envelopes))
-        credentials.update(parent=None)  # delegations point at each other; unlink before deleting
-        counts["credentials"] = credentials.delete()[0]
-        exceptions = StandingException.objects.filter(Q(agent_id__in=agents) | Q(vendor__in=DEMO_VENDORS))
-        exceptions.update(renews=None)
-        counts["exceptions"] = exceptions.delete()[0]
-        OutboxMessage.objects.filter(envelope_id__in=envelopes).delete()
-        TaskEnvelope.objects.filter(id__in=envelopes).update(supersedes=None, parent_envelope=None)
-        counts["envelopes"] = TaskEnvelope.objects.filter(id__in=envelopes).delete()[0]
-        Instance.objects.filter(id__in=instances).update(parent=None)
-        counts["instances"] = Instance.objects.filter(id__in=instances).delete()[0]
-        counts["agents"] = Agent.objects.filter(id__in=agents).delete()[0]
-        audit.record(
-            "demo.reset",
-            actor=audit.Actor.system("manage.py seed_demo --reset"),
-            target=("demo", "demo", "demo data"),
-            after={"deleted": counts, "agents": sorted(slugs)},
-        )
-    return counts

@@ -1,7 +1,6 @@
 """Demo data for a newcomer: owners, admins, agents, instances with clones and sub-agents, envelopes
 in every state (made through the real services, so the audit trail is real too), credentials and
-activity. A second run changes nothing; ``--reset`` replaces the demo agents and everything under them
-with a fresh known state (people, API tokens and the audit trail stay)."""
+activity. A second run changes nothing."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from django.utils import timezone
 from jwt.algorithms import OKPAlgorithm
 
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
-from console.demo.posture import DEMO_AGENTS, reset_demo_data, seed_posture_demo
+from console.demo.posture import seed_posture_demo
 from identities import services as ids
 from identities.models import Agent, Credential, Instance
 from tasks import lifecycle
@@ -58,22 +57,11 @@ def _jwk():
 class Command(BaseCommand):
     help = "Fill an empty database with a living demo: users, agents, envelopes in every state, activity."
 
-    def add_arguments(self, parser):
-        parser.add_argument(
-            "--reset",
-            action="store_true",
-            help="delete the demo agents and everything under them first, then seed again "
-            "(people, API tokens and the audit trail stay)",
-        )
-
-    def handle(self, *args, reset: bool = False, **options):
+    def handle(self, *args, **options):
         password = os.environ.get("MANDATE_PASSWORD") or DEFAULT_PASSWORD
-        if reset:
-            removed = reset_demo_data(slugs=[agent[0] for agent in AGENTS] + list(DEMO_AGENTS))
-            self.stdout.write("Demo data removed: " + ", ".join(f"{n} {what}" for what, n in removed.items()))
         users, given = self._users(password)
         if Agent.objects.filter(slug=AGENTS[0][0]).exists():
-            self.stdout.write("Demo agents exist already; left as they are (--reset starts them afresh).")
+            self.stdout.write("Demo agents exist already; left as they are.")
         else:
             with transaction.atomic():
                 self._world(users)
