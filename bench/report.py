@@ -67,7 +67,9 @@ def table(rows: list[Row], *, title: str) -> str:
     ]
     for row in rows:
         m = medians(row)
-        verdict = "" if row.met is None else ("yes" if row.met({k: v[0] for k, v in m.items()}) else "**no**")
+        # A row the measured commit does not serve (a "before" run) has no runs: no verdict either.
+        judged = row.met is not None and row.runs
+        verdict = ("yes" if row.met({k: v[0] for k, v in m.items()}) else "**no**") if judged else ""
         lines.append(
             f"| {row.endpoint} | {_fmt(m['rate'], '.0f')} | {_fmt(m['full_p50'], '.1f')} | {_fmt(m['full_p99'], '.1f')}"
             f" | {_fmt(m['half_p50'], '.1f')} | {_fmt(m['half_p99'], '.1f')} | {_fmt(m['server_cpu_ms'], '.2f')}"
