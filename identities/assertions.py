@@ -1,9 +1,12 @@
 """Client assertions (RFC 7523 ``private_key_jwt``): an instance proves it holds its registered key.
 
 The assertion names the instance twice (``iss`` = ``sub`` = its SPIFFE ID), is addressed to our
-token endpoint (``aud``), lives at most five minutes and is used once: its ``jti`` is kept in
-``UsedAssertion`` until the assertion expires, and the primary key makes check-and-insert a single
-atomic statement shared by every web process.
+token endpoint (``aud``), was signed within the last minute (``iat``), lives at most an hour after
+``iat`` (``exp``: what standard clients such as Authlib's and Google's sign, and what Okta accepts)
+and is used once: its ``jti`` is kept in ``UsedAssertion`` until the assertion expires, and the
+primary key makes check-and-insert a single atomic statement shared by every web process. The fresh
+``iat`` is what bounds how long a stolen assertion is useful; the long ``exp`` only spares clients
+from choosing one.
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ from identities.models import Instance, UsedAssertion
 from identities.validators import parse_spiffe_id
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_LIFETIME_SECONDS = 300
+# exp may be at most this long after iat (advertised as token_endpoint_auth_max_assertion_lifetime).
+MAX_LIFETIME_SECONDS = 3600
+# iat may be at most this old when the assertion arrives (token_endpoint_auth_max_assertion_age).
+MAX_AGE_SECONDS = 60
+# Clock skew allowed on every time check.
 LEEWAY_SECONDS = 30
 MAX_ASSERTION_CHARS = 8192
 _ALLOWED_HEADER = {"alg", "kid", "typ"}
@@ -147,10 +154,12 @@ def verify_client_assertion(assertion: object, *, audience: str, now: float | No
             raise AssertionRejected("exp, iat and nbf must be whole seconds")
     if exp <= now - LEEWAY_SECONDS:
         raise AssertionRejected("the assertion has expired")
-    if exp > now + MAX_LIFETIME_SECONDS + LEEWAY_SECONDS:
-        raise AssertionRejected(f"exp may be at most {MAX_LIFETIME_SECONDS} s ahead")
-    if iat > now + LEEWAY_SECONDS or iat < now - MAX_LIFETIME_SECONDS - LEEWAY_SECONDS or iat > exp:
-        raise AssertionRejected("iat is in the future or too old")
+    if iat > now + LEEWAY_SECONDS:
+        raise AssertionRejected("iat is in the future")
+    if iat < now - MAX_AGE_SECONDS - LEEWAY_SECONDS:
+        raise AssertionRejected(f"iat is more than {MAX_AGE_SECONDS} s old; sign a fresh assertion for each request")
+    if exp <= iat or exp > iat + MAX_LIFETIME_SECONDS:
+        raise AssertionRejected(f"exp must be after iat and at most {MAX_LIFETIME_SECONDS} s after it")
     if nbf is not None and nbf > now + LEEWAY_SECONDS:
         raise AssertionRejected("the assertion is not valid yet")
     if not isinstance(jti, str) or not 1 <= len(jti) <= 255:

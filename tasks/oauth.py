@@ -351,6 +351,8 @@ def introspect(request):
     body = {
         "active": True,
         "sub": claims["sub"],
+        # RFC 7662's client_id: the instance the credential was issued to (its SPIFFE ID).
+        "client_id": spiffe_id_for(credential.agent_slug, credential.instance_id),
         "scope": claims.get("scope", ""),
         "exp": claims["exp"],
         "iat": claims["iat"],

@@ -12,7 +12,7 @@ from django.http import JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
-from identities.assertions import MAX_LIFETIME_SECONDS
+from identities.assertions import LEEWAY_SECONDS, MAX_AGE_SECONDS, MAX_LIFETIME_SECONDS
 from identities.keys import REFRESH_HINT_SECONDS, key_set
 from identities.tokens import issuer
 from tasks.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
@@ -67,7 +67,11 @@ def authorization_server_metadata(request):
             "introspection_endpoint_auth_methods_supported": ["bearer"],
             "revocation_endpoint_auth_methods_supported": ["none", "bearer"],
             "response_types_supported": [],
+            # Not registered by RFC 8414: how long after its iat a client assertion's exp may be,
+            # how old its iat may be when it arrives, and the clock skew allowed on both.
             "token_endpoint_auth_max_assertion_lifetime": MAX_LIFETIME_SECONDS,
+            "token_endpoint_auth_max_assertion_age": MAX_AGE_SECONDS,
+            "token_endpoint_auth_assertion_leeway": LEEWAY_SECONDS,
             "access_token_signing_alg_values_supported": ["ES256"],
             "spiffe_bundle_endpoint": _absolute(request, "spiffe-bundle"),
             "spiffe_trust_domain": settings.MANDATE_TRUST_DOMAIN,

@@ -44,6 +44,7 @@ def test_a_gateway_sees_a_live_credential_as_active_with_its_claims(introspect, 
     for name in ("sub", "scope", "exp", "iat", "jti", "envelope"):
         assert body[name] == claims[name]
     assert body["sub"] == instance.spiffe_id and body["envelope"] == str(envelope.id)
+    assert body["client_id"] == instance.spiffe_id
     assert "act" not in body
 
 

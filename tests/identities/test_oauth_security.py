@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from django.utils import timezone
 
 from identities import services as identity_services
-from identities.models import Credential
+from identities.assertions import purge_used_assertions
+from identities.models import Credential, UsedAssertion
 from tasks import lifecycle
 from tasks import services as task_services
 from tasks.models import TaskEnvelope
@@ -73,9 +75,53 @@ def test_an_expired_assertion_is_refused(issue, instance, envelope):
     refused_and_none_issued(issue(instance, envelope, client_assertion=old), "invalid_client")
 
 
-def test_an_assertion_living_longer_than_five_minutes_is_refused(issue, instance, envelope):
+def test_an_assertion_living_an_hour_as_standard_clients_sign_it_is_accepted(issue, instance, envelope):
+    response = issue(instance, envelope, client_assertion=assertion_for(instance, lifetime=3600))
+    assert response.status_code == 200, response.content
+
+
+def test_an_assertion_living_longer_than_an_hour_is_refused(issue, instance, envelope):
+    response = issue(instance, envelope, client_assertion=assertion_for(instance, lifetime=3601))
+    body = refused_and_none_issued(response, "invalid_client")
+    assert "3600 s after" in body["error_description"]
+
+
+def test_an_hour_long_assertion_is_still_single_use(client, instance, envelope):
+    form = token_form(instance, envelope, client_assertion=assertion_for(instance, lifetime=3600))
+    assert post_token(client, form).status_code == 200
+
+    body = refused(post_token(client, form), "invalid_client")
+    assert "replayed" in body["error_description"] and Credential.objects.count() == 1
+
+
+def test_the_replay_record_of_a_long_assertion_is_kept_until_it_expires(client, instance, envelope):
+    assertion = assertion_for(instance, lifetime=3600)
+    assert post_token(client, token_form(instance, envelope, client_assertion=assertion)).status_code == 200
+    exp = jwt.decode(assertion, options={"verify_signature": False})["exp"]
+
+    # A purge well inside the hour keeps it; only one after exp (and the leeway) drops it.
+    assert purge_used_assertions(datetime.fromtimestamp(exp - 60, tz=UTC)) == 0
+    assert UsedAssertion.objects.count() == 1
+    assert purge_used_assertions(datetime.fromtimestamp(exp + 31, tz=UTC)) == 1
+
+
+def test_an_assertion_signed_more_than_a_minute_ago_is_refused_even_if_unexpired(issue, instance, envelope):
+    now = int(time.time())
+    stale = assertion_for(instance, iat=now - 60 - 30 - 5, exp=now + 3000)
+    body = refused_and_none_issued(issue(instance, envelope, client_assertion=stale), "invalid_client")
+    assert "fresh assertion" in body["error_description"]
+
+
+def test_an_assertion_signed_a_minute_ago_within_the_leeway_is_accepted(issue, instance, envelope):
+    now = int(time.time())
+    recent = assertion_for(instance, iat=now - 60 - 20, exp=now + 3000)
+    assert issue(instance, envelope, client_assertion=recent).status_code == 200
+
+
+def test_an_assertion_whose_exp_is_not_after_its_iat_is_refused(issue, instance, envelope):
+    now = int(time.time())
     refused_and_none_issued(
-        issue(instance, envelope, client_assertion=assertion_for(instance, lifetime=3600)), "invalid_client"
+        issue(instance, envelope, client_assertion=assertion_for(instance, iat=now, exp=now)), "invalid_client"
     )
 
 

@@ -122,6 +122,14 @@ def test_the_metadata_follows_rfc_8414(client, signing_key):
     assert "urn:ietf:params:oauth:grant-type:token-exchange" in body["grant_types_supported"]
 
 
+def test_the_metadata_advertises_the_client_assertion_limits(client):
+    body = client.get("/.well-known/oauth-authorization-server").json()
+
+    assert body["token_endpoint_auth_max_assertion_lifetime"] == 3600
+    assert body["token_endpoint_auth_max_assertion_age"] == 60
+    assert body["token_endpoint_auth_assertion_leeway"] == 30
+
+
 def test_the_metadata_uses_the_public_url_when_set(client, settings, signing_key):
     settings.MANDATE_PUBLIC_URL = "https://mandate.example.test"
     body = client.get("/.well-known/oauth-authorization-server").json()
