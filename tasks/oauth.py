@@ -11,6 +11,7 @@ import contextlib
 import re
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
@@ -30,6 +31,7 @@ from core.oauth_errors import (
     INVALID_CLIENT,
     INVALID_REQUEST,
     INVALID_SCOPE,
+    INVALID_TARGET,
     INVALID_TOKEN,
     UNSUPPORTED_GRANT_TYPE,
     AssertionRejected,
@@ -123,11 +125,30 @@ def _parse_scopes(params: dict) -> list[str] | None:
     return scopes
 
 
-def _parse_audience(params: dict) -> str | None:
-    if "audience" not in params:
+def _parse_resource(params: dict) -> str | None:
+    """RFC 8707's ``resource``: an absolute URI without a fragment, naming where the token is to be
+    used (how MCP clients ask for a token for one MCP server). Malformed → ``invalid_target``."""
+    if "resource" not in params:
         return None
+    resource = params["resource"]
+    parts = urlsplit(resource) if _AUDIENCE_RE.fullmatch(resource) else None
+    if parts is None or not parts.scheme or "#" in resource or not (parts.netloc or parts.path):
+        raise OAuthError(
+            INVALID_TARGET, "resource is an absolute URI without a fragment, at most 500 visible characters"
+        )
+    return resource
+
+
+def _parse_audience(params: dict) -> str | None:
+    """The credential's audience, from ``audience`` or ``resource`` (either; both only when equal).
+    A repeated parameter never gets here: ``_form`` refuses it."""
+    resource = _parse_resource(params)
+    if "audience" not in params:
+        return resource
     if not _AUDIENCE_RE.fullmatch(params["audience"]):
         raise OAuthError(INVALID_REQUEST, "audience is 1 to 500 visible characters, no spaces")
+    if resource is not None and resource != params["audience"]:
+        raise OAuthError(INVALID_REQUEST, "resource and audience name different audiences; send one of them")
     return params["audience"]
 
 
