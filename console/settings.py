@@ -218,6 +218,10 @@ SPECTACULAR_SETTINGS = {
 # --- Mandate ------------------------------------------------------------------------------------
 MANDATE_TRUST_DOMAIN = env_str("MANDATE_TRUST_DOMAIN", "mandate.local")
 MANDATE_PUBLIC_URL = (env_str("MANDATE_PUBLIC_URL", "") or "").rstrip("/")
+# The issuer (iss) of credentials when MANDATE_PUBLIC_URL is unset: where `make run` serves. Fixed
+# rather than taken from each request's Host header, which the caller chooses: a discovery document
+# and tokens whose issuer followed it would let anyone name their own issuer.
+MANDATE_DEVELOPMENT_URL = f"http://127.0.0.1:{env_int('PORT', 8000, minimum=1)}"
 MANDATE_DEFAULT_AUDIENCE = env_str("MANDATE_DEFAULT_AUDIENCE", "mandate")
 MANDATE_DEFAULT_MAX_ENVELOPE_SECONDS = env_int("MANDATE_DEFAULT_MAX_ENVELOPE_SECONDS", 8 * 3600, minimum=60)
 MANDATE_CREDENTIAL_DEFAULT_TTL = env_int("MANDATE_CREDENTIAL_DEFAULT_TTL", 300, minimum=1)

@@ -27,7 +27,10 @@ LEEWAY_SECONDS = 30
 
 
 def issuer() -> str:
-    return settings.MANDATE_PUBLIC_URL or f"spiffe://{settings.MANDATE_TRUST_DOMAIN}"
+    """The ``iss`` of every credential and the ``issuer`` of the OpenID discovery document: the
+    public URL, so that clouds federating with Mandate find ``/.well-known/openid-configuration``
+    under it (in development, where ``make run`` serves)."""
+    return settings.MANDATE_PUBLIC_URL or settings.MANDATE_DEVELOPMENT_URL
 
 
 @dataclass(frozen=True)

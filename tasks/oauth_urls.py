@@ -10,6 +10,7 @@ urlpatterns = [
     path("oauth/revoke", oauth.revoke, name="oauth-revoke"),
     path(".well-known/jwks.json", well_known.jwks, name="jwks"),
     path(".well-known/spiffe-bundle", well_known.spiffe_bundle, name="spiffe-bundle"),
+    path(".well-known/openid-configuration", well_known.openid_configuration, name="openid-configuration"),
     path(
         ".well-known/oauth-authorization-server",
         well_known.authorization_server_metadata,

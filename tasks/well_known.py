@@ -1,4 +1,5 @@
-"""Discovery documents: the JWK Set, the SPIFFE JWT bundle and RFC 8414 metadata. No auth.
+"""Discovery documents: the JWK Set, the SPIFFE JWT bundle, RFC 8414 metadata and the OpenID
+Connect discovery document of the credential issuer. No auth.
 
 Every document is built from the public members of published keys (an allow-list, never the stored
 JWK), and may be cached by verifiers for the refresh hint: a new key is published at least that long
@@ -13,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from identities.assertions import LEEWAY_SECONDS, MAX_AGE_SECONDS, MAX_LIFETIME_SECONDS
-from identities.keys import REFRESH_HINT_SECONDS, key_set
+from identities.keys import ALGORITHM, REFRESH_HINT_SECONDS, key_set
 from identities.tokens import issuer
 from tasks.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
 
@@ -72,8 +73,37 @@ def authorization_server_metadata(request):
             "token_endpoint_auth_max_assertion_lifetime": MAX_LIFETIME_SECONDS,
             "token_endpoint_auth_max_assertion_age": MAX_AGE_SECONDS,
             "token_endpoint_auth_assertion_leeway": LEEWAY_SECONDS,
-            "access_token_signing_alg_values_supported": ["ES256"],
+            "access_token_signing_alg_values_supported": [ALGORITHM],
             "spiffe_bundle_endpoint": _absolute(request, "spiffe-bundle"),
             "spiffe_trust_domain": settings.MANDATE_TRUST_DOMAIN,
+        }
+    )
+
+
+@require_GET
+def openid_configuration(request):
+    """GET /.well-known/openid-configuration — OpenID Connect Discovery 1.0 for the issuer of our
+    credentials, so that a cloud's workload-identity federation (AWS IAM OIDC providers, GCP
+    workload identity pools, Azure federated credentials) can verify them as web-identity tokens.
+
+    Every URL is under the issuer (never the request's Host header): a verifier fetched this from
+    ``issuer`` + the path above and checks the two agree. There is no authorization endpoint —
+    credentials come from the token endpoint's client-credentials and token-exchange grants — so
+    the required response and subject types describe the tokens themselves: JWTs naming a public
+    ``sub`` (the instance's SPIFFE ID), signed with ES256.
+    """
+    base = issuer()
+    return _cacheable(
+        {
+            "issuer": base,
+            "jwks_uri": base + reverse("jwks"),
+            "token_endpoint": base + reverse("oauth-token"),
+            "grant_types_supported": [CLIENT_CREDENTIALS, TOKEN_EXCHANGE],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["EdDSA", "ES256"],
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": [ALGORITHM],
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "jti", "scope", "envelope", "act"],
         }
     )

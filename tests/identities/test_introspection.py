@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from identities import keys
 from identities.models import Credential, SigningKey
-from identities.tokens import mint_credential
+from identities.tokens import issuer, mint_credential
 from tests.helpers.oauth import form_post, hs256_token, unsigned_token
 
 pytestmark = pytest.mark.django_db
@@ -192,7 +192,7 @@ def test_a_token_with_a_header_member_too_many_is_inactive(introspect, instance,
     key = keys.active_signing_key()
     now = int(time.time())
     claims = {
-        "iss": "spiffe://mandate.local",
+        "iss": issuer(),
         "sub": instance.spiffe_id,
         "aud": "mandate",
         "exp": now + 60,

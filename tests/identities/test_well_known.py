@@ -108,10 +108,10 @@ def test_the_spiffe_sequence_rises_on_every_key_change(client, signing_key):
     assert first < second < third < fourth
 
 
-def test_the_metadata_follows_rfc_8414(client, signing_key):
+def test_the_metadata_follows_rfc_8414(client, settings, signing_key):
     body = client.get("/.well-known/oauth-authorization-server").json()
 
-    assert body["issuer"] == "spiffe://mandate.local"
+    assert body["issuer"] == settings.MANDATE_DEVELOPMENT_URL  # MANDATE_PUBLIC_URL is unset
     assert body["token_endpoint"] == "http://testserver/oauth/token"
     assert body["jwks_uri"] == "http://testserver/.well-known/jwks.json"
     assert body["introspection_endpoint"] == "http://testserver/oauth/introspect"
