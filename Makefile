@@ -35,6 +35,7 @@ run: install
 	@mkdir -p $${MANDATE_DATA_DIR:-data}
 	@printf 'DEBUG=%s\nPORT=%s\n' "$${DEBUG:-true}" "$(PORT)" > $${MANDATE_DATA_DIR:-data}/development.env
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --noinput
+	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py createcachetable
 	DEBUG=$${DEBUG:-true} PORT=$(PORT) $(BIN)/python manage.py runall
 
 ## make demo: (with make run going, in another shell) demo people and data; a second run changes nothing.

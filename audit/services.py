@@ -273,15 +273,19 @@ def record(
     request: RequestLike | None = None,
     agent_id: uuid.UUID | None = None,
     at: datetime | None = None,
+    chain: str | None = None,
 ) -> AuditEvent:
-    """Append one audit event. Must run inside the transaction that made the change."""
+    """Append one audit event. Must run inside the transaction that made the change.
+
+    ``chain`` puts an event about no agent on a chain of its own instead of ``global`` (sign-in
+    failures use ``signin``), so a burst of such events never queues other writes behind one head."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit.record must be called inside the transaction that made the change")
     who = as_actor(actor)
     target_type, target_id, label = _target_parts(target)
     if agent_id is None and not isinstance(target, tuple):
         agent_id = _agent_id_of(target)
-    chain_key = f"agent:{agent_id}" if agent_id else GLOBAL_CHAIN
+    chain_key = f"agent:{agent_id}" if agent_id else (chain or GLOBAL_CHAIN)
     connection = transaction.get_connection()
     advance, insert, set_hash = _append_statements(connection)
     with connection.cursor() as cursor:

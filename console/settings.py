@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -42,6 +43,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "axes",
     # Bottom to top (docs/architecture.md): each app imports only the ones listed before it.
     "accounts",
     "audit",
@@ -66,6 +68,8 @@ MIDDLEWARE = [
     "console.middleware.SsoSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -228,6 +232,46 @@ MANDATE_CREDENTIAL_DEFAULT_TTL = env_int("MANDATE_CREDENTIAL_DEFAULT_TTL", 300, 
 MANDATE_CREDENTIAL_MAX_TTL = env_int("MANDATE_CREDENTIAL_MAX_TTL", 900, minimum=1)
 MANDATE_POLICY_DIR = env_str("MANDATE_POLICY_DIR", str(BASE_DIR / "policy"))
 
+# --- Limits (README "Rate limits and lockout") -----------------------------------------------------
+# The reverse proxies in front of Mandate (CIDRs). X-Forwarded-For is believed only from them; every
+# limit keyed on an address reads it through console.client_address.
+MANDATE_TRUSTED_PROXIES = env_list("MANDATE_TRUSTED_PROXIES", [])
+for _proxy in MANDATE_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"MANDATE_TRUSTED_PROXIES: {_proxy!r} is not an address or CIDR") from None
+# Requests per minute at the OAuth endpoints (0 turns a limit off): per client address before the
+# caller is verified, then per verified client (the instance at /oauth/token, the API token's user at
+# /oauth/introspect).
+MANDATE_RATE_TOKEN_PER_ADDRESS = env_int("MANDATE_RATE_TOKEN_PER_ADDRESS", 600, minimum=0)
+MANDATE_RATE_TOKEN_PER_CLIENT = env_int("MANDATE_RATE_TOKEN_PER_CLIENT", 120, minimum=0)
+MANDATE_RATE_INTROSPECT_PER_ADDRESS = env_int("MANDATE_RATE_INTROSPECT_PER_ADDRESS", 3000, minimum=0)
+MANDATE_RATE_INTROSPECT_PER_CLIENT = env_int("MANDATE_RATE_INTROSPECT_PER_CLIENT", 1200, minimum=0)
+# Background evidence exports one person may have queued or running at once.
+MANDATE_MAX_CONCURRENT_EXPORTS = env_int("MANDATE_MAX_CONCURRENT_EXPORTS", 2, minimum=1)
+# Sign-in lockout (django-axes): after this many wrong passwords for one account from one address,
+# that account is locked for that address (only) for the cool-off time; an admin can unlock sooner.
+MANDATE_LOGIN_FAILURE_LIMIT = env_int("MANDATE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+MANDATE_LOGIN_LOCKOUT_MINUTES = env_int("MANDATE_LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+
+# --- Sign-in lockout (django-axes, keyed on account AND address: nobody can lock an admin out
+# from elsewhere) -----------------------------------------------------------------------------------
+AXES_ENABLED = True
+AXES_HANDLER = "console.lockout.AuditedAxesHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = MANDATE_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=MANDATE_LOGIN_LOCKOUT_MINUTES)
+AXES_RESET_ON_SUCCESS = True
+# Attempts refused while locked neither extend the lockout nor add audit rows (console/lockout.py).
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "console.client_address.client_address"
+AXES_LOCKOUT_TEMPLATE = "console/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are not this app's record to keep
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+
 # Keys (Fernet, comma separated, newest first) that encrypt signing keys at rest. In development a key
 # is generated once into the data folder; with DEBUG off a missing value refuses to start.
 _kek = env_list("MANDATE_KEY_ENCRYPTION_KEYS", [])
@@ -268,14 +312,6 @@ MANDATE_AUDIT_CHECKPOINT_FILE = env_str(
     "MANDATE_AUDIT_CHECKPOINT_FILE", str(DATA_DIR / "audit-checkpoints.jsonl") if (DEBUG or TESTING) else ""
 )
 
-# --- Cache (per process: only short-lived conveniences such as the audit page's chain status) -----
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "mandate",
-    }
-}
-
 # --- Email --------------------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "mandate@localhost")
@@ -296,6 +332,28 @@ if CELERY_BROKER_URL in ("filesystem://", "filesystem://localhost/"):
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+# --- Cache: the store every process shares (rate limits, login lockout bookkeeping) ---------------
+# Redis when MANDATE_CACHE_URL names one, or else when the Celery broker is Redis; otherwise the
+# database cache (its table is made by a migration). Never per-process memory: a limit counted per
+# process lets every worker through the limit once more. The test suite alone uses local memory
+# unless MANDATE_CACHE_URL is set: each test process is isolated and starts every test empty.
+MANDATE_CACHE_URL = env_str("MANDATE_CACHE_URL") or ""
+_cache_url = MANDATE_CACHE_URL or (CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+if _cache_url and not _cache_url.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured("MANDATE_CACHE_URL must be a redis:// or rediss:// URL (or unset for the database)")
+if _cache_url and (MANDATE_CACHE_URL or not TESTING):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "mandate",
+        }
+    }
+elif TESTING:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "mandate-tests"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "mandate_cache"}}
+
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", TESTING)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -479,7 +537,11 @@ if MANDATE_OIDC_ENABLED:
     OIDC_TIMEOUT = env_int("MANDATE_OIDC_TIMEOUT", 10, minimum=1)
     OIDC_VERIFY_SSL = True
     OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
-    AUTHENTICATION_BACKENDS = ["accounts.auth_backends.PasswordBackend", "console.sso.MandateOIDCBackend"]
+    AUTHENTICATION_BACKENDS = [
+        "axes.backends.AxesStandaloneBackend",
+        "accounts.auth_backends.PasswordBackend",
+        "console.sso.MandateOIDCBackend",
+    ]
     TEMPLATES[0]["OPTIONS"]["context_processors"].append("console.sso.context")
     # An SSO session is re-checked with the provider this often (refresh token); without a refresh
     # token it ends then. The same cadence re-validates people with API tokens (scheduled job).

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from console.views import activity, agents, approvals, audit, auth, dashboard, envelopes, people, tokens
+from console.views import activity, agents, approvals, audit, auth, dashboard, envelopes, lockouts, people, tokens
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -31,4 +31,6 @@ urlpatterns = [
     path("people/<int:pk>/tokens/<uuid:token>/revoke", people.person_token_revoke, name="person-token-revoke"),
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/<uuid:pk>/revoke", tokens.token_revoke, name="token-revoke"),
+    path("sign-in-lockouts/", lockouts.lockout_list, name="sign-in-lockouts"),
+    path("sign-in-lockouts/unlock", lockouts.lockout_unlock, name="sign-in-lockouts-unlock"),
 ]

@@ -134,7 +134,11 @@ def enable_sso(
     settings.OIDC_USE_NONCE = True
     settings.OIDC_TIMEOUT = 10
     settings.OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_authentication_callback"
-    settings.AUTHENTICATION_BACKENDS = ["accounts.auth_backends.PasswordBackend", "console.sso.MandateOIDCBackend"]
+    settings.AUTHENTICATION_BACKENDS = [
+        "axes.backends.AxesStandaloneBackend",
+        "accounts.auth_backends.PasswordBackend",
+        "console.sso.MandateOIDCBackend",
+    ]
     settings.MANDATE_OIDC_REVALIDATE_SECONDS = 900
     settings.MANDATE_OIDC_ONLY = False
     settings.MANDATE_BREAK_GLASS_USERS = []
