@@ -20,12 +20,16 @@ ACCESS_DENIED = "access_denied"
 UNSUPPORTED_TOKEN_TYPE = "unsupported_token_type"
 # RFC 6750 §3.1 (a bad Bearer token at introspection)
 INVALID_TOKEN = "invalid_token"
+# RFC 8628 §3.5, registered for token endpoint responses: this client asks too often (sent with 429
+# and Retry-After). temporarily_unavailable is registered for the authorization endpoint only.
+SLOW_DOWN = "slow_down"
 
 
 class OAuthError(Exception):
-    def __init__(self, error: str, description: str, status: int = 400):
+    def __init__(self, error: str, description: str, status: int = 400, *, headers: dict | None = None):
         super().__init__(description)
         self.error, self.description, self.status = error, description, status
+        self.headers = headers or {}  # e.g. Retry_After (rendered Retry-After)
 
 
 # A grant the issuance rules refuse (the endpoint answers ``error`` with ``description``).

@@ -26,6 +26,8 @@ from rest_framework import exceptions as drf_exceptions
 from accounts.authentication import ApiTokenAuthentication
 from accounts.roles import AUDITOR, GATEWAY, IDENTITY_ADMIN, has_role
 from audit import services as audit
+from console import ratelimit
+from console.client_address import client_address
 from core.errors import InvalidTransition
 from core.oauth_errors import (
     INVALID_CLIENT,
@@ -33,6 +35,7 @@ from core.oauth_errors import (
     INVALID_SCOPE,
     INVALID_TARGET,
     INVALID_TOKEN,
+    SLOW_DOWN,
     UNSUPPORTED_GRANT_TYPE,
     AssertionRejected,
     GrantRefused,
@@ -63,6 +66,24 @@ _MAX_TTL_DIGITS = 7
 # In memory, per request (no query); exposed at /metrics (console/metrics.py).
 MINTS = Counter("mandate_credentials_minted_total", "Credentials issued at /oauth/token, by grant.", ["grant"])
 REFUSALS = Counter("mandate_token_refusals_total", "Refusals at /oauth/token, by OAuth error.", ["error"])
+
+
+def _throttle(name: str, key: str, per_minute: int) -> None:
+    """Count one request against a per-minute limit in the shared store; 429 once it is used.
+
+    The error is ``slow_down``: the code OAuth registers for a token-endpoint client that asks too
+    often (RFC 8628 §3.5, in the OAuth Extensions Error Registry for token endpoint responses).
+    ``temporarily_unavailable`` is registered for the authorization endpoint only and says the
+    server is overloaded, not that this client must wait; ``Retry-After`` (RFC 6585) says how long.
+    """
+    exceeded = ratelimit.hit(name, key, per_window=per_minute, window=60)
+    if exceeded is not None:
+        raise OAuthError(
+            SLOW_DOWN,
+            f"too many requests: at most {exceeded.limit} a minute; retry after {exceeded.retry_after} s",
+            status=429,
+            headers={"Retry_After": str(exceeded.retry_after)},
+        )
 
 
 def _no_store(response: JsonResponse) -> JsonResponse:
@@ -180,6 +201,8 @@ def _client_credentials(request, params: dict):
     assertion = _authenticate(_required(params, "client_assertion"), request, client_id=params.get("client_id"))
     if "client_id" in params and params["client_id"] != assertion.spiffe_id:
         raise OAuthError(INVALID_CLIENT, "client_id does not match the assertion", status=401)
+    # Counted only now that the assertion's signature verified: never per an unsigned claim.
+    _throttle("token-client", assertion.spiffe_id, settings.MANDATE_RATE_TOKEN_PER_CLIENT)
     try:
         envelope_id = uuid.UUID(_required(params, "envelope"))
     except ValueError:
@@ -202,6 +225,7 @@ def _token_exchange(request, params: dict):
     if params.get("actor_token_type") != TOKEN_TYPE_JWT:
         raise OAuthError(INVALID_REQUEST, f"actor_token_type must be {TOKEN_TYPE_JWT}")
     assertion = _authenticate(_required(params, "actor_token"), request)
+    _throttle("token-client", assertion.spiffe_id, settings.MANDATE_RATE_TOKEN_PER_CLIENT)
     if "requested_token_type" in params and params["requested_token_type"] not in (TOKEN_TYPE_JWT, TOKEN_TYPE_ACCESS):
         raise OAuthError(INVALID_REQUEST, "only JWT access tokens are issued")
     minted = delegate_credential(
@@ -237,6 +261,8 @@ def _with_one_retry(grant, request, params):
 def token(request):
     """POST /oauth/token — issue (client_credentials) or delegate (token exchange)."""
     try:
+        # Before anything is parsed or verified, the caller is only an address.
+        _throttle("token-address", client_address(request), settings.MANDATE_RATE_TOKEN_PER_ADDRESS)
         params = _form(request)
         grant = _GRANTS.get(_required(params, "grant_type"))
         if grant is None:
@@ -244,7 +270,7 @@ def token(request):
         minted, extra = _with_one_retry(grant, request, params)
     except OAuthError as err:
         REFUSALS.labels(err.error).inc()
-        return _error(err.error, err.description, err.status)
+        return _error(err.error, err.description, err.status, **err.headers)
     except GrantRefused as refusal:
         REFUSALS.labels(refusal.error).inc()
         return _error(refusal.error, refusal.description, 401 if refusal.error == INVALID_CLIENT else 400)
@@ -285,7 +311,7 @@ def _api_caller(request, *, required: bool):
 def _unauthorised(err: OAuthError) -> JsonResponse:
     if err.status == 401:
         return _error(err.error, err.description, 401, WWW_Authenticate=f'Bearer error="{err.error}"')
-    return _error(err.error, err.description, err.status)
+    return _error(err.error, err.description, err.status, **err.headers)
 
 
 @dataclass(frozen=True)
@@ -357,8 +383,10 @@ def live_credential(token_value: object) -> tuple[LiveCredential, VerifiedToken]
 def introspect(request):
     """POST /oauth/introspect — for gateway, identity-admin and auditor API tokens."""
     try:
+        _throttle("introspect-address", client_address(request), settings.MANDATE_RATE_INTROSPECT_PER_ADDRESS)
         params = _form(request)
         user = _api_caller(request, required=True)
+        _throttle("introspect-client", str(user.pk), settings.MANDATE_RATE_INTROSPECT_PER_CLIENT)
         if not has_role(user, GATEWAY, IDENTITY_ADMIN, AUDITOR):
             raise OAuthError("insufficient_scope", "introspection is for gateways, admins and auditors", status=403)
         token_value = _required(params, "token")

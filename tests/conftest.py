@@ -144,3 +144,16 @@ def policy_dir(settings, tmp_path):
     shutil.copytree(Path(settings.BASE_DIR) / "policy", path)
     settings.MANDATE_POLICY_DIR = str(path)  # the setting_changed receiver forgets the cached policy
     return PolicyDir(path)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters():
+    """Rate-limit counters live in the cache; under tests that is this process's local memory
+    (settings), so each test starts with none counted."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    cache = caches["default"]
+    if isinstance(cache, LocMemCache):  # never flush a shared Redis someone pointed the tests at
+        cache.clear()
+    yield

@@ -1,0 +1,176 @@
+"""Where limits are counted: one trusted-proxy rule for client addresses, and a counter store every
+process shares (Redis or the database cache; never per-process memory outside the test suite)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+from django.core.cache import caches
+from django.core.management import call_command
+from django.test import RequestFactory, override_settings
+
+from console import ratelimit
+from console.client_address import client_address
+
+
+def request_from(peer: str, forwarded: str | None = None):
+    extra = {"REMOTE_ADDR": peer}
+    if forwarded is not None:
+        extra["HTTP_X_FORWARDED_FOR"] = forwarded
+    return RequestFactory().get("/", **extra)
+
+
+# --- client addresses ------------------------------------------------------------------------------
+
+
+def test_without_trusted_proxies_the_socket_address_is_the_client(settings):
+    settings.MANDATE_TRUSTED_PROXIES = []
+    assert client_address(request_from("203.0.113.9", "192.0.2.1")) == "203.0.113.9"
+
+
+def test_a_forwarded_header_from_a_peer_that_is_not_a_trusted_proxy_is_ignored(settings):
+    settings.MANDATE_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert client_address(request_from("203.0.113.9", "192.0.2.1")) == "203.0.113.9"
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_the_address(settings):
+    settings.MANDATE_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert client_address(request_from("10.0.0.5", "192.0.2.1")) == "192.0.2.1"
+
+
+def test_addresses_a_client_prepends_to_the_header_are_ignored(settings):
+    # The client sent "X-Forwarded-For: 1.1.1.1"; the proxy appended the address it saw.
+    settings.MANDATE_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert client_address(request_from("10.0.0.5", "1.1.1.1, 192.0.2.1")) == "192.0.2.1"
+
+
+def test_a_chain_of_trusted_proxies_is_walked_from_the_right(settings):
+    settings.MANDATE_TRUSTED_PROXIES = ["10.0.0.0/8", "2001:db8::/32"]
+    assert client_address(request_from("10.0.0.5", "1.1.1.1, 192.0.2.1, 2001:db8::7, 10.9.9.9")) == "192.0.2.1"
+
+
+def test_garbage_in_the_header_stops_at_the_last_hop_a_trusted_proxy_vouched_for(settings):
+    settings.MANDATE_TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert client_address(request_from("10.0.0.5", "not-an-address")) == "10.0.0.5"
+    assert client_address(request_from("10.0.0.5", "")) == "10.0.0.5"
+
+
+def test_a_bad_trusted_proxy_setting_stops_start_up_naming_it(tmp_path):
+    env = {**os.environ, "MANDATE_TESTING": "1", "MANDATE_TRUSTED_PROXIES": "10.0.0.0/8,not-a-cidr"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; from django.conf import settings; settings.INSTALLED_APPS"],
+        env={**env, "DJANGO_SETTINGS_MODULE": "console.settings"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "MANDATE_TRUSTED_PROXIES" in result.stderr and "not-a-cidr" in result.stderr
+
+
+# --- which store -----------------------------------------------------------------------------------
+
+
+def _cache_backend(**env_overrides) -> str:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MANDATE_CACHE_URL", "CELERY_BROKER_URL", "MANDATE_TESTING")
+    }
+    env.update({"DEBUG": "true", "DJANGO_SETTINGS_MODULE": "console.settings", **env_overrides})
+    result = subprocess.run(
+        [sys.executable, "-c", "from django.conf import settings; print(settings.CACHES['default']['BACKEND'])"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def test_outside_tests_the_store_is_the_database_cache_by_default():
+    assert _cache_backend() == "django.core.cache.backends.db.DatabaseCache"
+
+
+def test_a_redis_broker_makes_redis_the_store():
+    assert _cache_backend(CELERY_BROKER_URL="redis://127.0.0.1:6379/0").endswith("RedisCache")
+
+
+def test_mandate_cache_url_names_the_store():
+    assert _cache_backend(MANDATE_CACHE_URL="redis://127.0.0.1:6379/3").endswith("RedisCache")
+
+
+def test_a_cache_url_that_is_not_redis_stops_start_up():
+    with pytest.raises(subprocess.CalledProcessError):
+        _cache_backend(MANDATE_CACHE_URL="memcached://127.0.0.1:11211")
+
+
+DB_CACHE = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "mandate_cache"}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_the_database_cache_every_connection_counts_against_the_same_limit():
+    """Two threads (two database connections, as two processes would have) share one count."""
+    with override_settings(CACHES=DB_CACHE):
+        call_command("createcachetable", verbosity=0)
+        caches["default"].clear()
+        results = []
+
+        def hit_once():
+            results.append(ratelimit.hit("test", "203.0.113.9", per_window=3, window=3600, now=7200.0))
+            from django.db import connection
+
+            connection.close()
+
+        for _ in range(3):
+            worker = threading.Thread(target=hit_once)
+            worker.start()
+            worker.join()
+        assert results == [None, None, None]
+        refused = ratelimit.hit("test", "203.0.113.9", per_window=3, window=3600, now=7200.0)
+        assert refused is not None and refused.retry_after == 3600
+        caches["default"].clear()
+
+
+@pytest.mark.redis
+def test_on_redis_the_count_is_atomic_and_expires_with_its_window():
+    redis = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/0",
+            "KEY_PREFIX": f"mandate-test-{os.getpid()}",
+        }
+    }
+    with override_settings(CACHES=redis):
+        cache = caches["default"]
+        key = f"key-{os.getpid()}"
+        try:
+            cache._cache.get_client(None).ping()
+        except Exception:
+            pytest.skip("no Redis on 127.0.0.1:6379")
+        results = []
+        threads = [
+            threading.Thread(target=lambda: results.append(ratelimit.hit("t", key, per_window=10, window=60)))
+            for _ in range(15)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(r is not None for r in results) == 5
+        assert all(r.retry_after <= 60 for r in results if r is not None)
+        cache.clear()
+
+
+def test_a_limit_of_zero_is_off():
+    assert all(ratelimit.hit("off", "k", per_window=0) is None for _ in range(100))
+
+
+def test_the_window_says_how_long_until_it_ends():
+    for _ in range(2):
+        ratelimit.hit("w", "k2", per_window=2, window=60, now=120.0)
+    refused = ratelimit.hit("w", "k2", per_window=2, window=60, now=135.2)
+    assert refused is not None and refused.retry_after == 45
+    assert ratelimit.hit("w", "k2", per_window=2, window=60, now=180.0) is None  # the next window
