@@ -190,6 +190,33 @@ def _check_envelope_live(envelope: TaskEnvelope, now: datetime) -> datetime:
     return envelope.expires_at
 
 
+def _check_live_cap(*, envelope_id: uuid.UUID, instance_id: uuid.UUID, now: datetime) -> None:
+    """Refuse a mint that would give ``instance_id`` more live credentials under ``envelope_id`` than
+    the policy's ``[credentials] max_live``.
+
+    Mints share-lock the envelope and otherwise never wait for each other, so two of them could both
+    count one below the cap and both insert. On PostgreSQL a transaction-scoped advisory lock on the
+    envelope makes mints under one envelope take turns from here to their commit, and the count is
+    its own statement after the lock, so its snapshot sees every mint that committed before. Mints
+    under other envelopes never wait. SQLite serialises write transactions, which is enough there.
+    """
+    cap = active_policy().max_live_credentials
+    if not cap:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"mint:{envelope_id}"])
+    live = Credential.objects.filter(
+        envelope_id=envelope_id, instance_id=instance_id, status=Credential.Status.ACTIVE, expires_at__gt=now
+    ).count()
+    if live >= cap:
+        raise _refuse(
+            INVALID_GRANT,
+            f"this instance already holds {live} live credentials under this envelope, the most the policy "
+            f"allows (credentials.max_live = {cap}); revoke one or wait for one to expire",
+        )
+
+
 def _narrow_scopes(requested: list[str] | None, allowed: list[str], what: str) -> list[str]:
     if requested is None:
         return sorted(allowed)
@@ -259,6 +286,7 @@ def issue_credential(
             _check_requester(instance)
             envelope_ends = _check_envelope_live(envelope, now)
             granted = _narrow_scopes(scopes, envelope.scopes, "envelope's scopes")
+            _check_live_cap(envelope_id=envelope.id, instance_id=instance.id, now=now)
             lifetime = credential_ttl(
                 requested=ttl, policy_max=policy_ttl_ceiling(envelope), envelope_expires_at=envelope_ends, now=now
             )
@@ -335,6 +363,7 @@ def delegate_credential(
             granted = _narrow_scopes(scopes, parent.scopes, "subject token's scopes")
             if audience is not None and audience != parent.audience:
                 raise _refuse(INVALID_REQUEST, "a delegated credential keeps the subject token's audience")
+            _check_live_cap(envelope_id=envelope.id, instance_id=receiver.id, now=now)
             lifetime = credential_ttl(
                 requested=ttl,
                 policy_max=policy_ttl_ceiling(envelope),

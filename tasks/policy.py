@@ -34,6 +34,7 @@ SCOPES_FILE = "scopes.toml"
 RISK_FILE = "risk.toml"
 AUTO_APPROVE_FILE = "auto_approve.toml"
 LIFECYCLE_FILE = "lifecycle.toml"
+DEFAULT_MAX_LIVE_CREDENTIALS = 10
 POLICY_FILES = (SCOPES_FILE, RISK_FILE, AUTO_APPROVE_FILE, LIFECYCLE_FILE, GUARDRAILS_FILE, SCHEMA_FILE)
 REQUIRED_FILES = (SCOPES_FILE, RISK_FILE)
 
@@ -127,6 +128,8 @@ class Policy:
     idle_limit_seconds: int = 900
     pending_max_seconds: int = 24 * 3600
     drift_revoke_after: int = 3
+    # The most credentials one instance may hold live at once under one envelope (0 = no cap).
+    max_live_credentials: int = 10
     scope_descriptions: dict[str, str] = field(default_factory=dict)
     credential_ttl_ceiling: int = 900
     raisers: tuple[Raiser, ...] = ()
@@ -489,19 +492,24 @@ def _read_auto_approve(reader: _Reader, rules: dict[str, RiskRule]) -> tuple[Aut
     return tuple(out)
 
 
-def _read_lifecycle(reader: _Reader) -> tuple[int, int, int]:
+def _read_lifecycle(reader: _Reader) -> tuple[int, int, int, int]:
     data = reader.data or {}
-    reader.unknown_keys(data, (), {"pending", "sessions", "drift"})
+    reader.unknown_keys(data, (), {"pending", "sessions", "drift", "credentials"})
     pending = reader.table(data, (), "pending")
     reader.unknown_keys(pending, ("pending",), {"expire_after"})
     sessions = reader.table(data, (), "sessions")
     reader.unknown_keys(sessions, ("sessions",), {"idle_limit"})
     drift = reader.table(data, (), "drift")
     reader.unknown_keys(drift, ("drift",), {"revoke_after"})
+    credentials = reader.table(data, (), "credentials")
+    reader.unknown_keys(credentials, ("credentials",), {"max_live"})
     return (
         reader.duration(pending, ("pending",), "expire_after", default=24 * 3600, minimum=60, maximum=30 * 86400),
         reader.duration(sessions, ("sessions",), "idle_limit", default=900, minimum=60, maximum=7 * 86400),
         reader.integer(drift, ("drift",), "revoke_after", default=3, minimum=0, maximum=1000),
+        reader.integer(
+            credentials, ("credentials",), "max_live", default=DEFAULT_MAX_LIVE_CREDENTIALS, minimum=0, maximum=10_000
+        ),
     )
 
 
@@ -561,9 +569,9 @@ def check_policy_dir(directory: Path | str) -> tuple[Policy | None, list[PolicyP
     auto = ()
     if r := reader(AUTO_APPROVE_FILE):
         auto = _read_auto_approve(r, rules)
-    pending, idle, drift = 24 * 3600, 900, 3
+    pending, idle, drift, max_live = 24 * 3600, 900, 3, DEFAULT_MAX_LIVE_CREDENTIALS
     if r := reader(LIFECYCLE_FILE):
-        pending, idle, drift = _read_lifecycle(r)
+        pending, idle, drift, max_live = _read_lifecycle(r)
     guardrails, guardrail_problems = load_guardrails(texts.get(GUARDRAILS_FILE), texts.get(SCHEMA_FILE))
     problems.extend(guardrail_problems)
     if problems:
@@ -575,6 +583,7 @@ def check_policy_dir(directory: Path | str) -> tuple[Policy | None, list[PolicyP
         idle_limit_seconds=idle,
         pending_max_seconds=pending,
         drift_revoke_after=drift,
+        max_live_credentials=max_live,
         scope_descriptions=descriptions,
         credential_ttl_ceiling=ceiling,
         raisers=raisers,
