@@ -503,6 +503,9 @@ LOGGING = {
         # the root's: every django.request warning came out twice. One handler, the root's.
         "django": {"handlers": [], "level": "INFO", "propagate": True},
         "django.db.backends": {"level": "WARNING"},
+        # axes logs every sign-in at INFO; its warnings (failures, lockouts) are kept, with the
+        # username and address masked (AXES_SENSITIVE_PARAMETERS); the audit trail has the detail.
+        "axes": {"level": "WARNING"},
     },
 }
 

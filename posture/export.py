@@ -13,12 +13,13 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -28,7 +29,7 @@ from audit.checkpoints import Reason, write_checkpoint
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import verify_chain
 from audit.verify import checkpoint_record
-from core.errors import ValidationFailed
+from core.errors import DomainError, ValidationFailed
 from posture.models import ExportJob
 from posture.selectors import agents_in_scope
 from tasks.models import ActivityEvent
@@ -202,12 +203,39 @@ def export_dir() -> Path:
     return path
 
 
+class TooManyExports(DomainError):
+    """The person already has as many background exports queued or running as allowed."""
+
+    status_code = 429
+    code = "too_many_exports"
+
+
+# A job still queued or running after this long was lost by its worker; it no longer holds a place.
+STALE_AFTER = timedelta(days=1)
+
+
 def start_export(*, user, kind, fmt, since=None, until=None) -> ExportJob:
-    """Record the job and hand it to the worker once the row is committed."""
+    """Record the job and hand it to the worker once the row is committed. At most
+    ``MANDATE_MAX_CONCURRENT_EXPORTS`` per person queued or running at once: each one holds a
+    worker and writes a file the size of the range, so one person cannot fill the queue."""
     kind, fmt = clean_kind_and_format(kind, fmt)
     if since is not None and until is not None and since >= until:
         raise ValidationFailed("must be before until", field="since")
+    limit = settings.MANDATE_MAX_CONCURRENT_EXPORTS
     with transaction.atomic():
+        # Locking the person's row makes two starts by the same person take turns, so both cannot
+        # count one below the limit (PostgreSQL; SQLite serialises write transactions anyway).
+        get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+        in_flight = ExportJob.objects.filter(
+            requested_by=user,
+            status__in=(ExportJob.Status.QUEUED, ExportJob.Status.RUNNING),
+            created_at__gt=timezone.now() - STALE_AFTER,
+        ).count()
+        if in_flight >= limit:
+            raise TooManyExports(
+                f"you already have {in_flight} exports queued or running, the most allowed at once "
+                f"({limit} exports); wait for one to finish, then start this one"
+            )
         job = ExportJob.objects.create(requested_by=user, kind=kind, format=fmt, since=since, until=until)
         transaction.on_commit(lambda: _enqueue(job.id))
     return job

@@ -426,6 +426,11 @@ def export_start(request):
     except (ValueError, DomainError) as exc:
         message = getattr(exc, "message", str(exc))
         if request.htmx:
+            if isinstance(exc, export.TooManyExports):
+                # A row in the jobs table saying why (console.js swaps refusals marked so).
+                response = render(request, "posture/_export_refused.html", {"message": message}, status=429)
+                response["X-Mandate-Refusal"] = "1"
+                return response
             return HttpResponseBadRequest(message)
         messages.error(request, message)
         return redirect(f"{reverse('posture')}#evidence")

@@ -48,6 +48,16 @@
     }
   });
 
+  // htmx drops 4xx answers; a refusal that brings its own markup (it says so with the
+  // X-Mandate-Refusal header) is shown where the answer would have gone.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr.status >= 400 && xhr.status < 500 && xhr.getResponseHeader("X-Mandate-Refusal")) {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     tick();
     setInterval(tick, 1000);
