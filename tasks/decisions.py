@@ -7,14 +7,15 @@ API contract): ``token_invalid`` / ``token_expired`` → ``token_revoked`` → `
 ``budget_exhausted`` → ``policy_forbids`` → ``ok``.
 
 The hot path on PostgreSQL is two prepared statements: one SELECT loading credential, instance,
-agent and envelope by ``jti``; and, for a call that passed every check, one statement that takes
-one action of the budget with a conditional ``UPDATE … RETURNING`` (only while budget and time are
-left, so two gateways racing on the last action cannot both win) and inserts the decision's
-activity event with ``allow``/``reason`` taken from whether the update matched. It runs in
-autocommit, so it is committed before the answer leaves: no decision is ever answered without
-being on record. A denial is the SELECT and one INSERT; a drifting denial adds the drift count in
-the same transaction. Elsewhere (SQLite, or inside an outer transaction) the update and the insert
-share one ``atomic()``. Expiry is compared here, never left to the sweep.
+agent and envelope by ``jti`` (and whether the asking gateway's API token is still valid, so a
+revoked token is refused on the very next request in every process); and, for a call that passed
+every check, one statement that takes one action of the budget with a conditional ``UPDATE …
+RETURNING`` (only while budget and time are left, so two gateways racing on the last action cannot
+both win) and inserts the decision's activity event with ``allow``/``reason`` taken from whether the
+update matched. It runs in autocommit, so it is committed before the answer leaves: no decision is
+ever answered without being on record. A denial is the SELECT and one INSERT; a drifting denial adds
+the drift count in the same transaction. Elsewhere (SQLite, or inside an outer transaction) the
+update and the insert share one ``atomic()``. Expiry is compared here, never left to the sweep.
 
 Batches (AuthZEN ``/access/v1/evaluations``, ``decide_batch``) run the same checks item by item in
 request order. The reads come first (verification, one query for every credential); then one
@@ -43,6 +44,7 @@ from typing import Any, cast
 
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from prometheus_client import Counter
 
@@ -234,6 +236,98 @@ def load_credentials(jtis: list[str]) -> dict[str, Credential]:
     return {c.jti: c for c in credentials}
 
 
+# --- the asking gateway's API token, checked in the same round trip -------------------------------
+# The API-token authenticator of this endpoint remembers a token for a few seconds per process
+# (tasks/api/authentication.py); whether the token may still ask is read here, from the database,
+# on every decision: revoked, expired, its user deactivated or no longer a gateway or identity
+# admin, and the very next call is refused, in every process.
+
+_CALLER_SQL = None
+_LOAD_WITH_CALLER = None
+
+
+def _caller_sql() -> str:
+    """``EXISTS (…)``: the API token (first parameter) is unrevoked, unexpired at the second, and
+    its user active and a superuser or a member of the third or fourth group."""
+    global _CALLER_SQL
+    if _CALLER_SQL is None:
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group
+
+        from accounts.models import ApiToken
+
+        q = connection.ops.quote_name
+        user_model = get_user_model()
+        memberships = user_model.groups.through._meta
+        _CALLER_SQL = (
+            f"EXISTS (SELECT 1 FROM {q(ApiToken._meta.db_table)} t "  # noqa: S608 - names from the models
+            f"JOIN {q(user_model._meta.db_table)} u ON u.{q(user_model._meta.pk.column)} = t.{q('user_id')} "
+            "WHERE t.id = %s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > %s) "
+            "AND u.is_active AND (u.is_superuser OR EXISTS ("
+            f"SELECT 1 FROM {q(memberships.db_table)} m JOIN {q(Group._meta.db_table)} g ON g.id = m.group_id "
+            "WHERE m.user_id = u.id AND g.name IN (%s, %s))))"
+        )
+    return _CALLER_SQL
+
+
+def _caller_params(token_id, now: datetime) -> list:
+    from accounts.models import ApiToken
+    from accounts.roles import GATEWAY, IDENTITY_ADMIN
+
+    return [
+        ApiToken._meta.pk.get_db_prep_value(token_id, connection),
+        connection.ops.adapt_datetimefield_value(now),
+        GATEWAY,
+        IDENTITY_ADMIN,
+    ]
+
+
+def caller_may_ask(token_id, now: datetime) -> bool:
+    """The check alone, for a decision that loads no credential (a token that did not verify)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_caller_sql()}", _caller_params(token_id, now))
+        return bool(cursor.fetchone()[0])
+
+
+def load_credential_for(jti: str, *, caller_token_id, now: datetime) -> tuple[Credential | None, bool | None]:
+    """``load_credential`` plus, in the same statement, whether the asking API token may still ask
+    (None when no credential row came back to carry the answer)."""
+    if connection.vendor != "postgresql":
+        credential = (
+            Credential.objects.select_related("instance__agent", "envelope")
+            .annotate(caller_ok=RawSQL(_caller_sql(), _caller_params(caller_token_id, now)))  # noqa: S611 - names from the models, values are parameters
+            .filter(jti=jti)
+            .first()
+        )
+        return credential, (bool(credential.caller_ok) if credential is not None else None)
+    global _LOAD_WITH_CALLER
+    sql, models = _load_statement()
+    if _LOAD_WITH_CALLER is None:
+        select, _, rest = sql.partition(" FROM ")
+        _LOAD_WITH_CALLER = f"{select}, {_caller_sql()} FROM {rest} = %s"
+    with _prepared_cursor() as cursor:
+        cursor.execute(_LOAD_WITH_CALLER, [*_caller_params(caller_token_id, now), jti])
+        row = cursor.fetchone()
+    if row is None:
+        return None, None
+    return _build(row[:-1], models), bool(row[-1])
+
+
+def load_credentials(jtis: list[str]) -> dict[str, Credential]:
+    """Several credentials (each with instance, agent, envelope) in one query, by jti."""
+    if not jtis:
+        return {}
+    if connection.vendor != "postgresql":
+        qs = Credential.objects.select_related("instance__agent", "envelope").filter(jti__in=jtis)
+        return {c.jti: c for c in qs}
+    sql, models = _load_statement()
+    with _prepared_cursor() as cursor:
+        cursor.execute(sql + " = ANY(%s)", [list(jtis)])
+        rows = cursor.fetchall()
+    credentials = (_build(row, models) for row in rows)
+    return {c.jti: c for c in credentials}
+
+
 def _build(row: tuple, models: list[tuple[Any, ...]]) -> Credential:
     objects: list[Any] = []
     start = 0
@@ -255,6 +349,8 @@ class _Outcome:
     detail: str
     credential: Credential | None = None
     verified: VerifiedToken | None = None
+    # Whether the asking API token may still ask, read with the credential (None: not read).
+    caller_ok: bool | None = None
 
     @property
     def allow(self) -> bool:
@@ -358,13 +454,19 @@ def _check(
     now: datetime,
     policy: Policy,
     subject: str | None = None,
+    caller_token_id: uuid.UUID | None = None,
 ) -> _Outcome:
     """Run the checks in contract order, stopping at the first that fails. Reads only."""
     verified = _identify(token, subject)
     if isinstance(verified, _Outcome):
         return verified
-    credential = load_credential(verified.jti)
-    return _check_loaded(verified, credential, scope=scope, resource=resource, now=now, context=context, policy=policy)
+    if caller_token_id is None:
+        credential, caller_ok = load_credential(verified.jti), None
+    else:
+        credential, caller_ok = load_credential_for(verified.jti, caller_token_id=caller_token_id, now=now)
+    out = _check_loaded(verified, credential, scope=scope, resource=resource, now=now, context=context, policy=policy)
+    out.caller_ok = caller_ok
+    return out
 
 
 _TAKE_ACTION_SQL = None
@@ -531,6 +633,20 @@ def _decision_event(
     )
 
 
+class CallerRefused(Exception):
+    """The API token that asked may no longer ask (revoked, expired, user inactive or without the
+    gateway or identity-admin role). Nothing was decided or recorded."""
+
+
+def _refuse_unless_caller_may_ask(caller_token_id: uuid.UUID | None, now: datetime, known: bool | None = None) -> None:
+    """``known``: the answer read with the credential, when it was; otherwise one statement asks."""
+    if caller_token_id is None:
+        return
+    allowed = known if known is not None else caller_may_ask(caller_token_id, now)
+    if not allowed:
+        raise CallerRefused("the API token may no longer ask for decisions")
+
+
 def decide(
     *,
     token: object,
@@ -540,14 +656,27 @@ def decide(
     reported_by: str = "",
     subject: str | None = None,
     now: datetime | None = None,
+    caller_token_id: uuid.UUID | None = None,
 ) -> Decision:
     """Decide one call, record it durably, and return the answer (see the module docstring).
 
-    ``subject``, when given (AuthZEN names it beside the token), must be the credential's ``sub``."""
+    ``subject``, when given (AuthZEN names it beside the token), must be the credential's ``sub``.
+    With ``caller_token_id`` (the asking gateway's API token) the token's validity is read in the
+    statement that loads the credential; ``CallerRefused`` when it may no longer ask."""
     now = now or timezone.now()
     context = context or {}
     policy = active_policy()
-    out = _check(token=token, scope=scope, resource=resource, context=context, now=now, policy=policy, subject=subject)
+    out = _check(
+        token=token,
+        scope=scope,
+        resource=resource,
+        context=context,
+        now=now,
+        policy=policy,
+        subject=subject,
+        caller_token_id=caller_token_id,
+    )
+    _refuse_unless_caller_may_ask(caller_token_id, now, out.caller_ok)
     credential = out.credential
     # Read only when ``identified`` (or on an allowed or drifting call, which implies it): then all
     # three are set, which the type checker cannot follow through the flag.
@@ -636,6 +765,7 @@ def decide_batch(
     stop_on: bool | None = None,
     reported_by: str = "",
     now: datetime | None = None,
+    caller_token_id: uuid.UUID | None = None,
 ) -> list[Decision | None]:
     """Decide several calls as ``decide`` would one after another, in their order, and record them.
 
@@ -650,6 +780,7 @@ def decide_batch(
     batch is written: one UPDATE per envelope (actions taken, drift) and one INSERT for every
     event. Committed before it returns, so no answer leaves unrecorded."""
     now = now or timezone.now()
+    _refuse_unless_caller_may_ask(caller_token_id, now)  # one statement per batch
     policy = active_policy()
     verified = [_identify(call.token, call.subject) if call is not None else None for call in calls]
     loaded = load_credentials(sorted({v.jti for v in verified if isinstance(v, VerifiedToken)}))
@@ -817,10 +948,12 @@ def allowed_scopes(
     context: dict | None = None,
     subject: str | None = None,
     now: datetime | None = None,
+    caller_token_id: uuid.UUID | None = None,
 ) -> list[str]:
     """The scopes a full decision on ``resource`` would allow right now (every check, guardrails
     and budget included), in the envelope's order. Decides nothing, records nothing, spends nothing."""
     now = now or timezone.now()
+    _refuse_unless_caller_may_ask(caller_token_id, now)
     verified = _identify(token, subject)
     if isinstance(verified, _Outcome):
         return []

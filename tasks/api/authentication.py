@@ -2,10 +2,11 @@
 
 A gateway asks on every tool call with the same API token; looking the token and its user's roles
 up every time would be two of the decision's four queries. This authenticator remembers a token
-that authenticated, with its user and roles, for ``TTL_SECONDS`` per process — the same staleness
-``identities.keys`` accepts for which signing keys are published. So revoking a gateway's API
-token (or removing its role) takes effect on this endpoint within that many seconds; expiry is
-still compared on every request. Every other endpoint uses the uncached authenticator.
+that authenticated, with its user and roles, for ``TTL_SECONDS`` per process. What it remembers is
+who is asking, not whether they still may: the decision re-reads the token's validity (revoked,
+expired, user inactive, role removed) in its own load statement (``tasks.decisions``), so a
+revocation is refused on the very next request in every process, and the entry is then forgotten.
+Every other endpoint uses the uncached authenticator.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ _lock = threading.Lock()
 def clear_cache() -> None:
     with _lock:
         _cache.clear()
+
+
+def forget(token: ApiToken | None) -> None:
+    """Drop one token from this process's memory (the decision found it may no longer ask)."""
+    if token is None:
+        return
+    with _lock:
+        _cache.pop(token.digest, None)
 
 
 class CachedApiTokenAuthentication(ApiTokenAuthentication):

@@ -169,7 +169,7 @@ class EvaluationView(_DecisionPointView):
         "action.name = the scope, resource = type:id. An allowed decision uses one action of the budget.",
     )
     def post(self, request):
-        return Response(_evaluation(_read_body(request, authzen.MAX_EVALUATION_BODY_BYTES), request.user))
+        return Response(_evaluation(_read_body(request, authzen.MAX_EVALUATION_BODY_BYTES), request.user, request.auth))
 
 
 class EvaluationsView(_DecisionPointView):
@@ -187,7 +187,9 @@ class EvaluationsView(_DecisionPointView):
         "recorded. Every decided item is recorded; each allowed one uses one action of the budget.",
     )
     def post(self, request):
-        return Response(_evaluations(_read_body(request, authzen.MAX_EVALUATIONS_BODY_BYTES), request.user))
+        return Response(
+            _evaluations(_read_body(request, authzen.MAX_EVALUATIONS_BODY_BYTES), request.user, request.auth)
+        )
 
 
 class ActionSearchView(_DecisionPointView):
@@ -202,30 +204,36 @@ class ActionSearchView(_DecisionPointView):
         "credential carries. Spends no budget and records nothing: what a gateway needs to filter tools/list.",
     )
     def post(self, request):
-        return Response(_action_search(_read_body(request, authzen.MAX_EVALUATION_BODY_BYTES), request.user))
+        return Response(
+            _action_search(_read_body(request, authzen.MAX_EVALUATION_BODY_BYTES), request.user, request.auth)
+        )
 
 
 # --- the work, shared by the documented views and the plain endpoints the URLs serve ---------------
 
 
-def _evaluation(body, user) -> dict:
+def _evaluation(body, user, token) -> dict:
     try:
         call = authzen.read_evaluation(body)
     except authzen.Malformed as exc:
         raise _malformed(exc) from None
-    return authzen.evaluation_answer(decide(**call.__dict__, reported_by=user.get_username()))
+    with still_allowed(token) as caller:
+        decision = decide(**call.__dict__, reported_by=user.get_username(), caller_token_id=caller)
+    return authzen.evaluation_answer(decision)
 
 
-def _evaluations(body, user) -> dict:
+def _evaluations(body, user, token) -> dict:
     try:
         batch = authzen.read_evaluations(body)
     except authzen.Malformed as exc:
         raise _malformed(exc) from None
     who = user.get_username()
     if not isinstance(batch, authzen.Batch):  # no "evaluations": a single evaluation
-        return authzen.evaluation_answer(decide(**batch.__dict__, reported_by=who))
+        with still_allowed(token) as caller:
+            return authzen.evaluation_answer(decide(**batch.__dict__, reported_by=who, caller_token_id=caller))
     calls = [item if not isinstance(item, authzen.Malformed) else None for item in batch.items]
-    decisions = decide_batch(calls, stop_on=batch.stop_on, reported_by=who)
+    with still_allowed(token) as caller:
+        decisions = decide_batch(calls, stop_on=batch.stop_on, reported_by=who, caller_token_id=caller)
     answers = [
         authzen.evaluation_answer(decision) if decision is not None else authzen.malformed_answer(item)
         for item, decision in zip(batch.items, decisions, strict=False)
@@ -233,24 +241,27 @@ def _evaluations(body, user) -> dict:
     return {"evaluations": answers}
 
 
-def _action_search(body, user) -> dict:
+def _action_search(body, user, caller_token) -> dict:
     try:
         spiffe_id, token, resource, context = authzen.read_action_search(body)
     except authzen.Malformed as exc:
         raise _malformed(exc) from None
-    scopes = allowed_scopes(token=token, subject=spiffe_id, resource=resource, context=context)
+    with still_allowed(caller_token) as caller:
+        scopes = allowed_scopes(
+            token=token, subject=spiffe_id, resource=resource, context=context, caller_token_id=caller
+        )
     return {"results": [{"name": scope} for scope in scopes]}
 
 
 # Plain Django views without DRF's request cycle, described by the classes above (tasks.api.plain).
 evaluation_endpoint = plain_endpoint(EvaluationView, max_body=authzen.MAX_EVALUATION_BODY_BYTES)(
-    lambda request, body, user: _evaluation(body, user)
+    lambda request, body, user: _evaluation(body, user, request.auth)
 )
 evaluations_endpoint = plain_endpoint(EvaluationsView, max_body=authzen.MAX_EVALUATIONS_BODY_BYTES)(
-    lambda request, body, user: _evaluations(body, user)
+    lambda request, body, user: _evaluations(body, user, request.auth)
 )
 action_search_endpoint = plain_endpoint(ActionSearchView, max_body=authzen.MAX_EVALUATION_BODY_BYTES)(
-    lambda request, body, user: _action_search(body, user)
+    lambda request, body, user: _action_search(body, user, request.auth)
 )
 
 

@@ -11,7 +11,7 @@ from accounts.authentication import AgentCredentialRefusal
 from core.api import errors
 from core.errors import ValidationFailed
 from tasks.activity import json_text, storable
-from tasks.api.authentication import CachedApiTokenAuthentication
+from tasks.api.authentication import CachedApiTokenAuthentication, still_allowed
 from tasks.api.permissions import IsGatewayOrAdmin
 from tasks.api.plain import plain_endpoint
 from tasks.decisions import REASONS, decide
@@ -82,15 +82,16 @@ class DecisionView(APIView):
         "before it is answered.",
     )
     def post(self, request):
-        return Response(_answer(request.data, request.user))
+        return Response(_answer(request.data, request.user, request.auth))
 
 
-def _answer(body, user) -> dict:
+def _answer(body, user, token) -> dict:
     fields = parse_decision_request(body)
-    return decide(**fields, reported_by=user.get_username()).as_dict()
+    with still_allowed(token) as caller:
+        return decide(**fields, reported_by=user.get_username(), caller_token_id=caller).as_dict()
 
 
 @plain_endpoint(DecisionView, max_body=MAX_BODY_BYTES)
 def decisions_endpoint(request, body, user) -> dict:
     """What the URL serves: ``DecisionView`` without DRF's request cycle (see tasks.api.plain)."""
-    return _answer(body, user)
+    return _answer(body, user, request.auth)
