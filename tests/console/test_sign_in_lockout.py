@@ -120,9 +120,15 @@ def test_unlock_command_for_one_address_leaves_other_addresses_locked(settings, 
 
 
 def test_unlock_command_with_nothing_locked_says_so_and_records_nothing(admin):
-    with pytest.raises(CommandError, match="not locked"):
-        call_command("unlock_sign_in", "ada", stdout=StringIO())
+    out = StringIO()
+    call_command("unlock_sign_in", "ada", stdout=out)
+    assert "not locked out" in out.getvalue()
     assert not AuditEvent.objects.filter(verb="account.unlocked").exists()
+
+
+def test_unlock_command_refuses_an_address_that_is_not_one(admin):
+    with pytest.raises(CommandError, match="address"):
+        call_command("unlock_sign_in", "ada", "--address", "not-an-ip", stdout=StringIO())
 
 
 def test_identity_admins_see_and_unlock_locked_accounts_in_the_console(settings, admin, second_admin):

@@ -32,7 +32,9 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(f"{exc.field}: {exc.message}") from None
         if not cleared:
+            # Unlocking is idempotent: the account can sign in, which is what was asked.
             where = f" from {address}" if address else ""
-            raise CommandError(f"{username} is not locked out{where}; nothing to unlock")
+            self.stdout.write(f"{username} is not locked out{where}; nothing to unlock")
+            return
         where = f" from {address}" if address else " from every address"
         self.stdout.write(f"{username} unlocked{where}")
