@@ -270,6 +270,8 @@ AXES_LOCKOUT_TEMPLATE = "console/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
 AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are not this app's record to keep
+# axes keeps a failed attempt's form (the password always masked); mask the rest that is not evidence.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 
 # Keys (Fernet, comma separated, newest first) that encrypt signing keys at rest. In development a key

@@ -167,3 +167,19 @@ def test_unlocking_an_account_that_is_not_locked_is_a_clear_message(admin):
     assert response.status_code == 200
     assert "not locked" in response.content.decode()
     assert not AuditEvent.objects.filter(verb="account.unlocked").exists()
+
+
+def test_the_lockout_bookkeeping_keeps_no_password_or_form_secret(settings, admin):
+    from axes.models import AccessAttempt
+
+    client = Client()
+    client.get("/login/")
+    client.post(
+        "/login/",
+        {"username": "ada", "password": "hunter2-guess", "csrfmiddlewaretoken": "form-secret-value"},
+        REMOTE_ADDR=ATTACKER,
+    )
+
+    attempt = AccessAttempt.objects.get()
+    assert "hunter2-guess" not in attempt.post_data
+    assert "form-secret-value" not in attempt.post_data
