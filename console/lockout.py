@@ -34,6 +34,13 @@ def _account(username: str | None) -> tuple[str, str, str]:
     return ("account", name or "(none)", name or "(none)")
 
 
+def never_locked(request, credentials) -> bool:
+    """axes' whitelist: a sign-in without a username (a single sign-on callback) is neither counted
+    nor locked. Its failures are the identity provider's to throttle, and a lockout keyed on (no
+    account, address) would shut everyone behind one NAT out of single sign-on."""
+    return not (credentials or {}).get("username")
+
+
 class AuditedAxesHandler(AxesDatabaseHandler):
     """axes' database handler (counters in the shared database), plus the audit record."""
 
@@ -42,7 +49,7 @@ class AuditedAxesHandler(AxesDatabaseHandler):
         # refused for being locked out before this runs; such a refusal is not a new failure.
         refused_while_locked = bool(getattr(request, "axes_locked_out", False))
         super().user_login_failed(sender, credentials, request=request, **kwargs)
-        if request is None or refused_while_locked:
+        if request is None or refused_while_locked or never_locked(request, credentials):
             return
         username = get_client_username(request, credentials)
         address = getattr(request, "axes_ip_address", None)

@@ -266,6 +266,7 @@ AXES_RESET_ON_SUCCESS = True
 # Attempts refused while locked neither extend the lockout nor add audit rows (console/lockout.py).
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_CLIENT_IP_CALLABLE = "console.client_address.client_address"
+AXES_WHITELIST_CALLABLE = "console.lockout.never_locked"  # sign-ins without a username (SSO callbacks)
 AXES_LOCKOUT_TEMPLATE = "console/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False

@@ -183,3 +183,19 @@ def test_the_lockout_bookkeeping_keeps_no_password_or_form_secret(settings, admi
     attempt = AccessAttempt.objects.get()
     assert "hunter2-guess" not in attempt.post_data
     assert "form-secret-value" not in attempt.post_data
+
+
+def test_sign_ins_without_a_username_such_as_sso_callbacks_are_never_locked_or_counted(rf, settings, admin):
+    """A failed single sign-on callback is the identity provider's business, and keying a lockout on
+    (no account, address) would lock everybody behind one NAT out of SSO."""
+    from axes.models import AccessAttempt
+    from django.contrib.auth import authenticate
+
+    for _ in range(settings.MANDATE_LOGIN_FAILURE_LIMIT + 2):
+        request = rf.get("/oidc/callback/", REMOTE_ADDR=ATTACKER)
+        request.session = {}
+        assert authenticate(request, nonce="n", code_verifier="v") is None
+
+    assert not AccessAttempt.objects.exists()
+    assert not AuditEvent.objects.filter(verb__startswith="account.").exists()
+    assert signed_in(sign_in(Client(), "ada", RIGHT))
