@@ -233,14 +233,8 @@ MANDATE_CREDENTIAL_MAX_TTL = env_int("MANDATE_CREDENTIAL_MAX_TTL", 900, minimum=
 MANDATE_POLICY_DIR = env_str("MANDATE_POLICY_DIR", str(BASE_DIR / "policy"))
 
 # --- Limits (README "Rate limits and lockout") -----------------------------------------------------
-# The reverse proxies in front of Mandate (CIDRs). X-Forwarded-For is believed only from them; every
-# limit keyed on an address reads it through console.client_address.
-MANDATE_TRUSTED_PROXIES = env_list("MANDATE_TRUSTED_PROXIES", [])
-for _proxy in MANDATE_TRUSTED_PROXIES:
-    try:
-        ipaddress.ip_network(_proxy, strict=False)
-    except ValueError:
-        raise ImproperlyConfigured(f"MANDATE_TRUSTED_PROXIES: {_proxy!r} is not an address or CIDR") from None
+# Client addresses (lockout, rate limits, metrics) are read through core.client_address, which
+# believes X-Forwarded-For only from MANDATE_TRUSTED_PROXIES (set with the metrics below).
 # Requests per minute at the OAuth endpoints (0 turns a limit off): per client address before the
 # caller is verified, then per verified client (the instance at /oauth/token, the API token's user at
 # /oauth/introspect).
@@ -258,15 +252,15 @@ MANDATE_LOGIN_LOCKOUT_MINUTES = env_int("MANDATE_LOGIN_LOCKOUT_MINUTES", 15, min
 # --- Sign-in lockout (django-axes, keyed on account AND address: nobody can lock an admin out
 # from elsewhere) -----------------------------------------------------------------------------------
 AXES_ENABLED = True
-AXES_HANDLER = "console.lockout.AuditedAxesHandler"
+AXES_HANDLER = "accounts.lockout.AuditedAxesHandler"
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_FAILURE_LIMIT = MANDATE_LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(minutes=MANDATE_LOGIN_LOCKOUT_MINUTES)
 AXES_RESET_ON_SUCCESS = True
 # Attempts refused while locked neither extend the lockout nor add audit rows (console/lockout.py).
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_CLIENT_IP_CALLABLE = "console.client_address.client_address"
-AXES_WHITELIST_CALLABLE = "console.lockout.never_locked"  # sign-ins without a username (SSO callbacks)
+AXES_CLIENT_IP_CALLABLE = "core.client_address.client_address"
+AXES_WHITELIST_CALLABLE = "accounts.lockout.never_locked"  # sign-ins without a username (SSO callbacks)
 AXES_LOCKOUT_TEMPLATE = "console/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False

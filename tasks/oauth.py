@@ -26,8 +26,8 @@ from rest_framework import exceptions as drf_exceptions
 from accounts.authentication import ApiTokenAuthentication
 from accounts.roles import AUDITOR, GATEWAY, IDENTITY_ADMIN, has_role
 from audit import services as audit
-from console import ratelimit
-from console.client_address import client_address
+from core import ratelimit
+from core.client_address import client_address
 from core.errors import InvalidTransition
 from core.oauth_errors import (
     INVALID_CLIENT,

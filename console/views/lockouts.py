@@ -7,10 +7,10 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from console.errors import DomainError
-from console.lockout import locked_sign_ins, unlock_sign_in
-from console.roles import IDENTITY_ADMIN
+from accounts.lockout import locked_sign_ins, unlock_sign_in
+from accounts.roles import IDENTITY_ADMIN
 from console.views._common import console_view, done, refused
+from core.errors import DomainError
 
 
 @require_GET

@@ -13,8 +13,8 @@ from django.core.cache import caches
 from django.core.management import call_command
 from django.test import RequestFactory, override_settings
 
-from console import ratelimit
-from console.client_address import client_address
+from core import ratelimit
+from core.client_address import client_address
 
 
 def request_from(peer: str, forwarded: str | None = None):

@@ -9,8 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from console.audit import verify_chain
-from console.models import AuditChain, AuditEvent
+from audit.models import AuditChain, AuditEvent
+from audit.services import verify_chain
 
 pytestmark = pytest.mark.django_db
 

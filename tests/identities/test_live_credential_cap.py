@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from identities.models import Credential
-from identities.services import revoke_credential
+from tasks.lifecycle import revoke_credential
 from tasks.policy import active_policy, check_policy_dir
 from tests.factories import make_agent, make_envelope, make_instance
 from tests.identities.conftest import JWT_TYPE, TOKEN_EXCHANGE, approve, assertion_for, post_token, token_form

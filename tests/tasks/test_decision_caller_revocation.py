@@ -17,9 +17,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from console import services
-from console.models import ApiToken
-from console.roles import GATEWAY
+from accounts import services
+from accounts.models import ApiToken
+from accounts.roles import GATEWAY
 from tasks.models import ActivityEvent
 
 URL = "/api/v1/decisions"
@@ -122,7 +122,7 @@ def test_revoked_from_another_process_and_refused_on_the_next_call(gateway_token
     script = (
         "import django; django.setup()\n"
         "from django.utils import timezone\n"
-        "from console.models import ApiToken\n"
+        "from accounts.models import ApiToken\n"
         f"assert ApiToken.objects.filter(pk='{token.pk}').update(revoked_at=timezone.now()) == 1\n"
     )
     env = {**os.environ, "MANDATE_TESTING": "1", "DJANGO_SETTINGS_MODULE": "console.settings"}

@@ -12,9 +12,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from console.errors import DomainError
-from tasks import export
-from tasks.models import ExportJob
+from core.errors import DomainError
+from posture import export
+from posture.models import ExportJob
 
 pytestmark = pytest.mark.django_db
 

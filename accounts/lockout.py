@@ -22,8 +22,8 @@ from django.db import transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
 
-from console import audit
-from console.errors import ValidationFailed
+from audit import services as audit
+from core.errors import ValidationFailed
 
 SIGNIN_CHAIN = "signin"
 _SIGN_IN = audit.Actor.system("sign-in")

@@ -11,6 +11,6 @@ def create_cache_table(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("console", "0001_initial")]
+    dependencies = [("console", "0002_move_tokens_and_audit_out")]
 
     operations = [migrations.RunPython(create_cache_table, migrations.RunPython.noop)]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from console import audit
-from console.errors import DomainError
-from console.lockout import unlock_sign_in
+from accounts.lockout import unlock_sign_in
+from audit import services as audit
+from core.errors import DomainError
 
 
 class Command(BaseCommand):
