@@ -156,4 +156,3 @@ def _fresh_counters():
     cache = caches["default"]
     if isinstance(cache, LocMemCache):  # never flush a shared Redis someone pointed the tests at
         cache.clear()
-    yield

@@ -14,8 +14,8 @@ from django.utils import timezone
 from identities.models import Credential
 from tasks.lifecycle import revoke_credential
 from tasks.policy import active_policy, check_policy_dir
-from tests.factories import make_agent, make_envelope, make_instance
-from tests.identities.conftest import JWT_TYPE, TOKEN_EXCHANGE, approve, assertion_for, post_token, token_form
+from tests.helpers.factories import make_agent, make_envelope, make_instance
+from tests.helpers.oauth import JWT_TYPE, TOKEN_EXCHANGE, approve, assertion_for, post_token, token_form
 
 CAP_TEXT = "max_live = 10"
 
@@ -127,8 +127,6 @@ def test_the_policy_page_shows_the_cap(policy_dir, admin):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_parallel_mints_never_exceed_the_cap(policy_dir, owner, admin):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL) for parallel transactions")
     cap_at(policy_dir, 5)
     instance = make_instance(make_agent(owner))
     envelope = approve(make_envelope(instance), admin)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.factories import make_envelope, make_instance
-from tests.identities.conftest import approve, assertion_for, form_post, post_token, token_form
+from tests.helpers.factories import make_envelope, make_instance
+from tests.helpers.oauth import approve, assertion_for, form_post, post_token, token_form
 
 pytestmark = pytest.mark.django_db
 

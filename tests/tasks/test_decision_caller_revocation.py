@@ -135,8 +135,6 @@ def test_revoked_from_another_process_and_refused_on_the_next_call(gateway_token
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_on_postgresql_the_check_rides_in_the_decisions_two_statements(gateway_token, live_envelope, mint):
-    if connection.vendor != "postgresql":
-        pytest.skip("the two-statement hot path is PostgreSQL's")
     token, client = gateway_token
     credential = mint(live_envelope).token
     call(client, credential)  # warm the authenticator, the keys and last_seen_at

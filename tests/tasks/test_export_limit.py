@@ -98,8 +98,6 @@ def test_the_console_says_why_the_third_is_refused(busy_worker, auditor):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_parallel_starts_never_exceed_the_limit(busy_worker, auditor):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL) for parallel transactions")
     outcomes: list[str] = []
     started = threading.Barrier(6)
 
