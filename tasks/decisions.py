@@ -270,7 +270,7 @@ def _caller_sql() -> str:
     return _CALLER_SQL
 
 
-def _caller_params(token_id, now: datetime) -> list:
+def _caller_params(token_id: uuid.UUID, now: datetime) -> list[Any]:
     from accounts.models import ApiToken
     from accounts.roles import GATEWAY, IDENTITY_ADMIN
 
@@ -282,20 +282,23 @@ def _caller_params(token_id, now: datetime) -> list:
     ]
 
 
-def caller_may_ask(token_id, now: datetime) -> bool:
+def caller_may_ask(token_id: uuid.UUID, now: datetime) -> bool:
     """The check alone, for a decision that loads no credential (a token that did not verify)."""
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {_caller_sql()}", _caller_params(token_id, now))
         return bool(cursor.fetchone()[0])
 
 
-def load_credential_for(jti: str, *, caller_token_id, now: datetime) -> tuple[Credential | None, bool | None]:
+def load_credential_for(
+    jti: str, *, caller_token_id: uuid.UUID, now: datetime
+) -> tuple[Credential | None, bool | None]:
     """``load_credential`` plus, in the same statement, whether the asking API token may still ask
     (None when no credential row came back to carry the answer)."""
     if connection.vendor != "postgresql":
         credential = (
             Credential.objects.select_related("instance__agent", "envelope")
-            .annotate(caller_ok=RawSQL(_caller_sql(), _caller_params(caller_token_id, now)))  # noqa: S611 - names from the models, values are parameters
+            # Names from the models, values as parameters.
+            .annotate(caller_ok=RawSQL(_caller_sql(), _caller_params(caller_token_id, now)))  # noqa: S611
             .filter(jti=jti)
             .first()
         )
@@ -311,21 +314,6 @@ def load_credential_for(jti: str, *, caller_token_id, now: datetime) -> tuple[Cr
     if row is None:
         return None, None
     return _build(row[:-1], models), bool(row[-1])
-
-
-def load_credentials(jtis: list[str]) -> dict[str, Credential]:
-    """Several credentials (each with instance, agent, envelope) in one query, by jti."""
-    if not jtis:
-        return {}
-    if connection.vendor != "postgresql":
-        qs = Credential.objects.select_related("instance__agent", "envelope").filter(jti__in=jtis)
-        return {c.jti: c for c in qs}
-    sql, models = _load_statement()
-    with _prepared_cursor() as cursor:
-        cursor.execute(sql + " = ANY(%s)", [list(jtis)])
-        rows = cursor.fetchall()
-    credentials = (_build(row, models) for row in rows)
-    return {c.jti: c for c in credentials}
 
 
 def _build(row: tuple, models: list[tuple[Any, ...]]) -> Credential:

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rest_framework import exceptions
 
 from accounts.authentication import ApiTokenAuthentication
 from accounts.models import TOKEN_PREFIX, ApiToken
 from accounts.roles import roles_of
 from core.bearer import bearer_value
+from tasks.decisions import CallerRefused
 
 TTL_SECONDS = 5.0
 _MAX_ENTRIES = 1024
@@ -36,6 +42,17 @@ def forget(token: ApiToken | None) -> None:
         return
     with _lock:
         _cache.pop(token.digest, None)
+
+
+@contextmanager
+def still_allowed(token: ApiToken | None) -> Iterator[uuid.UUID | None]:
+    """The asking token's id, for the decision to re-check in its own query; when the decision
+    finds it may no longer ask, this process forgets it and the request is refused with a 401."""
+    try:
+        yield getattr(token, "pk", None)
+    except CallerRefused:
+        forget(token)
+        raise exceptions.AuthenticationFailed("invalid, expired or revoked token") from None
 
 
 class CachedApiTokenAuthentication(ApiTokenAuthentication):

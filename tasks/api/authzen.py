@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from core.api import errors
 from core.errors import ValidationFailed
 from tasks import authzen
-from tasks.api.authentication import CachedApiTokenAuthentication
+from tasks.api.authentication import CachedApiTokenAuthentication, still_allowed
 from tasks.api.permissions import IsGatewayOrAdmin
 from tasks.api.plain import plain_endpoint
 from tasks.decisions import REASONS, allowed_scopes, decide, decide_batch

@@ -81,6 +81,8 @@ def plain_endpoint(documented: type, *, max_body: int) -> Callable:
                 return _error(400, f"JSON parse error - {exc}", "parse_error")
             try:
                 return JsonResponse(handler(request, body, user), json_dumps_params={"separators": (",", ":")})
+            except exceptions.AuthenticationFailed as exc:  # the decision found the token no longer valid
+                return _error(401, str(exc.detail), exc.default_code, WWW_Authenticate="Bearer")
             except DomainError as exc:
                 return _domain_error(exc)
 

@@ -147,3 +147,20 @@ def test_on_postgresql_the_check_rides_in_the_decisions_two_statements(gateway_t
     with CaptureQueriesContext(connection) as queries:
         assert call(client, credential).status_code == 401
     assert len(queries) == 1, [q["sql"][:80] for q in queries]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/access/v1/evaluation", "/access/v1/evaluations", "/access/v1/search/action"])
+def test_the_authzen_endpoints_refuse_a_revoked_token_on_the_next_request(gateway_token, live_envelope, mint, path):
+    token, client = gateway_token
+    credential = mint(live_envelope).token
+    body = {
+        "subject": {"type": "agent", "id": live_envelope.instance.spiffe_id, "properties": {"token": credential}},
+        "action": {"name": "github:write"},
+        "resource": {"type": "repo", "id": "acme/api"},
+    }
+    assert client.post(path, body, format="json").status_code == 200
+
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+
+    assert client.post(path, body, format="json").status_code == 401
