@@ -11,6 +11,6 @@ def create_cache_table(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("console", "0002_move_tokens_and_audit_out")]
+    dependencies = [("console", "0003_job_runs")]
 
     operations = [migrations.RunPython(create_cache_table, migrations.RunPython.noop)]
