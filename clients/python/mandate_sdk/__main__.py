@@ -1,0 +1,5 @@
+import sys
+
+from mandate_sdk.cli import main
+
+sys.exit(main())
