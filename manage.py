@@ -9,9 +9,18 @@ def main() -> None:
     from console.development import load_development_settings
 
     load_development_settings(Path(__file__).resolve().parent)
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as exc:
+        # Settings refuse to start (e.g. no SECRET_KEY with DEBUG off): say so in one line, not a traceback.
+        sys.exit(
+            f"Mandate is not configured: {exc}.\n"
+            "For development, run `make run` once (it records DEBUG=true in data/development.env for later "
+            "commands); in production, set the variables in the README's configuration table."
+        )
 
 
 if __name__ == "__main__":

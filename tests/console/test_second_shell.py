@@ -49,6 +49,7 @@ def test_without_make_run_the_same_command_still_refuses_to_start_in_production_
     result = _shell(data, "check")
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+    assert "Traceback" not in result.stderr and "make run" in result.stderr
 
 
 def test_an_environment_debug_wins_over_the_file(tmp_path):
