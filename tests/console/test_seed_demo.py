@@ -73,3 +73,42 @@ def test_the_demo_data_is_consistent_with_itself_and_the_policy():
     assert not live.filter(expires_at__gt=F("envelope__expires_at")).exists()
     first_seen = ActivityEvent.objects.aggregate(first=Min("occurred_at"))["first"]
     assert first_seen is not None
+
+
+def test_reset_gives_the_same_known_state_however_the_database_was_changed(settings, tmp_path):
+    settings.DEBUG = True
+    checkpoints = tmp_path / "audit-checkpoints.jsonl"
+    checkpoints.write_text('{"chain": "old"}\n')
+    settings.MANDATE_AUDIT_CHECKPOINT_FILE = str(checkpoints)
+    _seed()
+    fresh = _shape()
+    get_user_model().objects.create_user("mallory", password="Quartz-Lantern-42")
+    Agent.objects.filter(slug="data-sync").update(name="renamed by hand")
+    output = _seed("--reset")
+    assert _shape() == fresh
+    assert not get_user_model().objects.filter(username="mallory").exists()
+    assert Agent.objects.get(slug="data-sync").name == "CRM data sync"
+    assert "database was emptied" in output and "Demo logins" in output
+    assert not checkpoints.exists()  # vouched for the emptied trail: kept aside, not deleted
+    assert [p.read_text() for p in tmp_path.glob("audit-checkpoints.jsonl.before-reset-*")] == ['{"chain": "old"}\n']
+    assert _seed("--reset") and _shape() == fresh
+
+
+def test_reset_after_a_reset_leaves_a_trail_that_verifies(settings, tmp_path):
+    from audit.services import verify_chain
+
+    settings.DEBUG = True
+    settings.MANDATE_AUDIT_CHECKPOINT_FILE = str(tmp_path / "c.jsonl")
+    _seed("--reset")
+    result = verify_chain()
+    assert result.ok and result.checked > 0
+
+
+def test_reset_is_refused_outside_development(settings):
+    from django.core.management.base import CommandError
+
+    settings.DEBUG = False
+    get_user_model().objects.create_user("kept", password="Quartz-Lantern-42")
+    with pytest.raises(CommandError, match="only in development"):
+        _seed("--reset")
+    assert get_user_model().objects.filter(username="kept").exists()

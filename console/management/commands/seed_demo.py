@@ -1,6 +1,7 @@
 """Demo data for a newcomer: owners, admins, agents, instances with clones and sub-agents, envelopes
 in every state (made through the real services, so the audit trail is real too), credentials and
-activity. A second run changes nothing."""
+activity. A second run changes nothing; ``--reset`` (development only) empties the database first,
+so the demo starts again from a known state without moving files aside by hand."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.management.base import BaseCommand
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 from jwt.algorithms import OKPAlgorithm
 
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
+from audit.guard import NotOwner, evidence_bypass
 from console.demo.posture import seed_posture_demo
 from identities import services as ids
 from identities.models import Agent, Credential, Instance
@@ -57,7 +60,17 @@ def _jwk():
 class Command(BaseCommand):
     help = "Fill an empty database with a living demo: users, agents, envelopes in every state, activity."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="Development only: empty the whole database (people, agents, audit trail, activity) and "
+            "seed the demo again, so it starts from a known state.",
+        )
+
     def handle(self, *args, **options):
+        if options["reset"]:
+            self._reset()
         password = os.environ.get("MANDATE_PASSWORD") or DEFAULT_PASSWORD
         users, given = self._users(password)
         if Agent.objects.filter(slug=AGENTS[0][0]).exists():
@@ -78,6 +91,38 @@ class Command(BaseCommand):
         if kept:
             self.stdout.write(f"Existing users kept their own passwords: {', '.join(kept)}")
         self.stdout.write(f"Sign in at {base}/login/ — ada and alan have envelopes waiting in Approvals.")
+
+    def _reset(self) -> None:
+        """Empty every table, evidence included. Evidence is append-only for the application; this is
+        the one sanctioned wipe besides retention, so it runs only in development, as the database's
+        owner, with the guard's bypass naming why (a log line), and says what it did."""
+        if not settings.DEBUG:
+            raise CommandError(
+                "seed_demo --reset empties the whole database, so it runs only in development (DEBUG=true, "
+                "as `make run` sets up). Nothing was changed."
+            )
+        try:
+            with evidence_bypass(reason="seed_demo --reset (development)"):
+                call_command("flush", interactive=False, verbosity=0)
+        except NotOwner as exc:
+            raise CommandError(f"seed_demo --reset: {exc}. Nothing was changed.") from exc
+        moved = self._move_checkpoint_file_aside()
+        self.stdout.write(
+            self.style.WARNING("Reset: the database was emptied (people, agents, audit trail, activity).")
+        )
+        if moved:
+            self.stdout.write(f"The old audit checkpoints no longer match the new trail; kept as {moved}")
+
+    @staticmethod
+    def _move_checkpoint_file_aside() -> str | None:
+        """Checkpoints vouch for the trail that was just emptied; verification against them would report
+        the new trail as rewritten. Keep the old file under a dated name instead of deleting it."""
+        path = settings.MANDATE_AUDIT_CHECKPOINT_FILE
+        if not path or not os.path.exists(path):
+            return None
+        target = f"{path}.before-reset-{timezone.now():%Y%m%dT%H%M%SZ}"
+        os.replace(path, target)
+        return target
 
     def _users(self, password: str) -> tuple[dict, set[str]]:
         """The demo people, and the names of those whose password this run set (new ones only)."""
