@@ -62,6 +62,7 @@ class DatabaseFigures:
     def collect(self):
         from django.utils import timezone
 
+        from audit.models import AuditCheckpoint
         from console.models import JobRun
         from identities.models import Credential
         from tasks.models import TaskEnvelope
@@ -71,6 +72,22 @@ class DatabaseFigures:
         yield GaugeMetricFamily("mandate_live_credentials", "Credentials active and not past their expiry.", value=live)
         pending = TaskEnvelope.objects.filter(state=TaskEnvelope.State.PENDING).count()
         yield GaugeMetricFamily("mandate_pending_approvals", "Envelopes waiting for approval.", value=pending)
+
+        # The newest signed checkpoint, and the newest one delivered to the external sink: an alert on
+        # their age catches a stopped beat or a sink that refuses appends before the trail is disputed.
+        newest = AuditCheckpoint.objects.order_by("-seq").values_list("at", flat=True).first()
+        sunk = AuditCheckpoint.objects.filter(sunk_at__isnull=False).order_by("-seq").values_list("at", flat=True)
+        sunk_at = sunk.first()
+        for name, at, what in (
+            ("mandate_audit_checkpoint_age_seconds", newest, "Seconds since the newest signed audit checkpoint."),
+            (
+                "mandate_audit_checkpoint_sunk_age_seconds",
+                sunk_at,
+                "Seconds since the newest audit checkpoint delivered to the external sink.",
+            ),
+        ):
+            if at is not None:  # no checkpoint yet: absent rather than a misleading zero
+                yield GaugeMetricFamily(name, what, value=(now - at).total_seconds())
 
         runs = CounterMetricFamily("mandate_job_runs", "Runs of each scheduled job.", labels=["job"])
         rows = CounterMetricFamily("mandate_job_rows", "Rows each scheduled job changed, summed.", labels=["job"])

@@ -72,3 +72,19 @@ def test_a_sweep_run_through_celery_is_recorded(api_client, auditor):
 
 def test_rows_are_read_from_what_a_sweep_returns():
     assert [jobs.rows_of(v) for v in (5, {"flagged": 2, "paused": 1}, None, True, -1)] == [5, 3, 0, 0, 0]
+
+
+def test_the_age_of_the_newest_audit_checkpoint_is_reported(api_client, auditor, settings, tmp_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audit.checkpoints import write_checkpoint
+
+    settings.MANDATE_AUDIT_CHECKPOINT_FILE = str(tmp_path / "checkpoints.jsonl")
+    reader = api_client.as_user(auditor)
+    assert "mandate_audit_checkpoint_age_seconds" not in reader.get("/metrics").content.decode()
+    write_checkpoint(reason="scheduled", force=True, now=timezone.now() - timedelta(hours=2))
+    text = reader.get("/metrics").content.decode()
+    assert 7200 <= _value(text, "mandate_audit_checkpoint_age_seconds") < 7260
+    assert 7200 <= _value(text, "mandate_audit_checkpoint_sunk_age_seconds") < 7260
