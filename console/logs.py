@@ -17,6 +17,19 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class ClientErrorsWithoutTraceback(logging.Filter):
+    """A refused request (403, 404, 405…) is the application working: Django logs it with the
+    exception attached, which printed a traceback for every permission refusal. Keep the one line;
+    only server errors (5xx) carry their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if isinstance(status, int) and status < 500 and record.exc_info:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {

@@ -43,3 +43,33 @@ def test_every_page_links_a_favicon_that_is_served(client, admin):
     page = client.get("/").content.decode()
     assert '<link rel="icon" href="/static/console/favicon.svg"' in page
     assert client.get("/static/console/favicon.svg").status_code == 200
+
+
+def _configured_handler() -> logging.Handler:
+    return next(h for h in logging.getLogger().handlers if any(isinstance(f, RequestIdFilter) for f in h.filters))
+
+
+def test_a_refused_page_is_one_warning_line_without_a_traceback(signed_in, owner, caplog):
+    caplog.set_level(logging.WARNING, logger="django.request")
+    assert signed_in(owner).get("/people/").status_code == 403
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    handler = _configured_handler()
+    assert handler.filter(record)
+    line = handler.format(record)
+    assert "Forbidden (Permission denied): /people/" in line
+    assert "Traceback" not in line and len(line.splitlines()) == 1
+
+
+def test_a_server_error_keeps_its_traceback():
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        import sys
+
+        record = logging.LogRecord(
+            "django.request", logging.ERROR, __file__, 1, "Internal Server Error: %s", ("/x",), sys.exc_info()
+        )
+    record.status_code = 500
+    handler = _configured_handler()
+    assert handler.filter(record)
+    assert "Traceback" in handler.format(record) and "RuntimeError: boom" in handler.format(record)
