@@ -25,7 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from identities.validators import is_scope
 from tasks.guardrails import GUARDRAILS_FILE, SCHEMA_FILE, Guardrails, load_guardrails
 from tasks.policy_files import PolicyProblem, TomlLines, format_duration, parse_duration
-from tasks.resources import pattern_matches
+from tasks.resources import is_unbounded, pattern_matches
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class Raiser:
             "may_delegate": lambda v: bool(may_delegate) == v,
             "delegation_depth_over": lambda v: delegation_depth > v,
             "wildcard_resource": lambda v: any("*" in r for r in resources) == v,
+            "unbounded_resource": lambda v: any(is_unbounded(r) for r in resources) == v,
             "resource_in": lambda v: any(r in v for r in resources),
             "resource_like": lambda v: any(pattern_matches(g, r) for r in resources for g in v),
             "scope_like": lambda v: any(pattern_matches(g, s) for s in scopes for g in v),
@@ -390,6 +391,7 @@ _RAISER_CONDITIONS = {
     "may_delegate",
     "delegation_depth_over",
     "wildcard_resource",
+    "unbounded_resource",
     "resource_in",
     "resource_like",
     "scope_like",
@@ -448,7 +450,7 @@ def _read_risk(reader: _Reader) -> tuple[dict[str, RiskRule], int, tuple[Raiser,
                 conditions[key] = reader.duration(when, where, key, default=0, minimum=0)
             elif key in ("max_actions_over", "delegation_depth_over"):
                 conditions[key] = reader.integer(when, where, key, default=0, minimum=0)
-            elif key in ("may_delegate", "wildcard_resource"):
+            elif key in ("may_delegate", "wildcard_resource", "unbounded_resource"):
                 conditions[key] = reader.boolean(when, where, key, default=True)
             elif key in ("resource_in", "resource_like", "scope_like"):
                 conditions[key] = reader.globs(when, where, key)

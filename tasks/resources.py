@@ -13,6 +13,11 @@ wildcards:
 
 There is no escape for a literal ``*``; resource names that contain one can only be granted by a
 wildcard. An empty pattern list grants no resource.
+
+Resources are written ``type:name`` (``repo:acme/api``). ``is_unbounded(pattern)`` tells, from what
+a pattern can match rather than from a list of spellings, whether it grants every resource or every
+resource of a type: ``*``, ``**``, ``*:*``, ``**:**``, ``repo:*``, ``repo:**``, ``repo:*/**`` all do;
+``repo:acme/*`` does not (it is bounded by ``acme``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,26 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 def pattern_matches(pattern: str, resource: str) -> bool:
     return compile_pattern(pattern).fullmatch(resource) is not None
+
+
+_WILDCARDS_AND_SEPARATORS = frozenset("*/")
+
+
+def is_unbounded(pattern: str) -> bool:
+    """True when ``pattern`` matches every resource, or every resource of some type.
+
+    A literal character bounds a pattern only where it narrows the *name*: the part after the
+    first ``:`` (the type) must then be made of wildcards and ``/`` alone for the pattern to grant
+    every name of that type. A pattern without ``:`` whose every character is a wildcard or ``/``
+    matches across types (``*`` matches ``repo:x``, ``**`` matches everything). A type written with
+    wildcards (``*:**``, ``r*:**``) covers at least one whole type, so it is unbounded too.
+    """
+    if not isinstance(pattern, str) or "*" not in pattern:
+        return False
+    _type, colon, name = pattern.partition(":")
+    if not colon:
+        return set(pattern) <= _WILDCARDS_AND_SEPARATORS
+    return "*" in name and set(name) <= _WILDCARDS_AND_SEPARATORS
 
 
 def resource_granted(patterns: Iterable[str], resource: str) -> bool:

@@ -45,3 +45,40 @@ def test_a_resource_is_granted_when_any_pattern_matches():
 
 def test_no_patterns_grant_nothing():
     assert not resource_granted([], "repo:acme/api")
+
+
+# Risk by meaning: what a pattern can match, not how it is spelled. (pattern, unbounded)
+BREADTH_TABLE = [
+    ("*", True),  # every resource whose name has no "/"
+    ("**", True),  # every resource
+    ("*:*", True),
+    ("*:**", True),
+    ("**:**", True),
+    ("***", True),
+    ("*/**", True),
+    ("repo:*", True),  # every top-level repo
+    ("repo:**", True),  # every repo
+    ("repo:*/*", True),
+    ("repo:*/**", True),
+    ("repo:**/*", True),
+    ("prod:*", True),
+    ("prod:**", True),
+    ("r*:**", True),  # every resource of every type starting with r
+    ("repo:acme/*", False),
+    ("repo:acme/**", False),
+    ("repo:*/api", False),
+    ("repo:**/api", False),
+    ("repo:acme-*", False),
+    ("**x", False),
+    ("*:readme", False),
+    ("repo:acme/api", False),
+    ("repo:", False),
+    ("", False),
+]
+
+
+@pytest.mark.parametrize(("pattern", "unbounded"), BREADTH_TABLE)
+def test_a_pattern_is_unbounded_by_what_it_can_match(pattern, unbounded):
+    from tasks.resources import is_unbounded
+
+    assert is_unbounded(pattern) is unbounded
