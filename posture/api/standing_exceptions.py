@@ -13,7 +13,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
-from core.api import StrictBooleanField, StrictIntegerField, StrictSerializer, errors
+from core.api import (
+    CommentSerializer,
+    ReasonSerializer,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictSerializer,
+    errors,
+)
 from identities.models import Agent
 from identities.selectors import agents_for
 from posture import standing_exceptions as services
@@ -38,18 +46,15 @@ class ExceptionIn(StrictSerializer):
     issue_secret = StrictBooleanField(required=False, default=False)
 
 
-class CommentIn(StrictSerializer):
-    comment = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-
-
 class RenewIn(StrictSerializer):
     duration_days = StrictIntegerField(min_value=1, max_value=MAX_EXCEPTION_DAYS, required=False)
     justification = serializers.CharField(max_length=4000, required=False)
     compensating_controls = serializers.CharField(max_length=4000, required=False)
 
 
-class ReasonIn(StrictSerializer):
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+class RetireReason(ReasonSerializer):
+    # The shared reason, bounded by the column it ends up in (StandingException.end_reason).
+    reason = StrictCharField(required=False, allow_blank=True, max_length=500, default="")
 
 
 class ExceptionOut(serializers.ModelSerializer):
@@ -156,12 +161,12 @@ class ExceptionViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Approve (an identity admin other than the requester and the owner)",
-        request=CommentIn,
+        request=CommentSerializer,
         responses={200: ExceptionOut, **errors(400, 403, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
-        data = CommentIn(data=request.data)
+        data = CommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         exc = services.approve_exception(
             exception=self.get_object(), actor=request.user, comment=data.validated_data["comment"], request=request
@@ -170,12 +175,12 @@ class ExceptionViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Re-certify: the owner attests it is still needed",
-        request=CommentIn,
+        request=CommentSerializer,
         responses={200: ExceptionOut, **errors(400, 403, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def recertify(self, request, pk=None):
-        data = CommentIn(data=request.data)
+        data = CommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         exc = services.recertify_exception(
             exception=self.get_object(), actor=request.user, comment=data.validated_data["comment"], request=request
@@ -199,12 +204,12 @@ class ExceptionViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Retire (withdraw or end); its secret stops being valid",
-        request=ReasonIn,
+        request=RetireReason,
         responses={200: ExceptionOut, **errors(400, 403, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def retire(self, request, pk=None):
-        data = ReasonIn(data=request.data)
+        data = RetireReason(data=request.data)
         data.is_valid(raise_exception=True)
         exc = services.retire_exception(
             exception=self.get_object(), actor=request.user, reason=data.validated_data["reason"], request=request
