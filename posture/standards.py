@@ -1,20 +1,35 @@
 """Mandate's controls mapped to OWASP's Top 10 for Agentic Applications (risks named, not numbered),
 CSA MAESTRO layers and NIST AI RMF functions — each row with evidence computed live from this
 installation, scoped to the caller, over a window (default 30 days).
+
+Three parts: the catalogue (what each control is and where the frameworks place it — text only),
+``measure`` (a fixed number of aggregate queries, whatever the data size) and one small function per
+control turning the figures into evidence. Where the evidence can be drilled into, a row names the
+posture page to open (``drill``); the console turns that into a URL.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from django.db.models import Count, F, Q, Sum
-from django.urls import reverse
 
 from audit.models import AuditChain
 from identities.models import Credential, Instance
 from posture import selectors as posture
 from posture.models import MAX_EXCEPTION_DAYS, StandingException
 from tasks.models import ActivityEvent, Approval, TaskEnvelope
+
+
+@dataclass(frozen=True)
+class Drill:
+    """A posture page that lists the rows behind a figure: a URL name, its arguments and a query."""
+
+    route: str
+    args: tuple[str, ...] = ()
+    query: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -28,10 +43,12 @@ class Control:
     evidence: str = ""
     figure: str = ""
     healthy: bool | None = None
-    link: str = ""
+    link: str = ""  # filled in by the console from ``drill``
+    drill: Drill | None = None
 
     def as_dict(self) -> dict:
         row = asdict(self)
+        row.pop("drill")
         row.update(owasp=list(self.owasp), maestro=list(self.maestro), nist=list(self.nist))
         return row
 
@@ -40,13 +57,8 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f} %" if whole else "n/a"
 
 
-def controls(user, window: posture.Window) -> list[Control]:
-    """The mapping with its evidence. A fixed number of aggregate queries, whatever the data size."""
-    days = window.days
-
-    def rows_url(kind, **q):
-        return reverse("posture-rows", args=[kind]) + "?" + "&".join(f"{k}={v}" for k, v in {"days": days, **q}.items())
-
+def measure(user, window: posture.Window) -> dict[str, Any]:
+    """Every figure the evidence needs, scoped to ``user``, over ``window``."""
     short, total_creds = posture.short_lived_share(user, window)
     creds = (
         Credential.objects.filter(issued_at__gte=window.since, issued_at__lt=window.until)
@@ -110,174 +122,287 @@ def controls(user, window: posture.Window) -> list[Control]:
     )
     chains = AuditChain.objects.aggregate(chains=Count("key"), rows=Sum("length"))
 
+    return {
+        "short": short,
+        "total_creds": total_creds,
+        "creds": creds,
+        "instances": instances,
+        "envs": envs,
+        "self_approved": self_approved,
+        "activity": activity,
+        "usage": usage,
+        "stale": stale,
+        "exc": exc,
+        "chains": chains,
+    }
+
+
+# --- the catalogue: (key, control, how, OWASP agentic risks, MAESTRO layers, NIST AI RMF functions) ---
+
+CATALOGUE: tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        "workload-identity",
+        "Per-instance workload identity",
+        "Every running copy of an agent has its own SPIFFE ID and its own key; clones inherit no access.",
+        ("Identity and privilege abuse", "Rogue agents"),
+        ("Agent ecosystem", "Security and compliance"),
+        ("Govern", "Map"),
+    ),
+    (
+        "short-lived-credentials",
+        "Short-lived, just-in-time credentials",
+        "Credentials are minted per instance inside an approved envelope, 5 minutes by default, 15 at most.",
+        ("Identity and privilege abuse",),
+        ("Deployment and infrastructure", "Security and compliance"),
+        ("Manage",),
+    ),
+    (
+        "task-envelopes",
+        "Authority tied to intent and duration (task envelopes)",
+        "Each grant names its intent, scopes, resources, duration and action budget, and ends by itself.",
+        ("Agent goal hijack", "Tool misuse and exploitation"),
+        ("Agent frameworks", "Security and compliance"),
+        ("Govern", "Map"),
+    ),
+    (
+        "human-approval",
+        "Human approval with separation of duties",
+        "An admin other than the requester approves; high-risk envelopes need two different admins.",
+        ("Human-agent trust exploitation", "Identity and privilege abuse"),
+        ("Security and compliance",),
+        ("Govern",),
+    ),
+    (
+        "least-privilege",
+        "Least privilege measured: granted vs used",
+        "Scopes granted are compared with scopes exercised; the used subset is offered as the next request.",
+        ("Identity and privilege abuse", "Tool misuse and exploitation"),
+        ("Evaluation and observability",),
+        ("Measure", "Manage"),
+    ),
+    (
+        "runtime-decisions",
+        "Decision at every call, everything on record",
+        "Gateways ask before each tool call; decisions, tool calls, secret accesses and escalations are recorded.",
+        ("Tool misuse and exploitation", "Cascading failures"),
+        ("Evaluation and observability",),
+        ("Measure",),
+    ),
+    (
+        "drift",
+        "Drift detection and automatic revocation",
+        "A call outside the envelope is denied, flagged and, per policy, revokes the envelope.",
+        ("Rogue agents", "Agent goal hijack"),
+        ("Evaluation and observability", "Security and compliance"),
+        ("Manage",),
+    ),
+    (
+        "delegation",
+        "Bounded delegation",
+        "Token exchange only where the envelope allows it, never wider or longer than the parent, with `act`.",
+        ("Insecure inter-agent communication", "Cascading failures"),
+        ("Agent ecosystem",),
+        ("Manage",),
+    ),
+    (
+        "kill-switch",
+        "Lifecycle cascades (pause, retire, revoke)",
+        "Pausing or retiring an agent or instance, or ending an envelope, revokes its credentials at once.",
+        ("Rogue agents", "Cascading failures"),
+        ("Deployment and infrastructure",),
+        ("Manage",),
+    ),
+    (
+        "stale-orphaned",
+        "Stale sessions and orphaned identities",
+        "Sweeps flag idle sessions; agents whose owner left are flagged and paused by policy.",
+        ("Identity and privilege abuse", "Rogue agents"),
+        ("Security and compliance",),
+        ("Govern", "Manage"),
+    ),
+    (
+        "standing-exceptions",
+        "Standing exceptions register",
+        f"Long-lived vendor tokens are approved, justified, re-certified and expire within {MAX_EXCEPTION_DAYS} days.",
+        ("Identity and privilege abuse", "Agentic supply chain"),
+        ("Security and compliance", "Agent ecosystem"),
+        ("Govern",),
+    ),
+    (
+        "audit-trail",
+        "Tamper-evident audit trail",
+        "Every transition is written in the same transaction to an append-only, hash-chained trail.",
+        ("Rogue agents", "Human-agent trust exploitation"),
+        ("Security and compliance",),
+        ("Govern", "Measure"),
+    ),
+)
+
+
+# --- evidence: one function per control, (evidence, figure, healthy, drill) from the figures ---------
+
+Evidence = tuple[str, str, bool | None, Drill | None]
+
+
+def _rows(kind: str, days: int, **query: Any) -> Drill:
+    return Drill("posture-rows", (kind,), {"days": days, **query})
+
+
+def _workload_identity(m: dict, days: int) -> Evidence:
+    inst = m["instances"]
+    attested = f" and {inst['attested']} attested" if inst["attested"] else ""
+    return (
+        f"{inst['live']} live instances hold {inst['keyed']} distinct keys{attested}; "
+        f"no key is shared (enforced by a unique constraint).",
+        str(inst["live"]),
+        True,
+        None,
+    )
+
+
+def _short_lived(m: dict, days: int) -> Evidence:
+    short, total = m["short"], m["total_creds"]
+    return (
+        f"{_pct(short, total)} of {total} credentials issued in the last {days} days were valid for ≤ 15 min.",
+        _pct(short, total),
+        (short == total) if total else None,
+        _rows("credentials", days, bucket=4),
+    )
+
+
+def _envelopes(m: dict, days: int) -> Evidence:
+    envs = m["envs"]
+    return (
+        f"{envs['requested']} envelopes requested in the last {days} days; {envs['decided']} decided, "
+        f"{envs['auto']} approved by a named low-risk policy rule, {envs['denied']} denied.",
+        str(envs["requested"]),
+        None,
+        None,
+    )
+
+
+def _approval(m: dict, days: int) -> Evidence:
+    envs, own = m["envs"], m["self_approved"]
+    return (
+        f"{own} approvals by the envelope's own requester; {envs['high_two']} of "
+        f"{envs['high']} approved high-risk envelopes required two admins.",
+        str(own),
+        own == 0 and envs["high_two"] == envs["high"],
+        _rows("approvals", days, bucket=4),
+    )
+
+
+def _least_privilege(m: dict, days: int) -> Evidence:
+    usage = m["usage"]
+    used = usage.granted_pairs - usage.unused_pairs
     used_share = 1 - usage.unused_share if usage.unused_share is not None else None
-    return [
-        Control(
-            "workload-identity",
-            "Per-instance workload identity",
-            "Every running copy of an agent has its own SPIFFE ID and its own key; clones inherit no access.",
-            ("Identity and privilege abuse", "Rogue agents"),
-            ("Agent ecosystem", "Security and compliance"),
-            ("Govern", "Map"),
-            evidence=(
-                f"{instances['live']} live instances hold {instances['keyed']} distinct keys"
-                f"{' and ' + str(instances['attested']) + ' attested' if instances['attested'] else ''}; "
-                f"no key is shared (enforced by a unique constraint)."
-            ),
-            figure=str(instances["live"]),
-            healthy=True,
-        ),
-        Control(
-            "short-lived-credentials",
-            "Short-lived, just-in-time credentials",
-            "Credentials are minted per instance inside an approved envelope, 5 minutes by default, 15 at most.",
-            ("Identity and privilege abuse",),
-            ("Deployment and infrastructure", "Security and compliance"),
-            ("Manage",),
-            evidence=(
-                f"{_pct(short, total_creds)} of {total_creds} credentials issued in the last {days} days "
-                f"were valid for ≤ 15 min."
-            ),
-            figure=_pct(short, total_creds),
-            healthy=(short == total_creds) if total_creds else None,
-            link=rows_url("credentials", bucket=4),
-        ),
-        Control(
-            "task-envelopes",
-            "Authority tied to intent and duration (task envelopes)",
-            "Each grant names its intent, scopes, resources, duration and action budget, and ends by itself.",
-            ("Agent goal hijack", "Tool misuse and exploitation"),
-            ("Agent frameworks", "Security and compliance"),
-            ("Govern", "Map"),
-            evidence=(
-                f"{envs['requested']} envelopes requested in the last {days} days; {envs['decided']} decided, "
-                f"{envs['auto']} approved by a named low-risk policy rule, {envs['denied']} denied."
-            ),
-            figure=str(envs["requested"]),
-        ),
-        Control(
-            "human-approval",
-            "Human approval with separation of duties",
-            "An admin other than the requester approves; high-risk envelopes need two different admins.",
-            ("Human-agent trust exploitation", "Identity and privilege abuse"),
-            ("Security and compliance",),
-            ("Govern",),
-            evidence=(
-                f"{self_approved} approvals by the envelope's own requester; {envs['high_two']} of "
-                f"{envs['high']} approved high-risk envelopes required two admins."
-            ),
-            figure=str(self_approved),
-            healthy=self_approved == 0 and envs["high_two"] == envs["high"],
-            link=rows_url("approvals", bucket=4),
-        ),
-        Control(
-            "least-privilege",
-            "Least privilege measured: granted vs used",
-            "Scopes granted are compared with scopes exercised; the used subset is offered as the next request.",
-            ("Identity and privilege abuse", "Tool misuse and exploitation"),
-            ("Evaluation and observability",),
-            ("Measure", "Manage"),
-            evidence=(
-                f"{usage.granted_pairs - usage.unused_pairs} of {usage.granted_pairs} granted scopes were "
-                f"used in the last {days} days ({_pct(usage.granted_pairs - usage.unused_pairs, usage.granted_pairs)});"
-                f" {len([e for e in usage.envelopes if e.suggestion])} envelopes have a narrower suggestion."
-            ),
-            figure=f"{100 * used_share:.1f} %" if used_share is not None else "n/a",
-            healthy=(usage.unused_share or 0) <= 0.25 if usage.granted_pairs else None,
-            link=rows_url("unused"),
-        ),
-        Control(
-            "runtime-decisions",
-            "Decision at every call, everything on record",
-            "Gateways ask before each tool call; decisions, tool calls, secret accesses and escalations are recorded.",
-            ("Tool misuse and exploitation", "Cascading failures"),
-            ("Evaluation and observability",),
-            ("Measure",),
-            evidence=(
-                f"{activity['decisions']} decisions in the last {days} days, {activity['denied']} denied; "
-                f"{activity['reported']} reported events, {activity['escalations']} privilege-escalation attempts."
-            ),
-            figure=str(activity["decisions"]),
-            link=rows_url("denied"),
-        ),
-        Control(
-            "drift",
-            "Drift detection and automatic revocation",
-            "A call outside the envelope is denied, flagged and, per policy, revokes the envelope.",
-            ("Rogue agents", "Agent goal hijack"),
-            ("Evaluation and observability", "Security and compliance"),
-            ("Manage",),
-            evidence=(
-                f"{activity['drift']} drift events in the last {days} days; {envs['drift_revoked']} envelopes "
-                f"revoked after drift."
-            ),
-            figure=str(activity["drift"]),
-            link=rows_url("drift"),
-        ),
-        Control(
-            "delegation",
-            "Bounded delegation",
-            "Token exchange only where the envelope allows it, never wider or longer than the parent, with `act`.",
-            ("Insecure inter-agent communication", "Cascading failures"),
-            ("Agent ecosystem",),
-            ("Manage",),
-            evidence=f"{creds['delegated']} delegated credentials in the last {days} days, each bound to its parent.",
-            figure=str(creds["delegated"]),
-        ),
-        Control(
-            "kill-switch",
-            "Lifecycle cascades (pause, retire, revoke)",
-            "Pausing or retiring an agent or instance, or ending an envelope, revokes its credentials at once.",
-            ("Rogue agents", "Cascading failures"),
-            ("Deployment and infrastructure",),
-            ("Manage",),
-            evidence=f"{creds['revoked']} credentials issued in the last {days} days were revoked before expiry.",
-            figure=str(creds["revoked"]),
-        ),
-        Control(
-            "stale-orphaned",
-            "Stale sessions and orphaned identities",
-            "Sweeps flag idle sessions; agents whose owner left are flagged and paused by policy.",
-            ("Identity and privilege abuse", "Rogue agents"),
-            ("Security and compliance",),
-            ("Govern", "Manage"),
-            evidence=(
-                f"{stale['stale_instances']} stale instances, {stale['stale_envelopes']} stale envelopes, "
-                f"{stale['orphaned_agents']} orphaned agents, {stale['never_seen']} instances never seen, "
-                f"{stale['outlived_parent']} clones outliving their parent."
-            ),
-            figure=str(sum(v for k, v in stale.items() if k != "open_exceptions")),
-            healthy=not any(v for k, v in stale.items() if k != "open_exceptions"),
-            link=rows_url("orphaned_agents"),
-        ),
-        Control(
-            "standing-exceptions",
-            "Standing exceptions register",
-            "Long-lived vendor tokens are approved, justified, re-certified and expire within "
-            f"{MAX_EXCEPTION_DAYS} days.",
-            ("Identity and privilege abuse", "Agentic supply chain"),
-            ("Security and compliance", "Agent ecosystem"),
-            ("Govern",),
-            evidence=(
-                f"{exc['open']} approved exceptions, {exc['too_long']} longer than {MAX_EXCEPTION_DAYS} days; "
-                f"{exc['overdue']} overdue for re-certification."
-            ),
-            figure=str(exc["open"]),
-            healthy=exc["overdue"] == 0 and exc["too_long"] == 0,
-            link=reverse("posture-exceptions"),
-        ),
-        Control(
-            "audit-trail",
-            "Tamper-evident audit trail",
-            "Every transition is written in the same transaction to an append-only, hash-chained trail.",
-            ("Rogue agents", "Human-agent trust exploitation"),
-            ("Security and compliance",),
-            ("Govern", "Measure"),
-            evidence=(
-                f"{chains['rows'] or 0} audit rows in {chains['chains']} hash chains; verify the chain "
-                f"or export it with its verification."
-            ),
-            figure=str(chains["rows"] or 0),
-            link=reverse("posture-verify"),
-        ),
-    ]
+    narrower = len([e for e in usage.envelopes if e.suggestion])
+    return (
+        f"{used} of {usage.granted_pairs} granted scopes were used in the last {days} days "
+        f"({_pct(used, usage.granted_pairs)}); {narrower} envelopes have a narrower suggestion.",
+        f"{100 * used_share:.1f} %" if used_share is not None else "n/a",
+        (usage.unused_share or 0) <= 0.25 if usage.granted_pairs else None,
+        _rows("unused", days),
+    )
+
+
+def _decisions(m: dict, days: int) -> Evidence:
+    act = m["activity"]
+    return (
+        f"{act['decisions']} decisions in the last {days} days, {act['denied']} denied; "
+        f"{act['reported']} reported events, {act['escalations']} privilege-escalation attempts.",
+        str(act["decisions"]),
+        None,
+        _rows("denied", days),
+    )
+
+
+def _drift(m: dict, days: int) -> Evidence:
+    return (
+        f"{m['activity']['drift']} drift events in the last {days} days; {m['envs']['drift_revoked']} envelopes "
+        f"revoked after drift.",
+        str(m["activity"]["drift"]),
+        None,
+        _rows("drift", days),
+    )
+
+
+def _delegation(m: dict, days: int) -> Evidence:
+    delegated = m["creds"]["delegated"]
+    return (
+        f"{delegated} delegated credentials in the last {days} days, each bound to its parent.",
+        str(delegated),
+        None,
+        None,
+    )
+
+
+def _kill_switch(m: dict, days: int) -> Evidence:
+    revoked = m["creds"]["revoked"]
+    return (
+        f"{revoked} credentials issued in the last {days} days were revoked before expiry.",
+        str(revoked),
+        None,
+        None,
+    )
+
+
+def _stale(m: dict, days: int) -> Evidence:
+    stale = m["stale"]
+    flagged = [v for k, v in stale.items() if k != "open_exceptions"]
+    return (
+        f"{stale['stale_instances']} stale instances, {stale['stale_envelopes']} stale envelopes, "
+        f"{stale['orphaned_agents']} orphaned agents, {stale['never_seen']} instances never seen, "
+        f"{stale['outlived_parent']} clones outliving their parent.",
+        str(sum(flagged)),
+        not any(flagged),
+        _rows("orphaned_agents", days),
+    )
+
+
+def _exceptions(m: dict, days: int) -> Evidence:
+    exc = m["exc"]
+    return (
+        f"{exc['open']} approved exceptions, {exc['too_long']} longer than {MAX_EXCEPTION_DAYS} days; "
+        f"{exc['overdue']} overdue for re-certification.",
+        str(exc["open"]),
+        exc["overdue"] == 0 and exc["too_long"] == 0,
+        Drill("posture-exceptions"),
+    )
+
+
+def _audit_trail(m: dict, days: int) -> Evidence:
+    chains = m["chains"]
+    return (
+        f"{chains['rows'] or 0} audit rows in {chains['chains']} hash chains; verify the chain "
+        f"or export it with its verification.",
+        str(chains["rows"] or 0),
+        None,
+        Drill("posture-verify"),
+    )
+
+
+EVIDENCE: dict[str, Callable[[dict, int], Evidence]] = {
+    "workload-identity": _workload_identity,
+    "short-lived-credentials": _short_lived,
+    "task-envelopes": _envelopes,
+    "human-approval": _approval,
+    "least-privilege": _least_privilege,
+    "runtime-decisions": _decisions,
+    "drift": _drift,
+    "delegation": _delegation,
+    "kill-switch": _kill_switch,
+    "stale-orphaned": _stale,
+    "standing-exceptions": _exceptions,
+    "audit-trail": _audit_trail,
+}
+
+
+def controls(user, window: posture.Window) -> list[Control]:
+    """The mapping with its evidence. A fixed number of aggregate queries, whatever the data size."""
+    figures = measure(user, window)
+    rows = []
+    for key, control, how, owasp, maestro, nist in CATALOGUE:
+        evidence, figure, healthy, drill = EVIDENCE[key](figures, window.days)
+        rows.append(Control(key, control, how, owasp, maestro, nist, evidence, figure, healthy, drill=drill))
+    return rows

@@ -315,11 +315,21 @@ def narrow_envelope(request, pk):
 # --- standards mapping ---------------------------------------------------------------------------
 
 
+def _controls(request) -> list[standards.Control]:
+    """The standards mapping for this caller, each drill-down turned into a link."""
+    rows = standards.controls(request.user, _window(request))
+    for row in rows:
+        if row.drill:
+            query = "&".join(f"{k}={v}" for k, v in row.drill.query.items())
+            row.link = reverse(row.drill.route, args=row.drill.args) + (f"?{query}" if query else "")
+    return rows
+
+
 @require_GET
 @console_view()
 def standards_page(request):
     days = _days(request)
-    rows = standards.controls(request.user, _window(request))
+    rows = _controls(request)
     return render(request, "posture/standards.html", {"rows": rows, "days": days, "windows": WINDOWS})
 
 
@@ -327,7 +337,7 @@ def standards_page(request):
 @console_view()
 def standards_export(request):
     days = _days(request)
-    rows = [row.as_dict() for row in standards.controls(request.user, _window(request))]
+    rows = [row.as_dict() for row in _controls(request)]
     fmt = request.GET.get("format", "json")
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     if fmt == "csv":
