@@ -32,3 +32,9 @@ class ValidationFailed(DomainError):
 
     status_code = 400
     code = "invalid"
+
+
+class PauseLocked(PermissionDenied):
+    """A pause by an identity admin or a policy rule, which only an identity admin lifts (403)."""
+
+    code = "pause_locked"

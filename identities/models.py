@@ -7,6 +7,7 @@ single-row methods here that they call); nothing else writes a ``status`` field.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import models
@@ -38,6 +39,11 @@ class Agent(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     status_changed_at = models.DateTimeField(null=True, blank=True)
     orphaned = models.BooleanField(default=False)
+    # Who paused it and why, while it is paused. A pause by an identity admin or a policy rule is
+    # locked: only an identity admin lifts it (see ``identities.permissions.require_can_resume``).
+    paused_by = models.CharField(max_length=200, blank=True)
+    pause_reason = models.CharField(max_length=500, blank=True)
+    pause_locked = models.BooleanField(default=False)
 
     audit_type = "agent"
 
@@ -66,14 +72,16 @@ class Agent(models.Model):
             "owner": self.owner.get_username() if self.owner_id else None,
         }
 
-    def set_status(self, new: str, *, allowed_from: tuple[str, ...]) -> str:
-        """Move to ``new`` from one of ``allowed_from``; return the old status. Caller holds the lock."""
+    def set_status(self, new: str, *, allowed_from: tuple[str, ...], pause: PauseMark | None = None) -> str:
+        """Move to ``new`` from one of ``allowed_from``; return the old status. Caller holds the lock.
+        ``pause`` says who paused and whether it is a lock; any other move clears it."""
         if self.status not in allowed_from:
             raise InvalidTransition(f"agent {self.slug} is {self.status}; cannot become {new}")
         old = self.status
         self.status = new
         self.status_changed_at = timezone.now()
-        self.save(update_fields=["status", "status_changed_at"])
+        set_pause_mark(self, pause if new == self.Status.PAUSED else None)
+        self.save(update_fields=["status", "status_changed_at", *PAUSE_FIELDS])
         return old
 
 
@@ -111,6 +119,11 @@ class Instance(models.Model):
     stale_since = models.DateTimeField(null=True, blank=True)
     # True when this instance was paused because its agent was; resuming the agent resumes it.
     paused_with_agent = models.BooleanField(default=False)
+    # Who paused it and why, while it is paused. A pause by an identity admin or a policy rule is
+    # locked: only an identity admin lifts it (see ``identities.permissions.require_can_resume``).
+    paused_by = models.CharField(max_length=200, blank=True)
+    pause_reason = models.CharField(max_length=500, blank=True)
+    pause_locked = models.BooleanField(default=False)
     # Workload attestation by a trusted OIDC issuer (instead of, or beside, a registered key).
     attested_issuer = models.CharField(max_length=500, blank=True)
     attested_subject = models.CharField(max_length=500, blank=True)
@@ -151,15 +164,46 @@ class Instance(models.Model):
     def snapshot(self) -> dict:
         return {"status": self.status, "label": self.label, "origin": self.origin}
 
-    def set_status(self, new: str, *, allowed_from: tuple[str, ...], with_agent: bool = False) -> str:
+    def set_status(
+        self, new: str, *, allowed_from: tuple[str, ...], with_agent: bool = False, pause: PauseMark | None = None
+    ) -> str:
         if self.status not in allowed_from:
             raise InvalidTransition(f"instance {self.id} is {self.status}; cannot become {new}")
         old = self.status
         self.status = new
         self.status_changed_at = timezone.now()
         self.paused_with_agent = with_agent and new == self.Status.PAUSED
-        self.save(update_fields=["status", "status_changed_at", "paused_with_agent"])
+        set_pause_mark(self, pause if new == self.Status.PAUSED else None)
+        self.save(update_fields=["status", "status_changed_at", "paused_with_agent", *PAUSE_FIELDS])
         return old
+
+
+@dataclass(frozen=True)
+class PauseMark:
+    """Who paused an agent or instance, why, and whether it is a lock only identity admins lift."""
+
+    by: str
+    reason: str
+    locked: bool
+
+    def as_dict(self) -> dict:
+        return {"by": self.by, "reason": self.reason, "locked": self.locked}
+
+
+PAUSE_FIELDS = ("paused_by", "pause_reason", "pause_locked")
+
+
+def set_pause_mark(row: Agent | Instance, mark: PauseMark | None) -> None:
+    row.paused_by = mark.by[:200] if mark else ""
+    row.pause_reason = mark.reason[:500] if mark else ""
+    row.pause_locked = mark.locked if mark else False
+
+
+def pause_of(row: Agent | Instance) -> dict | None:
+    """The pause as the API shows it: null unless paused."""
+    if row.status != "paused":
+        return None
+    return PauseMark(row.paused_by, row.pause_reason, row.pause_locked).as_dict()
 
 
 def spiffe_id_for(agent_slug: str, instance_id) -> str:

@@ -20,8 +20,8 @@ from django.utils import timezone
 from audit import services as audit
 from audit.services import ActorLike, RequestLike
 from core.errors import InvalidTransition, ValidationFailed
-from identities.models import Agent, Credential, Instance
-from identities.permissions import require_can_manage
+from identities.models import PAUSE_FIELDS, Agent, Credential, Instance, PauseMark, pause_of, set_pause_mark
+from identities.permissions import pause_mark, require_can_manage, require_can_resume
 from identities.services import _require_manager
 from tasks.models import TaskEnvelope
 from tasks.services import (
@@ -41,42 +41,76 @@ logger = logging.getLogger(__name__)
 
 
 def pause_agent(*, agent: Agent, actor: ActorLike, reason: str = "", request: RequestLike | None = None) -> Agent:
-    """Pause the agent and every active instance of it; their live credentials are revoked."""
+    """Pause the agent and every active instance of it; their live credentials are revoked.
+
+    A pause by an identity admin or a policy rule is a lock only an identity admin lifts; such a
+    pause of an agent its owner paused turns the owner's pause into a lock (``agent.locked``)."""
     _require_manager(actor, agent)
+    mark = pause_mark(actor, reason)
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
         if agent.status == Agent.Status.PAUSED:
+            if mark.locked and not agent.pause_locked:
+                _lock_paused(agent, mark, actor=actor, request=request)
+                for instance in _lock_instances(agent, Instance.Status.PAUSED):
+                    if instance.paused_with_agent:
+                        _lock_paused(instance, mark, actor=actor, request=request)
             return agent
-        old = agent.set_status(Agent.Status.PAUSED, allowed_from=(Agent.Status.ACTIVE,))
+        old = agent.set_status(Agent.Status.PAUSED, allowed_from=(Agent.Status.ACTIVE,), pause=mark)
         audit.record(
             "agent.paused",
             actor=actor,
             target=agent,
             before={"status": old},
-            after={"status": agent.status},
+            after={"status": agent.status, "locked": mark.locked},
             reason=reason,
             request=request,
         )
         for instance in _lock_instances(agent, Instance.Status.ACTIVE):
             _pause_instance_locked(
-                instance, actor=actor, reason=reason or "agent paused", with_agent=True, request=request
+                instance,
+                actor=actor,
+                reason=reason or "agent paused",
+                with_agent=True,
+                request=request,
+                mark=PauseMark(mark.by, reason or "agent paused", mark.locked),
             )
     return agent
 
 
+def _lock_paused(row: Agent | Instance, mark: PauseMark, *, actor: ActorLike, request: RequestLike | None) -> None:
+    """Turn an owner's pause into a lock held by ``mark``'s admin or rule."""
+    before = pause_of(row)
+    set_pause_mark(row, mark)
+    row.save(update_fields=list(PAUSE_FIELDS))
+    audit.record(
+        f"{row.audit_type}.locked",
+        actor=actor,
+        target=row,
+        before={"pause": before},
+        after={"pause": pause_of(row)},
+        reason=mark.reason,
+        request=request,
+    )
+
+
 def resume_agent(*, agent: Agent, actor: ActorLike, reason: str = "", request: RequestLike | None = None) -> Agent:
-    """Resume the agent, and the instances that were paused only because it was."""
+    """Resume the agent, and the instances that were paused only because it was. A locked pause
+    (by an identity admin or a policy rule) is lifted by identity admins only."""
     _require_manager(actor, agent)
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
         if agent.status == Agent.Status.ACTIVE:
             return agent
-        old = agent.set_status(Agent.Status.ACTIVE, allowed_from=(Agent.Status.PAUSED,))
+        if agent.status == Agent.Status.PAUSED:
+            require_can_resume(actor, agent, f"agent {agent.slug}")
+        before = {"status": agent.status, "pause": pause_of(agent)}
+        agent.set_status(Agent.Status.ACTIVE, allowed_from=(Agent.Status.PAUSED,))
         audit.record(
             "agent.resumed",
             actor=actor,
             target=agent,
-            before={"status": old},
+            before=before,
             after={"status": agent.status},
             reason=reason,
             request=request,
@@ -121,11 +155,14 @@ def pause_instance(
     *, instance: Instance, actor: ActorLike, reason: str = "", request: RequestLike | None = None
 ) -> Instance:
     _require_manager(actor, instance.agent)
+    mark = pause_mark(actor, reason)
     with transaction.atomic():
         instance = Instance.objects.select_for_update().select_related("agent").get(pk=instance.pk)
         if instance.status == Instance.Status.PAUSED:
+            if mark.locked and not instance.pause_locked:
+                _lock_paused(instance, mark, actor=actor, request=request)
             return instance
-        _pause_instance_locked(instance, actor=actor, reason=reason, request=request)
+        _pause_instance_locked(instance, actor=actor, reason=reason, request=request, mark=mark)
     return instance
 
 
@@ -137,6 +174,8 @@ def resume_instance(
         instance = Instance.objects.select_for_update().select_related("agent").get(pk=instance.pk)
         if instance.status == Instance.Status.ACTIVE:
             return instance
+        if instance.status == Instance.Status.PAUSED:
+            require_can_resume(actor, instance, f"instance {instance.id}")
         if instance.agent.status != Agent.Status.ACTIVE:
             raise InvalidTransition(f"agent {instance.agent.slug} is {instance.agent.status}; resume the agent first")
         _resume_instance_locked(instance, actor=actor, reason=reason, request=request)
@@ -156,15 +195,23 @@ def retire_instance(
 
 
 def _pause_instance_locked(
-    instance: Instance, *, actor: ActorLike, reason: str, request: RequestLike | None = None, with_agent: bool = False
+    instance: Instance,
+    *,
+    actor: ActorLike,
+    reason: str,
+    mark: PauseMark,
+    request: RequestLike | None = None,
+    with_agent: bool = False,
 ) -> None:
-    old = instance.set_status(Instance.Status.PAUSED, allowed_from=(Instance.Status.ACTIVE,), with_agent=with_agent)
+    old = instance.set_status(
+        Instance.Status.PAUSED, allowed_from=(Instance.Status.ACTIVE,), with_agent=with_agent, pause=mark
+    )
     audit.record(
         "instance.paused",
         actor=actor,
         target=instance,
         before={"status": old},
-        after={"status": instance.status},
+        after={"status": instance.status, "locked": mark.locked},
         reason=reason,
         request=request,
     )
@@ -179,12 +226,13 @@ def _pause_instance_locked(
 def _resume_instance_locked(
     instance: Instance, *, actor: ActorLike, reason: str, request: RequestLike | None = None
 ) -> None:
-    old = instance.set_status(Instance.Status.ACTIVE, allowed_from=(Instance.Status.PAUSED,))
+    before = {"status": instance.status, "pause": pause_of(instance)}
+    instance.set_status(Instance.Status.ACTIVE, allowed_from=(Instance.Status.PAUSED,))
     audit.record(
         "instance.resumed",
         actor=actor,
         target=instance,
-        before={"status": old},
+        before=before,
         after={"status": instance.status},
         reason=reason,
         request=request,

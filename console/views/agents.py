@@ -89,6 +89,8 @@ def agent_detail(request, slug):
         ),
         "activity": list(activity_for(user).filter(agent=agent).order_by("-id")[:RECENT]),
         "can_manage": can_manage(user, agent),
+        # A locked pause (by an identity admin or a policy rule) is lifted by identity admins only.
+        "can_resume": can_manage(user, agent) and (not agent.pause_locked or is_admin(user)),
     }
     return render(request, "console/agent_detail.html", context)
 

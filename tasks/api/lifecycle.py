@@ -16,17 +16,30 @@ from identities.api.agents import AgentSerializer
 from identities.api.instances import InstanceSerializer, render_instance
 from tasks import lifecycle
 
+_LOCK_NOTE = (
+    "A pause by an identity admin or by a policy rule is a lock: only an identity admin may resume it, "
+    "and anyone else gets 403 with code `pause_locked` and a detail naming who paused it and why. "
+    "An owner's own pause is theirs to lift."
+)
 _AGENT_VERB = {"request": ReasonSerializer, "responses": {200: AgentSerializer, **errors(400, 403, 404, 409)}}
 _INSTANCE_VERB = {"request": ReasonSerializer, "responses": {200: InstanceSerializer, **errors(400, 403, 404, 409)}}
 
 
 class AgentViewSet(agents.AgentViewSet):
-    @extend_schema(summary="Pause an agent and its active instances", **_AGENT_VERB)
+    @extend_schema(
+        summary="Pause an agent and its active instances",
+        description="A pause by an identity admin is a lock only an identity admin lifts.",
+        **_AGENT_VERB,
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request, slug=None):
         return self._lifecycle(request, lifecycle.pause_agent)
 
-    @extend_schema(summary="Resume a paused agent and the instances paused with it", **_AGENT_VERB)
+    @extend_schema(
+        summary="Resume a paused agent and the instances paused with it",
+        description=_LOCK_NOTE,
+        **_AGENT_VERB,
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request, slug=None):
         return self._lifecycle(request, lifecycle.resume_agent)
@@ -50,7 +63,9 @@ class InstanceViewSet(instances.InstanceViewSet):
     def pause(self, request, pk=None):
         return self._lifecycle(request, lifecycle.pause_instance)
 
-    @extend_schema(summary="Resume a paused instance (its agent must be active)", **_INSTANCE_VERB)
+    @extend_schema(
+        summary="Resume a paused instance (its agent must be active)", description=_LOCK_NOTE, **_INSTANCE_VERB
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
         return self._lifecycle(request, lifecycle.resume_instance)
