@@ -88,3 +88,17 @@ def test_the_age_of_the_newest_audit_checkpoint_is_reported(api_client, auditor,
     text = reader.get("/metrics").content.decode()
     assert 7200 <= _value(text, "mandate_audit_checkpoint_age_seconds") < 7260
     assert 7200 <= _value(text, "mandate_audit_checkpoint_sunk_age_seconds") < 7260
+
+
+def test_decisions_answered_in_an_authzen_batch_are_counted_too(api_client, auditor, gateway):
+    reader = api_client.as_user(auditor)
+    line = 'mandate_decisions_total{reason="token_invalid"}'
+    before = _value(reader.get("/metrics").content.decode(), line)
+    call = {
+        "subject": {"type": "agent", "id": "spiffe://x/y", "properties": {"token": "not-a-jwt"}},
+        "action": {"name": "github:write"},
+        "resource": {"type": "repo", "id": "acme/api"},
+    }
+    answer = api_client.as_user(gateway).post("/access/v1/evaluations", {"evaluations": [call, call]}, format="json")
+    assert [e["context"]["reason"] for e in answer.json()["evaluations"]] == ["token_invalid", "token_invalid"]
+    assert _value(reader.get("/metrics").content.decode(), line) == before + 2
