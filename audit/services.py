@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, cast
 
@@ -23,6 +23,7 @@ from audit.keys import key_ring
 from audit.models import AuditChain, AuditEvent
 from audit.verify import VerifyResult
 from core.request_id import current_request_id
+from core.scrub import scrub as scrub_value
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -32,22 +33,6 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
 
 GLOBAL_CHAIN = "global"
-
-# Keys whose values never enter the trail, whatever object they come from.
-_SECRET_KEYS = {
-    "password",
-    "secret",
-    "token",
-    "access_token",
-    "client_assertion",
-    "subject_token",
-    "actor_token",
-    "private_key",
-    "private_jwk",
-    "d",
-    "digest",
-    "key",
-}
 
 
 class _Workload(Protocol):
@@ -102,18 +87,9 @@ def as_actor(actor: ActorLike) -> Actor:
 
 
 def scrub(value: Any) -> Any:
-    """A JSON-safe copy of ``value`` with every secret-bearing key replaced."""
-    if isinstance(value, dict):
-        return {str(k): ("[redacted]" if str(k).lower() in _SECRET_KEYS else scrub(v)) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [scrub(v) for v in value]
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
+    """A JSON-safe copy of ``value`` with every secret replaced (``core.scrub``: by key name at any
+    depth and case, and by what a value looks like)."""
+    return scrub_value(value)
 
 
 def _content(

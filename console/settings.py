@@ -189,7 +189,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON only, refused with a 400 when nested deeper than core.json_input.MAX_DEPTH.
+    "DEFAULT_PARSER_CLASSES": ["core.json_input.DepthLimitedJSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 if DEBUG:
@@ -230,6 +231,9 @@ MANDATE_DEFAULT_AUDIENCE = env_str("MANDATE_DEFAULT_AUDIENCE", "mandate")
 MANDATE_DEFAULT_MAX_ENVELOPE_SECONDS = env_int("MANDATE_DEFAULT_MAX_ENVELOPE_SECONDS", 8 * 3600, minimum=60)
 MANDATE_CREDENTIAL_DEFAULT_TTL = env_int("MANDATE_CREDENTIAL_DEFAULT_TTL", 300, minimum=1)
 MANDATE_CREDENTIAL_MAX_TTL = env_int("MANDATE_CREDENTIAL_MAX_TTL", 900, minimum=1)
+# Reported activity older than this many days is refused (a late batch is a gateway's backlog; a 1970
+# date is a bug or a forgery, and would land outside every window people look at).
+MANDATE_EVENT_MAX_AGE_DAYS = env_int("MANDATE_EVENT_MAX_AGE_DAYS", 7, minimum=1)
 MANDATE_POLICY_DIR = env_str("MANDATE_POLICY_DIR", str(BASE_DIR / "policy"))
 
 # --- Limits (README "Rate limits and lockout") -----------------------------------------------------

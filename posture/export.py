@@ -7,9 +7,7 @@ the background job (``run_export``) that writes to the data folder with progress
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Iterator
@@ -29,6 +27,8 @@ from audit.checkpoints import Reason, write_checkpoint
 from audit.models import AuditCheckpoint, AuditEvent
 from audit.services import verify_chain
 from audit.verify import checkpoint_record
+from core.csv_export import SafeWriter
+from core.csv_export import cell as csv_cell
 from core.errors import DomainError, ValidationFailed
 from posture.models import ExportJob
 from posture.selectors import agents_in_scope
@@ -125,24 +125,17 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
-    text = str(value)
-    # A cell a spreadsheet would run as a formula is neutralised (CSV injection).
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return csv_cell(value)  # a cell a spreadsheet would run as a formula is neutralised
 
 
 def render_rows(rows: QuerySet, kind: str, fmt: str) -> Iterator[str]:
     """One line of text per row (plus the CSV header); never holds more than one chunk of rows."""
     fields = FIELDS[kind]
     if fmt == ExportJob.Format.CSV:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(fields)
-        yield buffer.getvalue()
+        writer = SafeWriter()
+        yield writer.line(fields)
         for row in rows.iterator(chunk_size=CHUNK):
-            buffer.seek(0)
-            buffer.truncate()
-            writer.writerow([_cell(row[f]) for f in fields])
-            yield buffer.getvalue()
+            yield writer.line([_cell(row[f]) for f in fields])
     else:
         for row in rows.iterator(chunk_size=CHUNK):
             yield (

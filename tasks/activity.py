@@ -4,7 +4,9 @@ A batch of up to ``MAX_BATCH`` events is validated whole before anything is writ
 problem rejects it with ``ValidationFailed`` naming the event's index and field
 (``events[3].occurred_at``) and nothing is stored. A valid batch is stored in one statement —
 ``COPY … FROM STDIN`` on PostgreSQL, a multi-row INSERT elsewhere — in one transaction, together
-with the drift flags it raises.
+with the drift flags it raises. ``occurred_at`` must lie within ``FUTURE_SKEW`` ahead of the server's
+clock and at most ``MANDATE_EVENT_MAX_AGE_DAYS`` behind it; ``details`` are stored scrubbed of
+secrets (``core.scrub``).
 
 Attribution: an agent reporting with its own credential reports for its instance and envelope
 only. A gateway names the agent's ``token`` on every event; its signature must verify, but a token
@@ -29,6 +31,7 @@ from django.utils import timezone
 
 from core.errors import ValidationFailed
 from core.oauth_errors import TokenRejected
+from core.scrub import scrub
 from identities.models import Credential
 from identities.tokens import verify_access_token
 from tasks.decisions import (
@@ -132,7 +135,10 @@ def _occurred_at(event: dict, index: int, now: datetime) -> datetime:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     if when > now + FUTURE_SKEW:
-        raise _bad(index, "occurred_at", "lies in the future")
+        raise _bad(index, "occurred_at", "lies in the future (more than 5 minutes ahead of the server's clock)")
+    max_age = settings.MANDATE_EVENT_MAX_AGE_DAYS
+    if when < now - timedelta(days=max_age):
+        raise _bad(index, "occurred_at", f"is older than {max_age} days (MANDATE_EVENT_MAX_AGE_DAYS)")
     return when
 
 
@@ -203,7 +209,7 @@ def validate_batch(events: object, *, reporter: Reporter, now: datetime) -> tupl
         elif not isinstance(details, dict):
             raise _bad(index, "details", "an object")
         else:
-            details_json = json_text(details)
+            details_json = json_text(scrub(details))  # secrets never stored: by key name and by value
             if details_json is None:
                 raise _bad(index, "details", "JSON without NaN, Infinity or NUL characters")
             if len(details_json) > MAX_DETAILS_BYTES:

@@ -50,6 +50,7 @@ from prometheus_client import Counter
 
 from audit import services as audit
 from core.oauth_errors import TokenRejected
+from core.scrub import scrub
 from identities.models import Agent, Credential, Instance
 from identities.tokens import VerifiedToken, verify_access_token
 from tasks.lifecycle import revoke_envelope
@@ -614,7 +615,7 @@ def _decision_event(
         reason=out.reason,
         drift=out.reason in DRIFT_REASONS,
         policy_version=policy.version,
-        details={"context": audit.scrub(context)} if context else {},
+        details={"context": scrub(context)} if context else {},  # secrets out, by key and value
         occurred_at=now,
         recorded_at=now,
         reported_by=reported_by[:255],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 import django_filters
@@ -29,6 +27,7 @@ from audit import services as audit
 from audit.keys import public_jwk
 from audit.models import AuditCheckpoint, AuditEvent, AuditJti, AuditSigningKey
 from core.api import StrictFilterSet, errors
+from core.csv_export import SafeWriter
 from core.pagination import NewestFirstCursorPagination
 from identities.selectors import audit_events_for
 
@@ -228,25 +227,11 @@ def _jsonl_lines(rows):
 
 
 def _csv_lines(rows):
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush() -> str:
-        value = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate(0)
-        return value
-
-    writer.writerow(EXPORT_FIELDS)
-    yield flush()
+    writer = SafeWriter()  # escapes formula cells (CSV injection)
+    yield writer.line(EXPORT_FIELDS)
     for event in rows:
         row = _as_row(event)
-        writer.writerow(
-            [
-                json.dumps(row[field], ensure_ascii=False, sort_keys=True)
-                if field in ("before", "after")
-                else ("" if row[field] is None else row[field])
-                for field in EXPORT_FIELDS
-            ]
+        yield writer.line(
+            json.dumps(row[field], ensure_ascii=False, sort_keys=True) if field in ("before", "after") else row[field]
+            for field in EXPORT_FIELDS
         )
-        yield flush()

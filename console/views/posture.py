@@ -3,8 +3,6 @@ standing-exception register. Views parse, call the posture selectors and service
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import UTC, datetime, time, timedelta
 
@@ -26,6 +24,7 @@ from accounts.roles import AGENT_OWNER, can_read_all, has_role, is_admin
 from audit.services import verify_chain
 from console import charts
 from console.views._common import console_view
+from core import csv_export
 from core.errors import DomainError
 from identities.models import Agent
 from posture import export, standards
@@ -341,25 +340,35 @@ def standards_export(request):
     fmt = request.GET.get("format", "json")
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(
-            ["control", "how", "owasp_agentic_risks", "maestro_layers", "nist_ai_rmf", "evidence", "figure", "healthy"]
+        header = [
+            "control",
+            "how",
+            "owasp_agentic_risks",
+            "maestro_layers",
+            "nist_ai_rmf",
+            "evidence",
+            "figure",
+            "healthy",
+        ]
+        body = csv_export.render(
+            [
+                header,
+                *(
+                    [
+                        row["control"],
+                        row["how"],
+                        "; ".join(row["owasp"]),
+                        "; ".join(row["maestro"]),
+                        "; ".join(row["nist"]),
+                        row["evidence"],
+                        row["figure"],
+                        "" if row["healthy"] is None else str(row["healthy"]).lower(),
+                    ]
+                    for row in rows
+                ),
+            ]
         )
-        for row in rows:
-            writer.writerow(
-                [
-                    row["control"],
-                    row["how"],
-                    "; ".join(row["owasp"]),
-                    "; ".join(row["maestro"]),
-                    "; ".join(row["nist"]),
-                    row["evidence"],
-                    row["figure"],
-                    "" if row["healthy"] is None else str(row["healthy"]).lower(),
-                ]
-            )
-        response = HttpResponse(out.getvalue(), content_type="text/csv")
+        response = HttpResponse(body, content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="mandate-standards-{stamp}.csv"'
         return response
     if fmt != "json":

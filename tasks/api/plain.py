@@ -12,13 +12,13 @@ clients) describes the endpoint from that class's ``extend_schema`` as before.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 
+from core import json_input
 from core.api import domain_error_body
 from core.errors import DomainError, ValidationFailed
 
@@ -76,9 +76,9 @@ def plain_endpoint(documented: type, *, max_body: int) -> Callable:
             if (declared.isdigit() and int(declared) > max_body) or len(request.body) > max_body:
                 return _domain_error(ValidationFailed(f"at most {max_body} bytes of JSON", field="body"))
             try:
-                body = json.loads(request.body)
-            except (ValueError, UnicodeDecodeError) as exc:
-                return _error(400, f"JSON parse error - {exc}", "parse_error")
+                body = json_input.loads(request.body)  # refuses bodies nested too deeply, too
+            except json_input.JsonInputError as exc:
+                return _error(400, str(exc), "parse_error")
             try:
                 return JsonResponse(handler(request, body, user), json_dumps_params={"separators": (",", ":")})
             except exceptions.AuthenticationFailed as exc:  # the decision found the token no longer valid

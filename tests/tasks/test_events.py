@@ -13,6 +13,8 @@ from tests.helpers.factories import make_agent, make_envelope, make_instance
 pytestmark = pytest.mark.django_db
 
 POST_URL = "/api/v1/events"
+# Reported events must be recent (MANDATE_EVENT_MAX_AGE_DAYS): an hour ago, to the second.
+RECENT = (timezone.now() - timedelta(hours=1)).replace(microsecond=0)
 LIST_URL = "/api/v1/events/"
 
 
@@ -22,7 +24,7 @@ def event(**over):
         "scope": "github:write",
         "resource": "repo:acme/api",
         "outcome": "success",
-        "occurred_at": "2026-01-02T03:04:05Z",
+        "occurred_at": RECENT.isoformat(),
         "details": {"tool": "git push"},
         **over,
     }
@@ -60,7 +62,7 @@ def test_an_agent_reports_with_its_own_credential_and_is_attributed(api_client, 
     assert first.agent_id == live_envelope.agent_id and first.jti == minted.credential.jti
     assert first.reported_by == live_envelope.instance.spiffe_id
     assert first.details == {"tool": "git push"} and first.outcome == "success"
-    assert first.occurred_at.isoformat() == "2026-01-02T03:04:05+00:00"
+    assert first.occurred_at == RECENT
     assert Instance.objects.get(pk=live_envelope.instance_id).last_seen_at is not None
 
 
@@ -221,8 +223,9 @@ def test_the_list_filters(api_client, admin, two_agents):
     assert [r["agent"] for r in client.get(LIST_URL, {"agent": str(mine.agent_id)}).json()["results"]] == ["mine"]
     assert [r["kind"] for r in client.get(LIST_URL, {"kind": "secret_access"}).json()["results"]] == ["secret_access"]
     assert len(client.get(LIST_URL, {"instance": str(mine.instance_id)}).json()["results"]) == 1
-    assert len(client.get(LIST_URL, {"since": "2026-01-02T03:04:05+00:00"}).json()["results"]) == 2
-    assert client.get(LIST_URL, {"since": "2026-01-03T00:00:00Z"}).json()["results"] == []
+    assert len(client.get(LIST_URL, {"since": RECENT.isoformat()}).json()["results"]) == 2
+    later = (RECENT + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    assert client.get(LIST_URL, {"since": later}).json()["results"] == []
     for bad in ({"envelope": "nope"}, {"kind": "dance"}, {"since": "soon"}):
         assert client.get(LIST_URL, bad).status_code == 400
 
