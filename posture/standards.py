@@ -347,13 +347,18 @@ def _kill_switch(m: dict, days: int) -> Evidence:
     )
 
 
+def _n(number: int, noun: str) -> str:
+    """'1 stale instance', '2 stale instances'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _stale(m: dict, days: int) -> Evidence:
     stale = m["stale"]
     flagged = [v for k, v in stale.items() if k != "open_exceptions"]
     return (
-        f"{stale['stale_instances']} stale instances, {stale['stale_envelopes']} stale envelopes, "
-        f"{stale['orphaned_agents']} orphaned agents, {stale['never_seen']} instances never seen, "
-        f"{stale['outlived_parent']} clones outliving their parent.",
+        f"{_n(stale['stale_instances'], 'stale instance')}, {_n(stale['stale_envelopes'], 'stale envelope')}, "
+        f"{_n(stale['orphaned_agents'], 'orphaned agent')}, {_n(stale['never_seen'], 'instance')} never seen, "
+        f"{_n(stale['outlived_parent'], 'clone')} outliving their parent.",
         str(sum(flagged)),
         not any(flagged),
         _rows("orphaned_agents", days),

@@ -199,6 +199,10 @@ class ActivityEvent(models.Model):
             models.Index(fields=["instance", "-id"], name="activity_instance_idx"),
             models.Index(fields=["envelope", "-id"], name="activity_envelope_idx"),
             models.Index(fields=["occurred_at"], name="activity_time_idx"),
+            # The console lists activity newest first by when it happened, id breaking ties,
+            # keyset-paged: these serve the whole list and one agent's.
+            models.Index(fields=["-occurred_at", "-id"], name="activity_when_idx"),
+            models.Index(fields=["agent", "-occurred_at", "-id"], name="activity_agent_when_idx"),
             # Drift is rare (a call outside its envelope): the console's dashboard and "drift only"
             # filter read it newest first without scanning the allowed traffic around it.
             models.Index(fields=["-id"], name="activity_drift_idx", condition=Q(drift=True)),

@@ -216,7 +216,7 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
         window = max(int((horizon - env.approved_at).total_seconds() * 0.95), 6)
         drifted = 0
         for n in range(activity_per_envelope if key == "triage" else 20):
-            at = env.approved_at + timedelta(seconds=rng.randint(5, window))
+            at = min(env.approved_at + timedelta(seconds=rng.randint(5, window)), now - timedelta(seconds=1))
             scope = rng.choice(uses)
             resource = rng.choice(env.resources).replace("*", rng.choice(["api", "web", "billing"]))
             denied = rng.random() < 0.04

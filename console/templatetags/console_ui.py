@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django import template
 from django.urls import NoReverseMatch, reverse
@@ -14,21 +14,59 @@ from django.utils.html import format_html
 register = template.Library()
 
 
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def absolute(value: datetime) -> str:
+    """The console's one absolute format, in UTC with the zone said: '2 Dec 2026, 00:50 UTC'.
+    console.js rewrites it in the viewer's zone (same shape, that zone's name)."""
+    utc = value.astimezone(UTC)
+    return f"{utc.day} {MONTHS[utc.month - 1]} {utc.year}, {utc:%H:%M} UTC"
+
+
+def day(value: date) -> str:
+    """A calendar date (no time of day, so no zone): '28 Nov 2026'."""
+    return f"{value.day} {MONTHS[value.month - 1]} {value.year}"
+
+
 @register.simple_tag
 def when(value: datetime | None, empty: str = "—"):
-    """A time as relative text, with the absolute UTC time beside it and in the tooltip."""
+    """A time as ``<time datetime=UTC>`` in the one absolute format, the relative time beside it.
+    The server writes UTC; console.js shows both in the viewer's zone and keeps 'ago' current."""
     if value is None:
         return empty
+    if not isinstance(value, datetime):
+        return day(value)
     utc = value.astimezone(UTC)
-    absolute = utc.strftime("%Y-%m-%d %H:%M:%S UTC")
-    short = utc.strftime("%b %d %H:%M")
     return format_html(
-        '<time datetime="{}" title="{}">{}</time> <span class="abs">{}</span>',
-        value.isoformat(),
-        absolute,
+        '<time datetime="{}" title="{}" data-when>{}</time> <span class="rel" data-rel="{}">{}</span>',
+        utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        utc.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        absolute(utc),
+        utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         relative(value),
-        short,
     )
+
+
+@register.simple_tag
+def stamp(value: datetime | date | None, empty: str = "—"):
+    """An absolute time only (tables of history where 'ago' adds nothing); dates print as dates."""
+    if value is None:
+        return empty
+    if not isinstance(value, datetime):
+        return day(value)
+    utc = value.astimezone(UTC)
+    return format_html(
+        '<time datetime="{}" title="{}" data-when>{}</time>',
+        utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        utc.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        absolute(utc),
+    )
+
+
+@register.filter(name="day")
+def day_filter(value: date | None) -> str:
+    return "—" if value is None else day(value)
 
 
 def relative(value: datetime, now: datetime | None = None) -> str:
@@ -47,7 +85,9 @@ def relative(value: datetime, now: datetime | None = None) -> str:
 
 @register.filter
 def duration(seconds) -> str:
-    """Whole seconds as a short human duration: 90 → '1 min 30 s', 7200 → '2 h'."""
+    """Whole seconds (or a timedelta) as a short human duration: 90 → '1 min 30 s', 7200 → '2 h'."""
+    if isinstance(seconds, timedelta):
+        seconds = seconds.total_seconds()
     try:
         seconds = int(seconds)
     except (TypeError, ValueError):
@@ -69,6 +109,17 @@ def duration(seconds) -> str:
     return " ".join(parts)
 
 
+@register.filter
+def count(number, nouns: str) -> str:
+    """``{{ n|count:"envelope,envelopes" }}`` → '1 envelope' / '5 envelopes' (a bare singular adds 's')."""
+    singular, _, plural = nouns.partition(",")
+    try:
+        n = int(number)
+    except (TypeError, ValueError):
+        return f"{number} {plural or singular + 's'}"
+    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
+
+
 @register.simple_tag
 def badge(value: str, label: str | None = None):
     """A state as a colour-coded badge that also says it in words."""
@@ -87,7 +138,7 @@ def countdown(expires_at: datetime | None):
     return format_html(
         '<span class="countdown" data-expires="{}" title="until {}">{}</span>',
         expires_at.isoformat(),
-        expires_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        absolute(expires_at),
         "expired" if left == 0 else f"{duration(left)} left",
     )
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db.models import Q
 from django.shortcuts import redirect, render
 
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
@@ -72,16 +74,50 @@ def refused(request, url: str, error: DomainError):
 
 
 class KeysetPage:
-    """Newest-first keyset pagination on ``id``: ``?before=<id>`` — never a COUNT on a big table."""
+    """Newest-first keyset pagination — never a COUNT on a big table.
 
-    def __init__(self, queryset, request, *, size: int = PAGE_SIZE):
+    On ``id`` by default (``?before=<id>``); with ``by_time`` (e.g. ``"occurred_at"``), newest first by
+    that time with ``id`` breaking ties (``?before=<epoch µs>.<id>``), so rows reported late still sit
+    where they happened. The filter bounds the time first, so an index on (time, id) starts at the cursor.
+    """
+
+    def __init__(self, queryset, request, *, size: int = PAGE_SIZE, by_time: str | None = None):
         before = request.GET.get("before", "")
-        qs = queryset.order_by("-id")
-        self.before = int(before) if before.isdigit() else None
-        if self.before is not None:
-            qs = qs.filter(id__lt=self.before)
+        self.before = None
+        if by_time is None:
+            qs = queryset.order_by("-id")
+            if before.isdigit():
+                self.before = int(before)
+                qs = qs.filter(id__lt=self.before)
+        else:
+            qs = queryset.order_by(f"-{by_time}", "-id")
+            cursor = _time_cursor(before)
+            if cursor is not None:
+                self.before = before
+                at, last_id = cursor
+                qs = qs.filter(**{f"{by_time}__lte": at}).filter(
+                    Q(**{f"{by_time}__lt": at}) | Q(**{by_time: at, "id__lt": last_id})
+                )
         rows = list(qs[: size + 1])
         self.has_next = len(rows) > size
         self.rows = rows[:size]
-        self.next_before = self.rows[-1].id if self.has_next and self.rows else None
+        self.next_before = None
+        if self.has_next and self.rows:
+            last = self.rows[-1]
+            if by_time is None:
+                self.next_before = last.id
+            else:
+                at = getattr(last, by_time)
+                micros = (at - EPOCH) // timedelta(microseconds=1)
+                self.next_before = f"{micros}.{last.id}"
         self.is_first = self.before is None
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _time_cursor(value: str) -> tuple[datetime, int] | None:
+    micros, _, last_id = value.partition(".")
+    if not (micros.isdigit() and last_id.isdigit()) or len(micros) > 18:
+        return None
+    return EPOCH + timedelta(microseconds=int(micros)), int(last_id)

@@ -36,7 +36,7 @@ def activity_list(request):
     else:
         filters["kind"] = ""
     if filters["agent"]:
-        # Resolve the slug first so the page reads activity_agent_idx (agent, -id) directly.
+        # Resolve the slug first so the page reads activity_agent_when_idx (agent, time, id) directly.
         agent_id = Agent.objects.filter(slug=filters["agent"]).values_list("id", flat=True).first()
         qs = qs.filter(agent_id=agent_id) if agent_id else qs.none()
     if filters["outcome"] == "allowed":
@@ -57,7 +57,7 @@ def activity_list(request):
     since = since_of(filters["since"])
     if since is not None:
         qs = qs.filter(occurred_at__gte=since)
-    page = KeysetPage(qs, request)
+    page = KeysetPage(qs, request, by_time="occurred_at")
     api_params = {
         k: v
         for k, v in {

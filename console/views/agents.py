@@ -87,7 +87,7 @@ def agent_detail(request, slug):
             .filter(instance__agent=agent, status=Credential.Status.ACTIVE, expires_at__gt=now)
             .order_by("expires_at")[:OPEN_SHOWN]
         ),
-        "activity": list(activity_for(user).filter(agent=agent).order_by("-id")[:RECENT]),
+        "activity": list(activity_for(user).filter(agent=agent).order_by("-occurred_at", "-id")[:RECENT]),
         "can_manage": can_manage(user, agent),
         # A locked pause (by an identity admin or a policy rule) is lifted by identity admins only.
         "can_resume": can_manage(user, agent) and (not agent.pause_locked or is_admin(user)),
@@ -131,7 +131,11 @@ def my_agents(request):
     cards = my_agent_cards(user, per_agent=PER_AGENT)
     ids = [card["agent"].id for card in cards]
     decisions = (
-        list(activity_for(user).filter(agent_id__in=ids, kind=ActivityEvent.Kind.DECISION).order_by("-id")[:RECENT])
+        list(
+            activity_for(user)
+            .filter(agent_id__in=ids, kind=ActivityEvent.Kind.DECISION)
+            .order_by("-occurred_at", "-id")[:RECENT]
+        )
         if ids
         else []
     )

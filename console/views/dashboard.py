@@ -28,10 +28,12 @@ def dashboard(request):
     pending = envelopes.filter(state=TaskEnvelope.State.PENDING)
     live_credentials = credentials_for(user).filter(status=Credential.Status.ACTIVE, expires_at__gt=now)
     # Lists stop at SHOWN + 1 rows so the page never counts a big table: "8+" is enough to act on.
-    # Newest drift first by id (activity_drift_idx), windowed in SQL: reported events can arrive
-    # late (occurred_at is the reporter's), so the newest ids are not always the newest drift.
+    # Newest drift first by when it happened (reported events can arrive late, so ids are not
+    # time order); drift is rare, so the window reads few rows (activity_drift_idx).
     drift = list(
-        activity_for(user).filter(drift=True, occurred_at__gte=now - DRIFT_WINDOW).order_by("-id")[: SHOWN + 1]
+        activity_for(user)
+        .filter(drift=True, occurred_at__gte=now - DRIFT_WINDOW)
+        .order_by("-occurred_at", "-id")[: SHOWN + 1]
     )
     pending_count = pending.count()
     context = {

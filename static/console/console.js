@@ -1,4 +1,5 @@
-/* Mandate console: live countdowns, copy buttons, and a guard so auto-refresh never eats typing. */
+/* Mandate console: times in the viewer's zone, live countdowns, copy buttons, and a guard so
+   auto-refresh never eats typing. No inline script anywhere: everything hangs off data- attributes. */
 (function () {
   "use strict";
 
@@ -12,7 +13,60 @@
     return s + " s left";
   }
 
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+  // The zone to show: one chosen in the header's menu (kept in this browser), else the browser's own.
+  function zone() {
+    var chosen = null;
+    try { chosen = window.localStorage.getItem("mandate-tz"); } catch (e) { /* storage off */ }
+    return chosen || undefined;
+  }
+
+  // The server writes "2 Dec 2026, 00:50 UTC"; the same shape in the viewer's zone, its name said.
+  function absolute(date) {
+    var parts = {};
+    try {
+      new Intl.DateTimeFormat("en-US", {
+        timeZone: zone(), year: "numeric", month: "numeric", day: "numeric",
+        hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZoneName: "short"
+      }).formatToParts(date).forEach(function (p) { parts[p.type] = p.value; });
+    } catch (e) {
+      return null;
+    }
+    return parts.day + " " + MONTHS[parseInt(parts.month, 10) - 1] + " " + parts.year + ", " +
+      parts.hour + ":" + parts.minute + " " + parts.timeZoneName;
+  }
+
+  function relative(date, now) {
+    var seconds = Math.round((now - date.getTime()) / 1000), future = seconds < 0;
+    seconds = Math.abs(seconds);
+    if (seconds < 45) return future ? "in a few seconds" : "just now";
+    var units = [[31536000, "y"], [2592000, "mo"], [86400, "d"], [3600, "h"], [60, "min"]];
+    for (var i = 0; i < units.length; i++) {
+      if (seconds >= units[i][0]) {
+        var amount = Math.floor(seconds / units[i][0]) + " " + units[i][1];
+        return future ? "in " + amount : amount + " ago";
+      }
+    }
+    return "just now";
+  }
+
+  function localise(root) {
+    (root || document).querySelectorAll("time[data-when]").forEach(function (el) {
+      var date = new Date(el.getAttribute("datetime"));
+      if (isNaN(date.getTime())) return;
+      var text = absolute(date);
+      if (text && el.textContent !== text) el.textContent = text;
+    });
+  }
+
   function tick() {
+    document.querySelectorAll("[data-rel]").forEach(function (el) {
+      var date = new Date(el.dataset.rel);
+      if (isNaN(date.getTime())) return;
+      var text = relative(date, Date.now());
+      if (el.textContent !== text) el.textContent = text;
+    });
     var now = Date.now();
     document.querySelectorAll("[data-expires]").forEach(function (el) {
       var left = Math.max(0, Math.round((Date.parse(el.dataset.expires) - now) / 1000));
@@ -58,7 +112,40 @@
     }
   });
 
+  // The header's zone menu: the browser's zone by default, or one chosen and kept in localStorage.
+  function zoneMenu() {
+    var select = document.getElementById("tz-choice");
+    if (!select) return;
+    var own = new Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+    var chosen = zone();
+    var zones = ["UTC"];
+    if (Intl.supportedValuesOf) { try { zones = zones.concat(Intl.supportedValuesOf("timeZone")); } catch (e) { /* old browser */ } }
+    var first = document.createElement("option");
+    first.value = "";
+    first.textContent = "Browser (" + own + ")";
+    select.appendChild(first);
+    zones.forEach(function (name) {
+      var option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      if (name === chosen) option.selected = true;
+      select.appendChild(option);
+    });
+    select.addEventListener("change", function () {
+      try {
+        if (select.value) window.localStorage.setItem("mandate-tz", select.value);
+        else window.localStorage.removeItem("mandate-tz");
+      } catch (e) { /* storage off: nothing kept */ }
+      localise();
+    });
+  }
+
+  // Rows that htmx brings in (queue refresh, pages of activity) get the same treatment.
+  document.addEventListener("htmx:load", function (event) { localise(event.target); });
+
   document.addEventListener("DOMContentLoaded", function () {
+    zoneMenu();
+    localise();
     tick();
     setInterval(tick, 1000);
   });

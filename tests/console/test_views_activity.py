@@ -1,4 +1,8 @@
+import re
+from datetime import UTC, datetime, timedelta
+
 import pytest
+from django.utils import timezone
 
 from tasks.models import ActivityEvent
 from tests.helpers.console import approved, make_activity
@@ -42,19 +46,53 @@ def test_activity_filters_by_kind_decision_drift_and_envelope(signed_in, auditor
     assert client.get("/activity/?since=24h").status_code == 200
 
 
+def _next_link(page: str) -> str:
+    match = re.search(r'href="\?(before=[0-9.]+)"[^>]*>Older', page)
+    assert match, "no link to older rows"
+    return "/activity/?" + match.group(1)
+
+
 def test_activity_pages_by_keyset_without_counting(signed_in, admin, envelopes, django_assert_max_num_queries):
     mine, _ = envelopes
     make_activity(mine, 120)
-    ids = list(ActivityEvent.objects.order_by("-id").values_list("id", flat=True))
+    ids = list(ActivityEvent.objects.order_by("-occurred_at", "-id").values_list("id", flat=True))
     client = signed_in(admin)
     with django_assert_max_num_queries(6) as captured:
         first = client.get("/activity/").content.decode()
     assert not any("COUNT(" in q["sql"].upper() for q in captured.captured_queries if "activity" in q["sql"])
-    assert f"before={ids[49]}" in first
-    second = client.get(f"/activity/?before={ids[49]}").content.decode()
-    assert f"before={ids[99]}" in second and "Newest" in second
-    third = client.get(f"/activity/?before={ids[99]}").content.decode()
+    second = client.get(_next_link(first)).content.decode()
+    assert "Newest" in second
+    third = client.get(_next_link(second)).content.decode()
     assert "Older" not in third
+    shown = [int(i) for page in (first, second, third) for i in re.findall(r'data-event="(\d+)"', page)]
+    assert shown == ids
+
+
+def test_activity_reads_newest_first_by_when_it_happened_not_by_arrival(signed_in, admin, envelopes):
+    """A gateway reporting late inserts old events after new ones: the list still reads in time order,
+    ties broken by id, and the keyset cursor carries across a tie at the page boundary."""
+    mine, _ = envelopes
+    now = timezone.now()
+    fresh = make_activity(mine, 1, resource="r:five-min-ago", occurred_at=now - timedelta(minutes=5))
+    tied = make_activity(mine, 60, resource="r:tied", occurred_at=now - timedelta(hours=1))
+    late = make_activity(mine, 1, resource="r:two-days-ago", occurred_at=now - timedelta(days=2))
+    client = signed_in(admin)
+    first = client.get("/activity/").content.decode()
+    second = client.get(_next_link(first)).content.decode()
+    order = [int(i) for page in (first, second) for i in re.findall(r'data-event="(\d+)"', page)]
+    tied_ids = sorted((t.pk for t in tied), reverse=True)
+    assert order == [fresh[0].pk, *tied_ids, late[0].pk]
+    assert first.index("r:five-min-ago") < first.index("r:tied")
+    assert client.get("/activity/?before=garbage").status_code == 200
+
+
+def test_times_are_machine_readable_utc_with_year_and_zone(signed_in, admin, envelopes):
+    mine, _ = envelopes
+    make_activity(mine, 1, occurred_at=datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC))
+    page = signed_in(admin).get("/activity/").content.decode()
+    assert '<time datetime="2025-03-04T05:06:07Z"' in page
+    assert "4 Mar 2025, 05:06 UTC" in page  # the year and the zone, never only in a tooltip
+    assert "ago" in page and "in " not in re.sub(r"<[^>]+>", "", page).split("4 Mar 2025")[1][:20]
 
 
 def test_activity_answers_htmx_with_only_its_rows_and_links_to_the_export(signed_in, admin, envelopes):

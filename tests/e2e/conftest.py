@@ -40,8 +40,9 @@ def sign_in(browser, live_server):
     """``sign_in(user)`` → a fresh browser page signed in as that user, on the dashboard."""
     contexts = []
 
-    def make(user, password=PASSWORD):
-        context = browser.new_context(viewport={"width": 1366, "height": 860})
+    def make(user, password=PASSWORD, **context_options):
+        context_options.setdefault("viewport", {"width": 1366, "height": 860})
+        context = browser.new_context(**context_options)
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(10_000)

@@ -50,6 +50,7 @@ def make_activity(envelope, n=1, **fields):
             allow=fields.get("allow", True),
             reason=fields.get("reason", "ok"),
             drift=fields.get("drift", False),
+            **({"occurred_at": fields["occurred_at"]} if "occurred_at" in fields else {}),
         )
         for _ in range(n)
     ]
