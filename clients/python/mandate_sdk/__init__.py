@@ -1,4 +1,6 @@
-"""Mandate's agent-side SDK: an instance key, and short-lived credentials minted with it.
+"""Mandate's SDK: the agent side (an instance key, short-lived credentials minted with it,
+registration, delegation, activity reporting) and the gateway side (decisions, AuthZEN, offline
+verification of credentials).
 
 from mandate_sdk import Credentials, CredentialAuth, load_key
 
@@ -8,12 +10,33 @@ credentials = Credentials(
 httpx.get(url, auth=CredentialAuth(credentials))
 """
 
-from mandate_sdk.credentials import CredentialAuth, Credentials, MandateError, MintedCredential
+from mandate_sdk.activity import ActivityReporter
+from mandate_sdk.api import Mandate
+from mandate_sdk.credentials import (
+    AsyncCredentials,
+    BearerToken,
+    CredentialAuth,
+    Credentials,
+    MandateError,
+    MintedCredential,
+)
+from mandate_sdk.gateway import AsyncGateway, Decision, Evaluation, Gateway
 from mandate_sdk.keys import algorithm_for, generate_key, load_key, public_jwk
+from mandate_sdk.verify import InvalidCredential, JwksVerifier
 
 __all__ = [
+    "ActivityReporter",
+    "AsyncCredentials",
+    "AsyncGateway",
+    "BearerToken",
     "CredentialAuth",
     "Credentials",
+    "Decision",
+    "Evaluation",
+    "Gateway",
+    "InvalidCredential",
+    "JwksVerifier",
+    "Mandate",
     "MandateError",
     "MintedCredential",
     "algorithm_for",
