@@ -831,9 +831,9 @@ def decide_batch(
         d if d is None or e is None else replace(d, decision_id=e.id) for d, e in _pair_with_events(answered, events)
     ]
     _after_batch(outs, answered, budgets, policy=policy, now=now)
-    for decision in answered:
-        if decision is not None:
-            DECISIONS.labels(decision.reason).inc()
+    for answer in answered:
+        if answer is not None:
+            DECISIONS.labels(answer.reason).inc()
     return answered
 
 
