@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
-from django.db.models import Case, Count, F, Prefetch, Q, QuerySet, Value, When, Window
+from django.db.models import Case, Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Value, When, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -49,6 +49,34 @@ def pending_inbox(user: User) -> QuerySet[TaskEnvelope]:
 def pending_inbox_count(user: User) -> int:
     """The console's inbox badge: one COUNT query (plus the role lookup, cached per request)."""
     return pending_inbox(user).count()
+
+
+PENDING_REASONS = ("awaiting_you", "requested", "decided", "own_high_risk", "past_limit")
+
+
+def pending_breakdown(user: User) -> dict[str, int]:
+    """Every pending envelope ``user`` can see, counted once under why it is or is not in their inbox
+    (the first reason that applies, in the order of ``PENDING_REASONS``' last four); ``awaiting_you``
+    is exactly ``pending_inbox_count`` and ``total`` what a "pending" figure counts. One query."""
+    reason = Case(
+        When(created_at__lte=pending_deadline(), then=Value("past_limit")),
+        When(requested_by=user, then=Value("requested")),
+        When(risk=TaskEnvelope.Risk.HIGH, agent__owner=user, then=Value("own_high_risk")),
+        When(Exists(Approval.objects.filter(envelope=OuterRef("pk"), by=user)), then=Value("decided")),
+        default=Value("awaiting_you" if is_admin(user) else "others"),
+    )
+    rows = (
+        TaskEnvelope.objects.visible_to(user)
+        .filter(state=TaskEnvelope.State.PENDING)
+        .annotate(reason=reason)
+        .order_by()
+        .values_list("reason")
+        .annotate(n=Count("id"))
+    )
+    counts = dict.fromkeys(PENDING_REASONS, 0) | {"others": 0}
+    counts.update(dict(rows))
+    counts["total"] = sum(counts.values())
+    return counts
 
 
 def approvers_of(envelope: TaskEnvelope) -> QuerySet:

@@ -18,7 +18,7 @@ from core.errors import DomainError
 from tasks import services
 from tasks.models import Approval, TaskEnvelope
 from tasks.policy import active_policy
-from tasks.selectors import envelopes_for
+from tasks.selectors import envelopes_for, pending_breakdown
 
 QUEUE_LIMIT = 25  # a screenful: admins work from the oldest; 'Next' pages on by keyset
 
@@ -79,6 +79,8 @@ def queue(request):
         "risks": TaskEnvelope.Risk.choices,
         "step_up": _step_up_notice(request),
     }
+    if not request.htmx:
+        context["pending"] = pending_breakdown(request.user)
     template = "console/_queue_rows.html" if request.htmx else "console/approvals.html"
     return render(request, template, context)
 

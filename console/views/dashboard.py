@@ -12,7 +12,7 @@ from console.views._common import console_view
 from identities.models import Credential, Instance
 from identities.selectors import credentials_for, instances_for
 from tasks.models import TaskEnvelope
-from tasks.selectors import activity_for, envelopes_for
+from tasks.selectors import activity_for, envelopes_for, pending_breakdown
 
 ENDING_SOON = timedelta(hours=1)
 DRIFT_WINDOW = timedelta(hours=24)
@@ -35,9 +35,10 @@ def dashboard(request):
         .filter(drift=True, occurred_at__gte=now - DRIFT_WINDOW)
         .order_by("-occurred_at", "-id")[: SHOWN + 1]
     )
-    pending_count = pending.count()
+    breakdown = pending_breakdown(user)
     context = {
-        "pending_count": pending_count,
+        "pending_count": breakdown["total"],
+        "pending": breakdown,
         "oldest_pending": list(pending.order_by("created_at", "id")[:SHOWN]),
         "live_credential_count": live_credentials.count(),
         "live_credentials": list(live_credentials.order_by("expires_at")[:SHOWN]),

@@ -1,9 +1,15 @@
+import re
+
 import pytest
 
 from tests.helpers.console import approved, make_activity, make_credential
 from tests.helpers.factories import make_agent, make_envelope, make_instance
 
 pytestmark = pytest.mark.django_db
+
+
+def _text(page: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
 
 
 def _world(owner, other_owner, admin, second_admin, n=3):
@@ -21,7 +27,7 @@ def _world(owner, other_owner, admin, second_admin, n=3):
 def test_an_admin_sees_what_needs_a_person_across_every_agent(signed_in, owner, other_owner, admin, second_admin):
     _world(owner, other_owner, admin, second_admin)
     page = signed_in(admin).get("/").content.decode()
-    assert "envelopes pending approval" in page
+    assert "6 pending · 6 awaiting you" in _text(page)
     assert "mine pending 0" in page and "theirs pending 0" in page
     assert "theirs live" in page  # ends within the hour
     assert "scope_not_granted" in page  # drift in the last 24 h
@@ -80,3 +86,22 @@ def test_drift_reported_late_does_not_hide_recent_drift(client, admin, owner):
     client.force_login(admin)
     page = client.get("/").content.decode()
     assert "x:recent" in page and "x:old" not in page
+
+
+def test_the_pending_figure_and_the_nav_badge_agree_and_say_why_they_differ(
+    signed_in, owner, other_owner, admin, second_admin, django_assert_max_num_queries
+):
+    _, theirs = _world(owner, other_owner, admin, second_admin, n=2)
+    make_envelope(theirs, actor=admin, intent="asked by the admin herself")
+    page = signed_in(admin).get("/").content.decode()
+    text = _text(page)
+    assert "5 pending · 4 awaiting you" in text
+    assert "1 you requested, which another admin must approve." in text
+    badge = re.search(r'id="inbox-count"[^>]*>(\d+)<', page)
+    assert badge and badge.group(1) == "4"
+    # Nothing to explain when the two agree.
+    other = signed_in(second_admin).get("/").content.decode()
+    assert "5 pending · 5 awaiting you" in _text(other)
+    assert "you requested" not in other
+    queue = _text(signed_in(admin).get("/approvals/").content.decode())
+    assert "5 pending · 4 awaiting you" in queue and "1 you requested" in queue
