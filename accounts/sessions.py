@@ -7,10 +7,14 @@ whose it is and how they signed in, so ending a person's sessions never has to d
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.models import User
+from django.contrib.auth.signals import user_logged_in
+from django.contrib.sessions.backends.base import SessionBase
 from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.db.models import QuerySet
+from django.dispatch import receiver
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -22,6 +26,47 @@ from audit.services import ActorLike
 # The moment a person last proved who they are in this session (seconds since the epoch): step-up
 # checks it before sensitive actions.
 AUTH_TIME_KEY = "mandate_auth_time"
+# When this session signed in, and when it was last used (seconds since the epoch): the absolute
+# lifetime (MANDATE_SESSION_MAX_SECONDS) counts from the first, the idle timeout
+# (MANDATE_SESSION_IDLE_SECONDS) from the second. Kept by console.middleware.SessionLifetimeMiddleware.
+SESSION_STARTED_KEY = "mandate_session_started"
+SESSION_SEEN_KEY = "mandate_session_seen"
+# The last-used mark is rewritten at most this often, so a busy page does not save its session on
+# every request.
+SEEN_GRANULARITY_SECONDS = 60
+
+
+def session_has_ended(session: SessionBase, *, now: float, idle: int, lifetime: int) -> str:
+    """Why a signed-in session may not go on ("idle", "lifetime"), or "" when it may. A session
+    without marks (signed in before they existed, or by a test's force_login) starts counting now."""
+    started = session.setdefault(SESSION_STARTED_KEY, now)
+    seen = session.setdefault(SESSION_SEEN_KEY, now)
+    if now - float(started) > lifetime:
+        return "lifetime"
+    if now - float(seen) > idle:
+        return "idle"
+    return ""
+
+
+def mark_session_used(session: SessionBase, *, now: float, idle: int, lifetime: int) -> None:
+    """Counts this request as activity; the stored session expires when the idle timeout or the
+    absolute lifetime would end it, whichever comes first."""
+    seen = float(session.get(SESSION_SEEN_KEY, 0))
+    if session.modified or "_session_expiry" not in session or now - seen >= SEEN_GRANULARITY_SECONDS:
+        session[SESSION_SEEN_KEY] = now
+        remaining = float(session[SESSION_STARTED_KEY]) + lifetime - now
+        session.set_expiry(max(1, int(min(idle, remaining))))
+
+
+@receiver(user_logged_in)
+def _start_lifetime(sender: object, request: HttpRequest | None, **kwargs: object) -> None:
+    """A fresh sign-in starts a fresh absolute lifetime (a step-up confirmation does not)."""
+    if request is not None and hasattr(request, "session"):
+        now = timezone.now().timestamp()
+        request.session[SESSION_STARTED_KEY] = now
+        request.session[SESSION_SEEN_KEY] = now
+        idle, lifetime = settings.MANDATE_SESSION_IDLE_SECONDS, settings.MANDATE_SESSION_MAX_SECONDS
+        request.session.set_expiry(min(idle, lifetime))
 
 
 def record_sign_in(request: HttpRequest, *, method: str, sid: str = "", auth_time: float | None = None) -> None:

@@ -1,8 +1,12 @@
 import re
+import time
 import uuid
 
 from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import SESSION_KEY, logout
 
+from accounts.sessions import forget_session, mark_session_used, session_has_ended
 from core.request_id import reset_request_id, set_request_id
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -41,4 +45,35 @@ class SsoSessionMiddleware:
             refused = revalidated_or_signed_out(request)
             if refused is not None:
                 return refused
+        return self.get_response(request)
+
+
+class SessionLifetimeMiddleware:
+    """Ends a signed-in console session idle for longer than MANDATE_SESSION_IDLE_SECONDS or older
+    than MANDATE_SESSION_MAX_SECONDS, however busy; the person signs in again. Requests carrying an
+    API token have no session and pass untouched."""
+
+    ENDED = {
+        "idle": "Your session ended after {minutes} minutes without activity; sign in again.",
+        "lifetime": "Your session reached its limit of {hours} hours; sign in again.",
+    }
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        session = request.session
+        if SESSION_KEY in session:
+            now = time.time()
+            idle, lifetime = settings.MANDATE_SESSION_IDLE_SECONDS, settings.MANDATE_SESSION_MAX_SECONDS
+            ended = session_has_ended(session, now=now, idle=idle, lifetime=lifetime)
+            if ended:
+                key = session.session_key
+                logout(request)
+                forget_session(key)
+                if not request.path.startswith("/api/"):
+                    text = self.ENDED[ended].format(minutes=f"{idle / 60:g}", hours=f"{lifetime / 3600:g}")
+                    messages.info(request, text)
+            else:
+                mark_session_used(session, now=now, idle=idle, lifetime=lifetime)
         return self.get_response(request)

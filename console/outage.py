@@ -26,7 +26,7 @@ _OUTAGES = (OperationalError, InterfaceError)
 _JSON_PREFIXES = ("/api/", "/.well-known/", "/readyz", "/metrics")
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Mandate is temporarily unavailable</title></head>
-<body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 4rem auto; padding: 0 1rem">
+<body>
 <h1>Temporarily unavailable</h1>
 <p>Mandate cannot reach its database right now. Nothing you did was lost; try again in a few seconds.</p>
 </body></html>

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from core.env import env_bool, env_int, env_list, env_str
@@ -55,6 +56,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     # Static files straight from the web process: compressed, hashed names cached for a year.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "console.metrics.RequestLatencyMiddleware",
@@ -65,6 +68,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "console.middleware.SessionLifetimeMiddleware",
     "console.middleware.SsoSessionMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -160,10 +164,62 @@ LOGOUT_REDIRECT_URL = "login"
 
 # --- Security -----------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
+# Console sessions end after this long without a request, and after the absolute lifetime however
+# busy (console.middleware.SessionLifetimeMiddleware); the cookie never outlives the lifetime.
+MANDATE_SESSION_IDLE_SECONDS = env_int("MANDATE_SESSION_IDLE_SECONDS", 30 * 60, minimum=60)
+MANDATE_SESSION_MAX_SECONDS = env_int("MANDATE_SESSION_MAX_SECONDS", 12 * 3600, minimum=60)
+SESSION_COOKIE_AGE = MANDATE_SESSION_MAX_SECONDS
+# Django's admin site is off unless asked for: nothing in Mandate needs it, and its sign-in form is
+# one more door.
+MANDATE_ADMIN_ENABLED = env_bool("MANDATE_ADMIN_ENABLED", False)
+# The interactive API docs (/api/docs/, /api/redoc/) ask for sign-in unless public; the schema itself
+# (/api/schema/) is always fetchable by clients.
+MANDATE_API_DOCS_PUBLIC = env_bool("MANDATE_API_DOCS_PUBLIC", DEBUG)
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy (django-csp): scripts, styles and everything else from our own origin
+# only, no inline script or style anywhere (templates keep their CSS and JS in static files; htmx is
+# one of them, configured without eval or injected styles in base.html). Redoc's page alone relaxes
+# styles, for the reason given in console/api_docs.py.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# Permissions-Policy (django-permissions-policy): the console uses no device or sensor API.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "fullscreen",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "picture-in-picture",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not TESTING)
     # Probes talk to each process directly over plain HTTP, not through the TLS proxy.

@@ -77,15 +77,38 @@
     });
   }
 
-  // The approval queue refreshes itself only while nobody is typing a comment in it.
-  window.queueIdle = function () {
-    var rows = document.getElementById("queue-rows");
-    if (!rows) return false;
+  // The approval queue refreshes itself only while nobody is typing a comment in it: its polling
+  // request (marked data-poll-when-idle) is cancelled otherwise. An event listener rather than an
+  // hx-trigger filter, which htmx would have to eval (refused by the Content-Security-Policy).
+  function queueIdle(rows) {
     if (rows.contains(document.activeElement)) return false;
     return !Array.prototype.some.call(rows.querySelectorAll("input[name=comment]"), function (i) {
       return i.value.trim() !== "";
     });
-  };
+  }
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var elt = event.detail.elt;
+    if (elt && elt.hasAttribute && elt.hasAttribute("data-poll-when-idle") && !queueIdle(elt)) {
+      event.preventDefault();
+    }
+  });
+
+  // Sizes that come from data (indentation depth, progress) are set here, through the DOM, since
+  // the policy refuses style attributes written in the markup.
+  function within(root, selector) {
+    var found = Array.prototype.slice.call(root.querySelectorAll(selector));
+    if (root.matches && root.matches(selector)) found.push(root);
+    return found;
+  }
+  function paint(root) {
+    within(root, "[data-depth]").forEach(function (el) {
+      el.style.setProperty("--depth", el.dataset.depth);
+    });
+    within(root, "[data-percent]").forEach(function (el) {
+      el.style.width = Math.max(0, Math.min(100, Number(el.dataset.percent) || 0)) + "%";
+    });
+  }
+  document.addEventListener("htmx:load", function (event) { paint(event.detail.elt); });
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-copy]");
@@ -146,6 +169,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     zoneMenu();
     localise();
+    paint(document);
     tick();
     setInterval(tick, 1000);
   });

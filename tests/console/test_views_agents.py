@@ -79,7 +79,7 @@ def test_the_agent_page_shows_identity_lineage_envelopes_credentials_and_activit
     assert parent.spiffe_id in page and clone.spiffe_id in page
     assert parent.key_thumbprint[:10] in page
     assert page.index("primary") < page.index("the-clone") < page.index("the-sub")
-    assert "--depth: 2" in page  # the sub-agent sits two levels down the tree
+    assert 'data-depth="2"' in page  # the sub-agent sits two levels down the tree
     assert "live work" in page and credential.jti[:10] in page and "repo:acme/special" in page
     assert 'data-expires="' in page
 

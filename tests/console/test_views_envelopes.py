@@ -93,7 +93,7 @@ def test_the_envelope_page_shows_timeline_credentials_as_a_tree_activity_and_dri
     page = signed_in(owner).get(f"/envelopes/{envelope.id}/").content.decode()
     assert "envelope.requested" in page and "envelope.approved" in page and "ok" in page
     assert page.index(parent.jti[:12]) < page.index(child.jti[:12])
-    assert "--depth: 1" in page
+    assert 'data-depth="1"' in page
     assert "repo:evil/x" in page and "2 calls outside the envelope" in page
     assert "Revoke…" in page and "Complete" in page and "Re-task…" in page
 
