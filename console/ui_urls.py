@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", auth.SignOutView.as_view(), name="logout"),
     path("reauthenticate/", auth.reauthenticate, name="reauthenticate"),
     path("approvals/", approvals.queue, name="approval-queue"),
+    path("approvals/bulk", approvals.bulk_decide, name="approval-bulk"),
     path("approvals/<uuid:pk>/approve", approvals.approve, name="approval-approve"),
     path("approvals/<uuid:pk>/deny", approvals.deny, name="approval-deny"),
     path("agents/", agents.agent_list, name="agents"),

@@ -61,6 +61,26 @@ def split_list(value: str | None) -> list[str]:
     return [part for part in value.replace(",", " ").split() if part]
 
 
+def active_filters(*filters: tuple[str, str, str]) -> list[dict[str, str]]:
+    """The filters in force, as (parameter, what it means, value) → items the banner names, each
+    with the parameter to drop for its own 'remove' link."""
+    return [{"param": param, "label": label, "value": value} for param, label, value in filters if value]
+
+
+def sort_column(current: str, key: str, label: str) -> dict:
+    """A table header: sortable when ``key`` is set, with the link that sorts by it (ascending, or
+    descending when it is already ascending) and the aria-sort value it has now."""
+    direction = ""
+    if key and current.lstrip("-") == key:
+        direction = "descending" if current.startswith("-") else "ascending"
+    return {
+        "key": key,
+        "label": label,
+        "aria_sort": direction,
+        "next": (f"-{key}" if direction == "ascending" else key) if key else "",
+    }
+
+
 def done(request, url: str, message: str):
     messages.success(request, message)
     return redirect(url, permanent=False)

@@ -9,11 +9,12 @@ from urllib.parse import urlencode
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from console.views._common import KeysetPage, console_view, page_or_partial
+from console.views._common import KeysetPage, active_filters, console_view, page_or_partial
 from identities.models import Agent
 from tasks.models import ActivityEvent
 from tasks.selectors import activity_for
 
+AGENT_MATCHES = 50
 SINCE_CHOICES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
 
@@ -36,9 +37,12 @@ def activity_list(request):
     else:
         filters["kind"] = ""
     if filters["agent"]:
-        # Resolve the slug first so the page reads activity_agent_when_idx (agent, time, id) directly.
-        agent_id = Agent.objects.filter(slug=filters["agent"]).values_list("id", flat=True).first()
-        qs = qs.filter(agent_id=agent_id) if agent_id else qs.none()
+        # Part of a slug matches ('invoice' finds invoice-triage). The agents are resolved first (a
+        # small table) so the page reads activity_agent_when_idx (agent, time, id) for each.
+        agent_ids = list(
+            Agent.objects.filter(slug__icontains=filters["agent"]).values_list("id", flat=True)[:AGENT_MATCHES]
+        )
+        qs = qs.filter(agent_id__in=agent_ids) if agent_ids else qs.none()
     if filters["outcome"] == "allowed":
         qs = qs.filter(allow=True)
     elif filters["outcome"] == "denied":
@@ -71,6 +75,14 @@ def activity_list(request):
         "page": page,
         "filters": filters,
         "kinds": ActivityEvent.Kind.choices,
+        "active_filters": active_filters(
+            ("kind", "kind is", filters["kind"]),
+            ("agent", "agent contains", filters["agent"]),
+            ("outcome", "decision", filters["outcome"]),
+            ("drift", "drift only", "yes" if filters["drift"] else ""),
+            ("envelope", "envelope", filters["envelope"]),
+            ("since", "since", filters["since"]),
+        ),
         "export_url": "/api/v1/events/" + (f"?{urlencode(api_params)}" if api_params else ""),
     }
     return page_or_partial(request, "console/activity.html", "console/_activity_rows.html", context)

@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from accounts.roles import AGENT_OWNER, has_role, is_admin
-from console.views._common import console_view, done, refused
+from console.views._common import active_filters, console_view, done, refused, sort_column
 from core.errors import DomainError
 from identities.models import Agent, Credential, Instance
 from identities.permissions import can_manage
@@ -23,6 +23,17 @@ from tasks.models import ActivityEvent, TaskEnvelope
 from tasks.selectors import activity_for, envelopes_for, my_agent_cards
 
 AGENTS_PER_PAGE = 25
+# Sortable columns (key → field; the slug, unique, breaks ties so pages never shuffle).
+AGENT_SORTS = {"slug": "slug", "status": "status", "owner": "owner__username", "registered": "created_at"}
+AGENT_COLUMNS = (
+    ("slug", "Agent"),
+    ("status", "Status"),
+    ("owner", "Owner"),
+    ("", "Instances"),
+    ("", "Ceiling"),
+    ("", "Longest envelope"),
+    ("registered", "Registered"),
+)
 RECENT = 15
 PER_AGENT = 5
 OPEN_SHOWN = 20
@@ -39,8 +50,21 @@ def agent_list(request):
         qs = qs.filter(status=status)
     else:
         status = ""
-    page = Paginator(qs.order_by("slug"), AGENTS_PER_PAGE).get_page(request.GET.get("page"))
-    context = {"page": page, "q": q, "status": status, "statuses": Agent.Status.choices}
+    sort = request.GET.get("sort", "slug")
+    if sort.lstrip("-") not in AGENT_SORTS:
+        sort = "slug"
+    field = AGENT_SORTS[sort.lstrip("-")]
+    order = (f"-{field}", "-slug") if sort.startswith("-") else (field, "slug")
+    page = Paginator(qs.order_by(*order), AGENTS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "q": q,
+        "status": status,
+        "statuses": Agent.Status.choices,
+        "sort": sort,
+        "columns": [sort_column(sort, key, label) for key, label in AGENT_COLUMNS],
+        "active_filters": active_filters(("q", "slug or name contains", q), ("status", "status is", status)),
+    }
     template = "console/_agent_rows.html" if request.htmx else "console/agents.html"
     return render(request, template, context)
 

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import IDENTITY_ADMIN
 from console.stepup import step_up_needed, step_up_url
-from console.views._common import console_view
+from console.views._common import active_filters, console_view
 from core.errors import DomainError
 from tasks import services
 from tasks.models import Approval, TaskEnvelope
@@ -62,10 +62,11 @@ def queue(request):
         qs = qs.filter(risk=filters["risk"])
     else:
         filters["risk"] = ""
+    # Parts of names match ('invoice' finds invoice-triage): agents and people are small tables.
     if filters["agent"]:
-        qs = qs.filter(agent__slug=filters["agent"])
+        qs = qs.filter(Q(agent__slug__icontains=filters["agent"]) | Q(agent__name__icontains=filters["agent"]))
     if filters["owner"]:
-        qs = qs.filter(agent__owner__username=filters["owner"])
+        qs = qs.filter(agent__owner__username__icontains=filters["owner"])
     after = _after(request.GET.get("after", ""))
     if after is not None:
         qs = qs.filter(Q(created_at__gt=after.created_at) | Q(created_at=after.created_at, id__gt=after.id))
@@ -76,6 +77,11 @@ def queue(request):
         "next_after": shown[-1].id if len(envelopes) > QUEUE_LIMIT else None,
         "after": after,
         "filters": filters,
+        "active_filters": active_filters(
+            ("risk", "risk is", filters["risk"]),
+            ("agent", "agent contains", filters["agent"]),
+            ("owner", "owner contains", filters["owner"]),
+        ),
         "risks": TaskEnvelope.Risk.choices,
         "step_up": _step_up_notice(request),
     }
@@ -159,3 +165,61 @@ def approve(request, pk):
 @console_view(IDENTITY_ADMIN)
 def deny(request, pk):
     return _decide(request, pk, "deny")
+
+
+BULK_LIMIT = QUEUE_LIMIT
+
+
+@require_POST
+@console_view(IDENTITY_ADMIN)
+def bulk_decide(request):
+    """Approve or deny the ticked envelopes with one shared comment. Each is decided by the same
+    service as a single click — separation of duties, quorum (a bulk click is one approval per
+    envelope), step-up for high risk and the audit row all apply per envelope — and the summary
+    says what was and was not done, and why."""
+    verb = request.POST.get("verb", "")
+    if verb not in ("approve", "deny"):
+        messages.error(request, "Choose Approve selected or Deny selected.")
+        return redirect(_back(request, reverse("approval-queue")))
+    ids = []
+    for value in request.POST.getlist("envelope")[:BULK_LIMIT]:
+        try:
+            ids.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    if not ids:
+        messages.error(request, "Tick at least one envelope first.")
+        return redirect(_back(request, reverse("approval-queue")))
+    comment = request.POST.get("comment", "")
+    envelopes = {e.pk: e for e in envelopes_for(request.user).filter(pk__in=ids)}
+    done_rows, refused_rows = [], []
+    for pk in ids:
+        envelope = envelopes.get(pk)
+        if envelope is None:
+            refused_rows.append(("an envelope", "not found"))
+            continue
+        try:
+            if verb == "approve" and envelope.risk == TaskEnvelope.Risk.HIGH and (why := step_up_needed(request)):
+                raise DomainError(why)
+            if verb == "approve":
+                envelope = services.approve_envelope(
+                    envelope=envelope, actor=request.user, comment=comment, request=request
+                )
+            else:
+                envelope = services.deny_envelope(
+                    envelope=envelope, actor=request.user, comment=comment, request=request
+                )
+        except DomainError as exc:
+            refused_rows.append((envelope.intent[:60], exc.message))
+            continue
+        done_rows.append((envelope.intent[:60], envelope.state))
+    past = "approved" if verb == "approve" else "denied"
+    if done_rows:
+        names = "; ".join(
+            f"“{intent}”" + ("" if state != TaskEnvelope.State.PENDING else " (still needs another admin)")
+            for intent, state in done_rows
+        )
+        messages.success(request, f"{past.capitalize()} {len(done_rows)} of {len(ids)}: {names}.")
+    for intent, why in refused_rows:
+        messages.error(request, f"Not {past}: “{intent}” — {why}.")
+    return redirect(_back(request, reverse("approval-queue")))

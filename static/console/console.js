@@ -82,6 +82,7 @@
   // hx-trigger filter, which htmx would have to eval (refused by the Content-Security-Policy).
   function queueIdle(rows) {
     if (rows.contains(document.activeElement)) return false;
+    if (rows.querySelector("input[name=envelope]:checked")) return false;  // a bulk choice in progress
     return !Array.prototype.some.call(rows.querySelectorAll("input[name=comment]"), function (i) {
       return i.value.trim() !== "";
     });
@@ -162,6 +163,13 @@
       localise();
     });
   }
+
+  // "Select all shown": ticks every checkbox its data-check-all selector names.
+  document.addEventListener("change", function (event) {
+    var all = event.target.closest("[data-check-all]");
+    if (!all) return;
+    document.querySelectorAll(all.dataset.checkAll).forEach(function (box) { box.checked = all.checked; });
+  });
 
   // Rows that htmx brings in (queue refresh, pages of activity) get the same treatment.
   document.addEventListener("htmx:load", function (event) { localise(event.target); });

@@ -100,3 +100,14 @@ def test_activity_answers_htmx_with_only_its_rows_and_links_to_the_export(signed
     client = signed_in(admin)
     assert "<html" not in client.get("/activity/", HTTP_HX_REQUEST="true").content.decode()
     assert "/api/v1/events/?kind=decision" in client.get("/activity/?kind=decision").content.decode()
+
+
+def test_the_agent_filter_matches_part_of_a_slug_and_says_it_is_active(signed_in, admin, envelopes):
+    mine, theirs = envelopes
+    make_activity(mine, 1, resource="r:mine")
+    make_activity(theirs, 1, resource="r:theirs")
+    client = signed_in(admin)
+    page = client.get("/activity/?agent=ine").content.decode()
+    assert "r:mine" in page and "r:theirs" not in page
+    assert "agent contains “ine”" in page and "Clear filters" in page
+    assert "No activity matches these filters." in client.get("/activity/?agent=zzz").content.decode()

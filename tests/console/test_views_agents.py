@@ -178,3 +178,27 @@ def test_my_agents_query_count_is_pinned(signed_in, owner, admin, django_assert_
     client = signed_in(owner)
     with django_assert_max_num_queries(10):
         assert client.get("/my-agents/").status_code == 200
+
+
+def test_the_agents_list_sorts_by_its_columns_and_says_when_it_is_filtered(signed_in, admin, owner, other_owner):
+    import re
+
+    from tests.helpers.factories import make_agent as agent
+
+    agent(owner, slug="alpha-bot")
+    agent(other_owner, slug="beta-bot")
+    agent(owner, slug="gamma-helper")
+    client = signed_in(admin)
+
+    def slugs(url):
+        return re.findall(r"<strong>([a-z-]+)</strong>", client.get(url).content.decode())
+
+    assert slugs("/agents/?sort=slug") == ["alpha-bot", "beta-bot", "gamma-helper"]
+    assert slugs("/agents/?sort=-slug") == ["gamma-helper", "beta-bot", "alpha-bot"]
+    assert slugs("/agents/?sort=owner")[0] == "beta-bot" or slugs("/agents/?sort=-owner")[0] == "beta-bot"
+    assert slugs("/agents/?sort=bogus") == ["alpha-bot", "beta-bot", "gamma-helper"]
+    page = client.get("/agents/?sort=slug").content.decode()
+    assert 'aria-sort="ascending"' in page and "sort=-slug" in page
+    filtered = client.get("/agents/?q=bot").content.decode()
+    assert "Filtered:" in filtered and "slug or name contains “bot”" in filtered and "2 shown" in filtered
+    assert "No agents match these filters." in client.get("/agents/?q=zzz").content.decode()

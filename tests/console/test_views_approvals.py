@@ -162,3 +162,59 @@ def test_an_owner_cannot_decide_even_by_posting_directly(signed_in, owner, other
     assert signed_in(owner).post(f"/approvals/{envelope.id}/deny", {"comment": "x"}).status_code == 403
     envelope.refresh_from_db()
     assert envelope.state == "pending"
+
+
+def test_queue_filters_match_parts_of_names_and_say_they_are_active(signed_in, admin, other_owner, instance):
+    theirs = make_instance(make_agent(other_owner, slug="ledger-invoicer"))
+    make_envelope(theirs, intent="triage invoices")
+    make_envelope(instance, intent="something else")
+    client = signed_in(admin)
+    page = client.get("/approvals/?agent=invoicer").content.decode()
+    assert "triage invoices" in page and "something else" not in page
+    assert "Filtered:" in page and "agent contains “invoicer”" in page and "Clear filters" in page
+    empty = client.get("/approvals/?agent=nothing-like-it").content.decode()
+    assert "Nothing matches these filters." in empty and "Nothing waiting for a decision." not in empty
+    assert "Filtered:" not in client.get("/approvals/").content.decode()
+
+
+def test_every_decision_button_names_its_envelope(signed_in, admin, instance):
+    make_envelope(instance, intent="Label this week's invoices")
+    make_envelope(instance, intent="Close stale tickets")
+    page = signed_in(admin).get("/approvals/").content.decode()
+    labels = re.findall(r'<button[^>]*aria-label="([^"]+)"', page)
+    assert "Approve envelope \u2018Label this week&#x27;s invoices\u2019" in labels
+    assert "Deny envelope \u2018Close stale tickets\u2019" in labels
+    assert len(labels) == len(set(labels)) == 4
+
+
+def test_bulk_approval_decides_each_envelope_by_the_same_rules_and_reports_refusals(
+    signed_in, admin, second_admin, instance
+):
+    first = make_envelope(instance, intent="first of three")
+    second = make_envelope(instance, intent="second of three")
+    own = make_envelope(instance, actor=admin, intent="requested by the approver")
+    client = signed_in(admin)
+    response = client.post(
+        "/approvals/bulk",
+        {"verb": "approve", "comment": "batch ok", "envelope": [str(first.id), str(second.id), str(own.id)]},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Approved 2 of 3" in page
+    assert "Not approved: “requested by the approver” — nobody approves an envelope they requested." in page
+    states = dict(TaskEnvelope.objects.values_list("intent", "state"))
+    assert states["first of three"] == states["second of three"] == TaskEnvelope.State.APPROVED
+    assert states["requested by the approver"] == TaskEnvelope.State.PENDING
+    approved_rows = AuditEvent.objects.filter(verb="envelope.approved", target_id__in=[str(first.id), str(second.id)])
+    assert approved_rows.count() == 2  # one audit row per envelope, not one for the batch
+
+
+def test_bulk_deny_needs_a_comment_and_only_admins_and_csrf_may_post(signed_in, admin, owner, instance):
+    envelope = make_envelope(instance, intent="deny me")
+    page = signed_in(admin).post("/approvals/bulk", {"verb": "deny", "envelope": [str(envelope.id)]}, follow=True)
+    assert "Not denied: “deny me”" in page.content.decode()
+    assert TaskEnvelope.objects.get(pk=envelope.pk).state == TaskEnvelope.State.PENDING
+    assert signed_in(owner).post("/approvals/bulk", {"verb": "deny", "envelope": [str(envelope.id)]}).status_code == 403
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(admin)
+    assert strict.post("/approvals/bulk", {"verb": "approve", "envelope": [str(envelope.id)]}).status_code == 403
