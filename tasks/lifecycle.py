@@ -62,7 +62,7 @@ def pause_agent(*, agent: Agent, actor: ActorLike, reason: str = "", request: Re
             actor=actor,
             target=agent,
             before={"status": old},
-            after={"status": agent.status, "locked": mark.locked},
+            after={"status": agent.status},
             reason=reason,
             request=request,
         )
@@ -211,7 +211,7 @@ def _pause_instance_locked(
         actor=actor,
         target=instance,
         before={"status": old},
-        after={"status": instance.status, "locked": mark.locked},
+        after={"status": instance.status},
         reason=reason,
         request=request,
     )
