@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -81,6 +82,51 @@ def _request_fields(post) -> dict:
     }
 
 
+# The form's labels, for errors the service reports by API field name.
+FIELD_LABELS = {
+    "instance": ("Instance", "f-instance"),
+    "intent": ("Intent", "f-intent"),
+    "scopes": ("Scopes", "f-scopes"),
+    "resources": ("Resources", "f-resources"),
+    "audiences": ("Audiences", "f-audiences"),
+    "duration_seconds": ("Duration", "f-duration"),
+    "max_actions": ("Action budget", "f-actions"),
+    "may_delegate": ("May delegate", "f-delegate"),
+    "delegation_depth": ("Delegation depth", "f-depth"),
+}
+
+
+def error_summary(error: DomainError | None) -> dict | None:
+    """The error as the form says it: the field's label (linked to the field), and API names in
+    the message replaced by the labels people see."""
+    if error is None:
+        return None
+    message = error.message
+    for name, (label, _) in FIELD_LABELS.items():
+        message = message.replace(name, label.lower())
+    label, anchor = FIELD_LABELS.get(error.field or "", (error.field or "", ""))
+    return {"label": label, "anchor": anchor, "message": message}
+
+
+def suspicious_patterns(resources: list[str]) -> list[str]:
+    """Resource patterns that are probably a slip: repeated wildcards ('repo:acme/***' matches what
+    'repo:acme/*' does, and reads as if it meant more), or a pattern matching every resource."""
+    warnings = []
+    for pattern in resources:
+        if "**" in pattern:
+            tidy = re.sub(r"\*{2,}", "*", pattern)
+            warnings.append(f"“{pattern}” repeats a wildcard; it matches exactly what “{tidy}” matches.")
+        elif pattern == "*" or pattern.endswith(":*"):
+            warnings.append(f"“{pattern}” matches every resource{' of that kind' if pattern != '*' else ''}.")
+    return warnings
+
+
+class PatternWarning(Exception):
+    def __init__(self, warnings: list[str]):
+        super().__init__("suspicious resource patterns")
+        self.warnings = warnings
+
+
 @console_view(AGENT_OWNER, IDENTITY_ADMIN)
 def envelope_new(request):
     """GET: the form (``?instance=<id>`` preselects). POST: ``request_envelope``, errors on their field."""
@@ -96,6 +142,7 @@ def envelope_new(request):
         "delegation_depth": "0",
     }
     error = None
+    pattern_warnings: list[str] = []
     status = 200
     if request.method == "POST":
         values = request.POST.dict()
@@ -103,9 +150,14 @@ def envelope_new(request):
         try:
             if chosen is None:
                 raise DomainError("choose one of your active instances", field="instance")
+            warnings = suspicious_patterns(split_list(request.POST.get("resources")))
+            if warnings and request.POST.get("confirm_patterns") != "1":
+                raise PatternWarning(warnings)
             envelope = services.request_envelope(
                 actor=user, instance=chosen, request=request, **_request_fields(request.POST)
             )
+        except PatternWarning as exc:
+            pattern_warnings, status = exc.warnings, 400
         except DomainError as exc:
             error, status = exc, 400
         else:
@@ -115,7 +167,13 @@ def envelope_new(request):
                 response["HX-Redirect"] = url
                 return response
             return done(request, url, f"Envelope requested ({envelope.state}, {envelope.risk} risk).")
-    context = {"instances": instances, "values": values, "error": error}
+    context = {
+        "instances": instances,
+        "values": values,
+        "error": error,
+        "summary": error_summary(error),
+        "pattern_warnings": pattern_warnings,
+    }
     if request.htmx:
         # htmx swaps only 2xx answers by default; the form with its error is the answer here.
         return render(request, "console/_envelope_form.html", context)
@@ -182,5 +240,5 @@ def envelope_retask(request, pk):
                 reverse("envelope-page", args=[new.id]),
                 "Re-tasked: this new envelope waits for approval; the old one is superseded.",
             )
-    context = {"envelope": envelope, "values": values, "error": error}
+    context = {"envelope": envelope, "values": values, "error": error, "summary": error_summary(error)}
     return render(request, "console/envelope_retask.html", context, status=status)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -27,15 +27,21 @@ def _signed_in(view):
     return wrapper
 
 
+SECRET_FLASH = "console:new-token"
+
+
 @_signed_in
 def token_list(request):
+    """GET lists the tokens, and once shows the secret of the one just created (from the session,
+    then forgotten). POST creates one and redirects (POST-redirect-GET): a reload never mints a
+    second token, and the secret never sits in a page the browser may re-submit."""
     context = {
         "tokens": list(ApiToken.objects.filter(user=request.user).order_by("-created_at")[:200]),
         "secret": None,
+        "created": None,
         "error": None,
         "values": {},
     }
-    status = 200
     if request.method == "POST":
         values = request.POST.dict()
         raw_days = values.get("expires_days", "").strip()
@@ -48,16 +54,21 @@ def token_list(request):
                 expires_days=expires,
                 request=request,
             )
-            token, secret = issued.token, issued.secret
         except DomainError as exc:
             context.update(error=exc, values=values)
-            status = 400
-        else:
-            # The one and only time the secret is shown; it is not kept anywhere.
-            context.update(
-                secret=secret, created=token, tokens=[token, *[t for t in context["tokens"] if t.pk != token.pk]]
-            )
-    return render(request, "console/tokens.html", context, status=status)
+            return render(request, "console/tokens.html", context, status=400)
+        # Kept in this session only until the next page shows it; a digest is all the database holds.
+        request.session[SECRET_FLASH] = {"id": str(issued.token.pk), "secret": issued.secret}
+        return redirect(reverse("tokens"))
+    flash = request.session.pop(SECRET_FLASH, None)
+    if flash:
+        created = next((t for t in context["tokens"] if str(t.pk) == flash.get("id")), None)
+        if created is not None:
+            context.update(secret=flash.get("secret"), created=created)
+    response = render(request, "console/tokens.html", context)
+    if flash:
+        response["Cache-Control"] = "no-store"  # the secret is in this page: never from a cache
+    return response
 
 
 @require_POST

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.test import Client
 
@@ -39,13 +41,13 @@ def test_an_owner_requests_an_envelope_and_lands_on_it(signed_in, owner, instanc
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
-        ({"scopes": "github:read payments:approve"}, "scopes", "outside agent invoice-triage"),
-        ({"duration_seconds": "7200"}, "duration_seconds", "longer than agent invoice-triage allows"),
-        ({"duration_seconds": "half an hour"}, "duration_seconds", "a whole number of seconds"),
-        ({"max_actions": "0"}, "max_actions", "a whole number from 1"),
-        ({"intent": "  "}, "intent", "say what the task is for"),
-        ({"delegation_depth": "2"}, "delegation_depth", "must be 0 unless may_delegate"),
-        ({"scopes": "NOT A SCOPE"}, "scopes", "is not a scope"),
+        ({"scopes": "github:read payments:approve"}, "Scopes", "outside agent invoice-triage"),
+        ({"duration_seconds": "7200"}, "Duration", "longer than agent invoice-triage allows"),
+        ({"duration_seconds": "half an hour"}, "Duration", "a whole number of seconds"),
+        ({"max_actions": "0"}, "Action budget", "a whole number from 1"),
+        ({"intent": "  "}, "Intent", "say what the task is for"),
+        ({"delegation_depth": "2"}, "Delegation depth", "must be 0 unless may delegate"),
+        ({"scopes": "NOT A SCOPE"}, "Scopes", "is not a scope"),
     ],
 )
 def test_the_request_form_validates_like_the_api_and_names_the_field(
@@ -56,8 +58,21 @@ def test_the_request_form_validates_like_the_api_and_names_the_field(
     page = response.content.decode()
     assert message in page
     assert 'aria-describedby="e-' in page and 'aria-invalid="true"' in page
-    assert f"<strong>{field}</strong>" in page
+    assert f"<strong>{field}</strong>" in page  # the label people see, linked to the field
+    assert not re.search(r"<strong>[a-z_]+</strong>", page)  # never the API's field name
     assert not TaskEnvelope.objects.exists()
+
+
+def test_suspicious_resource_patterns_are_questioned_before_the_request(signed_in, owner, instance):
+    client = signed_in(owner)
+    response = client.post("/envelopes/new/", _form(instance, resources="repo:acme/***"))
+    page = response.content.decode()
+    assert response.status_code == 400 and not TaskEnvelope.objects.exists()
+    assert "“repo:acme/***” repeats a wildcard; it matches exactly what “repo:acme/*” matches." in page
+    assert 'name="confirm_patterns"' in page and "repo:acme/***" in page  # what was typed is kept
+    confirmed = client.post("/envelopes/new/", _form(instance, resources="repo:acme/***", confirm_patterns="1"))
+    assert confirmed.status_code == 302
+    assert TaskEnvelope.objects.get().resources == ["repo:acme/***"]
 
 
 def test_the_request_form_keeps_what_was_typed_after_an_error(signed_in, owner, instance):

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 
 def test_creating_a_token_shows_its_secret_once_and_keeps_only_a_digest(signed_in, owner):
     client = signed_in(owner)
-    page = client.post("/tokens/", {"name": "ci", "expires_days": "30"}).content.decode()
+    page = client.post("/tokens/", {"name": "ci", "expires_days": "30"}, follow=True).content.decode()
     token = ApiToken.objects.get()
     secret = page.split('id="new-secret" class="mono" value="')[1].split('"')[0]
     assert secret.startswith("mdt_") and token.digest == ApiToken.digest_of(secret)
@@ -24,11 +24,25 @@ def test_creating_a_token_shows_its_secret_once_and_keeps_only_a_digest(signed_i
 def test_a_token_name_and_expiry_are_validated(signed_in, owner):
     client = signed_in(owner)
     response = client.post("/tokens/", {"name": "x" * 101, "expires_days": "30"})
-    assert response.status_code == 400 and "<strong>name</strong>" in response.content.decode()
+    assert response.status_code == 400 and "<strong>Name</strong>" in response.content.decode()
     response = client.post("/tokens/", {"name": "x", "expires_days": "soon"})
-    assert response.status_code == 400 and "expires_days" in response.content.decode()
+    assert response.status_code == 400 and "<strong>Expires after</strong>" in response.content.decode()
+    assert "expires_days</strong>" not in response.content.decode()
     assert client.post("/tokens/", {"name": "x", "expires_days": "0"}).status_code == 400
     assert not ApiToken.objects.exists()
+
+
+def test_creating_a_token_redirects_so_a_reload_never_creates_a_second(signed_in, owner):
+    client = signed_in(owner)
+    response = client.post("/tokens/", {"name": "ci", "expires_days": "30"})
+    assert response.status_code == 302 and response["Location"] == "/tokens/"
+    shown = client.get("/tokens/")
+    assert 'id="new-secret"' in shown.content.decode() and shown["Cache-Control"] == "no-store"
+    reload = client.get("/tokens/").content.decode()  # the browser's reload is a GET now
+    assert 'id="new-secret"' not in reload
+    assert ApiToken.objects.count() == 1
+    other = signed_in(owner)  # the secret lives in the creating session only
+    assert 'id="new-secret"' not in other.get("/tokens/").content.decode()
 
 
 def test_a_token_without_expiry(signed_in, owner):
