@@ -290,6 +290,11 @@ MANDATE_CREDENTIAL_MAX_TTL = env_int("MANDATE_CREDENTIAL_MAX_TTL", 900, minimum=
 # Reported activity older than this many days is refused (a late batch is a gateway's backlog; a 1970
 # date is a bug or a forgery, and would land outside every window people look at).
 MANDATE_EVENT_MAX_AGE_DAYS = env_int("MANDATE_EVENT_MAX_AGE_DAYS", 7, minimum=1)
+# Outbound fetches (core/outbound.py: a trusted issuer's discovery document and keys): https to
+# public addresses only; these host:port entries may be reached whatever their address (loopback
+# ones over http too). One deadline bounds each whole fetch.
+MANDATE_OUTBOUND_ALLOW = env_list("MANDATE_OUTBOUND_ALLOW", [])
+MANDATE_OUTBOUND_DEADLINE_SECONDS = 5
 MANDATE_POLICY_DIR = env_str("MANDATE_POLICY_DIR", str(BASE_DIR / "policy"))
 
 # --- Limits (README "Rate limits and lockout") -----------------------------------------------------
@@ -437,6 +442,7 @@ MANDATE_SWEEP_TASKS = (
     "tasks.tasks.flag_orphaned_agents",
     "audit.jobs.write_audit_checkpoint",
     "tasks.tasks.relay_outbox",
+    "identities.jobs.refresh_issuer_keys",
 )
 CELERY_TASK_ROUTES = {name: {"queue": MANDATE_SCHEDULED_QUEUE} for name in MANDATE_SWEEP_TASKS}
 # A sweep that runs longer than this is stopped between chunks (its current chunk rolls back).
@@ -522,6 +528,12 @@ CELERY_BEAT_SCHEDULE = {
         "audit.jobs.write_audit_checkpoint",
         every=env_int("MANDATE_AUDIT_CHECKPOINT_SECONDS", 300, minimum=1),
         offset=59,
+    ),
+    # Trusted workload issuers' keys, fetched through core.outbound (identities/oidc.py).
+    "refresh-issuer-keys": _sweep(
+        "identities.jobs.refresh_issuer_keys",
+        every=env_int("MANDATE_ISSUER_KEYS_REFRESH_SECONDS", 600, minimum=60),
+        offset=3 * 60 + 23,
     ),
 }
 

@@ -24,6 +24,12 @@ class TrustedIssuer(models.Model):
     # ``<issuer>/.well-known/openid-configuration``) and its ``jwks_uri``.
     discovery_url = models.CharField(max_length=500, blank=True)
     jwks = models.JSONField(null=True, blank=True)
+    # The keys last fetched from the issuer (when no JWK Set is pinned): fetched when an admin saves
+    # the issuer, refreshed by the ``refresh_issuer_keys`` job, refetched on the request path only
+    # for an unknown kid, throttled (identities/oidc.py). ``keys_error`` says why the last fetch failed.
+    fetched_jwks = models.JSONField(null=True, blank=True)
+    keys_fetched_at = models.DateTimeField(null=True, blank=True)
+    keys_error = models.CharField(max_length=300, blank=True, default="")
     audience = models.CharField(max_length=500)
     # [{"agent": "<slug>", "claims": {"sub": "system:serviceaccount:ns:*", ...}}, ...]
     rules = models.JSONField(default=list)

@@ -14,34 +14,39 @@ its audience, ``exp``/``nbf``/``iat`` within ``SKEW_SECONDS``, exactly one agent
 same token never twice within its lifetime (``UsedAssertion``). Every refusal is a
 ``WorkloadTokenRejected`` carrying the RFC 6749 error ``invalid_client``.
 
-Issuer keys are fetched and cached per process: kept for ``JWKS_TTL_SECONDS``, refetched early when a
-token names an unknown ``kid`` (key rotation) but at most once per ``JWKS_MIN_REFRESH_SECONDS`` per
-issuer, so a flood of made-up ``kid`` values cannot turn into a flood of fetches.
+Issuer keys (unless a JWK Set is pinned) are fetched through ``core.outbound`` (https, public
+addresses only, no redirects, one deadline) when an admin saves the issuer — an address the rules
+refuse refuses the save — and stored on the row; the ``refresh_issuer_keys`` job refreshes them
+every ``MANDATE_ISSUER_KEYS_REFRESH_SECONDS``. A request refetches only for a ``kid`` the stored keys
+lack (key rotation), only when the token is otherwise plausible (signed with an allowed algorithm,
+for this audience, unexpired, bound by the rules to one agent) and at most once per
+``JWKS_MIN_REFRESH_SECONDS`` per issuer across every process (the shared cache), so neither an
+unsigned token nor a flood of made-up ``kid`` values turns into fetches.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import re
-import threading
 import time
-import urllib.request
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 import jwt
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.roles import is_admin
 from audit import services as audit
 from audit.services import ActorLike, RequestLike
+from core import outbound
 from core.errors import PermissionDenied, ValidationFailed
 from core.oauth_errors import (
     WorkloadTokenRejected,
@@ -58,16 +63,13 @@ SKEW_SECONDS = 60
 MAX_TOKEN_BYTES = 16 * 1024
 # Replay rows live until the token's exp; a token valid for longer than this is refused outright.
 MAX_TOKEN_LIFETIME_SECONDS = getattr(settings, "MANDATE_WORKLOAD_TOKEN_MAX_LIFETIME", 24 * 3600)
-JWKS_TTL_SECONDS = getattr(settings, "MANDATE_OIDC_JWKS_TTL", 600)
 JWKS_MIN_REFRESH_SECONDS = getattr(settings, "MANDATE_OIDC_JWKS_MIN_REFRESH", 30)
-FETCH_TIMEOUT_SECONDS = 5
-MAX_DOCUMENT_BYTES = 512 * 1024
+MAX_KEYS = 50
 RULE_CLAIMS_MAX = 20
 
 # The only algorithms accepted, each with the key type it needs.
 _ALG_KEY = {"RS256": ("RSA", None), "ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519")}
 _CLAIM_NAME_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,100}$")
-_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 # --- issuer administration ------------------------------------------------------------------------
@@ -78,13 +80,26 @@ def _check_url(value: object, *, field_name: str, required: bool = True) -> str:
         return ""
     if not isinstance(value, str) or not value or len(value) > 500:
         raise ValidationFailed("must be a URL of at most 500 characters", field=field_name)
+    try:
+        target = outbound.check_url(value)  # https (http only to loopback in development), no user info
+        if _is_ip(target.host):  # an address is checked now; a name when the keys are fetched
+            why = outbound.address_refusal(target.host, target)
+            if why:
+                raise outbound.OutboundRefused(f"{target.host} is {why}; Mandate does not fetch from there")
+    except outbound.OutboundRefused as exc:
+        raise ValidationFailed(str(exc), field=field_name) from None
     parts = urlsplit(value)
-    loopback = parts.hostname in _LOOPBACK_HOSTS
-    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
-        raise ValidationFailed("must be an https URL (plain http only on loopback)", field=field_name)
-    if not parts.hostname or parts.query or parts.fragment or parts.username or parts.password:
+    if parts.query or parts.fragment:
         raise ValidationFailed("must be a plain URL without user info, query or fragment", field=field_name)
     return value
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_jwks(value: object) -> dict | None:
@@ -187,6 +202,7 @@ def create_issuer(
         ("enabled", enabled),
     ):
         setattr(row, name_, _clean(name_, value))
+    row.fetched_jwks, row.keys_fetched_at, row.keys_error = _fetch_on_save(row)
     try:
         with transaction.atomic():
             row.save(force_insert=True)
@@ -201,6 +217,13 @@ def update_issuer(
 ) -> TrustedIssuer:
     _check_admin(actor)
     cleaned = {k: _clean(k, v) for k, v in changes.items() if k in _EDITABLE}
+    fetched = None
+    if {"issuer", "discovery_url", "jwks"} & cleaned.keys():
+        planned = TrustedIssuer.objects.get(pk=issuer.pk)
+        if any(getattr(planned, k) != cleaned[k] for k in ("issuer", "discovery_url", "jwks") if k in cleaned):
+            for k, v in cleaned.items():
+                setattr(planned, k, v)
+            fetched = _fetch_on_save(planned)  # before the lock: a fetch may take seconds
     try:
         with transaction.atomic():
             row = TrustedIssuer.objects.select_for_update().get(pk=issuer.pk)
@@ -211,14 +234,17 @@ def update_issuer(
             for k in fields:
                 setattr(row, k, cleaned[k])
             row.updated_at = timezone.now()
-            row.save(update_fields=[*fields, "updated_at"])
+            key_fields = []
+            if fetched is not None:
+                row.fetched_jwks, row.keys_fetched_at, row.keys_error = fetched
+                key_fields = ["fetched_jwks", "keys_fetched_at", "keys_error"]
+            row.save(update_fields=[*fields, *key_fields, "updated_at"])
             verb = "issuer.updated"
             if fields == ["enabled"]:
                 verb = "issuer.enabled" if row.enabled else "issuer.disabled"
             audit.record(verb, actor=actor, target=row, before=before, after=row.snapshot(), request=request)
     except IntegrityError:
         raise ValidationFailed("a trusted issuer with this name or issuer URL exists already", field="issuer") from None
-    _forget_keys(row.pk)
     return row
 
 
@@ -228,90 +254,113 @@ def disable_issuer(*, issuer: TrustedIssuer, actor: ActorLike, request: RequestL
     return update_issuer(issuer=issuer, actor=actor, changes={"enabled": False}, request=request)
 
 
-# --- issuer keys, cached per process ---------------------------------------------------------------
+# --- issuer keys: fetched on save, refreshed in the background, stored on the row ------------------
 
 
-@dataclass
-class _KeySet:
-    version: str
-    keys: dict[str, dict] = field(default_factory=dict)
-    fetched_at: float = 0.0
-    last_attempt: float = 0.0
+def _download_jwks(issuer: TrustedIssuer) -> dict:
+    """The issuer's JWK Set, fetched through its discovery document, keeping only usable public keys.
+    ``OutboundRefused`` / ``OutboundFailed`` (both ``ValueError``) say why not."""
+    discovery = outbound.fetch_json(issuer.effective_discovery_url)
+    if discovery.get("issuer") != issuer.issuer:
+        raise outbound.OutboundFailed("the discovery document names another issuer")
+    jwks = outbound.fetch_json(str(discovery.get("jwks_uri", "")))
+    return {"keys": list(_usable_keys(jwks).values())[:MAX_KEYS]}
 
 
-_cache: dict[str, _KeySet] = {}
-
-
-def _clock() -> float:
-    return time.monotonic()
-
-
-_cache_lock = threading.Lock()
-
-
-def _forget_keys(issuer_pk=None) -> None:
-    with _cache_lock:
-        if issuer_pk is None:
-            _cache.clear()
-        else:
-            _cache.pop(str(issuer_pk), None)
-
-
-def _fetch_json(url: str) -> dict:
-    try:
-        _check_url(url, field_name="url")  # never follow a document to a non-https, non-loopback place
-    except ValidationFailed as exc:
-        raise ValueError(f"refusing to fetch {url[:100]!r}: {exc.message}") from None
-    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "mandate"})  # noqa: S310 (scheme checked above)
-    with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310
-        body = response.read(MAX_DOCUMENT_BYTES + 1)
-    if len(body) > MAX_DOCUMENT_BYTES:
-        raise ValueError("document too large")
-    document = json.loads(body)
-    if not isinstance(document, dict):
-        raise ValueError("not a JSON object")
-    return document
-
-
-def _download_keys(issuer: TrustedIssuer) -> dict[str, dict]:
-    if issuer.jwks:
-        jwks = issuer.jwks
-    else:
-        discovery = _fetch_json(issuer.effective_discovery_url)
-        if discovery.get("issuer") != issuer.issuer:
-            raise ValueError("the discovery document names another issuer")
-        jwks = _fetch_json(str(discovery.get("jwks_uri", "")))
+def _usable_keys(jwks: object) -> dict[str, dict]:
     keys: dict[str, dict] = {}
-    for jwk in jwks.get("keys", []) if isinstance(jwks.get("keys"), list) else []:
-        if isinstance(jwk, dict) and jwk.get("use", "sig") == "sig" and _alg_for(jwk):
+    listed = jwks.get("keys") if isinstance(jwks, dict) else None
+    for jwk in listed if isinstance(listed, list) else []:
+        if (
+            isinstance(jwk, dict)
+            and jwk.get("use", "sig") == "sig"
+            and _alg_for(jwk)
+            and not set(jwk) & {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
+        ):
             keys[str(jwk.get("kid", ""))] = jwk
     return keys
 
 
-def _keys_of(issuer: TrustedIssuer, *, want_kid: str | None) -> dict[str, dict]:
-    """The issuer's keys by kid; refetched when stale, or when ``want_kid`` is unknown (rate-limited)."""
-    cache_key, version = str(issuer.pk), issuer.updated_at.isoformat()
-    now = _clock()
-    with _cache_lock:
-        entry = _cache.get(cache_key)
-        if entry is None or entry.version != version:
-            entry = _KeySet(version=version)
-            _cache[cache_key] = entry
-        fresh = entry.fetched_at > 0 and now - entry.fetched_at < JWKS_TTL_SECONDS
-        known = want_kid is None or want_kid in entry.keys
-        recently_tried = entry.last_attempt and now - entry.last_attempt < JWKS_MIN_REFRESH_SECONDS
-        if (fresh and known) or recently_tried:
-            return entry.keys
-        entry.last_attempt = now
+def _fetch_on_save(row: TrustedIssuer) -> tuple[dict | None, datetime | None, str]:
+    """(fetched JWK Set, when, error) for a row about to be saved. An address the outbound rules
+    refuse refuses the save; an issuer that cannot be reached now is saved with the error noted
+    (the background job and the next unknown kid try again)."""
+    if row.jwks:
+        return None, None, ""
     try:
-        keys = _download_keys(issuer)
-    except (OSError, ValueError) as exc:
-        # Keep serving the keys we had: an issuer's brief outage must not lock every workload out.
+        return _download_jwks(row), timezone.now(), ""
+    except outbound.OutboundRefused as exc:
+        raise ValidationFailed(str(exc), field="discovery_url" if row.discovery_url else "issuer") from None
+    except ValueError as exc:
+        logger.warning("could not fetch keys of trusted issuer %s: %s", row.issuer, exc)
+        return None, None, str(exc)[:300]
+
+
+def refresh_keys(issuer: TrustedIssuer) -> dict[str, dict]:
+    """Fetch the issuer's keys now and store them on its row; the keys by kid (the ones it had when
+    the fetch fails: an issuer's brief outage must not lock every workload out)."""
+    if issuer.jwks:
+        return _usable_keys(issuer.jwks)
+    try:
+        jwks = _download_jwks(issuer)
+    except ValueError as exc:
         logger.warning("could not fetch keys of trusted issuer %s: %s", issuer.issuer, exc)
-        return entry.keys
-    with _cache_lock:
-        entry.keys, entry.fetched_at = keys, _clock()
-    return keys
+        issuer.keys_error = str(exc)[:300]
+        TrustedIssuer.objects.filter(pk=issuer.pk).update(keys_error=issuer.keys_error)
+        return _usable_keys(issuer.fetched_jwks)
+    before, after = sorted(_usable_keys(issuer.fetched_jwks)), sorted(_usable_keys(jwks))
+    with transaction.atomic():
+        TrustedIssuer.objects.filter(pk=issuer.pk).update(
+            fetched_jwks=jwks, keys_fetched_at=timezone.now(), keys_error=""
+        )
+        if before != after:
+            audit.record(
+                "issuer.keys_fetched",
+                actor=audit.Actor.system("issuer-keys"),
+                target=issuer,
+                before={"kids": before},
+                after={"kids": after},
+            )
+    issuer.fetched_jwks, issuer.keys_error = jwks, ""
+    return _usable_keys(jwks)
+
+
+def refresh_all_issuer_keys() -> int:
+    """The background refresh: every enabled issuer without pinned keys. Returns how many succeeded."""
+    refreshed = 0
+    for issuer in TrustedIssuer.objects.filter(enabled=True, jwks__isnull=True).order_by("name"):
+        refresh_keys(issuer)
+        refreshed += 0 if issuer.keys_error else 1
+    return refreshed
+
+
+def _keys_of(issuer: TrustedIssuer, *, want_kid: str | None, may_refetch: bool = False) -> dict[str, dict]:
+    """The issuer's stored keys by kid; refetched once (throttled across processes) when
+    ``want_kid`` is unknown and the caller found the token worth it."""
+    keys = _usable_keys(issuer.jwks or issuer.fetched_jwks)
+    known = want_kid in keys if want_kid is not None else bool(keys)
+    if issuer.jwks or known or not may_refetch:
+        return keys
+    if not cache.add(f"oidc-refetch:{issuer.pk}", 1, timeout=JWKS_MIN_REFRESH_SECONDS):
+        return keys
+    return refresh_keys(issuer)
+
+
+def _worth_a_refetch(token: str, issuer: TrustedIssuer, unverified: dict) -> bool:
+    """Whether a token whose key is unknown could verify once the keys are refetched: signed (a
+    signature part), for Mandate's audience, unexpired, and bound by the rules to one agent."""
+    if not token.rsplit(".", 1)[-1]:
+        return False
+    aud = unverified.get("aud")
+    audiences = aud if isinstance(aud, list) else [aud]
+    exp, iat, now = unverified.get("exp"), unverified.get("iat"), time.time()
+    if issuer.audience not in audiences or not isinstance(exp, int | float) or not isinstance(iat, int | float):
+        return False
+    if exp < now - SKEW_SECONDS or iat > now + SKEW_SECONDS or exp - now > MAX_TOKEN_LIFETIME_SECONDS:
+        return False
+    if not isinstance(unverified.get("sub"), str) or not unverified["sub"]:
+        return False
+    return len(agents_matching(issuer, unverified)) == 1
 
 
 # --- verification ------------------------------------------------------------------------------------
@@ -402,7 +451,7 @@ def verify_workload_token(token: object, *, consume: bool = True) -> tuple[Trust
     kid = header.get("kid")
     if kid is not None and (not isinstance(kid, str) or len(kid) > 200):
         raise WorkloadTokenRejected("malformed kid")
-    keys = _keys_of(issuer, want_kid=kid)
+    keys = _keys_of(issuer, want_kid=kid, may_refetch=_worth_a_refetch(token, issuer, unverified))
     if kid is None:
         candidates = [k for k in keys.values() if _alg_for(k) == alg]
         jwk = candidates[0] if len(candidates) == 1 else None

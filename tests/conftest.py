@@ -97,6 +97,47 @@ def _flush_as_the_database_owner():
     BaseDatabaseOperations.execute_sql_flush = original
 
 
+def _loopback(address) -> bool:
+    import ipaddress
+
+    if not isinstance(address, tuple):  # a Unix socket path
+        return True
+    try:
+        return ipaddress.ip_address(str(address[0]).split("%", 1)[0]).is_loopback
+    except ValueError:
+        return str(address[0]) == "localhost"
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(settings, monkeypatch):
+    """No test talks to anything but this machine: a connect to any other address fails the test,
+    and outbound name resolution (core.outbound.resolve) knows only ``localhost`` unless a test
+    stubs it. Outbound allow-list entries a test adds (a LocalIssuer does) end with the test."""
+    import socket
+
+    from core import outbound
+
+    settings.MANDATE_OUTBOUND_ALLOW = []
+
+    def guarded(original):
+        def connect(sock, address, *args, **kwargs):
+            if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address):
+                pytest.fail(f"a test tried to connect to {address!r}: only loopback is allowed")
+            return original(sock, address, *args, **kwargs)
+
+        return connect
+
+    monkeypatch.setattr(socket.socket, "connect", guarded(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded(socket.socket.connect_ex))
+
+    def resolve(host: str, port: int) -> list[str]:
+        if host == "localhost":
+            return ["127.0.0.1"]
+        raise OSError(f"name resolution is stubbed in tests: {host} is unknown")
+
+    monkeypatch.setattr(outbound, "resolve", resolve)
+
+
 @pytest.fixture(autouse=True)
 def checkpoint_file(settings, tmp_path):
     """Each test's audit checkpoints go to its own file, never the shared data folder."""

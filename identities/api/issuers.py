@@ -39,6 +39,8 @@ class IssuerSerializer(serializers.ModelSerializer):
             "audience",
             "rules",
             "enabled",
+            "keys_fetched_at",
+            "keys_error",
             "created_by",
             "created_at",
             "updated_at",
@@ -49,7 +51,9 @@ class IssuerSerializer(serializers.ModelSerializer):
 class IssuerCreateSerializer(StrictSerializer):
     # Types and shapes are checked by the service (it names the field); here only presence.
     name = serializers.JSONField()
-    issuer = serializers.JSONField(help_text="The exact `iss` of the workload tokens (https; http only on loopback).")
+    issuer = serializers.JSONField(
+        help_text="The exact `iss` of the workload tokens (https to a public address; see MANDATE_OUTBOUND_ALLOW)."
+    )
     discovery_url = serializers.JSONField(
         required=False, default="", help_text="Default: <issuer>/.well-known/openid-configuration."
     )

@@ -32,6 +32,14 @@ class LocalIssuer:
         self.jwks_fetches = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        # Mandate fetches from loopback only when told to (MANDATE_OUTBOUND_ALLOW); the suite's
+        # _loopback_only fixture drops the entry when the test ends.
+        from django.conf import settings
+
+        settings.MANDATE_OUTBOUND_ALLOW = [
+            *settings.MANDATE_OUTBOUND_ALLOW,
+            f"127.0.0.1:{self._server.server_address[1]}",
+        ]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

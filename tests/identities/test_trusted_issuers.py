@@ -98,15 +98,18 @@ def test_disabling_is_its_own_audited_verb(issuer, admin):
     assert AuditEvent.objects.filter(verb="issuer.disabled").exists()
 
 
-def test_changing_an_issuer_drops_its_cached_keys(admin, agent):
+def test_saving_fetches_the_keys_and_only_a_new_key_source_refetches_them(admin, agent):
     local = LocalIssuer("ES256")
     try:
         row = oidc.create_issuer(actor=admin, **body(issuer=local.url, name="local"))
-        oidc._keys_of(row, want_kid=None)
-        fetches = local.jwks_fetches
+        assert local.jwks_fetches == 1 and set(oidc._keys_of(row, want_kid=None)) == {local.current_kid}
         row = oidc.update_issuer(issuer=row, actor=admin, changes={"audience": "other"})
-        oidc._keys_of(row, want_kid=None)
-        assert local.jwks_fetches == fetches + 1
+        assert local.jwks_fetches == 1
+        local.rotate()
+        row = oidc.update_issuer(
+            issuer=row, actor=admin, changes={"discovery_url": local.url + "/.well-known/openid-configuration"}
+        )
+        assert local.jwks_fetches == 2 and set(oidc._keys_of(row, want_kid=None)) == {local.current_kid}
     finally:
         local.close()
 
@@ -124,6 +127,7 @@ def test_a_discovery_document_naming_another_issuer_yields_no_keys(admin, agent,
         )
         assert oidc._keys_of(row, want_kid=None) == {}
         assert local.jwks_fetches == 0
+        assert "another issuer" in row.keys_error
     finally:
         local.close()
 

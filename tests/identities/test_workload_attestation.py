@@ -41,7 +41,6 @@ def other_agent(owner):
 
 @pytest.fixture
 def trusted(admin, local_issuer, agent, other_agent):
-    oidc._forget_keys()
     return oidc.create_issuer(
         actor=admin,
         name="cluster-1",
@@ -256,22 +255,41 @@ def test_issuer_keys_are_cached_not_fetched_on_every_request(attested, local_iss
     assert local_issuer.jwks_fetches == fetches
 
 
-def test_issuer_key_rotation_is_picked_up_by_refetching_on_a_new_kid(attested, local_issuer, monkeypatch):
+def test_keys_are_fetched_when_the_issuer_is_saved(trusted, local_issuer):
+    trusted.refresh_from_db()
+    assert local_issuer.jwks_fetches == 1 and trusted.keys_fetched_at and not trusted.keys_error
+    assert {k["kid"] for k in trusted.fetched_jwks["keys"]} == {local_issuer.current_kid}
+
+
+def test_issuer_key_rotation_is_picked_up_by_refetching_on_a_new_kid(attested, local_issuer):
     authenticate_workload_assertion(local_issuer.token())
     fetches = local_issuer.jwks_fetches
     local_issuer.rotate()
-    clock = oidc._clock()
-    monkeypatch.setattr(oidc, "_clock", lambda: clock + oidc.JWKS_MIN_REFRESH_SECONDS + 1)
+    assert authenticate_workload_assertion(local_issuer.token()) == attested
     assert authenticate_workload_assertion(local_issuer.token()) == attested
     assert local_issuer.jwks_fetches == fetches + 1
+    assert AuditEvent.objects.filter(verb="issuer.keys_fetched").count() == 1
 
 
-def test_keys_are_refetched_when_their_cache_time_is_up(attested, local_issuer, monkeypatch):
+def test_the_background_job_refreshes_the_keys(attested, local_issuer):
+    from identities.jobs import refresh_issuer_keys
+
+    local_issuer.rotate()
+    assert refresh_issuer_keys() == 1
     fetches = local_issuer.jwks_fetches
-    clock = oidc._clock()
-    monkeypatch.setattr(oidc, "_clock", lambda: clock + oidc.JWKS_TTL_SECONDS + 1)
-    authenticate_workload_assertion(local_issuer.token())
-    assert local_issuer.jwks_fetches == fetches + 1
+    assert authenticate_workload_assertion(local_issuer.token()) == attested
+    assert local_issuer.jwks_fetches == fetches  # the request found the new key stored
+
+
+def test_tokens_that_could_never_verify_trigger_no_fetch(attested, local_issuer):
+    fetches = local_issuer.jwks_fetches
+    unsigned = ".".join(local_issuer.token(kid="unknown-kid", private=new_signing_key("ES256")).split(".")[:2]) + "."
+    expired = local_issuer.token(kid="unknown-kid", private=new_signing_key("ES256"), lifetime=-600)
+    other_audience = local_issuer.token(kid="unknown-kid", private=new_signing_key("ES256"), aud="someone-else")
+    no_agent = local_issuer.token(kid="unknown-kid", private=new_signing_key("ES256"), sub="nobody:at:all")
+    for token in (unsigned, expired, other_audience, no_agent):
+        refused(token)
+    assert local_issuer.jwks_fetches == fetches
 
 
 @pytest.mark.parametrize("alg", ["RS256", "EdDSA"])
