@@ -23,6 +23,7 @@ from django.utils import timezone
 from audit import services as audit
 from audit.keys import key_ring
 from audit.models import AuditChain, AuditEvent, AuditJti
+from core import sql
 
 VERB_CREDENTIALS_EXPIRED = "credentials.expired"
 # Bounded so one row stays small enough to read, export and verify comfortably.
@@ -101,17 +102,13 @@ def record_batch(
 
 
 def _advance_heads(connection, heads: list[AuditChain]) -> None:
-    if connection.vendor == "postgresql":
-        values = ",".join(["(%s,%s::bigint,%s)"] * len(heads))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {AuditChain._meta.db_table} AS h SET length = v.length, last_hash = v.last_hash "  # noqa: S608
-                f"FROM (VALUES {values}) AS v(key, length, last_hash) WHERE h.key = v.key",
-                [value for head in heads for value in (head.key, head.length, head.last_hash)],
-            )
-    else:
-        for head in heads:
-            AuditChain.objects.filter(key=head.key).update(length=head.length, last_hash=head.last_hash)
+    sql.update_by_key(
+        AuditChain,
+        "key",
+        ("length", "last_hash"),
+        [(head.key, head.length, head.last_hash) for head in heads],
+        using=connection.alias,
+    )
 
 
 def record_expired_credentials(
@@ -144,11 +141,4 @@ def record_expired_credentials(
 
 
 def _index_jtis(pairs: list[tuple[str, int]]) -> None:
-    connection = transaction.get_connection()
-    if connection.vendor == "postgresql":
-        table = connection.ops.quote_name(AuditJti._meta.db_table)
-        with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {table} (jti, event_id) FROM STDIN") as copy:
-            for pair in pairs:
-                copy.write_row(pair)
-    else:
-        AuditJti.objects.bulk_create([AuditJti(jti=jti, event_id=event_id) for jti, event_id in pairs], batch_size=1000)
+    sql.copy_rows(AuditJti, ("jti", "event_id"), pairs)

@@ -1,18 +1,32 @@
-"""Raw-SQL mechanisms for the hot paths. Today: reads and inserts compiled once per process.
+"""Raw SQL for the hot paths: every mechanism the application uses beyond the ORM, in one place.
 
-The ORM still builds the SQL and converts the values; only the per-call compilation is skipped.
-On the credential endpoints, compiling a three-table SELECT cost more CPU than the ES256 signature,
-so the two reads they make on every call go through here.
+Each has a PostgreSQL fast path and a portable path (SQLite in development and tests), chosen by
+``fast(connection)``; functions take ``portable=True`` to force the portable path, which is how
+tests/test_sql_paths.py checks on PostgreSQL that both give the same answers.
+
+- reads and inserts compiled once per process (``PreparedValues``, ``insert``): the ORM still
+  builds the SQL and converts values, only the per-call compilation is skipped — on the credential
+  endpoints compiling a three-table SELECT cost more CPU than the ES256 signature;
+- ``prepared_cursor``: statements PostgreSQL plans once per connection;
+- ``key_shared``: a queryset read under ``FOR KEY SHARE``, a lock the ORM does not spell;
+- ``copy_rows``: many rows in one statement (COPY on PostgreSQL);
+- ``update_by_key``: many rows updated to their own values in one statement;
+- ``insert_unless_present``: an INSERT that reports a duplicate key instead of raising;
+- ``transaction_lock``: a transaction-scoped advisory lock (SQLite's writers are serialised anyway).
+
+Table and column names come from the models, values always travel as parameters.
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Model, QuerySet
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import JSONField, Model, QuerySet
 
 M = TypeVar("M", bound=Model)
 
@@ -96,3 +110,151 @@ def insert(instance: Model, *, using: str = DEFAULT_DB_ALIAS) -> None:
         cursor.execute(sql, values)
     instance._state.adding = False
     instance._state.db = using
+
+
+def fast(connection: BaseDatabaseWrapper, *, portable: bool = False) -> bool:
+    """Whether to take the PostgreSQL fast path."""
+    return connection.vendor == "postgresql" and not portable
+
+
+_PreparingCursor: Any = None
+
+
+def prepared_cursor(using: str = DEFAULT_DB_ALIAS) -> Any:
+    """A Django cursor whose statements PostgreSQL prepares once per connection (planning the
+    decisions' four-table load cost more server CPU than running it). Django disables prepared
+    statements by default (for transaction-mode poolers such as PgBouncer < 1.21); statements run
+    through this cursor opt in, so run such a pooler in session mode, or a version that tracks
+    prepared statements. PostgreSQL only."""
+    global _PreparingCursor
+    connection = connections[using]
+    if _PreparingCursor is None:
+        import psycopg
+
+        class Preparing(psycopg.Cursor):
+            def execute(self, query: Any, params: Any = None, *, prepare: Any = None, binary: Any = None) -> Any:
+                return super().execute(query, params, prepare=True, binary=binary)
+
+        _PreparingCursor = Preparing
+    connection.ensure_connection()
+    raw = _PreparingCursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+def _key_share_sql(nowait: bool = False, skip_locked: bool = False, of: tuple = (), no_key: bool = False) -> str:
+    return "FOR KEY SHARE"
+
+
+def key_shared(queryset: QuerySet, *, portable: bool = False) -> list:
+    """Evaluate ``queryset`` with ``FOR KEY SHARE`` on every row it reads (PostgreSQL): writers that
+    change a key wait, other readers and ordinary updates do not. ``connection.ops`` belongs to this
+    thread's connection alone, so swapping its ``for_update_sql`` for one query affects no other
+    request. Portably the rows are read plainly: SQLite's write transactions are serialised already."""
+    connection = connections[queryset.db]
+    if not fast(connection, portable=portable):
+        return list(queryset)
+    ops = connection.ops
+    ops.for_update_sql = _key_share_sql  # type: ignore[method-assign]
+    try:
+        return list(queryset.select_for_update())
+    finally:
+        del ops.for_update_sql
+
+
+def copy_rows(
+    model: type[Model],
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    portable: bool = False,
+) -> None:
+    """Insert ``rows`` (values in ``columns`` order, by attname) in one statement: COPY on
+    PostgreSQL, a multi-row INSERT through ``bulk_create`` elsewhere. A JSON column's value may come
+    as its JSON text already (what COPY wants); the portable path parses it back."""
+    connection = connections[using]
+    if fast(connection, portable=portable):
+        quote = connection.ops.quote_name
+        names = ", ".join(quote(model._meta.get_field(column).column) for column in columns)
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {quote(model._meta.db_table)} ({names}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
+    json_columns = {
+        position for position, column in enumerate(columns) if isinstance(model._meta.get_field(column), JSONField)
+    }
+    objs = []
+    for row in rows:
+        values = list(row)
+        for position in json_columns:
+            if isinstance(values[position], str):
+                values[position] = json.loads(values[position])
+        objs.append(model(**dict(zip(columns, values, strict=True))))
+    if objs:
+        model._default_manager.using(using).bulk_create(objs, batch_size=1000)
+
+
+def update_by_key(
+    model: type[Model],
+    key: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    portable: bool = False,
+) -> None:
+    """Set each row's ``columns`` to its own values, the row found by ``key`` (each item of ``rows``
+    is the key's value then the columns'): one ``UPDATE … FROM (VALUES …)`` on PostgreSQL, one
+    UPDATE per row elsewhere."""
+    if not rows:
+        return
+    connection = connections[using]
+    if not fast(connection, portable=portable):
+        manager = model._default_manager.using(using)
+        for row in rows:
+            manager.filter(**{key: row[0]}).update(**dict(zip(columns, row[1:], strict=True)))
+        return
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in (key, *columns)]
+    casts = ",".join(f"%s::{field.db_type(connection)}" for field in fields)
+    names = [quote(field.column) for field in fields]
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} AS t SET "  # noqa: S608 - names from the model
+        + ", ".join(f"{name} = v.{name}" for name in names[1:])
+        + f" FROM (VALUES {','.join([f'({casts})'] * len(rows))}) AS v({', '.join(names)}) "
+        f"WHERE t.{names[0]} = v.{names[0]}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for row in rows for value in row])
+
+
+def insert_unless_present(
+    model: type[Model], values: dict[str, Any], *, key: str, using: str = DEFAULT_DB_ALIAS
+) -> bool:
+    """INSERT one row unless a row with the same ``key`` exists; True when this call inserted it.
+    One statement (``ON CONFLICT DO NOTHING``, which PostgreSQL and SQLite both speak), so no
+    exception and no savepoint: it can run inside a caller's transaction on either."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in values]
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({quote(model._meta.get_field(key).column)}) DO NOTHING"
+    )
+    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount == 1
+
+
+def transaction_lock(name: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Take a transaction-scoped advisory lock on ``name`` (PostgreSQL): callers naming the same
+    thing take turns until their transactions end. Portably nothing to do: SQLite has one writer."""
+    connection = connections[using]
+    if fast(connection):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])

@@ -20,9 +20,9 @@ from functools import lru_cache
 
 import jwt
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
+from core import sql
 from core.oauth_errors import (
     AssertionRejected,
 )
@@ -176,15 +176,9 @@ def consume_assertion(assertion: VerifiedAssertion) -> bool:
     One statement (``ON CONFLICT DO NOTHING``, no exception), so it needs no savepoint and can run
     inside the minting transaction on PostgreSQL and SQLite alike.
     """
-    quote = connection.ops.quote_name
-    table, key_col, exp_col = quote(UsedAssertion._meta.db_table), quote("key"), quote("expires_at")
-    expires = UsedAssertion._meta.get_field("expires_at").get_db_prep_value(assertion.expires_at, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({key_col}, {exp_col}) VALUES (%s, %s) ON CONFLICT ({key_col}) DO NOTHING",  # noqa: S608
-            [assertion.replay_key, expires],
-        )
-        return cursor.rowcount == 1
+    return sql.insert_unless_present(
+        UsedAssertion, {"key": assertion.replay_key, "expires_at": assertion.expires_at}, key="key"
+    )
 
 
 def purge_used_assertions(now: datetime | None = None) -> int:

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from core import sql
 from core.errors import ValidationFailed
 from core.oauth_errors import TokenRejected
 from core.scrub import scrub
@@ -248,24 +249,7 @@ def validate_batch(events: object, *, reporter: Reporter, now: datetime) -> tupl
 
 def _store(rows: list[tuple]) -> None:
     """One statement: COPY on PostgreSQL (the fastest way in), one multi-row INSERT elsewhere."""
-    if connection.vendor == "postgresql":
-        table = connection.ops.quote_name(ActivityEvent._meta.db_table)
-        columns = ", ".join(_COLUMNS)
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(
-                f"COPY {table} ({columns}) FROM STDIN"  # model's table and columns, no input
-            ) as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
-        return
-    objs = []
-    for row in rows:
-        values = dict(zip(_COLUMNS, row, strict=True))
-        values["details"] = json.loads(values["details"])
-        objs.append(ActivityEvent(**values))
-    ActivityEvent.objects.bulk_create(objs, batch_size=len(objs))
+    sql.copy_rows(ActivityEvent, _COLUMNS, rows)
 
 
 def ingest_events(*, events: object, reporter: Reporter, now: datetime | None = None) -> int:

@@ -51,6 +51,7 @@ from prometheus_client import Counter
 from audit import services as audit
 from core.oauth_errors import TokenRejected
 from core.scrub import scrub
+from core.sql import prepared_cursor
 from identities.models import Agent, Credential, Instance
 from identities.tokens import VerifiedToken, verify_access_token
 from tasks.lifecycle import revoke_envelope
@@ -158,28 +159,6 @@ def _guardrails_allow(policy: Policy, **call: Any) -> tuple[bool, str]:
 _LOAD: tuple[str, list[tuple[Any, ...]]] | None = None
 
 
-_PreparingCursor: Any = None
-
-
-def _prepared_cursor() -> Any:
-    """A Django cursor whose statements PostgreSQL prepares once per connection: planning the
-    four-table load cost more server CPU than running it. Django disables prepared statements by
-    default (for transaction-mode poolers such as PgBouncer < 1.21); these two statements opt in,
-    so run such a pooler in session mode, or a version that tracks prepared statements."""
-    global _PreparingCursor
-    if _PreparingCursor is None:
-        import psycopg
-
-        class Preparing(psycopg.Cursor):
-            def execute(self, query: Any, params: Any = None, *, prepare: Any = None, binary: Any = None) -> Any:
-                return super().execute(query, params, prepare=True, binary=binary)
-
-        _PreparingCursor = Preparing
-    connection.ensure_connection()
-    raw = _PreparingCursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-
-
 def _load_statement() -> tuple[str, list[tuple[Any, ...]]]:
     """The hot path's one SELECT, written out once per process: compiling the equivalent
     ``select_related`` queryset costs more CPU than the database spends answering it."""
@@ -216,7 +195,7 @@ def load_credential(jti: str) -> Credential | None:
     if connection.vendor != "postgresql":
         return Credential.objects.select_related("instance__agent", "envelope").filter(jti=jti).first()
     sql, models = _load_statement()
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql + " = %s", [jti])
         row = cursor.fetchone()
     return _build(row, models) if row is not None else None
@@ -230,7 +209,7 @@ def load_credentials(jtis: list[str]) -> dict[str, Credential]:
         qs = Credential.objects.select_related("instance__agent", "envelope").filter(jti__in=jtis)
         return {c.jti: c for c in qs}
     sql, models = _load_statement()
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql + " = ANY(%s)", [list(jtis)])
         rows = cursor.fetchall()
     credentials = (_build(row, models) for row in rows)
@@ -309,7 +288,7 @@ def load_credential_for(
     if _LOAD_WITH_CALLER is None:
         select, _, rest = sql.partition(" FROM ")
         _LOAD_WITH_CALLER = f"{select}, {_caller_sql()} FROM {rest} = %s"
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_LOAD_WITH_CALLER, [*_caller_params(caller_token_id, now), jti])
         row = cursor.fetchone()
     if row is None:
@@ -553,7 +532,7 @@ def _take_action_and_record(event: ActivityEvent, now: datetime) -> tuple[str, i
         "details": json.dumps(event.details),
         "reported_by": event.reported_by,
     }
-    with _prepared_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_DECIDE_AND_RECORD_SQL, params)
         event_id, reason, used, most = cursor.fetchone()
     event.id, event.reason, event.allow = event_id, reason, reason == OK

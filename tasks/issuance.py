@@ -18,8 +18,7 @@ import uuid
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db import transaction
 from django.utils import timezone
 
 from audit import services as audit
@@ -32,7 +31,7 @@ from core.oauth_errors import (
     GrantRefused,
     TokenRejected,
 )
-from core.sql import PreparedValues, model_from
+from core.sql import PreparedValues, key_shared, model_from, transaction_lock
 from identities.assertions import VerifiedAssertion, consume_assertion
 from identities.keys import active_signing_key
 from identities.models import Agent, Credential, Instance
@@ -49,25 +48,6 @@ logger = logging.getLogger(__name__)
 
 def _refuse(error: str, description: str) -> GrantRefused:
     return GrantRefused(error, description)
-
-
-def _key_share_sql(nowait: bool = False, skip_locked: bool = False, of: tuple = (), no_key: bool = False) -> str:
-    return "FOR KEY SHARE"
-
-
-def _fetch_key_shared(queryset: QuerySet) -> list:
-    """Evaluate ``queryset`` with ``FOR KEY SHARE`` on every row it reads (PostgreSQL), a lock
-    Django's ORM does not spell. ``connection.ops`` belongs to this thread's connection alone, so
-    swapping its ``for_update_sql`` for one query affects no other request. Elsewhere the rows are
-    read plainly: SQLite's write transactions are serialised already."""
-    if connection.vendor != "postgresql":
-        return list(queryset)
-    ops = connection.ops
-    ops.for_update_sql = _key_share_sql  # type: ignore[method-assign]
-    try:
-        return list(queryset.select_for_update())
-    finally:
-        del ops.for_update_sql
 
 
 # Only the columns minting reads, compiled once per process: compiling the three-table SELECT on
@@ -131,14 +111,14 @@ def _lock_envelope(envelope_id: uuid.UUID) -> TaskEnvelope | None:
 
 
 def _lock_instance(instance_id: uuid.UUID) -> Instance | None:
-    rows = _fetch_key_shared(
+    rows = key_shared(
         Instance.objects.select_related("agent").only(*_INSTANCE_FIELDS).filter(pk=instance_id).order_by()
     )
     return rows[0] if rows else None
 
 
 def _lock_credential(jti: str) -> Credential | None:
-    rows = _fetch_key_shared(Credential.objects.filter(jti=jti).order_by())
+    rows = key_shared(Credential.objects.filter(jti=jti).order_by())
     return rows[0] if rows else None
 
 
@@ -203,9 +183,7 @@ def _check_live_cap(*, envelope_id: uuid.UUID, instance_id: uuid.UUID, now: date
     cap = active_policy().max_live_credentials
     if not cap:
         return
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"mint:{envelope_id}"])
+    transaction_lock(f"mint:{envelope_id}")
     live = Credential.objects.filter(
         envelope_id=envelope_id, instance_id=instance_id, status=Credential.Status.ACTIVE, expires_at__gt=now
     ).count()

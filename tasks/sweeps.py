@@ -24,6 +24,7 @@ from django.utils import timezone
 from audit import services as audit
 from audit.batch import record_expired_credentials
 from audit.services import ActorLike
+from core.sql import fast
 from identities import keys
 from identities.models import Credential, Instance
 from tasks import lifecycle
@@ -114,8 +115,11 @@ def _claim_credentials(*, now, limit: int, skip: set[str], only: str | None = No
         return [(jti, instance_id) for jti, instance_id in cursor.fetchall()]
 
 
-def claim_credentials_sql(*, now, limit: int, skip: set[str] = frozenset(), only: str | None = None):
-    """The claim statement and its parameters (the bench EXPLAINs exactly this)."""
+def claim_credentials_sql(
+    *, now, limit: int, skip: set[str] = frozenset(), only: str | None = None, portable: bool = False
+):
+    """The claim statement and its parameters (the bench EXPLAINs exactly this); ``portable`` asks
+    for the statement SQLite runs (tests/test_sql_paths.py runs both on PostgreSQL)."""
     table = Credential._meta.db_table
     where = ["status = %s", "expires_at <= %s"]
     params: list = [Credential.Status.ACTIVE, now]
@@ -127,7 +131,7 @@ def claim_credentials_sql(*, now, limit: int, skip: set[str] = frozenset(), only
         params.extend(sorted(skip))
     select = f"SELECT {{col}} FROM {table} WHERE {' AND '.join(where)} ORDER BY expires_at LIMIT %s"  # noqa: S608
     params.append(limit)
-    if connection.vendor == "postgresql":
+    if fast(connection, portable=portable):
         sql = (
             f"UPDATE {table} SET status = %s "  # noqa: S608
             f"WHERE ctid = ANY(ARRAY({select.format(col='ctid')} FOR UPDATE SKIP LOCKED)) AND status = %s "

@@ -1,0 +1,143 @@
+"""core/sql.py: every raw-SQL mechanism gives the same answers on its PostgreSQL fast path and its
+portable path. On PostgreSQL each test runs both paths on the same data and compares; on SQLite the
+portable path alone runs, so the same assertions still hold there."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from audit.models import AuditChain
+from core import sql
+from identities.models import Credential, Instance, UsedAssertion
+from tasks import sweeps
+from tasks.models import ActivityEvent
+from tests.helpers.factories import make_agent, make_instance
+from tests.tasks.test_sweeps import approved_envelope, credential
+
+pytestmark = pytest.mark.django_db
+
+
+def both_paths():
+    """The paths this database has: both on PostgreSQL, the portable one elsewhere."""
+    return [False, True] if connection.vendor == "postgresql" else [True]
+
+
+def _rolled_back(function):
+    """Run ``function`` in a transaction that is rolled back, returning what it returned."""
+    with transaction.atomic():
+        result = function()
+        transaction.set_rollback(True)
+    return result
+
+
+def test_copy_rows_stores_the_same_rows_either_way(owner):
+    instance = make_instance(make_agent(owner))
+    now = timezone.now().replace(microsecond=123456)
+    # Every column without a database default (COPY fills no Django defaults), as activity stores them.
+    columns = (
+        "kind", "agent_id", "instance_id", "envelope_id", "jti", "scope", "resource", "allow", "reason",
+        "outcome", "drift", "policy_version", "details", "occurred_at", "recorded_at", "reported_by",
+    )  # fmt: skip
+    rows = [
+        ("tool_call", instance.agent_id, instance.id, None, "", "github:read", "repo:acme/api", None, "", "ok",
+         True, "", json.dumps({"n": 1}), now, now, "x"),
+        ("secret_access", None, None, None, "", "", "", None, "", "", False, "", json.dumps({"nested": [1, 2]}),
+         now, now, ""),
+    ]  # fmt: skip
+
+    def store(portable: bool):
+        def run():
+            sql.copy_rows(ActivityEvent, columns, rows, portable=portable)
+            return sorted(ActivityEvent.objects.values_list(*columns), key=repr)
+
+        return _rolled_back(run)
+
+    stored = [store(portable) for portable in both_paths()]
+    assert all(result == stored[0] for result in stored)
+    details = columns.index("details")
+    assert sorted(json.dumps(row[details]) for row in stored[0]) == ['{"n": 1}', '{"nested": [1, 2]}']
+    assert len(stored[0]) == 2 and all(row[columns.index("occurred_at")] == now for row in stored[0])
+
+
+def test_update_by_key_sets_each_row_to_its_own_values_either_way():
+    def run(portable: bool):
+        def inner():
+            for key in ("chain-a", "chain-b", "chain-c"):
+                AuditChain.objects.create(key=key, length=0, last_hash="")
+            sql.update_by_key(
+                AuditChain,
+                "key",
+                ("length", "last_hash"),
+                [("chain-a", 3, "h3"), ("chain-c", 7, "h7")],
+                portable=portable,
+            )
+            return sorted(AuditChain.objects.filter(key__startswith="chain-").values_list("key", "length", "last_hash"))
+
+        return _rolled_back(inner)
+
+    results = [run(portable) for portable in both_paths()]
+    assert results[0] == [("chain-a", 3, "h3"), ("chain-b", 0, ""), ("chain-c", 7, "h7")]
+    assert all(result == results[0] for result in results)
+
+
+def test_insert_unless_present_reports_the_duplicate_instead_of_raising():
+    expires = timezone.now() + timedelta(minutes=5)
+    with transaction.atomic():  # usable inside a caller's transaction: no exception, no savepoint
+        assert sql.insert_unless_present(UsedAssertion, {"key": "k" * 64, "expires_at": expires}, key="key")
+        assert not sql.insert_unless_present(UsedAssertion, {"key": "k" * 64, "expires_at": expires}, key="key")
+    assert UsedAssertion.objects.filter(key="k" * 64).count() == 1
+
+
+def test_key_shared_reads_the_same_rows_either_way(owner):
+    agent = make_agent(owner)
+    for n in range(3):
+        make_instance(agent, label=f"w-{n}")
+    queryset = Instance.objects.filter(agent=agent).order_by("label")
+    results = [
+        _rolled_back(lambda portable=portable: [i.label for i in sql.key_shared(queryset, portable=portable)])
+        for portable in both_paths()
+    ]
+    assert results[0] == ["w-0", "w-1", "w-2"]
+    assert all(result == results[0] for result in results)
+
+
+def test_the_credential_claim_takes_the_same_rows_either_way(owner, admin):
+    envelope = approved_envelope(make_instance(make_agent(owner)), admin)
+    overdue = {credential(envelope, expires_in=-n).jti for n in range(1, 6)}
+    credential(envelope, expires_in=600)  # live: never claimed
+    credential(envelope, expires_in=-1, status=Credential.Status.REVOKED)  # not active: never claimed
+    skipped = sorted(overdue)[0]
+
+    def claim(portable: bool):
+        def run():
+            statement, params = sweeps.claim_credentials_sql(
+                now=timezone.now(), limit=3, skip={skipped}, portable=portable
+            )
+            with connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                claimed = {jti for jti, _ in cursor.fetchall()}
+            expired = set(Credential.objects.filter(status=Credential.Status.EXPIRED).values_list("jti", flat=True))
+            return claimed, expired
+
+        return _rolled_back(run)
+
+    results = [claim(portable) for portable in both_paths()]
+    claimed, expired = results[0]
+    assert claimed == expired and len(claimed) == 3
+    assert claimed <= overdue - {skipped}
+    assert all(result == results[0] for result in results)
+
+
+def test_a_transaction_lock_is_held_by_the_transaction_that_took_it():
+    with transaction.atomic():
+        sql.transaction_lock("mint:test")
+        sql.transaction_lock("mint:test")  # re-entrant within one transaction
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+                assert cursor.fetchone()[0] == 1
