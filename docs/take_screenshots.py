@@ -82,6 +82,21 @@ def take(base: str, password: str, out: Path = OUT, browser=None) -> list[Path]:
             page.screenshot(path=str(target), full_page=True)
             paths.append(target)
         context.close()
+    # The phone layout (390 px: tables as cards) and the dark theme, as the admin sees them.
+    for suffix, options in (
+        ("390", {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True}),
+        ("dark", {"viewport": {"width": 1366, "height": 860}, "color_scheme": "dark"}),
+    ):
+        context = browser.new_context(**options)
+        page = context.new_page()
+        sign_in(page, base, "ada", password)
+        for name, path in (("dashboard", "/"), ("approvals", "/approvals/")):
+            page.goto(base + path)
+            page.wait_for_load_state("networkidle")
+            target = out / f"{name}-{suffix}.png"
+            page.screenshot(path=str(target), full_page=True)
+            paths.append(target)
+        context.close()
     return paths
 
 

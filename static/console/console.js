@@ -171,10 +171,33 @@
     document.querySelectorAll(all.dataset.checkAll).forEach(function (box) { box.checked = all.checked; });
   });
 
+  // Theme: the system's (auto) unless chosen here; the choice is kept in this browser.
+  var THEMES = ["auto", "dark", "light"];
+  function storedTheme() {
+    try { return window.localStorage.getItem("mandate-theme") || "auto"; } catch (e) { return "auto"; }
+  }
+  function applyTheme(theme) {
+    if (theme === "auto") delete document.documentElement.dataset.theme;
+    else document.documentElement.dataset.theme = theme;
+    document.querySelectorAll("[data-theme-toggle]").forEach(function (b) { b.textContent = "Theme: " + theme; });
+  }
+  applyTheme(storedTheme());
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest("[data-theme-toggle]");
+    if (!toggle) return;
+    var next = THEMES[(THEMES.indexOf(storedTheme()) + 1) % THEMES.length];
+    try {
+      if (next === "auto") window.localStorage.removeItem("mandate-theme");
+      else window.localStorage.setItem("mandate-theme", next);
+    } catch (e) { /* storage off: this page only */ }
+    applyTheme(next);
+  });
+
   // Rows that htmx brings in (queue refresh, pages of activity) get the same treatment.
   document.addEventListener("htmx:load", function (event) { localise(event.target); });
 
   document.addEventListener("DOMContentLoaded", function () {
+    applyTheme(storedTheme());
     zoneMenu();
     localise();
     paint(document);

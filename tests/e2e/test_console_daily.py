@@ -28,3 +28,39 @@ def test_times_read_in_the_viewers_zone_with_the_zone_said(sign_in, live_server,
     expect(page.locator('time[datetime="2025-07-04T15:30:00Z"]')).to_have_text(
         re.compile(r"5 Jul 2025, 00:30 (GMT\+9|JST)")
     )
+
+
+@pytest.mark.parametrize("path", ["/", "/approvals/"])
+def test_a_phone_sees_the_queue_and_dashboard_without_sideways_scrolling(sign_in, live_server, admin, owner, path):
+    instance = make_instance(make_agent(owner, slug="a-rather-long-agent-slug-for-phones"))
+    for i in range(3):
+        make_envelope(
+            instance,
+            intent=f"Label this week's invoices and reconcile the ledger, batch {i}",
+            resources=("repo:acme/a-very-long-repository-name-that-would-overflow", "repo:acme/*"),
+        )
+    page = sign_in(admin, viewport={"width": 390, "height": 844}, is_mobile=True)
+    page.goto(f"{live_server.url}{path}")
+    widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+    assert widths[0] <= widths[1], f"{path} is {widths[0]} px wide in a {widths[1]} px window"
+    if path == "/approvals/":
+        # The decision is on screen, not off to the right.
+        approve = page.get_by_role("button", name=re.compile(r"^Approve envelope .*batch 0")).first
+        box = approve.bounding_box()
+        assert box and box["x"] + box["width"] <= 390
+
+
+def test_the_dark_theme_follows_the_system_and_the_toggle(sign_in, live_server, admin):
+    page = sign_in(admin, color_scheme="dark")
+    background = "getComputedStyle(document.body).backgroundColor"
+    html_bg = "getComputedStyle(document.documentElement).backgroundColor"
+    assert page.evaluate(html_bg) == "rgb(18, 22, 29)"
+    toggle = page.locator("[data-theme-toggle]")
+    expect(toggle).to_have_text("Theme: auto")
+    toggle.click()  # auto → dark → light
+    toggle.click()
+    expect(toggle).to_have_text("Theme: light")
+    assert page.evaluate(html_bg) == "rgb(245, 246, 248)"
+    page.reload()
+    assert page.evaluate(html_bg) == "rgb(245, 246, 248)"  # the choice is kept
+    assert page.evaluate(background) is not None
