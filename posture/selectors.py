@@ -607,6 +607,7 @@ def request_narrower_envelope(
             max_actions=envelope.max_actions,
             may_delegate=envelope.may_delegate,
             delegation_depth=envelope.delegation_depth,
+            audiences=list(envelope.audiences),
             request=request,
         )
         audit.record(

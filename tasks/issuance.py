@@ -28,6 +28,7 @@ from core.oauth_errors import (
     INVALID_GRANT,
     INVALID_REQUEST,
     INVALID_SCOPE,
+    INVALID_TARGET,
     GrantRefused,
     TokenRejected,
 )
@@ -60,6 +61,7 @@ _ENVELOPE_FIELDS = (
     "expires_at",
     "scopes",
     "resources",
+    "audiences",
     "duration_seconds",
     "max_actions",
     "may_delegate",
@@ -204,6 +206,26 @@ def _narrow_scopes(requested: list[str] | None, allowed: list[str], what: str) -
     return sorted(set(requested))
 
 
+def _envelope_audience(envelope: TaskEnvelope, requested: str | None) -> str:
+    """The audience to mint for: the one asked for if the envelope lists it (``invalid_target``
+    otherwise); without one, the deployment's default if listed, else the envelope's first."""
+    listed = list(envelope.audiences or ())
+    if requested is None:
+        default = settings.MANDATE_DEFAULT_AUDIENCE
+        if default in listed or not listed:
+            requested = default
+        else:
+            return listed[0]
+    if requested not in listed:
+        names = ", ".join(listed)[:300] or "none"
+        raise _refuse(
+            INVALID_TARGET,
+            f"this envelope's credentials are not for {requested[:120]!r}; it lists: {names} "
+            "(re-task the envelope to ask for another audience)",
+        )
+    return requested
+
+
 def _consume_or_refuse(assertion: VerifiedAssertion) -> None:
     if not consume_assertion(assertion):
         raise _refuse(INVALID_CLIENT, "this client assertion was used before (jti replayed)")
@@ -264,6 +286,7 @@ def issue_credential(
             _check_requester(instance)
             envelope_ends = _check_envelope_live(envelope, now)
             granted = _narrow_scopes(scopes, envelope.scopes, "envelope's scopes")
+            audience = _envelope_audience(envelope, audience)
             _check_live_cap(envelope_id=envelope.id, instance_id=instance.id, now=now)
             lifetime = credential_ttl(
                 requested=ttl, policy_max=policy_ttl_ceiling(envelope), envelope_expires_at=envelope_ends, now=now
@@ -274,7 +297,7 @@ def issue_credential(
                 instance=instance,
                 envelope=envelope,
                 scopes=granted,
-                audience=audience or settings.MANDATE_DEFAULT_AUDIENCE,
+                audience=audience,
                 expires_at=now + lifetime,
                 now=now,
             )
@@ -341,6 +364,9 @@ def delegate_credential(
             granted = _narrow_scopes(scopes, parent.scopes, "subject token's scopes")
             if audience is not None and audience != parent.audience:
                 raise _refuse(INVALID_REQUEST, "a delegated credential keeps the subject token's audience")
+            # Never for an audience the envelope does not list, even one its subject token carries
+            # (a credential minted before the envelope listed its audiences).
+            _envelope_audience(envelope, parent.audience)
             _check_live_cap(envelope_id=envelope.id, instance_id=receiver.id, now=now)
             lifetime = credential_ttl(
                 requested=ttl,

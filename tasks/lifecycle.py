@@ -424,6 +424,8 @@ def retask_envelope(
         envelope = _lock(envelope)
         if envelope.state not in TaskEnvelope.LIVE_STATES:
             raise InvalidTransition(f"envelope is {envelope.state}; only approved or active envelopes can be re-tasked")
+        if fields.get("audiences") is None:
+            fields["audiences"] = list(envelope.audiences)  # a re-task keeps its audiences unless it names others
         new = request_envelope(
             actor=actor,
             instance=envelope.instance,

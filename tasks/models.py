@@ -13,6 +13,11 @@ from core.errors import InvalidTransition
 from identities.permissions import visible_by
 
 
+def default_audiences() -> list[str]:
+    """An envelope that names no audience is for the deployment's default audience only."""
+    return [settings.MANDATE_DEFAULT_AUDIENCE]
+
+
 class TaskEnvelope(models.Model):
     class State(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -43,6 +48,8 @@ class TaskEnvelope(models.Model):
     intent = models.TextField(max_length=4000)
     scopes = models.JSONField(default=list)
     resources = models.JSONField(default=list)
+    # Who its credentials may be for (their aud): requested and approved with the envelope.
+    audiences = models.JSONField(default=default_audiences)
     duration_seconds = models.PositiveIntegerField()
     max_actions = models.PositiveIntegerField()
     actions_used = models.PositiveIntegerField(default=0)
@@ -118,6 +125,7 @@ class TaskEnvelope(models.Model):
             "risk": self.risk,
             "scopes": list(self.scopes),
             "resources": list(self.resources),
+            "audiences": list(self.audiences),
             "duration_seconds": self.duration_seconds,
             "max_actions": self.max_actions,
             "actions_used": self.actions_used,

@@ -18,6 +18,7 @@ from django.utils import timezone
 from accounts.roles import is_admin
 from audit import services as audit
 from audit.services import ActorLike, RequestLike
+from core.audiences import clean_audiences, default_audience
 from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from identities.models import Agent, Instance
 from identities.permissions import require_can_manage
@@ -65,6 +66,7 @@ def _clean_request(
     may_delegate: object,
     delegation_depth: object,
     intent: object,
+    audiences: object = None,
 ) -> dict:
     if not isinstance(intent, str) or not intent.strip():
         raise ValidationFailed("say what the task is for", field="intent")
@@ -105,6 +107,7 @@ def _clean_request(
         "intent": intent.strip(),
         "scopes": sorted(set(scopes)),
         "resources": list(dict.fromkeys(resources)),
+        "audiences": [default_audience()] if audiences is None else clean_audiences(audiences),
         "duration_seconds": duration_seconds,
         "max_actions": max_actions,
         "may_delegate": may_delegate,
@@ -123,11 +126,14 @@ def request_envelope(
     max_actions: object,
     may_delegate: object = False,
     delegation_depth: object = 0,
+    audiences: object = None,
     supersedes: TaskEnvelope | None = None,
     allow_auto_approve: bool = True,
     request: RequestLike | None = None,
 ) -> TaskEnvelope:
-    """Create a pending envelope (or an approved one when a named policy rule auto-approves it)."""
+    """Create a pending envelope (or an approved one when a named policy rule auto-approves it).
+
+    ``audiences`` lists who its credentials may be for; None means the deployment's default only."""
     agent = instance.agent
     _require_owner_or_admin(actor, agent, "request an envelope for this agent")
     if instance.status != Instance.Status.ACTIVE or agent.status != Agent.Status.ACTIVE:
@@ -143,9 +149,10 @@ def request_envelope(
         may_delegate=may_delegate,
         delegation_depth=delegation_depth,
         intent=intent,
+        audiences=audiences,
     )
     policy = active_policy()
-    verdict = policy.classify(**{k: v for k, v in fields.items() if k != "intent"})
+    verdict = policy.classify(**{k: v for k, v in fields.items() if k not in ("intent", "audiences")})
     if fields["duration_seconds"] > verdict.max_envelope_seconds:
         raise ValidationFailed(
             f"the policy allows at most {verdict.max_envelope_seconds} s for {verdict.risk}-risk envelopes",

@@ -15,6 +15,7 @@ from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN, is_admin
 from audit.models import AuditEvent
 from console.views._common import console_view, done, form_number, refused, split_list
 from console.views.approvals import approval_block
+from core.audiences import default_audience
 from core.errors import DomainError
 from identities.models import Agent, Instance
 from identities.permissions import can_manage
@@ -79,6 +80,8 @@ def _request_fields(post) -> dict:
         "max_actions": form_number(post.get("max_actions", "")),
         "may_delegate": post.get("may_delegate") in ("on", "true", "1"),
         "delegation_depth": form_number(post.get("delegation_depth") or "0"),
+        # Empty: the deployment's default audience (a re-task keeps the old envelope's).
+        "audiences": split_list(post.get("audiences")) or None,
     }
 
 
@@ -173,6 +176,7 @@ def envelope_new(request):
         "error": error,
         "summary": error_summary(error),
         "pattern_warnings": pattern_warnings,
+        "default_audience": default_audience(),
     }
     if request.htmx:
         # htmx swaps only 2xx answers by default; the form with its error is the answer here.
@@ -221,6 +225,7 @@ def envelope_retask(request, pk):
         "intent": envelope.intent,
         "scopes": " ".join(envelope.scopes),
         "resources": "\n".join(envelope.resources),
+        "audiences": "\n".join(envelope.audiences),
         "duration_seconds": str(envelope.duration_seconds),
         "max_actions": str(envelope.max_actions),
         "may_delegate": "on" if envelope.may_delegate else "",
@@ -240,5 +245,11 @@ def envelope_retask(request, pk):
                 reverse("envelope-page", args=[new.id]),
                 "Re-tasked: this new envelope waits for approval; the old one is superseded.",
             )
-    context = {"envelope": envelope, "values": values, "error": error, "summary": error_summary(error)}
+    context = {
+        "envelope": envelope,
+        "values": values,
+        "error": error,
+        "summary": error_summary(error),
+        "default_audience": default_audience(),
+    }
     return render(request, "console/envelope_retask.html", context, status=status)

@@ -27,6 +27,7 @@ from core.api import (
     StrictUUIDField,
     errors,
 )
+from core.audiences import MAX_AUDIENCE_CHARS, MAX_AUDIENCES
 from identities import selectors as identity_selectors
 from identities.validators import RESOURCE_RE, SCOPE_RE
 from tasks import lifecycle, selectors, services
@@ -52,6 +53,11 @@ class EnvelopeSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     scopes = serializers.ListField(child=serializers.CharField(), read_only=True)
     resources = serializers.ListField(child=serializers.CharField(), read_only=True)
+    audiences = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="Who its credentials may be for (their aud); /oauth/token refuses any other with invalid_target.",
+    )
     approvals = ApprovalSerializer(many=True, read_only=True)
     supersedes = serializers.UUIDField(source="supersedes_id", read_only=True, allow_null=True)
     superseded_by = serializers.SerializerMethodField()
@@ -68,6 +74,7 @@ class EnvelopeSerializer(serializers.ModelSerializer):
             "intent",
             "scopes",
             "resources",
+            "audiences",
             "duration_seconds",
             "max_actions",
             "actions_used",
@@ -113,6 +120,16 @@ class EnvelopeTermsSerializer(StrictSerializer):
         child=StrictCharField(max_length=512, validators=[RESOURCE_VALIDATOR]),
         max_length=100,
         help_text="Resource patterns such as repo:acme/*.",
+    )
+    audiences = serializers.ListField(
+        child=StrictCharField(max_length=MAX_AUDIENCE_CHARS),
+        min_length=1,
+        max_length=MAX_AUDIENCES,
+        required=False,
+        help_text="Who its credentials may be for (their aud): absolute https URLs (http only on a loopback "
+        "address in development) or audience names such as sts.amazonaws.com. Default: the deployment's "
+        "default audience only (MANDATE_DEFAULT_AUDIENCE). A re-task keeps the old envelope's audiences "
+        "unless it names others.",
     )
     duration_seconds = StrictIntegerField(
         min_value=1, max_value=10 * 365 * 86400, help_text="Requested duration; the clock starts at approval."

@@ -206,3 +206,22 @@ def test_an_admin_decides_from_the_envelope_page_and_returns_to_it(signed_in, ad
     assert response.redirect_chain[-1][0] == f"/envelopes/{envelope.id}/"
     evil = client.post(f"/approvals/{envelope.id}/approve", {"next": "https://evil.example/"})
     assert evil["Location"] == "/approvals/"
+
+
+def test_the_request_form_asks_for_audiences_and_the_approver_sees_them(signed_in, owner, admin, instance):
+    mcp = "https://mcp.example.test/mcp"
+    assert 'name="audiences"' in signed_in(owner).get("/envelopes/new/").content.decode()
+    signed_in(owner).post("/envelopes/new/", _form(instance, audiences=f"{mcp}\nsts.amazonaws.com"))
+    envelope = TaskEnvelope.objects.get()
+    assert envelope.audiences == [mcp, "sts.amazonaws.com"]
+    for page in ("/approvals/", f"/envelopes/{envelope.id}/"):
+        shown = signed_in(admin).get(page).content.decode()
+        assert mcp in shown and "sts.amazonaws.com" in shown
+
+
+def test_the_request_form_defaults_to_the_deployments_audience_and_refuses_plain_http(signed_in, owner, instance):
+    response = signed_in(owner).post("/envelopes/new/", _form(instance, audiences="http://mcp.example.test/"))
+    assert response.status_code == 400 and "must use https" in response.content.decode()
+    assert "<strong>Audiences</strong>" in response.content.decode()
+    signed_in(owner).post("/envelopes/new/", _form(instance))
+    assert TaskEnvelope.objects.get().audiences == ["mandate"]

@@ -57,6 +57,7 @@ def make_envelope(
     may_delegate=False,
     delegation_depth=0,
     intent="triage this week's invoices",
+    audiences=None,
 ):
     return task_services.request_envelope(
         actor=actor or instance.agent.owner,
@@ -68,6 +69,7 @@ def make_envelope(
         max_actions=max_actions,
         may_delegate=may_delegate,
         delegation_depth=delegation_depth,
+        audiences=audiences,
     )
 
 

@@ -35,7 +35,7 @@ def http_get(url) -> bytes:
 def minted(live_server, owner, admin):
     """A credential obtained over HTTP from the live server, as an agent SDK would."""
     instance = make_instance(make_agent(owner))
-    envelope = approve(make_envelope(instance), admin)
+    envelope = approve(make_envelope(instance, audiences=["https://tools.example.test"]), admin)
     token_url = f"{live_server.url}/oauth/token"
     body = http_post(
         token_url,

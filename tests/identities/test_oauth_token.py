@@ -106,7 +106,8 @@ def test_a_credential_never_outlives_its_envelope(issue, instance, envelope):
     assert Credential.objects.get().expires_at <= ends
 
 
-def test_the_requested_audience_becomes_the_single_aud(issue, instance, envelope):
+def test_the_requested_audience_becomes_the_single_aud(issue, instance, admin):
+    envelope = approve(make_envelope(instance, audiences=["https://tools.example.test"]), admin)
     token = issue(instance, envelope, audience="https://tools.example.test").json()["access_token"]
 
     assert jwt.decode(token, options={"verify_signature": False})["aud"] == "https://tools.example.test"

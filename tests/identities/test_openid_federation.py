@@ -63,7 +63,7 @@ def instance(owner):
 
 
 def mint(public_url: str, instance, admin, *, audience: str) -> str:
-    envelope = approve(make_envelope(instance), admin)
+    envelope = approve(make_envelope(instance, audiences=[audience]), admin)
     token_url = public_url + "/oauth/token"
     form = {
         "grant_type": "client_credentials",

@@ -15,6 +15,12 @@ pytestmark = pytest.mark.django_db
 MCP_SERVER = "https://mcp.example.test/mcp"
 
 
+@pytest.fixture
+def envelope(instance, admin):
+    """An approved envelope whose credentials may be for the MCP server (and the default)."""
+    return approve(make_envelope(instance, audiences=["mandate", MCP_SERVER, "https://other.example.test"]), admin)
+
+
 def aud_of(response) -> str:
     assert response.status_code == 200, response.content
     return jwt.decode(response.json()["access_token"], options={"verify_signature": False})["aud"]
@@ -69,7 +75,12 @@ def refused_target(response) -> dict:
 
 def test_a_delegated_credential_keeps_its_subjects_audience_whatever_the_resource(client, issue, agent, admin):
     lead = make_instance(agent, label="lead")
-    envelope = approve(make_envelope(lead, may_delegate=True, delegation_depth=1), admin)
+    envelope = approve(
+        make_envelope(
+            lead, may_delegate=True, delegation_depth=1, audiences=[MCP_SERVER, "https://other.example.test"]
+        ),
+        admin,
+    )
     subject = issue(lead, envelope, resource=MCP_SERVER).json()["access_token"]
     helper = make_instance(agent, label="helper")
 

@@ -38,7 +38,9 @@ def gateway_token(gateway):
 @pytest.fixture
 def agent_and_envelope(owner, admin):
     instance = make_instance(make_agent(owner))
-    envelope = approve(make_envelope(instance, scopes=("github:write", "github:read"), max_actions=3), admin)
+    envelope = approve(
+        make_envelope(instance, scopes=("github:write", "github:read"), max_actions=3, audiences=[AUDIENCE]), admin
+    )
     return instance, envelope
 
 
