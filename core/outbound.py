@@ -166,7 +166,7 @@ def fetch_json(url: str, *, deadline: float | None = None) -> dict:
     target = check_url(url)
     budget = deadline_seconds() if deadline is None else deadline
     try:
-        body = asyncio.run(_within(budget, _fetch(target, budget)))
+        body = _run(_within(budget, _fetch(target, budget)))
     except TimeoutError:
         raise OutboundFailed(f"no complete answer from {target.host} within {budget:g} s") from None
     try:
@@ -176,6 +176,16 @@ def fetch_json(url: str, *, deadline: float | None = None) -> dict:
     if not isinstance(document, dict):
         raise OutboundFailed(f"{target.host} did not answer a JSON object")
     return document
+
+
+def _run(work: Any) -> bytes:
+    """Run the fetch on an event loop of its own (in a helper thread if this one already has one)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(work)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbound-fetch") as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 async def _within(budget: float, work: Any) -> bytes:

@@ -396,3 +396,17 @@ def test_https_goes_to_the_checked_address_and_verifies_the_names_certificate(
     finally:
         server.close()
     assert seen_names == ["issuer.example"]  # SNI names the host, though the connection went to 127.0.0.1
+
+
+def test_a_fetch_works_from_code_already_running_an_event_loop(development):
+    import asyncio
+
+    server = RawServer(json_reply({"ok": True}))
+
+    async def inside_a_loop():
+        return outbound.fetch_json(f"http://127.0.0.1:{server.port}/doc")
+
+    try:
+        assert asyncio.run(inside_a_loop()) == {"ok": True}
+    finally:
+        server.close()

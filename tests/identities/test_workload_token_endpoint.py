@@ -122,3 +122,25 @@ def test_a_paused_attested_instance_gets_nothing(client, registered, envelope, l
 
     pause_instance(instance=registered, actor=owner)
     refused(token_request(client, local_issuer.token(), envelope), "invalid_client")
+
+
+def test_unsigned_or_unverifiable_tokens_at_the_token_endpoint_never_fetch_keys(
+    client, registered, envelope, local_issuer
+):
+    fetches = local_issuer.jwks_fetches
+    claims = jwt.decode(local_issuer.token(), options={"verify_signature": False})
+    unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": "made-up"})
+    made_up = [
+        local_issuer.token(kid=f"made-up-{n}", private=new_signing_key("RS256"), aud="someone-else") for n in range(5)
+    ]
+    for assertion in (unsigned, *made_up):
+        refused(token_request(client, assertion, envelope), "invalid_client")
+    assert local_issuer.jwks_fetches == fetches
+
+
+def test_a_flood_of_unknown_kids_at_the_token_endpoint_fetches_at_most_once(client, registered, envelope, local_issuer):
+    fetches = local_issuer.jwks_fetches
+    for n in range(10):
+        forged = local_issuer.token(kid=f"rotated-{n}", private=new_signing_key("RS256"))
+        refused(token_request(client, forged, envelope), "invalid_client")
+    assert local_issuer.jwks_fetches <= fetches + 1

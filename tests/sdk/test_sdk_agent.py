@@ -105,7 +105,6 @@ def test_a_refused_registration_raises_the_field_that_was_wrong(live_server, own
 def test_an_instance_registers_and_mints_with_a_workload_token(live_server, owner_token, agent, admin):
     issuer = LocalIssuer("ES256")
     try:
-        oidc._forget_keys()
         oidc.create_issuer(
             actor=admin,
             name="cluster-1",
