@@ -143,6 +143,7 @@ def broker_down(work: Path) -> None:
             {"slug": slug, "name": slug, "ceiling": ["github:write"], "max_envelope_seconds": 3600},
             expect=201,
         )
+        admin.call("POST", f"/api/v1/agents/{slug}/pending-change/approve", {"comment": "ok"}, expect=200)
         instance = owner.call(
             "POST", f"/api/v1/agents/{slug}/instances/", {"public_jwk": InstanceKey().jwk}, expect=201
         )

@@ -74,6 +74,7 @@ def main() -> None:
         {"slug": slug, "name": slug, "ceiling": ["github:write"], "max_envelope_seconds": 3600},
         expect=201,
     )
+    admin.call("POST", f"/api/v1/agents/{slug}/pending-change/approve", {"comment": "ci"}, expect=200)
     key = InstanceKey()
     instance = owner_a.call(
         "POST", f"/api/v1/agents/{slug}/instances/", {"public_jwk": key.jwk, "label": "w"}, expect=201

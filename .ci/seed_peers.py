@@ -59,6 +59,7 @@ def seed(username: str, admin) -> dict:
         ceiling=["github:read", "github:write", "jira:read"],
         max_envelope_seconds=3600,
     )
+    agent = identity_services.approve_pending_change(agent=agent, actor=admin, comment="ci")
     instance = identity_services.register_instance(agent=agent, actor=owner, public_jwk=public_jwk(), label="ci")
     envelope = task_services.request_envelope(
         actor=owner,

@@ -115,6 +115,7 @@ def seed(agents: int, instances_per_agent: int) -> dict:
             ceiling=["github:read", "github:write"],
             max_envelope_seconds=8 * 3600,
         )
+        agent = services.approve_pending_change(agent=agent, actor=admin)  # the ceiling, by another person
         for _ in range(instances_per_agent):
             private = ed25519.Ed25519PrivateKey.generate()
             jwk = OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)

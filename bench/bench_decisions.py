@@ -183,6 +183,7 @@ def seed(envelopes: int) -> tuple[list[str], str]:
         ceiling=["github:write"],
         max_envelope_seconds=8 * 3600,
     )
+    agent = ids.approve_pending_change(agent=agent, actor=admin)  # the ceiling, by another person
     tokens = []
     for n in range(envelopes):
         jwk = OKPAlgorithm.to_jwk(ed25519.Ed25519PrivateKey.generate().public_key(), as_dict=True)

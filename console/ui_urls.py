@@ -11,6 +11,7 @@ urlpatterns = [
     path("reauthenticate/", auth.reauthenticate, name="reauthenticate"),
     path("approvals/", approvals.queue, name="approval-queue"),
     path("approvals/bulk", approvals.bulk_decide, name="approval-bulk"),
+    path("approvals/ceilings/<slug:slug>/<str:verb>", approvals.decide_ceiling, name="ceiling-decide"),
     path("approvals/<uuid:pk>/approve", approvals.approve, name="approval-approve"),
     path("approvals/<uuid:pk>/deny", approvals.deny, name="approval-deny"),
     path("agents/", agents.agent_list, name="agents"),

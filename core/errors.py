@@ -38,3 +38,15 @@ class PauseLocked(PermissionDenied):
     """A pause by an identity admin or a policy rule, which only an identity admin lifts (403)."""
 
     code = "pause_locked"
+
+
+class ChangePending(InvalidTransition):
+    """An agent already has a wider ceiling or longer envelope waiting for approval (409)."""
+
+    code = "change_pending"
+
+
+class NoPendingChange(InvalidTransition):
+    """Approve or deny asked of an agent with no change waiting (409)."""
+
+    code = "no_pending_change"

@@ -85,6 +85,54 @@ class Agent(models.Model):
         return old
 
 
+class AgentChange(models.Model):
+    """A wider ceiling or a longer longest envelope someone asked for an agent, waiting for an
+    identity admin other than the requester (at most one pending per agent, by constraint).
+
+    ``ceiling`` and ``max_envelope_seconds`` are the whole values to put in force on approval."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="changes")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    ceiling = models.JSONField(default=list)
+    max_envelope_seconds = models.PositiveIntegerField()
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    comment = models.CharField(max_length=1000, blank=True)
+    # Approved by the requester themself through ``manage.py approve_own_change`` (one identity admin).
+    break_glass = models.BooleanField(default=False)
+
+    audit_type = "agent_change"
+
+    objects = visible_by("agent__owner")
+
+    class Meta:
+        ordering = ["requested_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent"], condition=Q(state="pending"), name="agent_change_one_pending")
+        ]
+        indexes = [models.Index(fields=["requested_at"], name="agent_change_pending_idx", condition=Q(state="pending"))]
+
+    def __str__(self) -> str:
+        return f"{self.agent_id}: {self.state}"
+
+    @property
+    def audit_label(self) -> str:
+        return str(self.id)
+
+    def audit_agent_id(self):
+        return self.agent_id
+
+
 class Instance(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"

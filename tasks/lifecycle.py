@@ -19,10 +19,19 @@ from django.utils import timezone
 
 from audit import services as audit
 from audit.services import ActorLike, RequestLike
-from core.errors import InvalidTransition, ValidationFailed
+from core.errors import ChangePending, InvalidTransition, ValidationFailed
 from identities.models import PAUSE_FIELDS, Agent, Credential, Instance, PauseMark, pause_of, set_pause_mark
 from identities.permissions import pause_mark, require_can_manage, require_can_resume
-from identities.services import _require_manager
+from identities.services import (
+    _require_manager,
+    apply_agent_fields,
+    clean_ceiling,
+    clean_max_envelope_seconds,
+    is_widening,
+    needs_approval,
+    open_change,
+    pending_change_of,
+)
 from tasks.models import TaskEnvelope
 from tasks.services import (
     _after_commit_notify,
@@ -142,6 +151,81 @@ def retire_agent(*, agent: Agent, actor: ActorLike, reason: str = "", request: R
         for instance in _lock_instances(agent, *Instance.LIVE_STATES):
             _retire_instance_locked(instance, actor=actor, reason=reason or "agent retired", request=request)
     return agent
+
+
+def update_agent(
+    *, agent: Agent, actor: ActorLike, changes: dict, request: RequestLike | None = None
+) -> tuple[Agent, bool]:
+    """Change an agent's name, description, ceiling or longest envelope; returns the agent and
+    whether a widening now waits for approval.
+
+    Name and description apply at once. What a change removes (scopes, seconds) applies at once:
+    live envelopes holding a removed scope are revoked (their credentials die) and pending ones that
+    ask for one are denied, each audited as a re-task is. What it adds waits as the agent's pending
+    change for an identity admin other than the requester; a second one is refused (409)."""
+    _require_manager(actor, agent)
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().select_related("owner").get(pk=agent.pk)
+        ceiling = clean_ceiling(changes["ceiling"]) if "ceiling" in changes else list(agent.ceiling)
+        longest = (
+            clean_max_envelope_seconds(changes["max_envelope_seconds"])
+            if "max_envelope_seconds" in changes
+            else agent.max_envelope_seconds
+        )
+        widening = is_widening(agent, ceiling, longest)
+        pending = widening and needs_approval(actor)
+        if pending and pending_change_of(agent) is not None:
+            raise ChangePending(
+                f"agent {agent.slug} already has a change waiting for approval; an identity admin decides it first"
+            )
+        fields = {k: v for k, v in changes.items() if k in ("name", "description")}
+        removed = sorted(set(agent.ceiling) - set(ceiling))
+        if pending:  # in force now: only what narrows
+            fields["ceiling"] = sorted(set(agent.ceiling) & set(ceiling))
+            fields["max_envelope_seconds"] = min(agent.max_envelope_seconds, longest)
+            wanted = (ceiling, longest)
+        else:
+            fields["ceiling"] = ceiling
+            fields["max_envelope_seconds"] = longest
+        apply_agent_fields(agent=agent, actor=actor, fields=fields, request=request)
+        if removed:
+            _close_envelopes_holding(agent, removed, actor=actor, request=request)
+        if pending:
+            open_change(agent=agent, actor=actor, ceiling=wanted[0], max_envelope_seconds=wanted[1], request=request)
+    return agent, pending
+
+
+def _close_envelopes_holding(
+    agent: Agent, removed: list[str], *, actor: ActorLike, request: RequestLike | None = None
+) -> None:
+    """The agent's ceiling lost ``removed``: envelopes that hold or ask for one of them end."""
+    reason = f"agent ceiling narrowed: {', '.join(removed)} no longer allowed"
+    gone = set(removed)
+    for envelope in (
+        TaskEnvelope.objects.select_for_update()
+        .select_related("agent", "instance")
+        .filter(agent=agent, state__in=TaskEnvelope.OPEN_STATES)
+        .order_by("id")
+    ):
+        if not gone & set(envelope.scopes):
+            continue
+        if envelope.state == State.PENDING:
+            envelope.end_reason = reason[:500]
+            old = envelope.set_state(State.DENIED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
+            audit.record(
+                "envelope.denied",
+                actor=actor,
+                target=envelope,
+                before={"state": old},
+                after={"state": envelope.state},
+                reason=reason,
+                request=request,
+            )
+            _after_commit_notify("decided", envelope.id)
+        else:
+            _end_live(
+                envelope, new_state=State.REVOKED, verb="envelope.revoked", actor=actor, reason=reason, request=request
+            )
 
 
 def _lock_instances(agent: Agent, *statuses: str) -> list[Instance]:

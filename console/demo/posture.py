@@ -116,13 +116,17 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
             ("nightly-sync", owner, 4 * 3600),
             ("ticket-bot", leaver, 4 * 3600),
         ):
-            agents[slug] = identity_services.register_agent(
+            agent = identity_services.register_agent(
                 actor=admin,
                 owner=who,
                 slug=slug,
                 name=slug.replace("-", " ").title(),
                 ceiling=ceiling,
                 max_envelope_seconds=max_s,
+            )
+            # A ceiling is in force once an identity admin other than the requester approves it.
+            agents[slug] = identity_services.approve_pending_change(
+                agent=agent, actor=admin2, comment="demo: ceiling reviewed"
             )
     inst = {
         slug: identity_services.register_instance(agent=a, actor=admin, public_jwk=_key(), label=f"{slug}-1")

@@ -113,6 +113,7 @@ def agent_detail(request, slug):
         ),
         "activity": list(activity_for(user).filter(agent=agent).order_by("-occurred_at", "-id")[:RECENT]),
         "can_manage": can_manage(user, agent),
+        "is_admin": is_admin(user),
         # A locked pause (by an identity admin or a policy rule) is lifted by identity admins only.
         "can_resume": can_manage(user, agent) and (not agent.pause_locked or is_admin(user)),
     }

@@ -13,8 +13,10 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import IDENTITY_ADMIN
 from console.stepup import step_up_needed, step_up_url
-from console.views._common import active_filters, console_view
+from console.views._common import active_filters, console_view, done, refused
 from core.errors import DomainError
+from identities import services as identity_services
+from identities.selectors import agents_for, pending_agent_changes_for
 from tasks import services
 from tasks.models import Approval, TaskEnvelope
 from tasks.policy import active_policy
@@ -87,6 +89,7 @@ def queue(request):
     }
     if not request.htmx:
         context["pending"] = pending_breakdown(request.user)
+        context["ceiling_changes"] = ceiling_change_rows(request.user)
     template = "console/_queue_rows.html" if request.htmx else "console/approvals.html"
     return render(request, template, context)
 
@@ -223,3 +226,43 @@ def bulk_decide(request):
     for intent, why in refused_rows:
         messages.error(request, f"Not {past}: “{intent}” — {why}.")
     return redirect(_back(request, reverse("approval-queue")))
+
+
+# --- pending changes of ceiling ------------------------------------------------------------------
+
+
+def ceiling_change_rows(user) -> list[dict]:
+    """The queue's own section for ceilings: what is in force, what is asked, and why this admin may
+    not decide it (their own request), said before the click."""
+    rows = []
+    for change in pending_agent_changes_for(user)[:QUEUE_LIMIT]:
+        agent = change.agent
+        rows.append(
+            {
+                "change": change,
+                "agent": agent,
+                "added": sorted(set(change.ceiling) - set(agent.ceiling)),
+                "kept": sorted(set(change.ceiling) & set(agent.ceiling)),
+                "longer": change.max_envelope_seconds > agent.max_envelope_seconds,
+                "block": identity_services.approval_refusal(change=change, actor=user),
+            }
+        )
+    return rows
+
+
+@require_POST
+@console_view(IDENTITY_ADMIN)
+def decide_ceiling(request, slug, verb):
+    """Approve or deny an agent's pending change of ceiling, with a comment (same service as the API)."""
+    agent = get_object_or_404(agents_for(request.user), slug=slug)
+    back = _back(request, reverse("approval-queue"))
+    decision = {"approve": identity_services.approve_pending_change, "deny": identity_services.deny_pending_change}
+    if verb not in decision:
+        return refused(request, back, DomainError("choose approve or deny"))
+    comment = request.POST.get("comment", "").strip()[:1000]
+    try:
+        decision[verb](agent=agent, actor=request.user, comment=comment, request=request)
+    except DomainError as exc:
+        return refused(request, back, exc)
+    past = "approved" if verb == "approve" else "denied"
+    return done(request, back, f"Ceiling change for {agent.slug} {past}.")

@@ -7,7 +7,7 @@ import django_filters
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.validators import RegexValidator
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
@@ -17,6 +17,7 @@ from accounts.permissions import RolePermission
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from core.api import (
     SLUG_PATH,
+    CommentSerializer,
     StrictCharField,
     StrictFilterSet,
     StrictIntegerField,
@@ -25,15 +26,33 @@ from core.api import (
 )
 from identities import selectors, services
 from identities.api.instances import InstanceRegisterSerializer, InstanceSerializer, render_instance
-from identities.models import Agent
+from identities.models import Agent, AgentChange
 from identities.oidc import register_attested_instance
 from identities.validators import SCOPE_RE, SLUG_RE
+
+
+class PendingChangeSerializer(serializers.ModelSerializer):
+    """A wider ceiling or longer longest envelope waiting for an identity admin other than the
+    requester: the whole values that approval puts in force."""
+
+    requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    ceiling = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = AgentChange
+        fields = ["id", "ceiling", "max_envelope_seconds", "requested_by", "requested_at"]
+        read_only_fields = fields
 
 
 class AgentSerializer(serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     instance_count = serializers.IntegerField(read_only=True, help_text="Instances that are not retired.")
-    ceiling = serializers.ListField(child=serializers.CharField(), read_only=True)
+    ceiling = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="The scopes in force (approved)."
+    )
+    pending_change = serializers.SerializerMethodField(
+        help_text="null, or the ceiling and longest envelope waiting for an identity admin's approval."
+    )
 
     class Meta:
         model = Agent
@@ -48,8 +67,14 @@ class AgentSerializer(serializers.ModelSerializer):
             "max_envelope_seconds",
             "created_at",
             "instance_count",
+            "pending_change",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(PendingChangeSerializer(allow_null=True))
+    def get_pending_change(self, agent: Agent) -> dict | None:
+        change = services.pending_change_of(agent)
+        return PendingChangeSerializer(change).data if change else None
 
 
 def _ceiling_field(**kwargs):
@@ -112,19 +137,17 @@ class AgentUpdateSerializer(StrictSerializer):
     ),
     retrieve=extend_schema(summary="One agent", responses={200: AgentSerializer, **errors(403, 404)}),
     create=extend_schema(
-        summary="Register an agent", request=AgentCreateSerializer, responses={201: AgentSerializer, **errors(400, 403)}
-    ),
-    partial_update=extend_schema(
-        summary="Change an agent's name, description, ceiling or longest envelope",
-        request=AgentUpdateSerializer,
-        responses={200: AgentSerializer, **errors(400, 403, 404)},
+        summary="Register an agent",
+        description="The agent starts with an empty `ceiling`; the requested ceiling is its `pending_change` until "
+        "an identity admin other than the requester approves it.",
+        request=AgentCreateSerializer,
+        responses={201: AgentSerializer, **errors(400, 403)},
     ),
 )
 class AgentViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
     viewsets.GenericViewSet,
 ):
     serializer_class = AgentSerializer
@@ -135,6 +158,7 @@ class AgentViewSet(
     lookup_value_regex = SLUG_PATH
     filterset_class = AgentFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
+    # PATCH (``partial_update``) is in ``tasks.api.lifecycle``: a narrowing revokes envelopes.
 
     def get_queryset(self):
         return selectors.agents_for(self.request.user).order_by("slug")
@@ -149,15 +173,32 @@ class AgentViewSet(
         agent = services.register_agent(actor=request.user, request=request, **body.validated_data)
         return self._render(agent, status.HTTP_201_CREATED)
 
-    def partial_update(self, request, *args, **kwargs):
-        agent = self.get_object()
-        body = AgentUpdateSerializer(data=request.data, partial=True)
-        body.is_valid(raise_exception=True)
-        agent = services.update_agent(agent=agent, actor=request.user, changes=body.validated_data, request=request)
-        return self._render(agent)
+    @extend_schema(
+        summary="Approve the agent's pending change of ceiling or longest envelope",
+        description="Identity admins other than the requester; puts the pending values in force.",
+        request=CommentSerializer,
+        responses={200: AgentSerializer, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], url_path="pending-change/approve", url_name="approve-change")
+    def approve_change(self, request, slug=None):
+        return self._decide(request, services.approve_pending_change)
 
-    def update(self, request, *args, **kwargs):  # PUT is not part of the contract
-        return self.http_method_not_allowed(request, *args, **kwargs)
+    @extend_schema(
+        summary="Deny the agent's pending change of ceiling or longest envelope",
+        description="Identity admins other than the requester; what is in force stays.",
+        request=CommentSerializer,
+        responses={200: AgentSerializer, **errors(400, 403, 404, 409)},
+    )
+    @action(detail=True, methods=["post"], url_path="pending-change/deny", url_name="deny-change")
+    def deny_change(self, request, slug=None):
+        return self._decide(request, services.deny_pending_change)
+
+    def _decide(self, request, decision):
+        agent = self.get_object()
+        body = CommentSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        agent = decision(agent=agent, actor=request.user, request=request, **body.validated_data)
+        return self._render(agent)
 
     @extend_schema(
         summary="Register an instance of this agent with its own public key and/or a workload token",

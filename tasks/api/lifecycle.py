@@ -7,7 +7,8 @@ identities know nothing of.
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
 from rest_framework.decorators import action
 
 from core.api import ReasonSerializer, errors
@@ -26,6 +27,29 @@ _INSTANCE_VERB = {"request": ReasonSerializer, "responses": {200: InstanceSerial
 
 
 class AgentViewSet(agents.AgentViewSet):
+    @extend_schema(
+        summary="Change an agent's name, description, ceiling or longest envelope",
+        description="Name, description and narrowing apply at once (200); a narrowing revokes live envelopes "
+        "that hold a removed scope and denies pending ones that ask for one. Widening the `ceiling` or raising "
+        "`max_envelope_seconds` answers 202: the agent keeps what is in force and shows the request as "
+        "`pending_change` until an identity admin other than the requester approves it. A second widening while "
+        "one is pending answers 409 `change_pending`.",
+        request=agents.AgentUpdateSerializer,
+        responses={
+            200: AgentSerializer,
+            202: OpenApiResponse(AgentSerializer, description="The widening waits for approval."),
+            **errors(400, 403, 404, 409),
+        },
+    )
+    def partial_update(self, request, *args, **kwargs):
+        agent = self.get_object()
+        body = agents.AgentUpdateSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        agent, pending = lifecycle.update_agent(
+            agent=agent, actor=request.user, changes=body.validated_data, request=request
+        )
+        return self._render(agent, status.HTTP_202_ACCEPTED if pending else status.HTTP_200_OK)
+
     @extend_schema(
         summary="Pause an agent and its active instances",
         description="A pause by an identity admin is a lock only an identity admin lifts.",

@@ -186,7 +186,9 @@ def test_a_token_from_create_api_token_drives_the_whole_flow_and_an_admin_approv
             "max_envelope_seconds": 3600,
         },
     )
-    assert code == 201 and agent["owner"] == "olivia"
+    assert code == 201 and agent["owner"] == "olivia" and agent["ceiling"] == []
+    code, agent = curl("POST", "/api/v1/agents/invoice-triage/pending-change/approve", admin_token, {"comment": "ok"})
+    assert code == 200 and agent["ceiling"] == ["github:read", "github:write"]
 
     _, jwk = new_ed25519_key()
     code, instance = curl(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
+from audit.services import Actor
 from identities import services as identity_services
 from tasks import services as task_services
 
@@ -28,8 +29,12 @@ def make_agent(
     ceiling=("github:read", "github:write", "jira:read"),
     max_envelope_seconds=8 * 3600,
     actor=None,
+    approved=True,
 ):
-    return identity_services.register_agent(
+    """Register an agent as ``actor`` (default its owner). Its ceiling waits for approval like any
+    other; ``approved`` (the default) approves it as test data set up by the system would be, so
+    tests about envelopes start from a ceiling in force."""
+    agent = identity_services.register_agent(
         actor=actor or owner,
         owner=owner,
         slug=slug,
@@ -37,6 +42,18 @@ def make_agent(
         ceiling=list(ceiling),
         max_envelope_seconds=max_envelope_seconds,
     )
+    if approved:
+        agent = approve_ceiling(agent)
+    return agent
+
+
+def approve_ceiling(agent, by=None):
+    """Approve the agent's pending change, if any: by ``by`` (an identity admin other than the
+    requester) or as the system would for its own test data."""
+    if identity_services.pending_change_of(agent) is not None:
+        identity_services.approve_pending_change(agent=agent, actor=by or Actor.system("test data"))
+    agent.refresh_from_db()
+    return agent
 
 
 def make_instance(agent, *, actor=None, label="worker-1"):

@@ -23,6 +23,7 @@ AGENT_FIELDS = {
     "max_envelope_seconds",
     "created_at",
     "instance_count",
+    "pending_change",
 }
 
 
@@ -45,7 +46,8 @@ def test_an_owner_registers_an_agent_and_gets_it_back_with_exactly_the_contract_
     assert set(data) == AGENT_FIELDS
     assert data["owner"] == "olivia"
     assert data["status"] == "active"
-    assert data["ceiling"] == ["github:read", "jira:read"]
+    assert data["ceiling"] == []  # in force once an identity admin approves it
+    assert data["pending_change"]["ceiling"] == ["github:read", "jira:read"]
     assert data["instance_count"] == 0
     event = AuditEvent.objects.get(verb="agent.created")
     assert event.actor == "olivia" and event.target_id == data["id"]
@@ -305,8 +307,8 @@ def test_the_list_query_count_does_not_grow_with_rows(api_client, admin, owner, 
         agent = make_agent(owner, slug=f"agent-{n}")
         make_instance(agent)
     client = api_client.as_user(admin)
-    # token, last_used_at, roles, count, page
-    with django_assert_max_num_queries(5):
+    # token, last_used_at, roles, count, page, pending changes (one query for the page)
+    with django_assert_max_num_queries(6):
         response = client.get("/api/v1/agents/")
     assert response.json()["count"] == rows
 

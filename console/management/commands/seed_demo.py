@@ -152,7 +152,7 @@ class Command(BaseCommand):
         ada, alan = users["ada"], users["alan"]
         agents = {}
         for slug, name, owner, ceiling, longest in AGENTS:
-            agents[slug] = ids.register_agent(
+            agent = ids.register_agent(
                 actor=ada,
                 owner=users[owner],
                 slug=slug,
@@ -161,6 +161,8 @@ class Command(BaseCommand):
                 max_envelope_seconds=longest,
                 description=f"Demo agent owned by {owner}.",
             )
+            # A ceiling is in force once an identity admin other than the requester approves it.
+            agents[slug] = ids.approve_pending_change(agent=agent, actor=alan, comment="demo: ceiling reviewed")
         inst = {}
         for slug, agent in agents.items():
             owner = agent.owner
