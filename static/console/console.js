@@ -193,6 +193,12 @@
     applyTheme(next);
   });
 
+  // A chart's bars open their rows on a pointer click; keyboards use the links listed under it.
+  document.addEventListener("click", function (event) {
+    var bar = event.target.closest && event.target.closest("svg .chart-link[data-href]");
+    if (bar) window.location.assign(bar.getAttribute("data-href"));
+  });
+
   // Rows that htmx brings in (queue refresh, pages of activity) get the same treatment.
   document.addEventListener("htmx:load", function (event) { localise(event.target); });
 

@@ -36,3 +36,12 @@ def test_counts_pluralise():
     assert count(5, "envelope") == "5 envelopes"
     assert count(1, "person,people") == "1 person"
     assert count(12000, "person,people") == "12,000 people"
+
+
+def test_charts_hold_no_focusable_link_and_list_their_links_by_their_own_text():
+    from console.charts import Bar, bar_chart
+
+    html = str(bar_chart([Bar("5 min", 3, href="/posture/rows/credentials?bucket=1")], title="Lifetimes"))
+    svg, _, after = html.partition("</svg>")
+    assert "<a " not in svg and 'data-href="/posture/rows/credentials?bucket=1"' in svg
+    assert '<a href="/posture/rows/credentials?bucket=1">5 min: 3</a>' in after
