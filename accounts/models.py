@@ -77,3 +77,20 @@ class SignInSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.method} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class GatewayAudience(models.Model):
+    """One audience a gateway serves: it may ask for decisions on credentials minted for it (their
+    ``aud``). A gateway that declares none serves the deployment's default audience."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gateway_audiences")
+    audience = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["user_id", "id"]
+        constraints = [models.UniqueConstraint(fields=["user", "audience"], name="gateway_audience_unique")]
+
+    def __str__(self) -> str:
+        return self.audience

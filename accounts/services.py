@@ -11,10 +11,12 @@ from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ApiToken
-from accounts.roles import ALL_ROLES
+from accounts.models import ApiToken, GatewayAudience
+from accounts.roles import ALL_ROLES, GATEWAY, has_role
+from accounts.selectors import gateway_audiences
 from audit import services as audit
 from audit.services import ActorLike, RequestLike
+from core.audiences import clean_audiences
 from core.errors import ValidationFailed
 
 MAX_TOKEN_DAYS = 3650
@@ -114,3 +116,29 @@ def set_user_roles(*, user: User, roles: Iterable[str], actor: ActorLike, reques
             request=request,
         )
     return True
+
+
+def set_gateway_audiences(
+    *, user: User, audiences: Iterable[str], actor: ActorLike, request: RequestLike | None = None
+) -> list[str]:
+    """Make the audiences ``user`` (a gateway) serves exactly ``audiences``; an empty list means the
+    deployment's default audience. Audited when something changed; decisions see it at once."""
+    if not has_role(user, GATEWAY):
+        raise ValidationFailed(f"{user.get_username()} is not a gateway", field="username")
+    wanted = [] if not list(audiences) else clean_audiences(list(audiences))
+    with transaction.atomic():
+        type(user).objects.select_for_update().filter(pk=user.pk).first()  # one change at a time per gateway
+        current = gateway_audiences(user)
+        if current == wanted:
+            return current
+        GatewayAudience.objects.filter(user=user).delete()
+        GatewayAudience.objects.bulk_create(GatewayAudience(user=user, audience=a) for a in wanted)
+        audit.record(
+            "gateway.audiences_changed",
+            actor=actor,
+            target=("user", user.pk, user.get_username()),
+            before={"audiences": current},
+            after={"audiences": wanted},
+            request=request,
+        )
+    return wanted

@@ -4,7 +4,7 @@ from django.http import JsonResponse
 from django.urls import re_path
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.api import ApiTokenViewSet
+from accounts.api import ApiTokenViewSet, GatewayViewSet
 from console.api.audit import AuditViewSet
 from core.api import ApiRouter
 from identities.api.issuers import IssuerViewSet
@@ -23,6 +23,7 @@ router.register("audit", AuditViewSet, basename="audit")
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("exceptions", ExceptionViewSet, basename="exception")
 router.register("issuers", IssuerViewSet, basename="issuer")
+router.register("gateways", GatewayViewSet, basename="gateway")
 
 
 @csrf_exempt  # it changes nothing; a CSRF refusal would answer HTML instead

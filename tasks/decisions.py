@@ -2,13 +2,16 @@
 
 A gateway sends the agent's credential and the call (``scope``, ``resource``, ``context``). The
 checks run in a fixed order and the answer names the FIRST that fails (reason codes fixed by the
-API contract): ``token_invalid`` / ``token_expired`` → ``token_revoked`` → ``instance_inactive`` →
+API contract): ``token_invalid`` / ``token_expired`` → ``token_revoked`` → ``audience_mismatch`` →
+``instance_inactive`` →
 ``agent_inactive`` → ``envelope_inactive`` → ``scope_not_granted`` → ``resource_not_granted`` →
 ``budget_exhausted`` → ``policy_forbids`` → ``ok``.
 
 The hot path on PostgreSQL is two prepared statements: one SELECT loading credential, instance,
 agent and envelope by ``jti`` (and whether the asking gateway's API token is still valid, so a
-revoked token is refused on the very next request in every process); and, for a call that passed
+revoked token is refused on the very next request in every process, and whether that gateway
+serves the credential's audience, so a change to its audiences holds from the next request); and,
+for a call that passed
 every check, one statement that takes one action of the budget with a conditional ``UPDATE …
 RETURNING`` (only while budget and time are left, so two gateways racing on the last action cannot
 both win) and inserts the decision's activity event with ``allow``/``reason`` taken from whether the
@@ -42,6 +45,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.expressions import RawSQL
@@ -64,6 +68,7 @@ OK = "ok"
 TOKEN_INVALID = "token_invalid"
 TOKEN_EXPIRED = "token_expired"
 TOKEN_REVOKED = "token_revoked"
+AUDIENCE_MISMATCH = "audience_mismatch"
 INSTANCE_INACTIVE = "instance_inactive"
 AGENT_INACTIVE = "agent_inactive"
 ENVELOPE_INACTIVE = "envelope_inactive"
@@ -76,6 +81,7 @@ REASONS = (
     TOKEN_INVALID,
     TOKEN_EXPIRED,
     TOKEN_REVOKED,
+    AUDIENCE_MISMATCH,
     INSTANCE_INACTIVE,
     AGENT_INACTIVE,
     ENVELOPE_INACTIVE,
@@ -250,6 +256,55 @@ def _caller_sql() -> str:
     return _CALLER_SQL
 
 
+def _serves_sql(column: str) -> str:
+    """``EXISTS (…)``: the user of the API token (first parameter) serves the audience in ``column``:
+    one of the audiences that user declared, or, when it declared none, the deployment's default
+    (second parameter). A LEFT JOIN, so a user without declared audiences still yields one row."""
+    from accounts.models import ApiToken, GatewayAudience
+
+    q = connection.ops.quote_name
+    return (
+        f"EXISTS (SELECT 1 FROM {q(ApiToken._meta.db_table)} st "  # noqa: S608 - names from the models
+        f"LEFT JOIN {q(GatewayAudience._meta.db_table)} sa ON sa.{q('user_id')} = st.{q('user_id')} "
+        f"WHERE st.id = %s AND (sa.{q('audience')} = {column} OR (sa.id IS NULL AND {column} = %s)))"
+    )
+
+
+def _serves_params(token_id: uuid.UUID) -> list[Any]:
+    from accounts.models import ApiToken
+
+    return [ApiToken._meta.pk.get_db_prep_value(token_id, connection), settings.MANDATE_DEFAULT_AUDIENCE]
+
+
+_CALLER_AUDIENCES_SQL = None
+
+
+def caller_audiences(token_id: uuid.UUID, now: datetime) -> tuple[bool, frozenset[str]]:
+    """For a batch: whether the API token may still ask, and the audiences its user declared
+    (empty: the default only), in one statement."""
+    global _CALLER_AUDIENCES_SQL
+    if _CALLER_AUDIENCES_SQL is None:
+        from accounts.models import ApiToken, GatewayAudience
+
+        q = connection.ops.quote_name
+        _CALLER_AUDIENCES_SQL = (
+            f"SELECT 0, CASE WHEN {_caller_sql()} THEN 'yes' ELSE 'no' END "  # noqa: S608 - names from the models
+            f"UNION ALL SELECT 1, sa.{q('audience')} FROM {q(GatewayAudience._meta.db_table)} sa "
+            f"JOIN {q(ApiToken._meta.db_table)} st ON st.{q('user_id')} = sa.{q('user_id')} WHERE st.id = %s"
+        )
+    params = [*_caller_params(token_id, now), _serves_params(token_id)[0]]
+    with connection.cursor() as cursor:
+        cursor.execute(_CALLER_AUDIENCES_SQL, params)
+        rows = cursor.fetchall()
+    allowed = any(kind == 0 and value == "yes" for kind, value in rows)
+    return allowed, frozenset(value for kind, value in rows if kind == 1)
+
+
+def serves(declared: frozenset[str], audience: str) -> bool:
+    """Whether a gateway that declared ``declared`` serves ``audience`` (none declared: the default)."""
+    return audience in declared if declared else audience == settings.MANDATE_DEFAULT_AUDIENCE
+
+
 def _caller_params(token_id: uuid.UUID, now: datetime) -> list[Any]:
     from accounts.models import ApiToken
     from accounts.roles import GATEWAY, IDENTITY_ADMIN
@@ -271,29 +326,39 @@ def caller_may_ask(token_id: uuid.UUID, now: datetime) -> bool:
 
 def load_credential_for(
     jti: str, *, caller_token_id: uuid.UUID, now: datetime
-) -> tuple[Credential | None, bool | None]:
+) -> tuple[Credential | None, bool | None, bool | None]:
     """``load_credential`` plus, in the same statement, whether the asking API token may still ask
-    (None when no credential row came back to carry the answer)."""
+    and whether its user serves the credential's audience (both None when no credential row came
+    back to carry the answers)."""
     if connection.vendor != "postgresql":
+        column = f"{connection.ops.quote_name(Credential._meta.db_table)}.{connection.ops.quote_name('audience')}"
         credential = (
             Credential.objects.select_related("instance__agent", "envelope")
             # Names from the models, values as parameters.
-            .annotate(caller_ok=RawSQL(_caller_sql(), _caller_params(caller_token_id, now)))  # noqa: S611
+            .annotate(
+                caller_ok=RawSQL(_caller_sql(), _caller_params(caller_token_id, now)),  # noqa: S611
+                audience_ok=RawSQL(_serves_sql(column), _serves_params(caller_token_id)),  # noqa: S611
+            )
             .filter(jti=jti)
             .first()
         )
-        return credential, (bool(credential.caller_ok) if credential is not None else None)
+        if credential is None:
+            return None, None, None
+        return credential, bool(credential.caller_ok), bool(credential.audience_ok)
     global _LOAD_WITH_CALLER
     sql, models = _load_statement()
     if _LOAD_WITH_CALLER is None:
         select, _, rest = sql.partition(" FROM ")
-        _LOAD_WITH_CALLER = f"{select}, {_caller_sql()} FROM {rest} = %s"
+        column = f"c.{connection.ops.quote_name('audience')}"
+        _LOAD_WITH_CALLER = f"{select}, {_caller_sql()}, {_serves_sql(column)} FROM {rest} = %s"
     with prepared_cursor() as cursor:
-        cursor.execute(_LOAD_WITH_CALLER, [*_caller_params(caller_token_id, now), jti])
+        cursor.execute(
+            _LOAD_WITH_CALLER, [*_caller_params(caller_token_id, now), *_serves_params(caller_token_id), jti]
+        )
         row = cursor.fetchone()
     if row is None:
-        return None, None
-    return _build(row[:-1], models), bool(row[-1])
+        return None, None, None
+    return _build(row[:-2], models), bool(row[-2]), bool(row[-1])
 
 
 def _build(row: tuple, models: list[tuple[Any, ...]]) -> Credential:
@@ -349,8 +414,12 @@ def _check_loaded(
     until_budget: bool = False,
     context: dict | None = None,
     policy: Policy | None = None,
+    audience_ok: bool | None = None,
 ) -> _Outcome:
     """The checks after verification, in contract order, against the loaded credential. Reads only.
+
+    ``audience_ok``: whether the asking gateway serves the credential's audience (None: not asked,
+    for callers inside Mandate that act for no gateway).
 
     With ``until_budget`` it stops before the budget: reason ``""`` means every check so far passed,
     and the caller (a batch, which counts its own budget) decides budget and guardrails."""
@@ -364,6 +433,11 @@ def _check_loaded(
         out.reason, out.detail = TOKEN_REVOKED, f"the credential was revoked: {credential.revoke_reason or 'revoked'}"
     elif credential.status == Credential.Status.EXPIRED or credential.expires_at <= now:
         out.reason, out.detail = TOKEN_EXPIRED, "the credential has expired"
+    elif audience_ok is False:
+        out.reason, out.detail = (
+            AUDIENCE_MISMATCH,
+            f"the credential is for {credential.audience[:200]!r}, an audience this gateway does not serve",
+        )
     elif instance.status != Instance.Status.ACTIVE:
         out.reason, out.detail = INSTANCE_INACTIVE, f"instance is {instance.status}"
     elif instance.agent.status != Agent.Status.ACTIVE:
@@ -428,11 +502,21 @@ def _check(
     verified = _identify(token, subject)
     if isinstance(verified, _Outcome):
         return verified
+    audience_ok: bool | None = None
     if caller_token_id is None:
         credential, caller_ok = load_credential(verified.jti), None
     else:
-        credential, caller_ok = load_credential_for(verified.jti, caller_token_id=caller_token_id, now=now)
-    out = _check_loaded(verified, credential, scope=scope, resource=resource, now=now, context=context, policy=policy)
+        credential, caller_ok, audience_ok = load_credential_for(verified.jti, caller_token_id=caller_token_id, now=now)
+    out = _check_loaded(
+        verified,
+        credential,
+        scope=scope,
+        resource=resource,
+        now=now,
+        context=context,
+        policy=policy,
+        audience_ok=audience_ok,
+    )
     out.caller_ok = caller_ok
     return out
 
@@ -615,6 +699,23 @@ def _refuse_unless_caller_may_ask(caller_token_id: uuid.UUID | None, now: dateti
         raise CallerRefused("the API token may no longer ask for decisions")
 
 
+def _served_by_caller(caller_token_id: uuid.UUID | None, now: datetime) -> frozenset[str] | None:
+    """For a batch or a search: refuse a caller that may no longer ask, else the audiences it
+    declared (None: no caller, no audience check) — one statement."""
+    if caller_token_id is None:
+        return None
+    allowed, declared = caller_audiences(caller_token_id, now)
+    if not allowed:
+        raise CallerRefused("the API token may no longer ask for decisions")
+    return declared
+
+
+def _audience_ok(declared: frozenset[str] | None, credential: Credential | None) -> bool | None:
+    if declared is None or credential is None:
+        return None
+    return serves(declared, credential.audience)
+
+
 def decide(
     *,
     token: object,
@@ -748,7 +849,7 @@ def decide_batch(
     batch is written: one UPDATE per envelope (actions taken, drift) and one INSERT for every
     event. Committed before it returns, so no answer leaves unrecorded."""
     now = now or timezone.now()
-    _refuse_unless_caller_may_ask(caller_token_id, now)  # one statement per batch
+    declared = _served_by_caller(caller_token_id, now)  # one statement per batch
     policy = active_policy()
     verified = [_identify(call.token, call.subject) if call is not None else None for call in calls]
     loaded = load_credentials(sorted({v.jti for v in verified if isinstance(v, VerifiedToken)}))
@@ -760,9 +861,16 @@ def decide_batch(
         if isinstance(ident, _Outcome):
             outs.append(ident)  # the token's verification ended the checks
             continue
+        credential = loaded.get(ident.jti)
         outs.append(
             _check_loaded(
-                ident, loaded.get(ident.jti), scope=call.scope, resource=call.resource, now=now, until_budget=True
+                ident,
+                credential,
+                scope=call.scope,
+                resource=call.resource,
+                now=now,
+                until_budget=True,
+                audience_ok=_audience_ok(declared, credential),
             )
         )
     concerned = sorted(
@@ -924,7 +1032,7 @@ def allowed_scopes(
     """The scopes a full decision on ``resource`` would allow right now (every check, guardrails
     and budget included), in the envelope's order. Decides nothing, records nothing, spends nothing."""
     now = now or timezone.now()
-    _refuse_unless_caller_may_ask(caller_token_id, now)
+    declared = _served_by_caller(caller_token_id, now)
     verified = _identify(token, subject)
     if isinstance(verified, _Outcome):
         return []
@@ -937,7 +1045,14 @@ def allowed_scopes(
         scope
         for scope in candidates
         if _check_loaded(
-            verified, credential, scope=scope, resource=resource, now=now, context=context or {}, policy=policy
+            verified,
+            credential,
+            scope=scope,
+            resource=resource,
+            now=now,
+            context=context or {},
+            policy=policy,
+            audience_ok=_audience_ok(declared, credential),
         ).allow
     ]
 

@@ -36,13 +36,13 @@ def live_envelope(owner, admin):
 
 @pytest.fixture
 def mint():
-    def _mint(envelope, *, scopes=None, minutes=5, now=None):
+    def _mint(envelope, *, scopes=None, minutes=5, now=None, audience="mandate"):
         now = now or timezone.now()
         return mint_credential(
             instance=envelope.instance,
             envelope=envelope,
             scopes=list(scopes or envelope.scopes),
-            audience="mandate",
+            audience=audience,
             expires_at=now + timedelta(minutes=minutes),
             now=now,
         )

@@ -1,4 +1,5 @@
-"""``manage.py add_user USERNAME --role ROLE [--role ROLE] [--email E]``: create or update a person."""
+"""``manage.py add_user USERNAME --role ROLE [--role ROLE] [--email E] [--audience URI ...]``: create or
+update a person; ``--audience`` (repeatable, gateways only) sets exactly the audiences a gateway serves."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import getpass
 import os
 import sys
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from accounts.roles import ALL_ROLES
-from accounts.services import set_user_roles
+from accounts.roles import ALL_ROLES, GATEWAY
+from accounts.services import set_gateway_audiences, set_user_roles
 from audit import services as audit
+from core.errors import DomainError
 
 
 class Command(BaseCommand):
@@ -30,8 +33,18 @@ class Command(BaseCommand):
             "--role", action="append", required=True, choices=ALL_ROLES, dest="roles", help="repeat for several roles"
         )
         parser.add_argument("--email", default=None)
+        parser.add_argument(
+            "--audience",
+            action="append",
+            dest="audiences",
+            default=None,
+            help="an audience this gateway serves (repeat for several; exactly these afterwards). "
+            "Without it a new gateway serves the deployment's default audience and an existing one keeps its own.",
+        )
 
-    def handle(self, *args, username: str, roles: list[str], email: str | None, **options):
+    def handle(self, *args, username: str, roles: list[str], email: str | None, audiences: list[str] | None, **options):
+        if audiences is not None and GATEWAY not in roles:
+            raise CommandError("--audience is for users with the gateway role")
         User = get_user_model()
         actor = audit.Actor.system("manage.py add_user")
         password = os.environ.get("MANDATE_PASSWORD") or None
@@ -62,11 +75,21 @@ class Command(BaseCommand):
                     after={"username": username, "email": user.email},
                 )
             changed = set_user_roles(user=user, roles=roles, actor=actor)
+            served = None
+            if audiences is not None:
+                try:
+                    served = set_gateway_audiences(user=user, audiences=audiences, actor=actor)
+                except DomainError as exc:
+                    raise CommandError(f"--audience: {exc.message}") from None
         verb = "created" if created else "updated"
         roles_text = ", ".join(sorted(set(roles)))
         self.stdout.write(
             f"{verb} {username} with role(s) {roles_text}" + ("" if changed or created else " (roles unchanged)")
         )
+        if served is not None:
+            self.stdout.write(
+                f"{username} serves: {', '.join(served) or settings.MANDATE_DEFAULT_AUDIENCE + ' (default)'}"
+            )
 
     def _validate(self, password: str, user) -> None:
         try:
