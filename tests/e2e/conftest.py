@@ -23,7 +23,10 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API leaves its event loop marked as running on this
+# thread while it is open, and any later test in the same process that calls asyncio.run() (the SDK's
+# async tests, the MCP gateway's) would fail with "cannot be called from a running event loop".
+@pytest.fixture(scope="module")
 def browser():
     if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed")

@@ -14,6 +14,9 @@ from accounts.sessions import AUTH_TIME_KEY
 from tests.e2e.conftest import PASSWORD
 from tests.helpers.factories import make_agent, make_envelope, make_instance
 
+# The button's accessible name is "Approve envelope '<intent>'"; an intent may itself say "approve".
+APPROVE = re.compile(r"^Approve\b")
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -31,7 +34,7 @@ def test_a_high_risk_approval_waits_for_a_fresh_sign_in(sign_in, live_server, ad
     expect(page.locator(".step-up-notice")).to_contain_text("needs a sign-in within the last 5 minutes")
     row = page.locator(f"#env-{envelope.id}")
     row.get_by_label(re.compile("Comment on")).fill("amounts capped")
-    row.get_by_role("button", name="Approve").click()
+    row.get_by_role("button", name=APPROVE).click()
     expect(row).to_contain_text("needs a sign-in within the last 5 minutes")
     assert envelope.approvals.count() == 0
 
@@ -42,6 +45,6 @@ def test_a_high_risk_approval_waits_for_a_fresh_sign_in(sign_in, live_server, ad
     expect(page.locator(".step-up-notice")).to_have_count(0)
     row = page.locator(f"#env-{envelope.id}")
     row.get_by_label(re.compile("Comment on")).fill("amounts capped")
-    row.get_by_role("button", name="Approve").click()
+    row.get_by_role("button", name=APPROVE).click()
     expect(row).to_contain_text("1 of 2")
     assert envelope.approvals.count() == 1
