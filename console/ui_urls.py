@@ -3,6 +3,7 @@
 from django.urls import path
 
 from console.views import activity, agents, approvals, audit, auth, dashboard, envelopes, lockouts, people, tokens
+from console.views import lifecycle as lifecycle_pages
 
 urlpatterns = [
     path("", dashboard.dashboard, name="dashboard"),
@@ -15,6 +16,10 @@ urlpatterns = [
     path("approvals/<uuid:pk>/approve", approvals.approve, name="approval-approve"),
     path("approvals/<uuid:pk>/deny", approvals.deny, name="approval-deny"),
     path("agents/", agents.agent_list, name="agents"),
+    path("register-agent/", lifecycle_pages.agent_register, name="agent-register"),
+    path("agents/<slug:slug>/instances/new", lifecycle_pages.instance_register, name="instance-register"),
+    path("instances/<uuid:pk>/change", lifecycle_pages.instance_lifecycle, name="instance-lifecycle"),
+    path("credentials/<str:jti>/revoke", lifecycle_pages.credential_revoke, name="credential-revoke"),
     path("agents/<slug:slug>/", agents.agent_detail, name="agent-page"),
     path("agents/<slug:slug>/<str:verb>", agents.agent_lifecycle, name="agent-lifecycle"),
     path("my-agents/", agents.my_agents, name="my-agents"),
