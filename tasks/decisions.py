@@ -37,6 +37,7 @@ call.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -579,6 +580,13 @@ _EVENT_COLUMNS = (
 )
 
 
+def _sql_word(value: str) -> str:
+    """A constant of ours (a state, a kind, a reason code) as an SQL string literal."""
+    if not re.fullmatch(r"[a-z_]+", value):
+        raise ValueError(f"not a plain word: {value!r}")
+    return f"'{value}'"
+
+
 def _take_action_and_record(event: ActivityEvent, now: datetime) -> tuple[str, int | None]:
     """PostgreSQL: take one action and insert the decision's event in ONE statement — one round trip,
     one commit. The event's ``allow``/``reason`` come from whether the conditional update matched,
@@ -589,17 +597,21 @@ def _take_action_and_record(event: ActivityEvent, now: datetime) -> tuple[str, i
         envelopes = connection.ops.quote_name(TaskEnvelope._meta.db_table)
         events = connection.ops.quote_name(ActivityEvent._meta.db_table)
         columns = ", ".join(_EVENT_COLUMNS)
-        # Table and column names come from the models; every value is a parameter.
+        # Table and column names come from the models, the states and reason codes from their
+        # constants (fixed words, checked below); every value from a request is a parameter.
+        live = ", ".join(_sql_word(state) for state in TaskEnvelope.LIVE_STATES)
         _DECIDE_AND_RECORD_SQL = (
             f"WITH taken AS (UPDATE {envelopes} SET actions_used = actions_used + 1 "  # noqa: S608
-            "  WHERE id = %(envelope)s AND actions_used < max_actions AND state IN ('approved', 'active')"
+            f"  WHERE id = %(envelope)s AND actions_used < max_actions AND state IN ({live})"
             "  AND expires_at > %(now)s RETURNING actions_used, max_actions), "
             "outcome AS (SELECT EXISTS (SELECT 1 FROM taken) AS allowed, "
-            "  (SELECT state IN ('approved', 'active') AND expires_at > %(now)s "
+            f"  (SELECT state IN ({live}) AND expires_at > %(now)s "
             f"FROM {envelopes} WHERE id = %(envelope)s) AS live), "
             f"recorded AS (INSERT INTO {events} ({columns}) "
-            "  SELECT 'decision', %(agent)s, %(instance)s, %(envelope)s, %(jti)s, %(scope)s, %(resource)s, o.allowed, "
-            "  CASE WHEN o.allowed THEN 'ok' WHEN o.live THEN 'budget_exhausted' ELSE 'envelope_inactive' END, "
+            f"  SELECT {_sql_word(ActivityEvent.Kind.DECISION)}, %(agent)s, %(instance)s, %(envelope)s, %(jti)s, "
+            "  %(scope)s, %(resource)s, o.allowed, "
+            f"  CASE WHEN o.allowed THEN {_sql_word(OK)} WHEN o.live THEN {_sql_word(BUDGET_EXHAUSTED)} "
+            f"ELSE {_sql_word(ENVELOPE_INACTIVE)} END, "
             "  '', false, %(policy_version)s, %(details)s::jsonb, %(now)s, %(now)s, %(reported_by)s FROM outcome o "
             "  RETURNING id, allow, reason) "
             "SELECT r.id, r.reason, t.actions_used, t.max_actions FROM recorded r LEFT JOIN taken t ON true"
