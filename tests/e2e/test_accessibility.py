@@ -28,6 +28,8 @@ ADMIN_PAGES = [
     "/my-agents/",
     "/envelopes/new/",
     "/sign-in-lockouts/",
+    "/register-agent/",
+    "/agents/invoice-triage/instances/new",
 ]
 
 
