@@ -17,11 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.test import override_settings
 from mandate_sdk import Credentials
 from mcp import ClientSession, McpError
 from mcp.client.streamable_http import streamable_http_client
 
-from accounts.services import create_api_token
+from accounts.services import create_api_token, set_gateway_audiences
 from tasks.lifecycle import revoke_envelope
 from tasks.models import ActivityEvent, TaskEnvelope
 from tests.helpers.factories import make_agent, make_envelope, make_instance
@@ -164,8 +165,12 @@ def wait_until_serving(process: subprocess.Popen, url: str) -> None:
 
 
 @pytest.fixture
-def running(tmp_path, mandate, gateway_token):
+def running(tmp_path, mandate, gateway, gateway_token):
     port = free_port()
+    # The gateway serves its own resource: decisions for credentials minted for anything else are
+    # denied audience_mismatch. (Plain http on a loopback address is accepted in development only.)
+    with override_settings(DEBUG=True):
+        set_gateway_audiences(user=gateway, audiences=[f"http://127.0.0.1:{port}/mcp"], actor=gateway)
     process = start_gateway(write_config(tmp_path, mandate, port), gateway_token)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -177,12 +182,18 @@ def running(tmp_path, mandate, gateway_token):
 
 
 @pytest.fixture
-def agent(owner, admin, mandate):
+def agent(owner, admin, mandate, running):
     instance = make_instance(make_agent(owner))
-    envelope = approve(
-        make_envelope(instance, scopes=("github:write",), resources=("repo:acme/*",), max_actions=5), admin
-    )
-    return instance, envelope
+    # Approved for this MCP server's resource (and another service's, to show the gateway refusing it).
+    with override_settings(DEBUG=True):
+        envelope = make_envelope(
+            instance,
+            scopes=("github:write",),
+            resources=("repo:acme/*",),
+            max_actions=5,
+            audiences=[f"{running}/mcp", "https://tools.example.test"],
+        )
+    return instance, approve(envelope, admin)
 
 
 def credential(mandate, agent, audience: str) -> str:

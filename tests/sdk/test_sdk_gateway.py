@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from mandate_sdk import AsyncGateway, Credentials, Evaluation, Gateway, InvalidCredential, JwksVerifier, MandateError
 
-from accounts.services import create_api_token
+from accounts.services import create_api_token, set_gateway_audiences
 from audit.services import Actor
 from identities.keys import rotate_signing_key
 from tasks.lifecycle import revoke_envelope
@@ -32,6 +32,7 @@ def public_url(settings, live_server):
 
 @pytest.fixture
 def gateway_token(gateway):
+    set_gateway_audiences(user=gateway, audiences=[AUDIENCE], actor=gateway)  # the service it guards
     return create_api_token(user=gateway, actor=gateway, name="gate").secret
 
 
