@@ -94,3 +94,30 @@ class GatewayAudience(models.Model):
 
     def __str__(self) -> str:
         return self.audience
+
+
+class AdminGrant(models.Model):
+    """A request to make someone an identity admin. Widening who may approve is itself approved:
+    by an identity admin other than the one who asked and other than the person concerned."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        DENIED = "denied", "Denied"
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="admin_grants")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True)
+    decided_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            # At most one open request per person, even when two admins ask at once.
+            models.UniqueConstraint(fields=["user"], condition=models.Q(state="pending"), name="admin_grant_one_open"),
+        ]
+
+    def __str__(self) -> str:
+        return f"identity-admin for {self.user_id} ({self.state})"

@@ -14,12 +14,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from accounts.models import ApiToken, SignInSession
+from accounts import admin_grants
+from accounts.models import AdminGrant, ApiToken, SignInSession
 from accounts.roles import ALL_ROLES, IDENTITY_ADMIN
 from accounts.services import revoke_api_token
 from accounts.sessions import deactivate_person, end_sessions, open_sessions
 from console.views._common import console_view, done, refused
-from core.errors import ValidationFailed
+from core.errors import DomainError, ValidationFailed
 
 PEOPLE_LIMIT = 500
 
@@ -70,8 +71,15 @@ def people_list(request):
 @console_view(IDENTITY_ADMIN)
 def person_detail(request, pk: int):
     person = get_object_or_404(_people(), pk=pk)
+    grant = (
+        AdminGrant.objects.filter(user=person, state=AdminGrant.State.PENDING).select_related("requested_by").first()
+    )
     context = {
         "row": _row(person),
+        "all_roles": ALL_ROLES,
+        "grant": grant,
+        "grant_block": admin_grants.grant_refusal(grant=grant, actor=request.user) if grant else None,
+        "sso": admin_grants.managed_by_sso(person),
         "sessions": list(open_sessions(person)[:100]),
         "tokens": list(ApiToken.objects.filter(user=person).order_by("-created_at")[:200]),
     }
@@ -120,3 +128,35 @@ def person_token_revoke(request, pk: int, token: str):
         raise Http404 from None
     revoke_api_token(token=api_token, actor=request.user, request=request, reason="revoked by an identity admin")
     return done(request, reverse("person-page", args=[person.pk]), f"Token “{api_token.name}” revoked.")
+
+
+@require_POST
+@console_view(IDENTITY_ADMIN)
+def person_roles(request, pk: int):
+    """Set a person's roles (accounts.admin_grants.change_roles): identity-admin is requested, not
+    given, and waits for a second admin; SSO-managed roles and the last admin are refused there."""
+    person = get_object_or_404(get_user_model(), pk=pk)
+    page = reverse("person-page", args=[person.pk])
+    try:
+        grant = admin_grants.change_roles(
+            user=person, roles=request.POST.getlist("roles"), actor=request.user, request=request
+        )
+    except DomainError as exc:
+        return refused(request, page, exc)
+    note = " Making them an identity admin waits for another admin's approval." if grant else ""
+    return done(request, page, f"Roles of {person.get_username()} saved.{note}")
+
+
+@require_POST
+@console_view(IDENTITY_ADMIN)
+def person_admin_grant(request, pk: int):
+    person = get_object_or_404(get_user_model(), pk=pk)
+    page = reverse("person-page", args=[person.pk])
+    grant = get_object_or_404(AdminGrant, user=person, state=AdminGrant.State.PENDING)
+    approve = request.POST.get("decision") == "approve"
+    try:
+        admin_grants.decide_admin_grant(grant=grant, actor=request.user, approve=approve, request=request)
+    except DomainError as exc:
+        return refused(request, page, exc)
+    verdict = "is now an identity admin" if approve else "will not be an identity admin"
+    return done(request, page, f"{person.get_username()} {verdict}.")
