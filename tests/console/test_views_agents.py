@@ -202,3 +202,13 @@ def test_the_agents_list_sorts_by_its_columns_and_says_when_it_is_filtered(signe
     filtered = client.get("/agents/?q=bot").content.decode()
     assert "Filtered:" in filtered and "slug or name contains “bot”" in filtered and "2 shown" in filtered
     assert "No agents match these filters." in client.get("/agents/?q=zzz").content.decode()
+
+
+def test_the_agents_list_query_count_is_pinned(signed_in, admin, owner, django_assert_max_num_queries):
+    from tests.helpers.factories import make_agent as agent
+
+    for n in range(12):
+        agent(owner, slug=f"pinned-{n}")
+    client = signed_in(admin)
+    with django_assert_max_num_queries(8):
+        assert client.get("/agents/?sort=-registered&q=pinned").status_code == 200
