@@ -32,6 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+from limits import use_bench_limits  # noqa: E402
+
 PYTHON = sys.executable
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -468,6 +470,7 @@ def wait_ready(port: int, timeout: float = 30.0) -> None:
 
 
 def main() -> None:
+    use_bench_limits()  # thousands of mints per envelope; the servers inherit the environment
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measured phase (default 8)")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes (default 4)")

@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 os.environ.setdefault("MANDATE_TESTING", "1")
+sys.path.insert(0, str(ROOT / "bench"))
+from limits import use_bench_limits  # noqa: E402
+
+use_bench_limits()  # the rounds mint hundreds under one envelope; the cap would refuse the 11th
 BATCH = 50  # evaluations per AuthZEN batch, as the goal counts them
 
 

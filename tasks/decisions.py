@@ -56,7 +56,7 @@ from prometheus_client import Counter
 from audit import services as audit
 from core.oauth_errors import TokenRejected
 from core.scrub import scrub
-from core.sql import prepared_cursor
+from core.sql import insert_returning_ids, prepared_cursor
 from identities.models import Agent, Credential, Instance
 from identities.tokens import VerifiedToken, verify_access_token
 from tasks.lifecycle import revoke_envelope
@@ -925,7 +925,7 @@ def decide_batch(
                 if budget.drifted:
                     changes.update(drift_count=F("drift_count") + budget.drifted, last_drift_at=now)
                 TaskEnvelope.objects.filter(pk=envelope_id).update(**changes)
-        ActivityEvent.objects.bulk_create(events)
+        insert_returning_ids(events, _EVENT_COLUMNS)
     answered = [
         d if d is None or e is None else replace(d, decision_id=e.id) for d, e in _pair_with_events(answered, events)
     ]

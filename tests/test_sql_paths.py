@@ -141,3 +141,42 @@ def test_a_transaction_lock_is_held_by_the_transaction_that_took_it():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
                 assert cursor.fetchone()[0] == 1
+
+
+def test_insert_returning_ids_stores_the_same_rows_and_sets_every_id_either_way(owner):
+    instance = make_instance(make_agent(owner))
+    now = timezone.now()
+    columns = ("kind", "agent_id", "instance_id", "jti", "scope", "allow", "reason", "details", "occurred_at")
+
+    def events():
+        return [
+            ActivityEvent(
+                kind=ActivityEvent.Kind.DECISION,
+                agent_id=instance.agent_id if n % 2 else None,
+                instance_id=instance.id if n % 2 else None,
+                jti=f"jti-{n}",
+                scope="github:read",
+                allow=bool(n % 2),
+                reason="ok" if n % 2 else "token_invalid",
+                details={"context": {"n": n, "nested": [n, {"k": "v"}]}} if n else {},
+                occurred_at=now,
+                recorded_at=now,
+            )
+            for n in range(5)
+        ]
+
+    def run(portable: bool):
+        def inner():
+            made = events()
+            every = [f.attname for f in ActivityEvent._meta.concrete_fields if not f.primary_key]
+            sql.insert_returning_ids(made, every, portable=portable)
+            stored = {e.id: e for e in ActivityEvent.objects.filter(id__in=[m.id for m in made])}
+            assert len(stored) == 5 and all(not m._state.adding for m in made)
+            return [tuple(getattr(stored[m.id], c) for c in columns) for m in made]
+
+        return _rolled_back(inner)
+
+    results = [run(portable) for portable in both_paths()]
+    assert [row[3] for row in results[0]] == [f"jti-{n}" for n in range(5)]  # each id is its own row's
+    assert results[0][2][7] == {"context": {"n": 2, "nested": [2, {"k": "v"}]}}
+    assert all(result == results[0] for result in results)
