@@ -165,12 +165,18 @@ def wait_until_serving(process: subprocess.Popen, url: str) -> None:
 
 
 @pytest.fixture
-def running(tmp_path, mandate, gateway, gateway_token):
+def port(gateway):
+    """The gateway's port; the gateway's API token serves its resource URL as an audience (decisions
+    for credentials minted for anything else are denied audience_mismatch). Plain http on a loopback
+    address is accepted in development only."""
     port = free_port()
-    # The gateway serves its own resource: decisions for credentials minted for anything else are
-    # denied audience_mismatch. (Plain http on a loopback address is accepted in development only.)
     with override_settings(DEBUG=True):
         set_gateway_audiences(user=gateway, audiences=[f"http://127.0.0.1:{port}/mcp"], actor=gateway)
+    return port
+
+
+@pytest.fixture
+def running(tmp_path, mandate, gateway_token, port):
     process = start_gateway(write_config(tmp_path, mandate, port), gateway_token)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -182,7 +188,7 @@ def running(tmp_path, mandate, gateway, gateway_token):
 
 
 @pytest.fixture
-def agent(owner, admin, mandate, running):
+def agent(owner, admin, mandate, port):
     instance = make_instance(make_agent(owner))
     # Approved for this MCP server's resource (and another service's, to show the gateway refusing it).
     with override_settings(DEBUG=True):
@@ -191,7 +197,7 @@ def agent(owner, admin, mandate, running):
             scopes=("github:write",),
             resources=("repo:acme/*",),
             max_actions=5,
-            audiences=[f"{running}/mcp", "https://tools.example.test"],
+            audiences=[f"http://127.0.0.1:{port}/mcp", "https://tools.example.test"],
         )
     return instance, approve(envelope, admin)
 

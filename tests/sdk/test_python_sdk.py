@@ -136,3 +136,39 @@ def test_the_token_command_mints_and_prints_the_credential(live_server, register
     assert (
         Credential.objects.get().jti == jwt.decode(printed["access_token"], options={"verify_signature": False})["jti"]
     )
+
+
+def test_the_register_command_registers_the_key_with_the_owners_token(
+    live_server, owner, tmp_path, capsys, monkeypatch
+):
+    from accounts.services import create_api_token
+    from identities.models import Instance
+
+    agent = make_agent(owner)
+    key_path = tmp_path / "instance-key.pem"
+    key = generate_key(key_path)
+    monkeypatch.setenv("MANDATE_API_TOKEN", create_api_token(user=owner, actor=owner).secret)
+
+    argv = ["register", "--url", live_server.url, "--agent", agent.slug, "--key", str(key_path), "--label", "w1"]
+    assert cli(argv) == 0
+
+    printed = json.loads(capsys.readouterr().out)
+    instance = Instance.objects.get(pk=printed["id"])
+    assert printed["spiffe_id"] == instance.spiffe_id and instance.public_jwk == public_jwk(key)
+    assert instance.label == "w1"
+
+
+def test_the_register_command_wants_the_token_from_the_environment(live_server, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MANDATE_API_TOKEN", raising=False)
+    generate_key(tmp_path / "k.pem")
+
+    assert cli(["register", "--url", live_server.url, "--agent", "a", "--key", str(tmp_path / "k.pem")]) == 2
+    assert "MANDATE_API_TOKEN" in capsys.readouterr().err
+
+
+def test_the_token_command_prints_a_refusal_and_fails(live_server, registered, capsys):
+    instance, envelope, key_path = registered
+    argv = ["token", "--url", live_server.url, "--spiffe-id", instance.spiffe_id, "--key", str(key_path)]
+
+    assert cli([*argv, "--envelope", str(envelope.id), "--scope", "github:admin"]) == 1
+    assert "invalid_scope" in capsys.readouterr().err

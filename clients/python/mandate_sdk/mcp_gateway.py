@@ -376,10 +376,13 @@ def build_app(config: Config) -> Starlette:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mandate-mcp-gateway", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="the gateway's TOML file")
+    parser.add_argument("--mandate-url", help="Mandate's URL, instead of the file's [mandate] url")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         config = Config.load(args.config)
+        if args.mandate_url:
+            config.mandate_url = args.mandate_url.rstrip("/")
     except ConfigError as wrong:
         print(f"mandate-mcp-gateway: {wrong}", file=sys.stderr)
         return 2
