@@ -10,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+import types
 
 import httpx
 import jwt
@@ -197,8 +198,17 @@ def test_delegation_the_envelope_does_not_allow_is_refused(live_server, owner_to
     assert not Credential.objects.filter(instance=child_instance).exists()
 
 
+@pytest.fixture
+def one_rate_window(monkeypatch):
+    """Rate limits count in fixed windows of wall time: keep this test inside one of them."""
+    from core import ratelimit
+
+    frozen = time.time()
+    monkeypatch.setattr(ratelimit, "time", types.SimpleNamespace(time=lambda: frozen))
+
+
 def test_slow_down_keeps_the_cached_credential_and_waits_out_retry_after_when_nothing_is_cached(
-    live_server, registered, settings
+    live_server, registered, settings, one_rate_window
 ):
     settings.MANDATE_RATE_TOKEN_PER_CLIENT = 1
     clock = Clock(time.time())
@@ -221,7 +231,9 @@ def test_slow_down_keeps_the_cached_credential_and_waits_out_retry_after_when_no
     assert len(waits) == 1 and 0 < waits[0] <= 60 and Credential.objects.count() == 2
 
 
-def test_a_long_retry_after_with_nothing_cached_is_raised_not_waited(live_server, registered, settings):
+def test_a_long_retry_after_with_nothing_cached_is_raised_not_waited(
+    live_server, registered, settings, one_rate_window
+):
     settings.MANDATE_RATE_TOKEN_PER_CLIENT = 1
     credentials(live_server, registered).token()
     waits = []
