@@ -101,6 +101,7 @@ def mandate(live_server, settings):
     host, port = live_server.thread.host, live_server.thread.port
     proxy = TcpProxy((host, port))
     settings.MANDATE_PUBLIC_URL = proxy.url  # the credentials' iss, the discovery document's URLs
+    settings.DEBUG = True  # the gateway's resource URL is plain http on loopback, as in development
     yield proxy
     proxy.cut()
 

@@ -226,7 +226,7 @@ def test_slow_down_keeps_the_cached_credential_and_waits_out_retry_after_when_no
         waits.append(seconds)
         settings.MANDATE_RATE_TOKEN_PER_CLIENT = 100  # as if the minute had passed
 
-    fresh = credentials(live_server, registered, sleep=sleep)
+    fresh = credentials(live_server, registered, sleep=sleep, max_wait=60)
     assert fresh.token() != first.access_token
     assert len(waits) == 1 and 0 < waits[0] <= 60 and Credential.objects.count() == 2
 
