@@ -111,7 +111,7 @@ def gateway_token(gateway):
     return create_api_token(user=gateway, actor=gateway, name="mcp").secret
 
 
-def write_config(tmp_path, mandate, port, *, unmapped=False, hide_unmapped=False) -> Path:
+def write_config(tmp_path, mandate, port, *, unmapped=False, hide_unmapped=False, upstream_url=None) -> Path:
     tools = {
         "list_issues": ("github:read", "repo:{owner}/{repo}"),
         "create_issue": ("github:write", "repo:{owner}/{repo}"),
@@ -121,6 +121,11 @@ def write_config(tmp_path, mandate, port, *, unmapped=False, hide_unmapped=False
         del tools["delete_repo"]
     rules = "".join(
         f'\n[tools.{name}]\nscope = "{scope}"\nresource = "{resource}"\n' for name, (scope, resource) in tools.items()
+    )
+    upstream = (
+        f'url = "{upstream_url}"'
+        if upstream_url
+        else f'command = ["{sys.executable}", "{SAMPLE}"]\nenv = {{ SAMPLE_MCP_LOG = "{tmp_path / "upstream.log"}" }}'
     )
     path = tmp_path / "gateway.toml"
     path.write_text(
@@ -134,8 +139,7 @@ resource = "http://127.0.0.1:{port}/mcp"
 hide_unmapped = {"true" if hide_unmapped else "false"}
 
 [upstream]
-command = ["{sys.executable}", "{SAMPLE}"]
-env = {{ SAMPLE_MCP_LOG = "{tmp_path / "upstream.log"}" }}
+{upstream}
 {rules}"""
     )
     return path
@@ -330,3 +334,41 @@ def test_the_gateway_refuses_to_start_with_an_unmapped_upstream_tool_unless_told
     finally:
         hidden.terminate()
         hidden.wait(timeout=20)
+
+
+def test_a_streamable_http_upstream_is_proxied_the_same_way(tmp_path, mandate, gateway_token, agent, port):
+    upstream_port = free_port()
+    upstream = subprocess.Popen(
+        [sys.executable, str(SAMPLE), "--http", str(upstream_port)],
+        env={**os.environ, "SAMPLE_MCP_LOG": str(tmp_path / "upstream.log")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    gateway = None
+    try:
+        for _ in range(300):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", upstream_port), timeout=1):
+                break
+            time.sleep(0.1)
+        config = write_config(tmp_path, mandate, port, upstream_url=f"http://127.0.0.1:{upstream_port}/mcp")
+        gateway = start_gateway(config, gateway_token)
+        wait_until_serving(gateway, f"http://127.0.0.1:{port}")
+        token = credential(mandate, agent, f"http://127.0.0.1:{port}/mcp")
+
+        result = asyncio.run(
+            with_session(
+                f"http://127.0.0.1:{port}",
+                token,
+                lambda s: s.call_tool("create_issue", {"owner": "acme", "repo": "api", "title": "over http"}),
+            )
+        )
+        refused = refusal(f"http://127.0.0.1:{port}", token, "delete_repo", {"owner": "acme", "repo": "api"})
+    finally:
+        for process in (gateway, upstream):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=20)
+
+    assert not result.isError and "over http" in result.content[0].text
+    assert refused.error.data["reason"] == "scope_not_granted"
+    assert [call["tool"] for call in upstream_calls(tmp_path)] == ["create_issue"]

@@ -1,4 +1,5 @@
-"""A sample MCP server (stdio) with three GitHub-like tools, to put behind mandate-mcp-gateway.
+"""A sample MCP server with three GitHub-like tools, to put behind mandate-mcp-gateway: stdio, or
+streamable HTTP on 127.0.0.1:PORT/mcp with ``--http PORT``.
 
 It does nothing real: each tool answers what it would have done. With SAMPLE_MCP_LOG set, each call
 it receives is appended to that file as one JSON line (what the gateway's tests read to prove that a
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from mcp.server.fastmcp import FastMCP
 
@@ -44,4 +46,8 @@ def delete_repo(owner: str, repo: str) -> str:
 
 
 if __name__ == "__main__":
-    server.run()  # stdio
+    if sys.argv[1:2] == ["--http"]:  # --http PORT: streamable HTTP on 127.0.0.1:PORT/mcp instead of stdio
+        server.settings.port = int(sys.argv[2])
+        server.run("streamable-http")
+    else:
+        server.run()  # stdio
