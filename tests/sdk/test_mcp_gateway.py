@@ -372,3 +372,16 @@ def test_a_streamable_http_upstream_is_proxied_the_same_way(tmp_path, mandate, g
     assert not result.isError and "over http" in result.content[0].text
     assert refused.error.data["reason"] == "scope_not_granted"
     assert [call["tool"] for call in upstream_calls(tmp_path)] == ["create_issue"]
+
+
+def test_reported_arguments_keep_their_shape_but_not_their_secrets():
+    from mandate_sdk.mcp_gateway import scrub
+
+    reported = scrub({"owner": "acme", "author": "ada", "apiKey": "k-1", "nested": {"Password": "p", "n": [1]}})
+
+    assert reported == {
+        "owner": "acme",
+        "author": "ada",
+        "apiKey": "[scrubbed]",
+        "nested": {"Password": "[scrubbed]", "n": [1]},
+    }

@@ -58,7 +58,10 @@ logger = logging.getLogger("mandate_sdk.mcp_gateway")
 DENIED = -32001
 UNAVAILABLE = -32002
 BAD_ARGUMENTS = -32602
-_SECRET_NAME = re.compile(r"pass(word)?|secret|token|key|credential|auth|cookie|session", re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"passw(or)?d|passphrase|secret|token|api[-_]?key|private[-_]?key|credential|authorization|cookie|session",
+    re.IGNORECASE,
+)
 
 
 class ConfigError(Exception):
