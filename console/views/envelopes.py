@@ -23,6 +23,7 @@ from identities.selectors import credentials_for, instances_for
 from tasks import lifecycle, services
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy
+from tasks.resources import is_unbounded
 from tasks.selectors import activity_for, envelopes_for
 
 RECENT_ACTIVITY = 50
@@ -112,15 +113,18 @@ def error_summary(error: DomainError | None) -> dict | None:
 
 
 def suspicious_patterns(resources: list[str]) -> list[str]:
-    """Resource patterns that are probably a slip: repeated wildcards ('repo:acme/***' matches what
-    'repo:acme/*' does, and reads as if it meant more), or a pattern matching every resource."""
+    """Resource patterns that are probably a slip: three or more wildcards in a row ('repo:acme/***'
+    matches what 'repo:acme/**' does, and reads as if it meant more), or a pattern that matches
+    every resource, or every resource of a type (the same reading of a pattern as the risk rule's)."""
     warnings = []
     for pattern in resources:
-        if "**" in pattern:
-            tidy = re.sub(r"\*{2,}", "*", pattern)
+        if "***" in pattern:
+            tidy = re.sub(r"\*{3,}", "**", pattern)
             warnings.append(f"“{pattern}” repeats a wildcard; it matches exactly what “{tidy}” matches.")
-        elif pattern == "*" or pattern.endswith(":*"):
-            warnings.append(f"“{pattern}” matches every resource{' of that kind' if pattern != '*' else ''}.")
+        elif is_unbounded(pattern):
+            kind, colon, _name = pattern.partition(":")
+            of_type = f" of type {kind}" if colon and "*" not in kind else ""
+            warnings.append(f"“{pattern}” matches every resource{of_type}.")
     return warnings
 
 

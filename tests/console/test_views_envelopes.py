@@ -68,11 +68,31 @@ def test_suspicious_resource_patterns_are_questioned_before_the_request(signed_i
     response = client.post("/envelopes/new/", _form(instance, resources="repo:acme/***"))
     page = response.content.decode()
     assert response.status_code == 400 and not TaskEnvelope.objects.exists()
-    assert "“repo:acme/***” repeats a wildcard; it matches exactly what “repo:acme/*” matches." in page
+    assert "“repo:acme/***” repeats a wildcard; it matches exactly what “repo:acme/**” matches." in page
     assert 'name="confirm_patterns"' in page and "repo:acme/***" in page  # what was typed is kept
     confirmed = client.post("/envelopes/new/", _form(instance, resources="repo:acme/***", confirm_patterns="1"))
     assert confirmed.status_code == 302
     assert TaskEnvelope.objects.get().resources == ["repo:acme/***"]
+
+
+@pytest.mark.parametrize(
+    ("resources", "warning"),
+    [
+        ("**", "“**” matches every resource."),
+        ("*:**", "“*:**” matches every resource."),
+        ("repo:**", "“repo:**” matches every resource of type repo."),
+        ("repo:*", "“repo:*” matches every resource of type repo."),
+        ("repo:acme/**", None),  # '**' is its own wildcard (it crosses '/'), not a slip
+        ("repo:acme/*", None),
+    ],
+)
+def test_a_pattern_is_questioned_for_what_it_can_match(signed_in, owner, instance, resources, warning):
+    response = signed_in(owner).post("/envelopes/new/", _form(instance, resources=resources))
+    if warning is None:
+        assert response.status_code == 302 and TaskEnvelope.objects.get().resources == [resources]
+    else:
+        assert response.status_code == 400 and warning in response.content.decode()
+        assert not TaskEnvelope.objects.exists()
 
 
 def test_the_request_form_keeps_what_was_typed_after_an_error(signed_in, owner, instance):
