@@ -280,6 +280,9 @@ def test_admins_and_auditors_read_the_running_policy(client, request, who):
     assert active_policy().version in body
     assert "guardrails.cedar" in body and "prod-secrets-need-ticket" in body
     assert "None: the files on disk load cleanly." in body
+    # Every limit in human units, never raw seconds like 28800.
+    assert "A request waits for approval at most" in body and "An instance silent this long is stale" in body
+    assert "<td>28800</td>" not in body and "<td>15 min</td>" in body
 
 
 @pytest.mark.django_db
