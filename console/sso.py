@@ -53,12 +53,11 @@ from django.views.decorators.http import require_POST
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
-from accounts.models import SignInSession
+from accounts.models import ExternalAccount, SignInSession
 from accounts.roles import ALL_ROLES
 from accounts.sessions import end_sessions, forget_session, record_sign_in, withdraw_access
 from audit import services as audit
 from identities.keys import decrypt_private_key, encrypt_private_key
-from identities.models_oidc import ExternalAccount
 
 logger = logging.getLogger(__name__)
 

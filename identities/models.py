@@ -378,4 +378,4 @@ class UsedAssertion(models.Model):
         return self.key
 
 
-from identities.models_oidc import ExternalAccount, TrustedIssuer  # noqa: E402,F401
+from identities.models_oidc import TrustedIssuer  # noqa: E402,F401

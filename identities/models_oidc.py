@@ -1,4 +1,4 @@
-"""Trusted OpenID Connect workload issuers, and the people who sign in through an OpenID provider.
+"""Trusted OpenID Connect workload issuers.
 
 A ``TrustedIssuer`` is an outside token issuer (a Kubernetes cluster, GitHub Actions, a cloud's
 workload identity) whose signed tokens Mandate accepts as proof that a workload is a given agent:
@@ -66,32 +66,3 @@ class TrustedIssuer(models.Model):
             "rules": self.rules,
             "enabled": self.enabled,
         }
-
-
-class ExternalAccount(models.Model):
-    """A person's account at the single sign-on provider, linked by (issuer, subject) — never by
-    e-mail, which a provider may let people change."""
-
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_account")
-    issuer = models.CharField(max_length=500)
-    subject = models.CharField(max_length=255)
-    # The roles the provider's claims granted at the last sign-in (the ones SSO manages).
-    roles = models.JSONField(default=list)
-    last_login_at = models.DateTimeField(null=True, blank=True)
-    # Set when a sign-in was refused by the provider's claims and the account deactivated for it;
-    # only such an account is reactivated when the provider lets the person in again.
-    refused_at = models.DateTimeField(null=True, blank=True)
-    # The provider's latest refresh token (MultiFernet-encrypted, like signing keys), with which the
-    # person is re-validated on a cadence while they have open sessions or API tokens; "" when the
-    # provider issues none (their sessions then simply end when the re-validation window closes).
-    refresh_token_encrypted = models.TextField(blank=True, default="")
-    # When the provider last confirmed this person (sign-in or refresh).
-    validated_at = models.DateTimeField(null=True, blank=True)
-
-    audit_type = "external_account"
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["issuer", "subject"], name="external_account_unique")]
-
-    def __str__(self) -> str:
-        return f"{self.subject}@{self.issuer}"

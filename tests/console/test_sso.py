@@ -16,9 +16,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import SuspiciousOperation
 
+from accounts.models import ExternalAccount
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from audit.models import AuditEvent
-from identities.models_oidc import ExternalAccount
 from tests.helpers.oidc import enable_sso
 
 pytestmark = pytest.mark.django_db

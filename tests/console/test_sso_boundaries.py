@@ -15,11 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.exceptions import SuspiciousOperation
 from django.utils import timezone
 
-from accounts.models import ApiToken, SignInSession
+from accounts.models import ApiToken, ExternalAccount, SignInSession
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from accounts.services import create_api_token
 from audit.models import AuditEvent
-from identities.models_oidc import ExternalAccount
 from tests.helpers.oidc import enable_sso
 
 pytestmark = pytest.mark.django_db

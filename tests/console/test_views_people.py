@@ -8,10 +8,9 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from accounts.models import ApiToken, SignInSession
+from accounts.models import ApiToken, ExternalAccount, SignInSession
 from accounts.services import create_api_token
 from audit.models import AuditEvent
-from identities.models_oidc import ExternalAccount
 
 pytestmark = pytest.mark.django_db
 

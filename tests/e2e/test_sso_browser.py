@@ -22,11 +22,10 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.test import Client
 from django.utils import timezone
 
-from accounts.models import ApiToken, SignInSession
+from accounts.models import ApiToken, ExternalAccount, SignInSession
 from accounts.roles import AGENT_OWNER, IDENTITY_ADMIN
 from accounts.services import create_api_token
 from audit.models import AuditEvent
-from identities.models_oidc import ExternalAccount
 from tests.helpers.oidc import enable_sso
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -305,8 +304,8 @@ def _disable(accounts_file, username):
 def test_a_person_disabled_at_the_provider_loses_session_and_tokens_at_the_next_revalidation(
     offline_sso, sso_sign_in, accounts_file, live_server
 ):
+    from accounts.models import ExternalAccount
     from console.sso import revalidate_due_accounts
-    from identities.models_oidc import ExternalAccount
 
     page = sso_sign_in("olga", "olga-pw")
     olga = get_user_model().objects.get(username="olga")
@@ -337,7 +336,7 @@ def test_an_open_session_past_its_window_is_re_checked_with_the_provider_on_the_
     state["validated_at"] = time.time() - 3600
     session["mandate_sso"] = state
     session.save()
-    from identities.models_oidc import ExternalAccount
+    from accounts.models import ExternalAccount
 
     ExternalAccount.objects.filter(user__username="olga").update(validated_at=timezone.now() - timedelta(hours=1))
     page.goto(f"{live_server.url}/")  # still accepted: re-checked quietly, the page is served
