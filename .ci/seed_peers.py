@@ -1,5 +1,6 @@
 """Seed two agent owners as peers, each with an API token, an agent, an instance, an envelope and
-a credential, for the fuzzer and the isolation check. Writes their tokens and ids as JSON.
+a credential, for the fuzzer and the isolation check, and an identity admin with an API token (the
+fuzzer runs as both). Writes their tokens and ids as JSON.
 
     DATABASE_URL=... python .ci/seed_peers.py out.json
 """
@@ -95,7 +96,11 @@ def seed(username: str, admin) -> dict:
 
 def main() -> None:
     admin = user("ci-admin", IDENTITY_ADMIN)
-    peers = {"a": seed("alice", admin), "b": seed("bob", admin)}
+    peers = {
+        "a": seed("alice", admin),
+        "b": seed("bob", admin),
+        "admin": {"username": admin.username, "token": token(admin)},
+    }
     Path(sys.argv[1]).write_text(json.dumps(peers, indent=2))
     print(f"seeded peers alice and bob ({peers['a']['agent']}, {peers['b']['agent']})")
 

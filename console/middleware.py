@@ -1,3 +1,4 @@
+import functools
 import re
 import time
 import uuid
@@ -5,6 +6,8 @@ import uuid
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import SESSION_KEY, logout
+from django.http import JsonResponse
+from django.urls import Resolver404, resolve
 
 from accounts.sessions import forget_session, mark_session_used, session_has_ended
 from core.request_id import reset_request_id, set_request_id
@@ -76,4 +79,48 @@ class SessionLifetimeMiddleware:
                     messages.info(request, text)
             else:
                 mark_session_used(session, now=now, idle=idle, lifetime=lifetime)
+        return self.get_response(request)
+
+
+@functools.lru_cache(maxsize=2048)  # the hot paths (decisions, events) resolve once per process
+def allowed_methods(path: str) -> tuple[str, ...] | None:
+    """The methods the view at ``path`` answers, or None when it says nothing (plain views refuse
+    for themselves) or nothing is there."""
+    try:
+        func = resolve(path).func
+    except Resolver404:
+        return None
+    explicit = getattr(func, "allowed_methods", None)
+    if explicit is not None:
+        return tuple(explicit)
+    actions = getattr(func, "actions", None)  # a DRF viewset route: only the mapped methods
+    if actions is not None:
+        methods = [m.upper() for m in actions]
+    elif hasattr(func, "cls") and hasattr(func.cls, "http_method_names"):
+        methods = [m.upper() for m in func.cls.http_method_names if m != "options" and hasattr(func.cls, m)]
+    else:
+        return None
+    if "GET" in methods and "HEAD" not in methods:
+        methods.append("HEAD")
+    return (*methods, "OPTIONS")
+
+
+class UndeclaredMethodMiddleware:
+    """A method an API URL does not have (TRACE, PUT on a collection…) is a 405 naming the ones it
+    has in ``Allow``, before authentication: the method is wrong whoever asks."""
+
+    PREFIXES = ("/api/", "/access/")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info.startswith(self.PREFIXES):
+            allowed = allowed_methods(request.path_info)
+            if allowed is not None and request.method not in allowed:
+                response = JsonResponse(
+                    {"detail": f'Method "{request.method}" not allowed.', "code": "method_not_allowed"}, status=405
+                )
+                response["Allow"] = ", ".join(allowed)
+                return response
         return self.get_response(request)

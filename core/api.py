@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import django_filters
+from django.core.validators import RegexValidator
 from django.http import Http404
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.routers import DynamicRoute, SimpleRouter
@@ -63,6 +65,12 @@ class StrictUUIDField(serializers.UUIDField):
         return super().to_internal_value(data)
 
 
+def typed_json(schema: dict, **kwargs) -> serializers.JSONField:
+    """A JSONField (the service checks the value and names the field) documented with ``schema``."""
+    field_class = extend_schema_field(schema)(type("TypedJSONField", (serializers.JSONField,), {}))
+    return field_class(**kwargs)
+
+
 class StrictSerializer(serializers.Serializer):
     """An input serializer that refuses fields it does not know, naming them."""
 
@@ -72,6 +80,37 @@ class StrictSerializer(serializers.Serializer):
             if unknown:
                 raise serializers.ValidationError({key[:100]: ["unknown field"] for key in unknown})
         return super().to_internal_value(data)
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """Tells the OpenAPI document what StrictSerializer does: no fields beyond those described."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        if direction == "request":
+            schema["additionalProperties"] = False
+            for name, field in self.target.fields.items():
+                prop = schema.get("properties", {}).get(name)
+                if prop is None or "$ref" in prop:
+                    continue
+                if isinstance(field, serializers.ListField | serializers.ListSerializer) and not field.allow_empty:
+                    prop.setdefault("minItems", 1)  # DRF: "This list may not be empty."
+        return schema
+
+
+_NOT_BLANK = RegexValidator(r"\S", "may not be blank")
+
+
+def text_field(*, max_length: int, **kwargs) -> StrictCharField:
+    """A required string with something in it besides spaces (documented as a pattern)."""
+    return StrictCharField(max_length=max_length, validators=[_NOT_BLANK], **kwargs)
+
+
+class RequiredCommentSerializer(StrictSerializer):
+    comment = text_field(max_length=2000, help_text="required here: say why")
 
 
 class ReasonSerializer(StrictSerializer):

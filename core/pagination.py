@@ -37,6 +37,8 @@ class NewestFirstCursorPagination(_StrictPageSize, CursorPagination):
     ordering = "-id"
 
     def decode_cursor(self, request):
+        if request.query_params.get(self.cursor_query_param) == "":
+            raise ValidationError({self.cursor_query_param: ["empty; leave the parameter out for the first page"]})
         try:
             return super().decode_cursor(request)
         except NotFound as exc:

@@ -198,7 +198,7 @@ def validate_batch(events: object, *, reporter: Reporter, now: datetime) -> tupl
         if unknown:
             raise _bad(index, sorted(unknown)[0], "unknown field")
         kind = event.get("kind")
-        if kind not in REPORTED_KINDS:
+        if not isinstance(kind, str) or kind not in REPORTED_KINDS:
             raise _bad(index, "kind", "one of tool_call, secret_access, privilege_escalation")
         scope = _text(event, index, "scope", 130)
         resource = _text(event, index, "resource", 512)

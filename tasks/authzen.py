@@ -48,8 +48,11 @@ class Malformed(Exception):
         self.message = message
 
 
+_MISSING = object()  # an optional member left out (null is not leaving it out: the schema says object)
+
+
 def _object(value, field: str, *, required: bool = True) -> dict | None:
-    if value is None and not required:
+    if value is _MISSING and not required:
         return None
     if not isinstance(value, dict):
         raise Malformed(field, "an object" if required else "an object, or leave it out")
@@ -80,14 +83,14 @@ def read_subject(value, field: str = "subject") -> tuple[str, str]:
 
 def read_action(value, field: str = "action") -> str:
     action = _object(value, field)
-    _object(action.get("properties"), f"{field}.properties", required=False)
+    _object(action.get("properties", _MISSING), f"{field}.properties", required=False)
     return _string(action.get("name"), f"{field}.name", max_length=130)
 
 
 def read_resource(value, field: str = "resource") -> str:
     """The resource string ``type:id``."""
     resource = _object(value, field)
-    _object(resource.get("properties"), f"{field}.properties", required=False)
+    _object(resource.get("properties", _MISSING), f"{field}.properties", required=False)
     kind = _string(resource.get("type"), f"{field}.type", max_length=100)
     identifier = _string(resource.get("id"), f"{field}.id", max_length=511, allow_empty=True)
     joined = f"{kind}:{identifier}"
@@ -97,7 +100,7 @@ def read_resource(value, field: str = "resource") -> str:
 
 
 def read_context(value, field: str = "context") -> dict:
-    if value is None:
+    if value is _MISSING:
         return {}
     context = _object(value, field)
     if context:
@@ -125,7 +128,7 @@ def read_evaluation(body, *, defaults: dict | None = None, prefix: str = "") -> 
         subject=spiffe_id,
         scope=read_action(merged["action"], f"{prefix}action"),
         resource=read_resource(merged["resource"], f"{prefix}resource"),
-        context=read_context(merged.get("context"), f"{prefix}context"),
+        context=read_context(merged.get("context", _MISSING), f"{prefix}context"),
     )
 
 
@@ -141,7 +144,7 @@ def read_evaluations(body) -> Batch | Call:
     """An Access Evaluations request. Without an ``evaluations`` array it is a single evaluation
     (the specification's backwards-compatible form) and a ``Call`` is returned."""
     request = _object(body, "body")
-    options = _object(request.get("options"), "options", required=False) or {}
+    options = _object(request.get("options", _MISSING), "options", required=False) or {}
     semantic = options.get("evaluations_semantic", EXECUTE_ALL)
     if not isinstance(semantic, str) or semantic not in SEMANTICS:
         raise Malformed("options.evaluations_semantic", "one of " + ", ".join(SEMANTICS))
@@ -166,7 +169,7 @@ def read_action_search(body) -> tuple[str, str, str, dict]:
     """An Action Search request: ``(spiffe id, credential, resource string, context)``."""
     request = _object(body, "body")
     spiffe_id, token = read_subject(request.get("subject"))
-    return spiffe_id, token, read_resource(request.get("resource")), read_context(request.get("context"))
+    return spiffe_id, token, read_resource(request.get("resource")), read_context(request.get("context", _MISSING))
 
 
 # --- answers ---------------------------------------------------------------------------------------

@@ -188,8 +188,14 @@ class AuditViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     @extend_schema(
         summary="Signed audit checkpoints, newest first (for auditors: verify them with the audit keys)",
         parameters=[
-            OpenApiParameter("after", OpenApiTypes.INT, description="Only checkpoints with a greater seq."),
-            OpenApiParameter("limit", OpenApiTypes.INT, description="At most this many (1-500, default 100)."),
+            OpenApiParameter(
+                "after", {"type": "integer", "minimum": 0}, description="Only checkpoints with a greater seq."
+            ),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": 500},
+                description="At most this many (1-500, default 100).",
+            ),
         ],
         responses={200: CheckpointSerializer(many=True), **errors(400, 403)},
     )

@@ -3,13 +3,15 @@ read. Writes go through ``identities/oidc.py`` (validated, audited)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+import django_filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.roles import AUDITOR, IDENTITY_ADMIN, has_role
-from core.api import StrictSerializer, errors
+from core.api import StrictFilterSet, StrictSerializer, errors, typed_json
 from identities import oidc
 from identities.models_oidc import TrustedIssuer
 
@@ -48,34 +50,84 @@ class IssuerSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+_URL = {"type": "string", "minLength": 1, "maxLength": 500, "format": "uri"}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": r"\S"}
+_AUDIENCE = {"type": "string", "minLength": 1, "maxLength": 500}
+_JWKS = {
+    "type": "object",
+    "nullable": True,
+    "properties": {"keys": {"type": "array", "minItems": 1, "items": {"type": "object"}}},
+    "required": ["keys"],
+}
+_RULES = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 100,
+    "items": {
+        "type": "object",
+        "properties": {
+            "agent": {"type": "string", "pattern": r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"},
+            "claims": {
+                "type": "object",
+                "minProperties": 1,
+                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 500},
+            },
+        },
+        "required": ["agent", "claims"],
+        "additionalProperties": False,
+    },
+}
+_DISCOVERY = {**_URL, "minLength": 0, "nullable": True}
+
+
 class IssuerCreateSerializer(StrictSerializer):
     # Types and shapes are checked by the service (it names the field); here only presence.
-    name = serializers.JSONField()
-    issuer = serializers.JSONField(
-        help_text="The exact `iss` of the workload tokens (https to a public address; see MANDATE_OUTBOUND_ALLOW)."
+    name = typed_json(_NAME)
+    issuer = typed_json(
+        _URL,
+        help_text="The exact `iss` of the workload tokens (https to a public address; see MANDATE_OUTBOUND_ALLOW).",
     )
-    discovery_url = serializers.JSONField(
-        required=False, default="", help_text="Default: <issuer>/.well-known/openid-configuration."
+    discovery_url = typed_json(
+        _DISCOVERY,
+        required=False,
+        default="",
+        allow_null=True,
+        help_text="Default: <issuer>/.well-known/openid-configuration.",
     )
-    jwks = serializers.JSONField(required=False, default=None, help_text="A pinned JWK Set instead of discovery.")
-    audience = serializers.JSONField(help_text="The audience the tokens must carry.")
-    rules = serializers.JSONField(help_text='[{"agent": "<slug>", "claims": {"sub": "system:serviceaccount:ns:*"}}]')
-    enabled = serializers.JSONField(required=False, default=True)
+    jwks = typed_json(
+        _JWKS, required=False, default=None, allow_null=True, help_text="A pinned JWK Set instead of discovery."
+    )
+    audience = typed_json(_AUDIENCE, help_text="The audience the tokens must carry.")
+    rules = typed_json(_RULES, help_text='[{"agent": "<slug>", "claims": {"sub": "system:serviceaccount:ns:*"}}]')
+    enabled = typed_json({"type": "boolean"}, required=False, default=True)
 
 
 class IssuerUpdateSerializer(StrictSerializer):
-    name = serializers.JSONField(required=False)
-    issuer = serializers.JSONField(required=False)
-    discovery_url = serializers.JSONField(required=False)
-    jwks = serializers.JSONField(required=False)
-    audience = serializers.JSONField(required=False)
-    rules = serializers.JSONField(required=False)
-    enabled = serializers.JSONField(required=False)
+    name = typed_json(_NAME, required=False)
+    issuer = typed_json(_URL, required=False)
+    discovery_url = typed_json(_DISCOVERY, required=False, allow_null=True)
+    jwks = typed_json(_JWKS, required=False, allow_null=True)
+    audience = typed_json(_AUDIENCE, required=False)
+    rules = typed_json(_RULES, required=False)
+    enabled = typed_json({"type": "boolean"}, required=False)
+
+
+class IssuerFilter(StrictFilterSet):
+    # "true" or "false" exactly; anything else is a 400 rather than no filter at all.
+    enabled = django_filters.TypedChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], coerce=lambda value: value == "true"
+    )
+
+    class Meta:
+        model = TrustedIssuer
+        fields = ["enabled"]
 
 
 @extend_schema_view(
     list=extend_schema(
-        summary="List trusted workload issuers", responses={200: IssuerSerializer(many=True), **errors(403)}
+        summary="List trusted workload issuers",
+        parameters=[OpenApiParameter("enabled", OpenApiTypes.BOOL, description="`true` or `false`")],
+        responses={200: IssuerSerializer(many=True), **errors(403)},
     ),
     retrieve=extend_schema(
         summary="One trusted workload issuer", responses={200: IssuerSerializer, **errors(403, 404)}
@@ -85,7 +137,7 @@ class IssuerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     serializer_class = IssuerSerializer
     permission_classes = [permissions.IsAuthenticated, IssuerPermission]
     queryset = TrustedIssuer.objects.select_related("created_by").order_by("name")
-    filterset_fields = ["enabled"]
+    filterset_class = IssuerFilter
 
     @extend_schema(
         summary="Trust a workload issuer",

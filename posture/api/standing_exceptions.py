@@ -7,6 +7,7 @@ once and never again.
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import permissions, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -16,14 +17,17 @@ from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
 from core.api import (
     CommentSerializer,
     ReasonSerializer,
+    RequiredCommentSerializer,
     StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
     StrictSerializer,
     errors,
+    text_field,
 )
 from identities.models import Agent
 from identities.selectors import agents_for
+from identities.validators import SCOPE_RE
 from posture import standing_exceptions as services
 from posture.models import MAX_EXCEPTION_DAYS, StandingException
 
@@ -36,10 +40,16 @@ class ConsoleRole(permissions.BasePermission):
 
 
 class ExceptionIn(StrictSerializer):
-    vendor = serializers.CharField(max_length=200)
-    justification = serializers.CharField(max_length=4000)
-    compensating_controls = serializers.CharField(max_length=4000)
-    scopes = serializers.ListField(child=serializers.CharField(max_length=130), allow_empty=False, max_length=100)
+    vendor = text_field(max_length=200)
+    justification = text_field(max_length=4000)
+    compensating_controls = text_field(max_length=4000)
+    scopes = serializers.ListField(
+        child=serializers.CharField(
+            max_length=130, validators=[RegexValidator(SCOPE_RE, "not a scope of the form tool:action")]
+        ),
+        allow_empty=False,
+        max_length=100,
+    )
     duration_days = StrictIntegerField(min_value=1, max_value=MAX_EXCEPTION_DAYS)
     recertify_every_days = StrictIntegerField(min_value=1, max_value=MAX_EXCEPTION_DAYS, required=False)
     agent = serializers.SlugField(required=False, allow_null=True, help_text="slug of the agent it serves")
@@ -48,8 +58,8 @@ class ExceptionIn(StrictSerializer):
 
 class RenewIn(StrictSerializer):
     duration_days = StrictIntegerField(min_value=1, max_value=MAX_EXCEPTION_DAYS, required=False)
-    justification = serializers.CharField(max_length=4000, required=False)
-    compensating_controls = serializers.CharField(max_length=4000, required=False)
+    justification = text_field(max_length=4000, required=False)
+    compensating_controls = text_field(max_length=4000, required=False)
 
 
 class RetireReason(ReasonSerializer):
@@ -59,7 +69,7 @@ class RetireReason(ReasonSerializer):
 
 class ExceptionOut(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username", read_only=True)
-    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     requested_by = serializers.CharField(source="requested_by.get_username", read_only=True)
     approved_by = serializers.SerializerMethodField()
     has_secret = serializers.BooleanField(read_only=True)
@@ -175,12 +185,12 @@ class ExceptionViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Re-certify: the owner attests it is still needed",
-        request=CommentSerializer,
+        request=RequiredCommentSerializer,
         responses={200: ExceptionOut, **errors(400, 403, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def recertify(self, request, pk=None):
-        data = CommentSerializer(data=request.data)
+        data = RequiredCommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         exc = services.recertify_exception(
             exception=self.get_object(), actor=request.user, comment=data.validated_data["comment"], request=request

@@ -22,7 +22,10 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class DecisionRequestSerializer(serializers.Serializer):
-    token = serializers.CharField(help_text="the agent's credential (JWT) as presented to the gateway")
+    # An empty or malformed token is a decision (deny, token_invalid), not bad input.
+    token = serializers.CharField(
+        allow_blank=True, help_text="the agent's credential (JWT) as presented to the gateway"
+    )
     scope = serializers.CharField(max_length=130, help_text="the tool scope of the call, e.g. github:write")
     resource = serializers.CharField(
         max_length=512, allow_blank=True, help_text="what the call acts on, e.g. repo:acme/api"
@@ -53,10 +56,8 @@ def parse_decision_request(data) -> dict:
     resource = data.get("resource")
     if not isinstance(resource, str) or len(resource) > 512 or not storable(resource):
         raise ValidationFailed("a resource string of at most 512 characters", field="resource")
-    context = data.get("context")
-    if context is None:
-        context = {}
-    if not isinstance(context, dict):
+    context = data.get("context", {})
+    if not isinstance(context, dict):  # null too: the schema says object, leave it out for none
         raise ValidationFailed("an object", field="context")
     if context:
         text = json_text(context)

@@ -19,6 +19,7 @@ from core.api import (
     UUID_PATH,
     CommentSerializer,
     ReasonSerializer,
+    RequiredCommentSerializer,
     StrictBooleanField,
     StrictCharField,
     StrictFilterSet,
@@ -36,6 +37,10 @@ from tasks.models import Approval, TaskEnvelope
 
 SCOPE_VALIDATOR = RegexValidator(SCOPE_RE, "not a scope of the form tool:action")
 RESOURCE_VALIDATOR = RegexValidator(RESOURCE_RE, "1 to 512 visible characters, no spaces")
+
+
+class DenySerializer(RequiredCommentSerializer):
+    """A denial says why (tasks.services.deny_envelope refuses a blank comment)."""
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
@@ -222,11 +227,11 @@ class EnvelopeViewSet(
         )
         return self._render(envelope)
 
-    @extend_schema(summary="Deny, saying why", request=CommentSerializer, responses=_ONE)
+    @extend_schema(summary="Deny, saying why", request=DenySerializer, responses=_ONE)
     @action(detail=True, methods=["post"])
     def deny(self, request, pk=None):
         envelope = self.get_object()
-        body = CommentSerializer(data=request.data)
+        body = DenySerializer(data=request.data)
         body.is_valid(raise_exception=True)
         envelope = services.deny_envelope(envelope=envelope, actor=request.user, request=request, **body.validated_data)
         return self._render(envelope)

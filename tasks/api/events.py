@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import ApiTokenAuthentication
 from accounts.roles import GATEWAY, IDENTITY_ADMIN, has_role
-from core.api import errors
+from core.api import StrictSerializer, errors
 from core.errors import ValidationFailed
 from core.pagination import NewestFirstCursorPagination
 from tasks.activity import MAX_BATCH, Reporter, ingest_events
@@ -24,7 +24,7 @@ from tasks.models import ActivityEvent
 from tasks.selectors import activity_for
 
 
-class ReportedEventSerializer(serializers.Serializer):
+class ReportedEventSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=["tool_call", "secret_access", "privilege_escalation"])
     scope = serializers.CharField(required=False, max_length=130)
     resource = serializers.CharField(required=False, max_length=512)
@@ -34,14 +34,18 @@ class ReportedEventSerializer(serializers.Serializer):
     token = serializers.CharField(required=False, help_text="the agent's credential; gateways only")
 
 
-class EventBatchSerializer(serializers.Serializer):
-    events = ReportedEventSerializer(many=True, help_text=f"1 to {MAX_BATCH} events")
+class EventBatchSerializer(StrictSerializer):
+    # Documentation only: the view validates by hand (tasks.activity.ingest_events).
+    events = serializers.ListField(
+        child=ReportedEventSerializer(), min_length=1, max_length=MAX_BATCH, help_text=f"1 to {MAX_BATCH} events"
+    )
 
 
 class ActivityEventSerializer(serializers.ModelSerializer):
-    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    instance = serializers.UUIDField(source="instance_id", read_only=True)
-    envelope = serializers.UUIDField(source="envelope_id", read_only=True)
+    # Null on decisions about a credential that named no known agent (an invalid token, say).
+    agent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    instance = serializers.UUIDField(source="instance_id", read_only=True, allow_null=True)
+    envelope = serializers.UUIDField(source="envelope_id", read_only=True, allow_null=True)
 
     class Meta:
         model = ActivityEvent
@@ -92,6 +96,8 @@ class EventIngestView(APIView):
         else:
             raise PermissionDenied("only gateways, identity admins or the agent itself report activity")
         data = request.data
+        if isinstance(data, dict) and data.keys() - {"events"}:
+            raise ValidationFailed("unknown field", field=sorted(data.keys() - {"events"})[0][:100])
         events = data.get("events") if isinstance(data, dict) else None
         accepted = ingest_events(events=events, reporter=reporter)
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)
@@ -128,6 +134,9 @@ class EventListView(generics.ListAPIView):
 
     def get_queryset(self):
         params = self.request.query_params
+        for name in ("agent", "instance", "envelope", "kind", "since"):
+            if params.get(name) == "":  # as core.api.StrictFilterSet: an empty filter is bad input
+                raise ValidationFailed("empty; leave the parameter out to match everything", field=name)
         qs = activity_for(self.request.user)
         agent = params.get("agent")
         if agent:
@@ -151,5 +160,9 @@ class EventListView(generics.ListAPIView):
                 when = datetime.fromisoformat(since.replace(" ", "+"))
             except ValueError:
                 raise ValidationFailed("an ISO 8601 time", field="since") from None
-            qs = qs.filter(occurred_at__gte=when if when.tzinfo else when.replace(tzinfo=UTC))
+            try:  # in UTC: PostgreSQL takes offsets of at most 15:59, Python up to 23:59
+                when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+            except OverflowError:
+                raise ValidationFailed("an ISO 8601 time", field="since") from None
+            qs = qs.filter(occurred_at__gte=when)
         return qs

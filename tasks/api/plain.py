@@ -88,6 +88,7 @@ def plain_endpoint(documented: type, *, max_body: int) -> Callable:
 
         view.cls = documented  # what drf-spectacular reads to describe the endpoint
         view.initkwargs = {}
+        view.allowed_methods = ("POST",)  # console.middleware answers any other with 405
         return view
 
     return wrap

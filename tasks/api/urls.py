@@ -15,10 +15,17 @@ _ingest = EventIngestView.as_view()
 _list = EventListView.as_view()
 
 
+# What both spellings of the events path answer (console.middleware refuses the rest with 405).
+_EVENTS_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+
+
 @csrf_exempt  # each DRF view below does its own authentication and CSRF checks
 def _events(request, *args, **kwargs):
     """Both spellings of the events path: POST reports a batch, anything else reads the record."""
-    return (_ingest if request.method == "POST" else _list)(request, *args, **kwargs)
+    response = (_ingest if request.method == "POST" else _list)(request, *args, **kwargs)
+    if request.method == "OPTIONS":
+        response["Allow"] = ", ".join(_EVENTS_METHODS)
+    return response
 
 
 @csrf_exempt
@@ -29,6 +36,7 @@ def _decisions_alias(request, *args, **kwargs):
 def _documented_as(view, callback):
     """The dispatcher, described to drf-spectacular as ``view`` (it reads ``cls`` and ``initkwargs``)."""
     callback.cls, callback.initkwargs = view.cls, view.initkwargs
+    callback.allowed_methods = _EVENTS_METHODS
     return callback
 
 

@@ -90,9 +90,12 @@ def test_events_accept_a_batch_and_list_the_record_with_and_without_the_trailing
     assert len(listed[0].json()["results"]) == len(listed[1].json()["results"]) >= 2
 
 
-def test_the_schema_still_documents_the_contracts_spelling_only(api_client, admin):
+def test_the_schema_documents_both_methods_on_both_spellings_of_events(api_client, admin):
+    """The server answers both methods on both spellings (and says so in Allow): so does the schema,
+    the contract's spelling first and the other marked as the same operation."""
     paths = api_client.as_user(admin).get("/api/schema/?format=json").json()["paths"]
-    assert set(paths["/api/v1/events"]) == {"post"}
-    assert set(paths["/api/v1/events/"]) == {"get"}
+    assert set(paths["/api/v1/events"]) == set(paths["/api/v1/events/"]) == {"get", "post"}
+    assert paths["/api/v1/events"]["get"]["operationId"].endswith("_alias")
+    assert paths["/api/v1/events/"]["post"]["operationId"].endswith("_alias")
     assert "post" in paths["/api/v1/decisions"]
     assert "/api/v1/decisions/" not in paths
