@@ -73,3 +73,21 @@ def test_a_server_error_keeps_its_traceback():
     handler = _configured_handler()
     assert handler.filter(record)
     assert "Traceback" in handler.format(record) and "RuntimeError: boom" in handler.format(record)
+
+
+def test_a_database_outage_outside_a_view_is_one_line_too():
+    import sys
+
+    from django.db import OperationalError
+
+    try:
+        raise OperationalError("connection refused")
+    except OperationalError:
+        record = logging.LogRecord(
+            "django.request", logging.ERROR, __file__, 1, "Service Unavailable: %s", ("/",), sys.exc_info()
+        )
+    record.status_code = 503
+    handler = _configured_handler()
+    assert handler.filter(record)
+    line = handler.format(record)
+    assert "Traceback" not in line and "Service Unavailable: /" in line
