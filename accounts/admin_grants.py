@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import AdminGrant
+from accounts.models import AdminGrant, ExternalAccount
 from accounts.roles import ALL_ROLES, IDENTITY_ADMIN, is_admin
 from accounts.services import set_user_roles
 from audit import services as audit
@@ -23,8 +23,7 @@ LAST_ADMIN = "the last active identity admin keeps the role; make someone else a
 
 
 def managed_by_sso(user) -> bool:
-    # The link to the provider lives above this layer; its reverse accessor is enough here.
-    return getattr(user, "external_account", None) is not None
+    return ExternalAccount.objects.filter(user=user).exists()
 
 
 def _current(user) -> set[str]:

@@ -4,10 +4,9 @@ roles managed by single sign-on cannot be changed here."""
 import pytest
 from django.test import Client
 
-from accounts.models import AdminGrant
+from accounts.models import AdminGrant, ExternalAccount
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, roles_of
 from audit.models import AuditEvent
-from identities.models_oidc import ExternalAccount
 
 pytestmark = pytest.mark.django_db
 
