@@ -15,7 +15,7 @@ from accounts.permissions import RolePermission
 from accounts.roles import AUDITOR, IDENTITY_ADMIN
 from accounts.selectors import api_tokens_of, gateway_audiences, gateways
 from core.api import UUID_PATH, StrictCharField, StrictIntegerField, StrictSerializer, errors
-from core.audiences import MAX_AUDIENCE_CHARS, MAX_AUDIENCES, default_audience
+from core.audiences import AUDIENCE_VALIDATOR, MAX_AUDIENCE_CHARS, MAX_AUDIENCES, default_audience
 
 
 class ApiTokenSerializer(serializers.ModelSerializer):
@@ -104,7 +104,7 @@ class GatewaySerializer(serializers.Serializer):
 
 class GatewayAudiencesSerializer(StrictSerializer):
     audiences = serializers.ListField(
-        child=StrictCharField(max_length=MAX_AUDIENCE_CHARS),
+        child=StrictCharField(max_length=MAX_AUDIENCE_CHARS, validators=[AUDIENCE_VALIDATOR]),
         max_length=MAX_AUDIENCES,
         allow_empty=True,
         help_text="Exactly the audiences the gateway serves from now on: absolute https URLs (http only on a "

@@ -14,12 +14,15 @@ import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 
 from core.errors import ValidationFailed
 
 MAX_AUDIENCES = 20
 MAX_AUDIENCE_CHARS = 500
-_VISIBLE = re.compile(r"^[\x21-\x7e]{1,500}$")
+AUDIENCE_PATTERN = r"^[\x21-\x7e]{1,500}$"  # stated in the OpenAPI document too
+_VISIBLE = re.compile(AUDIENCE_PATTERN)
+AUDIENCE_VALIDATOR = RegexValidator(AUDIENCE_PATTERN, "1 to 500 visible characters, no spaces")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 

@@ -28,7 +28,7 @@ from core.api import (
     StrictUUIDField,
     errors,
 )
-from core.audiences import MAX_AUDIENCE_CHARS, MAX_AUDIENCES
+from core.audiences import AUDIENCE_VALIDATOR, MAX_AUDIENCE_CHARS, MAX_AUDIENCES
 from identities import selectors as identity_selectors
 from identities.validators import RESOURCE_RE, SCOPE_RE
 from tasks import lifecycle, selectors, services
@@ -127,7 +127,7 @@ class EnvelopeTermsSerializer(StrictSerializer):
         help_text="Resource patterns such as repo:acme/*.",
     )
     audiences = serializers.ListField(
-        child=StrictCharField(max_length=MAX_AUDIENCE_CHARS),
+        child=StrictCharField(max_length=MAX_AUDIENCE_CHARS, validators=[AUDIENCE_VALIDATOR]),
         min_length=1,
         max_length=MAX_AUDIENCES,
         required=False,
