@@ -162,7 +162,7 @@ def seed(envelopes: int) -> tuple[list[str], str]:
 
     from accounts.models import ApiToken
     from identities import services as ids
-    from identities.tokens import mint_credential
+    from identities.credential_jwt import mint_credential
     from tasks import services
 
     call_command("migrate", verbosity=0)
@@ -299,7 +299,7 @@ def batch(token: str, spiffe_id: str) -> dict:
 
 
 def raw_verification_rate(tokens: list[str], seconds: float) -> float:
-    from identities.tokens import verify_access_token
+    from identities.credential_jwt import verify_access_token
 
     for token in tokens:
         verify_access_token(token)  # load keys
@@ -314,8 +314,8 @@ def event_rows(tokens: list[str], size: int) -> tuple[list[dict], list[tuple]]:
     """A batch as a gateway sends it, and the same rows as the service stores them."""
     from django.utils import timezone
 
+    from identities.credential_jwt import verify_access_token
     from identities.models import Credential
-    from identities.tokens import verify_access_token
 
     now = timezone.now()
     creds = {}

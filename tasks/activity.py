@@ -33,8 +33,8 @@ from core import sql
 from core.errors import ValidationFailed
 from core.oauth_errors import TokenRejected
 from core.scrub import scrub
+from identities.credential_jwt import verify_access_token
 from identities.models import Credential
-from identities.tokens import verify_access_token
 from tasks.decisions import (
     load_credentials,
     record_drift,

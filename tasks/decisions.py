@@ -57,8 +57,8 @@ from audit import services as audit
 from core.oauth_errors import TokenRejected
 from core.scrub import scrub
 from core.sql import insert_returning_ids, prepared_cursor
+from identities.credential_jwt import VerifiedToken, verify_access_token
 from identities.models import Agent, Credential, Instance
-from identities.tokens import VerifiedToken, verify_access_token
 from tasks.lifecycle import revoke_envelope
 from tasks.models import ActivityEvent, TaskEnvelope
 from tasks.policy import Policy, active_policy

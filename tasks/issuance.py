@@ -34,9 +34,9 @@ from core.oauth_errors import (
 )
 from core.sql import PreparedValues, key_shared, model_from, transaction_lock
 from identities.assertions import VerifiedAssertion, consume_assertion
+from identities.credential_jwt import MintedToken, credential_ttl, mint_credential, verify_access_token
 from identities.keys import active_signing_key
 from identities.models import Agent, Credential, Instance
-from identities.tokens import MintedToken, credential_ttl, mint_credential, verify_access_token
 from tasks.lifecycle import activate_on_first_credential
 from tasks.models import TaskEnvelope
 from tasks.policy import active_policy

@@ -45,9 +45,9 @@ from core.oauth_errors import (
 )
 from core.sql import PreparedValues
 from identities.assertions import JWT_BEARER, maybe_purge_used_assertions, verify_client_assertion
+from identities.credential_jwt import VerifiedToken, verify_access_token
 from identities.models import Agent, Credential, Instance, spiffe_id_for
 from identities.oidc import is_workload_assertion, workload_client_assertion
-from identities.tokens import VerifiedToken, verify_access_token
 from identities.validators import is_scope
 from tasks.decisions import verify_token_cached
 from tasks.issuance import delegate_credential, issue_credential

@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from identities.assertions import LEEWAY_SECONDS, MAX_AGE_SECONDS, MAX_LIFETIME_SECONDS
+from identities.credential_jwt import issuer
 from identities.keys import ALGORITHM, REFRESH_HINT_SECONDS, key_set
-from identities.tokens import issuer
 from tasks.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE
 
 

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.utils import timezone
 
 from identities import keys
+from identities.credential_jwt import issuer, mint_credential
 from identities.models import Credential, SigningKey
-from identities.tokens import issuer, mint_credential
 from tests.helpers.oauth import form_post, hs256_token, unsigned_token
 
 pytestmark = pytest.mark.django_db
@@ -222,12 +222,12 @@ def test_a_token_introspected_again_is_not_verified_again_but_revocation_still_c
 ):
     from django.db import transaction
 
-    from identities import tokens
+    from identities import credential_jwt
     from tasks import decisions
     from tasks.lifecycle import revoke_credentials
 
     verifications = []
-    real = tokens.verify_access_token
+    real = credential_jwt.verify_access_token
     monkeypatch.setattr(decisions, "verify_access_token", lambda t: verifications.append(t) or real(t))
     assert introspect(access_token).json()["active"] is True
     assert introspect(access_token).json()["active"] is True

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from identities.tokens import mint_credential
+from identities.credential_jwt import mint_credential
 from tasks import decisions, services
 from tests.helpers.factories import make_agent, make_envelope, make_instance
 

@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from identities.credential_jwt import mint_credential
 from identities.models import Credential
-from identities.tokens import mint_credential
 from tasks import services
 from tests.helpers.factories import make_agent, make_envelope, make_instance
 

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from identities.tokens import mint_credential
+from identities.credential_jwt import mint_credential
 from tasks import decisions, services
 from tasks.models import ActivityEvent, TaskEnvelope
 from tests.helpers.factories import make_agent, make_envelope, make_instance

@@ -1,8 +1,8 @@
-"""Minting and verifying Mandate's access tokens (JWT-SVIDs). PyJWT does the JOSE work.
+"""Minting and verifying credentials, the JWT-SVIDs Mandate issues. PyJWT does the JOSE work.
 
 Header exactly ``alg`` (ES256), ``kid``, ``typ: JWT``; claims ``iss``, ``sub`` (the instance's
 SPIFFE ID), one ``aud``, ``exp``, ``iat``, ``jti``, ``scope``, ``envelope`` and ``act`` when delegated.
-The token is never stored: its Credential row keeps jti, times, scopes and status.
+The JWT is never stored: its Credential row keeps jti, times, scopes and status.
 """
 
 from __future__ import annotations

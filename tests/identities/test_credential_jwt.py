@@ -4,7 +4,7 @@ from django.utils import timezone
 
 from core.oauth_errors import TokenRejected
 from identities import keys
-from identities.tokens import mint_credential, verify_access_token
+from identities.credential_jwt import mint_credential, verify_access_token
 from tasks import services
 from tests.helpers.factories import make_agent, make_envelope, make_instance
 
