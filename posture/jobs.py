@@ -10,8 +10,8 @@ from posture import export, selectors, standing_exceptions
 
 
 @shared_task(ignore_result=True, name="tasks.tasks.expire_due_exceptions")
-def expire_due_exceptions() -> int:
-    return standing_exceptions.expire_due_exceptions()
+def expire_due_standing_exceptions() -> int:
+    return standing_exceptions.expire_due_standing_exceptions()
 
 
 @shared_task(ignore_result=True, name="tasks.tasks.remind_recertifications")

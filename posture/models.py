@@ -18,7 +18,7 @@ from core.errors import InvalidTransition
 from identities.permissions import visible_by
 
 # A standing exception may never be granted for longer than this (a hard expiry of at most 90 days).
-MAX_EXCEPTION_DAYS = 90
+MAX_STANDING_EXCEPTION_DAYS = 90
 
 
 class StandingException(models.Model):
@@ -71,7 +71,7 @@ class StandingException(models.Model):
         db_table = "tasks_standingexception"  # created under the tasks app; the table keeps its name
         ordering = ["-created_at"]
         indexes = [
-            # expire_due_exceptions: approved rows by hard expiry.
+            # expire_due_standing_exceptions: approved rows by hard expiry.
             models.Index(fields=["expires_at"], name="exc_live_exp_idx", condition=Q(status="approved")),
             # remind_recertifications: approved rows by re-certification date.
             models.Index(fields=["recertify_by"], name="exc_live_recert_idx", condition=Q(status="approved")),

@@ -19,7 +19,7 @@ from django.db.models import Count, F, Q, Sum
 from audit.models import AuditChain
 from identities.models import Credential, Instance
 from posture import selectors as posture
-from posture.models import MAX_EXCEPTION_DAYS, StandingException
+from posture.models import MAX_STANDING_EXCEPTION_DAYS, StandingException
 from tasks.models import ActivityEvent, Approval, TaskEnvelope
 
 
@@ -117,7 +117,7 @@ def measure(user, window: posture.Window) -> dict[str, Any]:
         .aggregate(
             open=Count("id"),
             overdue=Count("id", filter=Q(recertify_by__lt=window.until.date())),
-            too_long=Count("id", filter=Q(duration_days__gt=MAX_EXCEPTION_DAYS)),
+            too_long=Count("id", filter=Q(duration_days__gt=MAX_STANDING_EXCEPTION_DAYS)),
         )
     )
     chains = AuditChain.objects.aggregate(chains=Count("key"), rows=Sum("length"))
@@ -223,7 +223,8 @@ CATALOGUE: tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...], tuple[st
     (
         "standing-exceptions",
         "Standing exceptions register",
-        f"Long-lived vendor tokens are approved, justified, re-certified and expire within {MAX_EXCEPTION_DAYS} days.",
+        "Long-lived vendor tokens are approved, justified, re-certified and expire within "
+        f"{MAX_STANDING_EXCEPTION_DAYS} days.",
         ("Identity and privilege abuse", "Agentic supply chain"),
         ("Security and compliance", "Agent ecosystem"),
         ("Govern",),
@@ -365,10 +366,10 @@ def _stale(m: dict, days: int) -> Evidence:
     )
 
 
-def _exceptions(m: dict, days: int) -> Evidence:
+def _standing_exceptions(m: dict, days: int) -> Evidence:
     exc = m["exc"]
     return (
-        f"{exc['open']} approved exceptions, {exc['too_long']} longer than {MAX_EXCEPTION_DAYS} days; "
+        f"{exc['open']} approved exceptions, {exc['too_long']} longer than {MAX_STANDING_EXCEPTION_DAYS} days; "
         f"{exc['overdue']} overdue for re-certification.",
         str(exc["open"]),
         exc["overdue"] == 0 and exc["too_long"] == 0,
@@ -398,7 +399,7 @@ EVIDENCE: dict[str, Callable[[dict, int], Evidence]] = {
     "delegation": _delegation,
     "kill-switch": _kill_switch,
     "stale-orphaned": _stale,
-    "standing-exceptions": _exceptions,
+    "standing-exceptions": _standing_exceptions,
     "audit-trail": _audit_trail,
 }
 

@@ -1,5 +1,5 @@
 """Writes for standing exceptions: request, approve, renew, re-certify, retire, and the two sweeps
-(expire_due_exceptions, remind_recertifications).
+(expire_due_standing_exceptions, remind_recertifications).
 
 A standing exception is the honest record of a persistent vendor token that cannot be short-lived.
 It is approved like an envelope (an identity admin other than the requester), never lasts more than
@@ -26,7 +26,7 @@ from core.errors import InvalidTransition, PermissionDenied, ValidationFailed
 from identities.models import Agent
 from identities.permissions import require_can_manage
 from identities.validators import is_scope
-from posture.models import MAX_EXCEPTION_DAYS, StandingException
+from posture.models import MAX_STANDING_EXCEPTION_DAYS, StandingException
 
 Status = StandingException.Status
 SECRET_PREFIX = "mdx_"
@@ -41,11 +41,11 @@ if TYPE_CHECKING:
 class Requested:
     """A new exception and, when one was asked for, its secret: shown this once, never again."""
 
-    exception: StandingException
+    standing_exception: StandingException
     secret: str | None
 
 
-def exceptions_for(user: User):
+def standing_exceptions_for(user: User):
     """Exceptions the caller may see: admins and auditors all, owners theirs."""
     return StandingException.objects.visible_to(user).select_related("owner", "agent", "requested_by", "approved_by")
 
@@ -88,7 +88,7 @@ def _new_secret() -> tuple[str, str, str]:
 # --- request -------------------------------------------------------------------------------------
 
 
-def request_exception(
+def request_standing_exception(
     *,
     actor: ActorLike,
     vendor,
@@ -115,7 +115,7 @@ def request_exception(
         raise ValidationFailed(f"agent {agent.slug} is retired", field="agent")
     if not isinstance(issue_secret, bool):
         raise ValidationFailed("true or false", field="issue_secret")
-    duration = _days(duration_days, "duration_days", maximum=MAX_EXCEPTION_DAYS)
+    duration = _days(duration_days, "duration_days", maximum=MAX_STANDING_EXCEPTION_DAYS)
     if recertify_every_days is None:
         recertify_every_days = min(DEFAULT_RECERTIFY_DAYS, duration)
     exc = StandingException(
@@ -154,9 +154,9 @@ def _lock(exc: StandingException) -> StandingException:
     return StandingException.objects.select_for_update().select_related("owner").get(pk=exc.pk)
 
 
-def approve_exception(
+def approve_standing_exception(
     *,
-    exception: StandingException,
+    standing_exception: StandingException,
     actor: ActorLike,
     comment: str = "",
     request: RequestLike | None = None,
@@ -168,7 +168,7 @@ def approve_exception(
         raise PermissionDenied("only identity admins approve standing exceptions")
     now = now or timezone.now()
     with transaction.atomic():
-        exc = _lock(exception)
+        exc = _lock(standing_exception)
         if exc.status != Status.PENDING:
             raise InvalidTransition(f"exception is {exc.status}; only pending exceptions can be approved")
         if exc.requested_by_id == actor.pk:
@@ -216,9 +216,9 @@ def _require_owner_or_admin(actor: ActorLike, exc: StandingException, what: str)
     require_can_manage(actor, exc, what, owner="the exception's owner")
 
 
-def recertify_exception(
+def recertify_standing_exception(
     *,
-    exception: StandingException,
+    standing_exception: StandingException,
     actor: ActorLike,
     comment,
     request: RequestLike | None = None,
@@ -226,11 +226,11 @@ def recertify_exception(
 ) -> StandingException:
     """The owner (or an admin) attests the exception is still needed; the next date moves on, never
     past the hard expiry. Re-certifying never extends the expiry: that takes a renewal."""
-    _require_owner_or_admin(actor, exception, "re-certify this exception")
+    _require_owner_or_admin(actor, standing_exception, "re-certify this exception")
     comment = _text(comment, "comment", limit=2000)
     now = now or timezone.now()
     with transaction.atomic():
-        exc = _lock(exception)
+        exc = _lock(standing_exception)
         if exc.status != Status.APPROVED:
             raise InvalidTransition(f"exception is {exc.status}; only approved exceptions are re-certified")
         before = {"recertify_by": exc.recertify_by}
@@ -250,9 +250,9 @@ def recertify_exception(
     return exc
 
 
-def renew_exception(
+def renew_standing_exception(
     *,
-    exception: StandingException,
+    standing_exception: StandingException,
     actor: ActorLike,
     justification=None,
     duration_days=None,
@@ -261,13 +261,13 @@ def renew_exception(
 ) -> Requested:
     """Never extend in place: a renewal is a new pending exception that, once approved, retires this one.
     If this one carried a Mandate-issued secret, the renewal gets a fresh one (rotation)."""
-    _require_owner_or_admin(actor, exception, "renew this exception")
-    exc = StandingException.objects.select_related("agent", "owner").get(pk=exception.pk)
+    _require_owner_or_admin(actor, standing_exception, "renew this exception")
+    exc = StandingException.objects.select_related("agent", "owner").get(pk=standing_exception.pk)
     if exc.status not in StandingException.OPEN_STATES:
         raise InvalidTransition(f"exception is {exc.status}; only open exceptions can be renewed")
     if StandingException.objects.filter(renews=exc).exists():
         raise InvalidTransition("a renewal of this exception exists already")
-    return request_exception(
+    return request_standing_exception(
         actor=actor,
         vendor=exc.vendor,
         justification=justification or exc.justification,
@@ -299,13 +299,13 @@ def _end(
     )
 
 
-def retire_exception(
-    *, exception: StandingException, actor: ActorLike, reason: str = "", request: RequestLike | None = None
+def retire_standing_exception(
+    *, standing_exception: StandingException, actor: ActorLike, reason: str = "", request: RequestLike | None = None
 ) -> StandingException:
     """Withdraw a pending exception or end an approved one; its secret stops being valid at once."""
-    _require_owner_or_admin(actor, exception, "retire this exception")
+    _require_owner_or_admin(actor, standing_exception, "retire this exception")
     with transaction.atomic():
-        exc = _lock(exception)
+        exc = _lock(standing_exception)
         if exc.status == Status.RETIRED:
             return exc
         _end(
@@ -327,7 +327,7 @@ def secret_is_valid(secret: str, *, now: datetime | None = None) -> StandingExce
 # --- sweeps --------------------------------------------------------------------------------------
 
 
-def expire_due_exceptions(now: datetime | None = None) -> int:
+def expire_due_standing_exceptions(now: datetime | None = None) -> int:
     """Expire every approved exception past its hard expiry (its secret stops being valid). Safe to
     run twice or in parallel: each row is claimed under its lock and re-checked."""
     now = now or timezone.now()

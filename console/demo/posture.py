@@ -284,7 +284,7 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
     lifecycle.retire_instance(instance=parent, actor=owner, reason="replaced")
 
     # Standing exceptions: approved, pending, due for re-certification, and one past its hard expiry.
-    crm = exception_services.request_exception(
+    crm = exception_services.request_standing_exception(
         actor=owner,
         agent=agents["expense-review"],
         vendor="Acme CRM webhook",
@@ -294,9 +294,9 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
         duration_days=90,
         recertify_every_days=30,
         issue_secret=True,
-    ).exception
-    exception_services.approve_exception(exception=crm, actor=admin)
-    exception_services.request_exception(
+    ).standing_exception
+    exception_services.approve_standing_exception(standing_exception=crm, actor=admin)
+    exception_services.request_standing_exception(
         actor=owner,
         vendor="Legacy SFTP drop",
         scopes=["github:read"],
@@ -304,7 +304,7 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
         compensating_controls="Read-only; rotated monthly by hand.",
         duration_days=30,
     )
-    due = exception_services.request_exception(
+    due = exception_services.request_standing_exception(
         actor=owner,
         vendor="Payroll export",
         scopes=["jira:read"],
@@ -312,17 +312,17 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
         compensating_controls="Runs from one host.",
         duration_days=60,
         recertify_every_days=5,
-    ).exception
-    exception_services.approve_exception(exception=due, actor=admin2, now=now - timedelta(days=8))
-    old = exception_services.request_exception(
+    ).standing_exception
+    exception_services.approve_standing_exception(standing_exception=due, actor=admin2, now=now - timedelta(days=8))
+    old = exception_services.request_standing_exception(
         actor=owner,
         vendor="Old analytics beacon",
         scopes=["github:read"],
         justification="Vendor sunset pending.",
         compensating_controls="Monitored.",
         duration_days=3,
-    ).exception
-    exception_services.approve_exception(exception=old, actor=admin, now=now - timedelta(days=4))
+    ).standing_exception
+    exception_services.approve_standing_exception(standing_exception=old, actor=admin, now=now - timedelta(days=4))
 
     # The leaver: deactivated; the sweeps flag and pause the agent and expire the old exception.
     leaver.is_active = False
@@ -330,7 +330,7 @@ def seed_posture_demo(*, activity_per_envelope: int = 60, seed: int = 7, stdout=
     from posture.selectors import flag_orphaned_agents
 
     orphaned = flag_orphaned_agents()
-    expired = exception_services.expire_due_exceptions()
+    expired = exception_services.expire_due_standing_exceptions()
     summary = {
         "envelopes": len(envelopes),
         "activity": len(activity),

@@ -185,7 +185,7 @@ def posture_page(request):
             "stale": stale_chart,
         },
         "exceptions": list(
-            exception_services.exceptions_for(user)
+            exception_services.standing_exceptions_for(user)
             .filter(status__in=StandingException.OPEN_STATES)
             .order_by("expires_at")[:10]
         ),
@@ -518,18 +518,20 @@ def exceptions_page(request):
                 errors["agent"] = "no such agent of yours"
         if not errors:
             try:
-                requested = exception_services.request_exception(actor=user, agent=agent, request=request, **fields)
+                requested = exception_services.request_standing_exception(
+                    actor=user, agent=agent, request=request, **fields
+                )
             except DomainError as exc:
                 errors[exc.field or "form"] = exc.message
             else:
                 secret = requested.secret
                 messages.success(
                     request,
-                    f"Standing exception for {requested.exception.vendor} requested; "
+                    f"Standing exception for {requested.standing_exception.vendor} requested; "
                     "an identity admin other than you must approve it.",
                 )
                 form = {}
-    rows = exception_services.exceptions_for(user).order_by("status", "expires_at", "-created_at")
+    rows = exception_services.standing_exceptions_for(user).order_by("status", "expires_at", "-created_at")
     status = request.GET.get("status")
     if status in StandingException.Status.values:
         rows = rows.filter(status=status)
@@ -557,25 +559,31 @@ def exceptions_page(request):
 @require_POST
 @console_view()
 def exception_action(request, pk, verb: str):
-    exc = get_object_or_404(exception_services.exceptions_for(request.user), pk=pk)
+    exc = get_object_or_404(exception_services.standing_exceptions_for(request.user), pk=pk)
     comment = request.POST.get("comment", "")
     secret = None
     try:
         if verb == "approve":
-            exception_services.approve_exception(exception=exc, actor=request.user, comment=comment, request=request)
+            exception_services.approve_standing_exception(
+                standing_exception=exc, actor=request.user, comment=comment, request=request
+            )
         elif verb == "recertify":
-            exception_services.recertify_exception(exception=exc, actor=request.user, comment=comment, request=request)
+            exception_services.recertify_standing_exception(
+                standing_exception=exc, actor=request.user, comment=comment, request=request
+            )
         elif verb == "renew":
             days = request.POST.get("duration_days") or None
-            renewal = exception_services.renew_exception(
-                exception=exc,
+            renewal = exception_services.renew_standing_exception(
+                standing_exception=exc,
                 actor=request.user,
                 request=request,
                 duration_days=int(days) if days and days.isdigit() else (days or None),
             )
             secret = renewal.secret
         elif verb == "retire":
-            exception_services.retire_exception(exception=exc, actor=request.user, reason=comment, request=request)
+            exception_services.retire_standing_exception(
+                standing_exception=exc, actor=request.user, reason=comment, request=request
+            )
         else:
             raise Http404("no such action")
     except DomainError as exc_error:

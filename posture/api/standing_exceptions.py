@@ -29,7 +29,7 @@ from identities.models import Agent
 from identities.selectors import agents_for
 from identities.validators import SCOPE_RE
 from posture import standing_exceptions as services
-from posture.models import MAX_EXCEPTION_DAYS, StandingException
+from posture.models import MAX_STANDING_EXCEPTION_DAYS, StandingException
 
 
 class ConsoleRole(permissions.BasePermission):
@@ -50,14 +50,14 @@ class ExceptionIn(StrictSerializer):
         allow_empty=False,
         max_length=100,
     )
-    duration_days = StrictIntegerField(min_value=1, max_value=MAX_EXCEPTION_DAYS)
-    recertify_every_days = StrictIntegerField(min_value=1, max_value=MAX_EXCEPTION_DAYS, required=False)
+    duration_days = StrictIntegerField(min_value=1, max_value=MAX_STANDING_EXCEPTION_DAYS)
+    recertify_every_days = StrictIntegerField(min_value=1, max_value=MAX_STANDING_EXCEPTION_DAYS, required=False)
     agent = serializers.SlugField(required=False, allow_null=True, help_text="slug of the agent it serves")
     issue_secret = StrictBooleanField(required=False, default=False)
 
 
 class RenewIn(StrictSerializer):
-    duration_days = StrictIntegerField(min_value=1, max_value=MAX_EXCEPTION_DAYS, required=False)
+    duration_days = StrictIntegerField(min_value=1, max_value=MAX_STANDING_EXCEPTION_DAYS, required=False)
     justification = text_field(max_length=4000, required=False)
     compensating_controls = text_field(max_length=4000, required=False)
 
@@ -119,7 +119,7 @@ class ExceptionWithSecretOut(ExceptionOut):
 
 
 def _created(requested: services.Requested) -> Response:
-    body = ExceptionWithSecretOut(requested.exception, context={"secret": requested.secret}).data
+    body = ExceptionWithSecretOut(requested.standing_exception, context={"secret": requested.secret}).data
     response = Response(body, status=status.HTTP_201_CREATED)
     response["Cache-Control"] = "no-store"
     return response
@@ -144,7 +144,7 @@ class ExceptionViewSet(viewsets.GenericViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no caller
             return StandingException.objects.none()
-        qs = services.exceptions_for(self.request.user).order_by("-created_at")
+        qs = services.standing_exceptions_for(self.request.user).order_by("-created_at")
         wanted = self.request.query_params.get("status")
         if wanted in StandingException.Status.values:
             qs = qs.filter(status=wanted)
@@ -167,7 +167,7 @@ class ExceptionViewSet(viewsets.GenericViewSet):
             agent = agents_for(request.user).filter(slug=slug).exclude(status=Agent.Status.RETIRED).first()
             if agent is None:
                 raise serializers.ValidationError({"agent": ["no such agent you may see"]})
-        return _created(services.request_exception(actor=request.user, agent=agent, request=request, **fields))
+        return _created(services.request_standing_exception(actor=request.user, agent=agent, request=request, **fields))
 
     @extend_schema(
         summary="Approve (an identity admin other than the requester and the owner)",
@@ -178,8 +178,11 @@ class ExceptionViewSet(viewsets.GenericViewSet):
     def approve(self, request, pk=None):
         data = CommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        exc = services.approve_exception(
-            exception=self.get_object(), actor=request.user, comment=data.validated_data["comment"], request=request
+        exc = services.approve_standing_exception(
+            standing_exception=self.get_object(),
+            actor=request.user,
+            comment=data.validated_data["comment"],
+            request=request,
         )
         return Response(ExceptionOut(exc).data)
 
@@ -192,8 +195,11 @@ class ExceptionViewSet(viewsets.GenericViewSet):
     def recertify(self, request, pk=None):
         data = RequiredCommentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        exc = services.recertify_exception(
-            exception=self.get_object(), actor=request.user, comment=data.validated_data["comment"], request=request
+        exc = services.recertify_standing_exception(
+            standing_exception=self.get_object(),
+            actor=request.user,
+            comment=data.validated_data["comment"],
+            request=request,
         )
         return Response(ExceptionOut(exc).data)
 
@@ -207,8 +213,8 @@ class ExceptionViewSet(viewsets.GenericViewSet):
         data = RenewIn(data=request.data)
         data.is_valid(raise_exception=True)
         return _created(
-            services.renew_exception(
-                exception=self.get_object(), actor=request.user, request=request, **data.validated_data
+            services.renew_standing_exception(
+                standing_exception=self.get_object(), actor=request.user, request=request, **data.validated_data
             )
         )
 
@@ -221,7 +227,10 @@ class ExceptionViewSet(viewsets.GenericViewSet):
     def retire(self, request, pk=None):
         data = RetireReason(data=request.data)
         data.is_valid(raise_exception=True)
-        exc = services.retire_exception(
-            exception=self.get_object(), actor=request.user, reason=data.validated_data["reason"], request=request
+        exc = services.retire_standing_exception(
+            standing_exception=self.get_object(),
+            actor=request.user,
+            reason=data.validated_data["reason"],
+            request=request,
         )
         return Response(ExceptionOut(exc).data)

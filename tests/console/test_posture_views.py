@@ -236,16 +236,16 @@ def test_exceptions_form_names_bad_fields_without_a_500(client, owner):
 
 
 def test_the_expired_exception_is_shown_revoked_after_the_sweep(client, owner, admin, auditor):
-    exc = exception_services.request_exception(
+    exc = exception_services.request_standing_exception(
         actor=owner,
         vendor="Legacy SFTP",
         justification="x",
         scopes=["github:read"],
         compensating_controls="y",
         duration_days=1,
-    ).exception
-    exception_services.approve_exception(exception=exc, actor=admin)
-    exception_services.expire_due_exceptions(now=timezone.now() + timedelta(days=2))
+    ).standing_exception
+    exception_services.approve_standing_exception(standing_exception=exc, actor=admin)
+    exception_services.expire_due_standing_exceptions(now=timezone.now() + timedelta(days=2))
 
     html = _client(client, auditor).get(reverse("posture-exceptions"), {"status": "expired"}).content.decode()
     assert "Legacy SFTP" in html and "hard expiry reached" in html

@@ -24,7 +24,7 @@ def ask(actor, **overrides):
         recertify_every_days=14,
     )
     fields.update(overrides)
-    return svc.request_exception(actor=actor, **fields)
+    return svc.request_standing_exception(actor=actor, **fields)
 
 
 def test_a_requested_secret_is_shown_once_and_only_its_digest_is_kept(owner):
@@ -40,7 +40,7 @@ def test_a_requested_secret_is_shown_once_and_only_its_digest_is_kept(owner):
 def test_approval_sets_the_hard_expiry_and_the_secret_becomes_valid(owner, admin):
     requested = ask(owner, issue_secret=True)
 
-    exc = svc.approve_exception(exception=requested.exception, actor=admin)
+    exc = svc.approve_standing_exception(standing_exception=requested.standing_exception, actor=admin)
 
     assert exc.status == Status.APPROVED
     assert exc.expires_at - exc.approved_at == timedelta(days=60)
@@ -50,11 +50,11 @@ def test_approval_sets_the_hard_expiry_and_the_secret_becomes_valid(owner, admin
 
 
 def test_nobody_approves_their_own_request_and_owners_cannot_approve(owner, admin):
-    mine = ask(admin, owner=owner).exception
+    mine = ask(admin, owner=owner).standing_exception
     with pytest.raises(PermissionDenied):
-        svc.approve_exception(exception=mine, actor=admin)
+        svc.approve_standing_exception(standing_exception=mine, actor=admin)
     with pytest.raises(PermissionDenied):
-        svc.approve_exception(exception=ask(owner).exception, actor=owner)
+        svc.approve_standing_exception(standing_exception=ask(owner).standing_exception, actor=owner)
 
 
 def test_expiry_longer_than_ninety_days_is_refused(owner):
@@ -78,12 +78,12 @@ def test_an_owner_cannot_ask_for_someone_elses_agent(owner, other_owner):
 
 def test_the_sweep_expires_due_exceptions_and_their_secret_stops_working(owner, admin):
     requested = ask(owner, issue_secret=True)
-    exc = svc.approve_exception(exception=requested.exception, actor=admin)
+    exc = svc.approve_standing_exception(standing_exception=requested.standing_exception, actor=admin)
     later = exc.expires_at + timedelta(seconds=1)
 
-    assert svc.expire_due_exceptions(now=exc.expires_at - timedelta(seconds=1)) == 0
-    assert svc.expire_due_exceptions(now=later) == 1
-    assert svc.expire_due_exceptions(now=later) == 0  # idempotent
+    assert svc.expire_due_standing_exceptions(now=exc.expires_at - timedelta(seconds=1)) == 0
+    assert svc.expire_due_standing_exceptions(now=later) == 1
+    assert svc.expire_due_standing_exceptions(now=later) == 0  # idempotent
 
     exc.refresh_from_db()
     assert exc.status == Status.EXPIRED and exc.ended_at is not None
@@ -93,11 +93,11 @@ def test_the_sweep_expires_due_exceptions_and_their_secret_stops_working(owner, 
 
 
 def test_recertification_moves_the_date_but_never_the_expiry(owner, admin):
-    exc = svc.approve_exception(exception=ask(owner).exception, actor=admin)
+    exc = svc.approve_standing_exception(standing_exception=ask(owner).standing_exception, actor=admin)
     expires = exc.expires_at
     later = timezone.now() + timedelta(days=50)
 
-    exc = svc.recertify_exception(exception=exc, actor=owner, comment="still needed", now=later)
+    exc = svc.recertify_standing_exception(standing_exception=exc, actor=owner, comment="still needed", now=later)
 
     assert exc.recertify_by == expires.date()  # capped at the hard expiry
     assert exc.expires_at == expires
@@ -105,16 +105,16 @@ def test_recertification_moves_the_date_but_never_the_expiry(owner, admin):
 
 
 def test_recertification_needs_a_comment_and_an_approved_exception(owner, admin):
-    pending = ask(owner).exception
+    pending = ask(owner).standing_exception
     with pytest.raises(InvalidTransition):
-        svc.recertify_exception(exception=pending, actor=owner, comment="ok")
-    exc = svc.approve_exception(exception=pending, actor=admin)
+        svc.recertify_standing_exception(standing_exception=pending, actor=owner, comment="ok")
+    exc = svc.approve_standing_exception(standing_exception=pending, actor=admin)
     with pytest.raises(ValidationFailed):
-        svc.recertify_exception(exception=exc, actor=owner, comment="  ")
+        svc.recertify_standing_exception(standing_exception=exc, actor=owner, comment="  ")
 
 
 def test_reminders_go_out_once_a_day_for_due_recertifications(owner, admin):
-    exc = svc.approve_exception(exception=ask(owner).exception, actor=admin)
+    exc = svc.approve_standing_exception(standing_exception=ask(owner).standing_exception, actor=admin)
     not_yet = timezone.now()
     due = timezone.now() + timedelta(days=10)
 
@@ -124,45 +124,45 @@ def test_reminders_go_out_once_a_day_for_due_recertifications(owner, admin):
 
     [message] = mail.outbox
     assert "Acme CRM" in message.subject and owner.email in message.to and admin.email in message.to
-    svc.recertify_exception(exception=exc, actor=owner, comment="still needed", now=due)
+    svc.recertify_standing_exception(standing_exception=exc, actor=owner, comment="still needed", now=due)
     assert svc.remind_recertifications(now=due) == 0
 
 
 def test_renewal_is_a_new_request_that_retires_the_old_one_when_approved(owner, admin):
     old_request = ask(owner, issue_secret=True)
-    old = svc.approve_exception(exception=old_request.exception, actor=admin)
+    old = svc.approve_standing_exception(standing_exception=old_request.standing_exception, actor=admin)
 
-    renewal = svc.renew_exception(exception=old, actor=owner, duration_days=30)
-    assert renewal.exception.status == Status.PENDING and renewal.exception.renews_id == old.id
+    renewal = svc.renew_standing_exception(standing_exception=old, actor=owner, duration_days=30)
+    assert renewal.standing_exception.status == Status.PENDING and renewal.standing_exception.renews_id == old.id
     assert renewal.secret and renewal.secret != old_request.secret
     with pytest.raises(InvalidTransition):
-        svc.renew_exception(exception=old, actor=owner)
+        svc.renew_standing_exception(standing_exception=old, actor=owner)
 
-    svc.approve_exception(exception=renewal.exception, actor=admin)
+    svc.approve_standing_exception(standing_exception=renewal.standing_exception, actor=admin)
 
     old.refresh_from_db()
     assert old.status == Status.RETIRED and "renewed" in old.end_reason
     assert svc.secret_is_valid(old_request.secret) is None
-    assert svc.secret_is_valid(renewal.secret).id == renewal.exception.id
+    assert svc.secret_is_valid(renewal.secret).id == renewal.standing_exception.id
 
 
 def test_retire_ends_it_and_is_idempotent_but_only_for_owner_or_admin(owner, other_owner, admin):
-    exc = svc.approve_exception(exception=ask(owner).exception, actor=admin)
+    exc = svc.approve_standing_exception(standing_exception=ask(owner).standing_exception, actor=admin)
     with pytest.raises(PermissionDenied):
-        svc.retire_exception(exception=exc, actor=other_owner)
+        svc.retire_standing_exception(standing_exception=exc, actor=other_owner)
 
-    svc.retire_exception(exception=exc, actor=owner, reason="vendor offboarded")
-    svc.retire_exception(exception=exc, actor=owner)
+    svc.retire_standing_exception(standing_exception=exc, actor=owner, reason="vendor offboarded")
+    svc.retire_standing_exception(standing_exception=exc, actor=owner)
 
     exc.refresh_from_db()
     assert exc.status == Status.RETIRED
     assert AuditEvent.objects.filter(verb="exception.retired").count() == 1
     with pytest.raises(InvalidTransition):
-        svc.approve_exception(exception=exc, actor=admin)
+        svc.approve_standing_exception(standing_exception=exc, actor=admin)
 
 
 def test_exceptions_are_scoped_to_their_owner(owner, other_owner, auditor):
     ask(owner)
-    assert svc.exceptions_for(owner).count() == 1
-    assert svc.exceptions_for(other_owner).count() == 0
-    assert svc.exceptions_for(auditor).count() == 1
+    assert svc.standing_exceptions_for(owner).count() == 1
+    assert svc.standing_exceptions_for(other_owner).count() == 0
+    assert svc.standing_exceptions_for(auditor).count() == 1
