@@ -28,9 +28,9 @@ def use_bench_limits() -> str:
     shutil.copytree(source, target, dirs_exist_ok=True)
     lifecycle = target / "lifecycle.toml"
     text, count = re.subn(r"(?m)^max_live\s*=\s*\d+", f"max_live = {UNCAPPED}", lifecycle.read_text())
-    if count != 1:
-        raise SystemExit(f"bench: expected one max_live line in {lifecycle}")
-    lifecycle.write_text(text)
+    if count > 1:
+        raise SystemExit(f"bench: expected at most one max_live line in {lifecycle}")
+    lifecycle.write_text(text)  # no such line: a version from before the cap (benches of old commits)
     os.environ["MANDATE_POLICY_DIR"] = str(target)
     for name in (
         "MANDATE_RATE_TOKEN_PER_ADDRESS",
