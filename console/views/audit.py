@@ -11,7 +11,7 @@ from accounts.roles import can_read_all
 from audit import services as audit
 from audit.checkpoints import sink_status
 from audit.models import AuditEvent, AuditJti
-from console.views._common import KeysetPage, console_view, page_or_partial
+from console.views._common import KeysetPage, active_filters, console_view, page_or_partial
 from console.views.activity import since_of
 from identities.selectors import agents_for
 
@@ -57,7 +57,16 @@ def audit_list(request):
     since = since_of(filters["since"])
     if since is not None:
         qs = qs.filter(at__gte=since)
-    context = {"page": KeysetPage(qs, request), "filters": filters}
+    context = {
+        "page": KeysetPage(qs, request),
+        "filters": filters,
+        "active_filters": active_filters(
+            ("actor", "actor is", filters["actor"]),
+            ("verb", "verb" if "." in filters["verb"] else "verb starts with", filters["verb"]),
+            ("target", "target", filters["target"]),
+            ("since", "since", filters["since"]),
+        ),
+    }
     if not request.htmx:
         # A checkpoint that did not reach the external sink is shown, never silent.
         context["sink"] = sink_status()

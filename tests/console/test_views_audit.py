@@ -60,3 +60,9 @@ def test_the_chain_status_names_the_first_bad_row(signed_in, auditor, owner):
         AuditEvent.objects.filter(pk=victim.pk).update(reason="rewritten history")
     html = signed_in(auditor).get("/audit/chain-status?recheck=1").content.decode()
     assert "chain broken" in html and f"id {victim.id}" in html and "does not match its hash" in html
+
+
+def test_the_audit_page_says_which_filters_are_on(signed_in, admin):
+    page = signed_in(admin).get("/audit/?verb=envelope").content.decode()
+    assert "Filtered:" in page and "verb starts with “envelope”" in page and "Clear filters" in page
+    assert "Filtered:" not in signed_in(admin).get("/audit/").content.decode()
