@@ -2,7 +2,7 @@
 
 Each has a PostgreSQL fast path and a portable path (SQLite in development and tests), chosen by
 ``fast(connection)``; functions take ``portable=True`` to force the portable path, which is how
-tests/test_sql_paths.py checks on PostgreSQL that both give the same answers.
+tests/core/test_sql_paths.py checks on PostgreSQL that both give the same answers.
 
 - reads and inserts compiled once per process (``PreparedValues``, ``insert``): the ORM still
   builds the SQL and converts values, only the per-call compilation is skipped — on the credential

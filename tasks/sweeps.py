@@ -119,7 +119,7 @@ def claim_credentials_sql(
     *, now, limit: int, skip: set[str] = frozenset(), only: str | None = None, portable: bool = False
 ):
     """The claim statement and its parameters (the bench EXPLAINs exactly this); ``portable`` asks
-    for the statement SQLite runs (tests/test_sql_paths.py runs both on PostgreSQL)."""
+    for the statement SQLite runs (tests/core/test_sql_paths.py runs both on PostgreSQL)."""
     table = Credential._meta.db_table
     where = ["status = %s", "expires_at <= %s"]
     params: list = [Credential.Status.ACTIVE, now]
