@@ -46,8 +46,9 @@ def encrypt_private_key(pem: bytes) -> bytes:
     return _fernet().encrypt(pem)
 
 
-def decrypt_private_key(blob: bytes) -> bytes:
-    return _fernet().decrypt(bytes(blob))
+def decrypt_private_key(blob: bytes, *, ttl: int | None = None) -> bytes:
+    """``ttl``: refuse (``InvalidToken``) a blob sealed more than that many seconds ago."""
+    return _fernet().decrypt(bytes(blob), ttl=ttl)
 
 
 def _kid_for(public_jwk: dict) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from cryptography.fernet import InvalidToken
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -10,6 +11,7 @@ from accounts import services
 from accounts.models import ApiToken
 from console.views._common import done, form_number, refused
 from core.errors import DomainError
+from identities.keys import decrypt_private_key, encrypt_private_key
 
 
 def _signed_in(view):
@@ -28,6 +30,10 @@ def _signed_in(view):
 
 
 SECRET_FLASH = "console:new-token"
+# The new token's secret waits in the session for the page the redirect leads to, sealed with the
+# key-encryption key (MultiFernet, as signing keys are): the session table holds no readable secret,
+# and a seal older than this is not opened.
+SECRET_SHOWN_WITHIN_SECONDS = 120
 
 
 @_signed_in
@@ -57,18 +63,29 @@ def token_list(request):
         except DomainError as exc:
             context.update(error=exc, values=values)
             return render(request, "console/tokens.html", context, status=400)
-        # Kept in this session only until the next page shows it; a digest is all the database holds.
-        request.session[SECRET_FLASH] = {"id": str(issued.token.pk), "secret": issued.secret}
+        # Kept in this session only until the next page shows it, sealed; the token row holds a digest.
+        sealed = encrypt_private_key(issued.secret.encode()).decode()
+        request.session[SECRET_FLASH] = {"id": str(issued.token.pk), "sealed": sealed}
         return redirect(reverse("tokens"))
     flash = request.session.pop(SECRET_FLASH, None)
     if flash:
         created = next((t for t in context["tokens"] if str(t.pk) == flash.get("id")), None)
-        if created is not None:
-            context.update(secret=flash.get("secret"), created=created)
+        secret = _unseal(flash.get("sealed"))
+        if created is not None and secret is not None:
+            context.update(secret=secret, created=created)
     response = render(request, "console/tokens.html", context)
     if flash:
         response["Cache-Control"] = "no-store"  # the secret is in this page: never from a cache
     return response
+
+
+def _unseal(sealed: object) -> str | None:
+    if not isinstance(sealed, str):
+        return None
+    try:
+        return decrypt_private_key(sealed.encode(), ttl=SECRET_SHOWN_WITHIN_SECONDS).decode()
+    except InvalidToken:
+        return None
 
 
 @require_POST

@@ -86,3 +86,24 @@ def test_the_token_list_query_count_is_pinned(signed_in, owner, django_assert_ma
     client = signed_in(owner)
     with django_assert_max_num_queries(5):
         assert client.get("/tokens/").status_code == 200
+
+
+def test_the_secret_waiting_to_be_shown_is_stored_encrypted_and_only_briefly(signed_in, owner, monkeypatch):
+    import re
+
+    from django.contrib.sessions.models import Session
+
+    client = signed_in(owner)
+    client.post("/tokens/", {"name": "ci"})
+    stored = "".join(Session.objects.values_list("session_data", flat=True))
+    decoded = "".join(s.get_decoded().__repr__() for s in Session.objects.all())
+    assert "mdt_" not in stored and "mdt_" not in decoded  # a digest in the table, a sealed secret in the session
+    shown = client.get("/tokens/").content.decode()
+    assert re.search(r"mdt_[A-Za-z0-9_-]{20,}", shown)
+
+    client.post("/tokens/", {"name": "later"})
+    from console.views import tokens as views
+
+    monkeypatch.setattr(views, "SECRET_SHOWN_WITHIN_SECONDS", -1)  # the page came too late: nothing shown
+    late = client.get("/tokens/").content.decode()
+    assert 'id="new-secret"' not in late and not re.search(r"mdt_[A-Za-z0-9_-]{20,}", late)
