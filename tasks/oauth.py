@@ -278,6 +278,9 @@ def token(request):
         maybe_purge_used_assertions()
     MINTS.labels("token_exchange" if params.get("grant_type") == TOKEN_EXCHANGE else "client_credentials").inc()
     credential = minted.credential
+    # When the authority behind the credential ends (seconds, like expires_in): a client that trades
+    # the credential for a cloud session, which Mandate cannot revoke, asks for no more than this.
+    envelope_left = max(int((credential.envelope.expires_at - timezone.now()).total_seconds()), 0)
     return _no_store(
         JsonResponse(
             {
@@ -286,6 +289,7 @@ def token(request):
                 "expires_in": minted.expires_in,
                 "scope": " ".join(credential.scopes),
                 "envelope": str(credential.envelope_id),
+                "envelope_expires_in": envelope_left,
                 **extra,
             }
         )

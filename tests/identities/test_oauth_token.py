@@ -22,7 +22,8 @@ def test_an_instance_gets_a_credential_for_its_approved_envelope(issue, instance
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"access_token", "token_type", "expires_in", "scope", "envelope"}
+    assert set(body) == {"access_token", "token_type", "expires_in", "scope", "envelope", "envelope_expires_in"}
+    assert 0 < body["envelope_expires_in"] <= envelope.duration_seconds  # when the authority behind it ends
     assert body["token_type"] == "Bearer" and body["envelope"] == str(envelope.id)
     assert body["scope"] == "github:write" and body["expires_in"] == 300
     assert response["Cache-Control"] == "no-store"

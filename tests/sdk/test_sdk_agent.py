@@ -15,6 +15,7 @@ import types
 import httpx
 import jwt
 import pytest
+from django.utils import timezone
 from mandate_sdk import (
     ActivityReporter,
     AsyncCredentials,
@@ -351,3 +352,19 @@ def test_events_still_queued_when_the_process_exits_are_sent(live_server, regist
 def test_the_key_file_loads_back(tmp_path):
     key = generate_key(tmp_path / "k.pem", key_type="p256")
     assert public_jwk(load_key(tmp_path / "k.pem")) == public_jwk(key)
+
+
+def test_a_cloud_session_never_outlives_the_envelope(live_server, registered):
+    from mandate_sdk import EnvelopeEndsTooSoon, aws_assume_role_with_web_identity
+
+    _, _, envelope = registered
+    minted = credentials(live_server, registered).current()
+    left = (envelope.expires_at - timezone.now()).total_seconds()
+    assert minted.envelope_ends_at is not None and abs(minted.envelope_ends_at - (time.time() + left)) < 5
+    call = aws_assume_role_with_web_identity(minted, role_arn="arn:aws:iam::1:role/agent", session_name="w1")
+    assert call["WebIdentityToken"] == minted.access_token
+    assert left - 5 <= call["DurationSeconds"] <= left  # what is left of the envelope, not AWS's 1 h default
+
+    late = Clock(minted.envelope_ends_at - 600)  # ten minutes left: below AWS's 15-minute minimum
+    with pytest.raises(EnvelopeEndsTooSoon, match="ends in 600 s"):
+        aws_assume_role_with_web_identity(minted, role_arn="arn:aws:iam::1:role/agent", session_name="w1", clock=late)

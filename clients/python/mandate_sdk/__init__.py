@@ -12,6 +12,7 @@ httpx.get(url, auth=CredentialAuth(credentials))
 
 from mandate_sdk.activity import ActivityReporter
 from mandate_sdk.api import Mandate
+from mandate_sdk.cloud import EnvelopeEndsTooSoon, aws_assume_role_with_web_identity, session_seconds
 from mandate_sdk.credentials import (
     AsyncCredentials,
     BearerToken,
@@ -32,6 +33,7 @@ __all__ = [
     "CredentialAuth",
     "Credentials",
     "Decision",
+    "EnvelopeEndsTooSoon",
     "Evaluation",
     "Gateway",
     "InvalidCredential",
@@ -40,7 +42,9 @@ __all__ = [
     "MandateError",
     "MintedCredential",
     "algorithm_for",
+    "aws_assume_role_with_web_identity",
     "generate_key",
     "load_key",
     "public_jwk",
+    "session_seconds",
 ]

@@ -61,6 +61,7 @@ class MintedCredential:
     expires_at: float
     scope: str
     envelope: str
+    envelope_ends_at: float | None = None  # when the envelope's authority ends (time.time() clock)
 
 
 def error_from(response: httpx.Response) -> MandateError:
@@ -170,6 +171,9 @@ class _Grant:
             expires_at=started + int(body["expires_in"]),
             scope=body.get("scope", ""),
             envelope=body.get("envelope", self.envelope or ""),
+            envelope_ends_at=(
+                started + int(body["envelope_expires_in"]) if isinstance(body.get("envelope_expires_in"), int) else None
+            ),
         )
 
     def _fresh(self) -> MintedCredential | None:
