@@ -78,6 +78,17 @@ def test_the_readme_has_the_walkthrough_marked():
     found = docs_blocks.blocks((ROOT / "README.md").read_text())
     assert found[0].mode == "background" and "make run" in found[0].code
     walkthrough = "".join(b.code for b in found[1:])
-    for step in ("add_user", "create_api_token", "/agents/", "/instances/", "/envelopes/", "/approve", "/oauth/token"):
+    # Register an agent, approve its ceiling, register an instance and mint with the SDK's CLI,
+    # request and approve an envelope, ask for a decision.
+    for step in (
+        "add_user",
+        "create_api_token",
+        "/agents/",
+        "/pending-change/approve",
+        "mandate-sdk register",
+        "/envelopes/",
+        "/approve",
+        "mandate-sdk token",
+    ):
         assert step in walkthrough
     assert "/decisions/" in walkthrough and "'…'" not in walkthrough
