@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import services as audit
@@ -186,15 +186,47 @@ def _check_live_cap(*, envelope_id: uuid.UUID, instance_id: uuid.UUID, now: date
     if not cap:
         return
     transaction_lock(f"mint:{envelope_id}")
-    live = Credential.objects.filter(
-        envelope_id=envelope_id, instance_id=instance_id, status=Credential.Status.ACTIVE, expires_at__gt=now
-    ).count()
+    live = _count_live(envelope_id=envelope_id, instance_id=instance_id, now=now, up_to=cap)
     if live >= cap:
         raise _refuse(
             INVALID_GRANT,
             f"this instance already holds {live} live credentials under this envelope, the most the policy "
             f"allows (credentials.max_live = {cap}); revoke one or wait for one to expire",
         )
+
+
+_LIVE_COUNT_SQL: str | None = None
+
+
+def _count_live(*, envelope_id: uuid.UUID, instance_id: uuid.UUID, now: datetime, up_to: int) -> int:
+    """Live credentials of ``instance_id`` under ``envelope_id``, counted up to ``up_to`` (all the cap
+    needs to know), in SQL written once per process: building the ORM count on every mint cost more
+    CPU than running it."""
+    global _LIVE_COUNT_SQL
+    meta = Credential._meta
+    if _LIVE_COUNT_SQL is None:
+        quote = connection.ops.quote_name
+
+        columns = {field.name: field.column for field in meta.concrete_fields}
+
+        def column(name: str) -> str:
+            return quote(columns[name])
+
+        _LIVE_COUNT_SQL = (
+            f"SELECT count(*) FROM (SELECT 1 FROM {quote(meta.db_table)} "  # noqa: S608 - names from the model
+            f"WHERE {column('envelope')} = %s AND {column('instance')} = %s AND {column('status')} = %s "
+            f"AND {column('expires_at')} > %s LIMIT %s) AS live"
+        )
+    params = [
+        meta.get_field("envelope").get_db_prep_value(envelope_id, connection),
+        meta.get_field("instance").get_db_prep_value(instance_id, connection),
+        Credential.Status.ACTIVE.value,
+        meta.get_field("expires_at").get_db_prep_value(now, connection),
+        up_to,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_COUNT_SQL, params)
+        return int(cursor.fetchone()[0])
 
 
 def _narrow_scopes(requested: list[str] | None, allowed: list[str], what: str) -> list[str]:
