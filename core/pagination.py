@@ -20,6 +20,12 @@ class StandardPagination(_StrictPageSize, PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
+    def get_page_number(self, request, paginator):
+        # DRF reads an empty ?page= as page 1; the schema says a whole number, and so does the server.
+        if request.query_params.get(self.page_query_param) == "":
+            raise ValidationError({self.page_query_param: ["empty; leave the parameter out for the first page"]})
+        return super().get_page_number(request, paginator)
+
     def paginate_queryset(self, queryset, request, view=None):
         # DRF answers a page out of range with 404; for a list that is bad input naming the field.
         try:

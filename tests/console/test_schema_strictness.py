@@ -112,3 +112,10 @@ def test_an_empty_cursor_is_refused(as_admin):
 def test_exception_scopes_state_their_pattern(schema):
     scopes = schema["components"]["schemas"]["ExceptionInRequest"]["properties"]["scopes"]
     assert scopes["minItems"] == 1 and "pattern" in scopes["items"]
+
+
+@pytest.mark.parametrize("query", ["page=", "page=abc", "page=0", "page_size=", "page_size=0"])
+def test_a_page_that_is_not_a_whole_number_is_a_400_as_the_schema_says(as_admin, query):
+    answer = as_admin.get(f"/api/v1/agents/?{query}")
+    assert answer.status_code == 400, answer.content
+    assert query.split("=")[0] in answer.json()

@@ -75,6 +75,9 @@ def test_the_demo_data_is_consistent_with_itself_and_the_policy():
     assert first_seen is not None
 
 
+# The reset empties tables with TRUNCATE on PostgreSQL, which refuses inside a transaction holding
+# rows with deferred foreign-key checks: run as the command does, outside a test transaction.
+@pytest.mark.django_db(transaction=True)
 def test_reset_gives_the_same_known_state_however_the_database_was_changed(settings, tmp_path):
     settings.DEBUG = True
     checkpoints = tmp_path / "audit-checkpoints.jsonl"
@@ -94,6 +97,9 @@ def test_reset_gives_the_same_known_state_however_the_database_was_changed(setti
     assert _seed("--reset") and _shape() == fresh
 
 
+# The reset empties tables with TRUNCATE on PostgreSQL, which refuses inside a transaction holding
+# rows with deferred foreign-key checks: run as the command does, outside a test transaction.
+@pytest.mark.django_db(transaction=True)
 def test_reset_after_a_reset_leaves_a_trail_that_verifies(settings, tmp_path):
     from audit.services import verify_chain
 
