@@ -69,6 +69,7 @@ def server_env(database_url: str, port: int, data_dir: str) -> dict:
             "MANDATE_TESTING": "0",
             "SECRET_KEY": secrets.token_urlsafe(40),
             "MANDATE_KEY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+            "MANDATE_AUDIT_KEY": secrets.token_hex(32),  # required with DEBUG off
             "ALLOWED_HOSTS": "127.0.0.1",
             "SECURE_SSL_REDIRECT": "false",
             "SESSION_COOKIE_SECURE": "false",

@@ -138,6 +138,7 @@ def configure_environment(database_url: str, data_dir: str) -> dict:
         "MANDATE_TESTING": "0",
         "SECRET_KEY": "bench-" + os.urandom(16).hex(),
         "MANDATE_KEY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "MANDATE_AUDIT_KEY": os.urandom(32).hex(),  # required with DEBUG off
         "SECURE_SSL_REDIRECT": "false",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "MANDATE_DATA_DIR": data_dir,
