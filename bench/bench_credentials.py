@@ -537,6 +537,12 @@ def main() -> None:
                 "60",
                 "--log-level",
                 "warning",
+                # gunicorn.conf.py in the working folder is read too: its worker recycling (max_requests)
+                # closes kept-alive connections mid-run, and its access log would write a line per request.
+                "--max-requests",
+                "0",
+                "--access-logfile",
+                "/dev/null",
                 "--backlog",
                 "2048",
             ],

@@ -234,6 +234,12 @@ def start_server(env: dict, *, workers: int, threads: int) -> tuple[subprocess.P
         "30",
         "--log-level",
         "warning",
+        # gunicorn.conf.py in the working folder is read too: its worker recycling (max_requests)
+        # closes kept-alive connections mid-run, and its access log would write a line per request.
+        "--max-requests",
+        "0",
+        "--access-logfile",
+        "/dev/null",
         "--backlog",
         "512",
     ]
