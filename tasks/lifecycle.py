@@ -38,6 +38,7 @@ from tasks.services import (
     _is_rule_actor,
     _lock,
     _require_owner_or_admin,
+    deny_pending,
     pending_deadline,
     request_envelope,
 )
@@ -210,18 +211,7 @@ def _close_envelopes_holding(
         if not gone & set(envelope.scopes):
             continue
         if envelope.state == State.PENDING:
-            envelope.end_reason = reason[:500]
-            old = envelope.set_state(State.DENIED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
-            audit.record(
-                "envelope.denied",
-                actor=actor,
-                target=envelope,
-                before={"state": old},
-                after={"state": envelope.state},
-                reason=reason,
-                request=request,
-            )
-            _after_commit_notify("decided", envelope.id)
+            deny_pending(envelope, actor=actor, reason=reason, request=request)
         else:
             _end_live(
                 envelope, new_state=State.REVOKED, verb="envelope.revoked", actor=actor, reason=reason, request=request
@@ -607,17 +597,7 @@ def close_envelopes_of_retired_instance(
         .order_by("id")
     ):
         if envelope.state == State.PENDING:
-            envelope.end_reason = "instance retired"
-            old = envelope.set_state(State.DENIED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
-            audit.record(
-                "envelope.denied",
-                actor=actor,
-                target=envelope,
-                before={"state": old},
-                after={"state": envelope.state},
-                reason="instance retired",
-                request=request,
-            )
+            deny_pending(envelope, actor=actor, reason="instance retired", request=request, notify=False)
         else:
             _end_live(
                 envelope,

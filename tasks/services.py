@@ -308,19 +308,33 @@ def deny_envelope(
                 )
         except IntegrityError:
             raise PermissionDenied(ALREADY_DECIDED) from None
-        envelope.end_reason = comment[:500]
-        old = envelope.set_state(State.DENIED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
-        audit.record(
-            "envelope.denied",
-            actor=actor,
-            target=envelope,
-            before={"state": old},
-            after={"state": envelope.state},
-            reason=comment,
-            request=request,
-        )
-        _after_commit_notify("decided", envelope.id)
+        deny_pending(envelope, actor=actor, reason=comment, request=request)
     return envelope
+
+
+def deny_pending(
+    envelope: TaskEnvelope,
+    *,
+    actor: ActorLike,
+    reason: str,
+    request: RequestLike | None = None,
+    notify: bool = True,
+) -> None:
+    """Deny a pending envelope (locked by the caller, inside its transaction): state, audit row and,
+    with ``notify``, the requester's notice once the transaction commits."""
+    envelope.end_reason = reason[:500]
+    old = envelope.set_state(State.DENIED, allowed_from=(State.PENDING,), extra_fields=("end_reason",))
+    audit.record(
+        "envelope.denied",
+        actor=actor,
+        target=envelope,
+        before={"state": old},
+        after={"state": envelope.state},
+        reason=reason,
+        request=request,
+    )
+    if notify:
+        _after_commit_notify("decided", envelope.id)
 
 
 # --- ending a live envelope ----------------------------------------------------------------------
