@@ -30,25 +30,6 @@ def day(value: date) -> str:
 
 
 @register.simple_tag
-def when(value: datetime | None, empty: str = "—"):
-    """A time as ``<time datetime=UTC>`` in the one absolute format, the relative time beside it.
-    The server writes UTC; console.js shows both in the viewer's zone and keeps 'ago' current."""
-    if value is None:
-        return empty
-    if not isinstance(value, datetime):
-        return day(value)
-    utc = value.astimezone(UTC)
-    return format_html(
-        '<time datetime="{}" title="{}" data-when>{}</time> <span class="rel" data-rel="{}">{}</span>',
-        utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        utc.strftime("%Y-%m-%d %H:%M:%S UTC"),
-        absolute(utc),
-        utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        relative(value),
-    )
-
-
-@register.simple_tag
 def stamp(value: datetime | date | None, empty: str = "—"):
     """An absolute time only (tables of history where 'ago' adds nothing); dates print as dates."""
     if value is None:
@@ -61,6 +42,20 @@ def stamp(value: datetime | date | None, empty: str = "—"):
         utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
         utc.strftime("%Y-%m-%d %H:%M:%S UTC"),
         absolute(utc),
+    )
+
+
+@register.simple_tag
+def when(value: datetime | None, empty: str = "—"):
+    """A time as ``<time datetime=UTC>`` in the one absolute format, the relative time beside it.
+    The server writes UTC; console.js shows both in the viewer's zone and keeps 'ago' current."""
+    if not isinstance(value, datetime):
+        return stamp(value, empty)
+    return format_html(
+        '{} <span class="rel" data-rel="{}">{}</span>',
+        stamp(value),
+        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        relative(value),
     )
 
 
