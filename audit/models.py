@@ -6,6 +6,28 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+# An audit row as it is published (exports, the offline verifier's input), in this order. The MAC
+# and its key id are the server's own check and stay out of exports; the verifier reads them too.
+PUBLISHED_FIELDS = (
+    "id",
+    "chain",
+    "seq",
+    "at",
+    "actor_type",
+    "actor",
+    "verb",
+    "target_type",
+    "target_id",
+    "target_label",
+    "agent_id",
+    "before",
+    "after",
+    "reason",
+    "request_id",
+    "prev_hash",
+    "hash",
+)
+
 
 class AuditChain(models.Model):
     """The head of one hash chain of audit events.

@@ -12,31 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from audit.keys import key_ring, trusted_public_keys
-from audit.models import AuditChain, AuditCheckpoint, AuditEvent, AuditSigningKey
+from audit.models import PUBLISHED_FIELDS, AuditChain, AuditCheckpoint, AuditEvent, AuditSigningKey
 from tools import verify_audit as offline
 
 ZERO_HASH = offline.ZERO_HASH
-_ROW_FIELDS = (
-    "id",
-    "chain",
-    "seq",
-    "at",
-    "actor_type",
-    "actor",
-    "verb",
-    "target_type",
-    "target_id",
-    "target_label",
-    "agent_id",
-    "before",
-    "after",
-    "reason",
-    "request_id",
-    "prev_hash",
-    "hash",
-    "key_id",
-    "mac",
-)
+_ROW_FIELDS = (*PUBLISHED_FIELDS, "key_id", "mac")
 
 
 @dataclass

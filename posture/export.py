@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from accounts.roles import can_read_all
 from audit.checkpoints import Reason, write_checkpoint
-from audit.models import AuditCheckpoint, AuditEvent
+from audit.models import PUBLISHED_FIELDS, AuditCheckpoint, AuditEvent
 from audit.services import verify_chain
 from audit.verify import checkpoint_record
 from core.csv_export import SafeWriter
@@ -39,25 +39,7 @@ logger = logging.getLogger(__name__)
 CHUNK = 2000
 PROGRESS_EVERY = 5000
 
-AUDIT_FIELDS = (
-    "id",
-    "chain",
-    "seq",
-    "at",
-    "actor_type",
-    "actor",
-    "verb",
-    "target_type",
-    "target_id",
-    "target_label",
-    "agent_id",
-    "before",
-    "after",
-    "reason",
-    "request_id",
-    "prev_hash",
-    "hash",
-)
+AUDIT_FIELDS = PUBLISHED_FIELDS
 ACTIVITY_FIELDS = (
     "id",
     "kind",

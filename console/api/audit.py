@@ -25,31 +25,14 @@ from accounts.permissions import RolePermission
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN
 from audit import services as audit
 from audit.keys import public_jwk
-from audit.models import AuditCheckpoint, AuditEvent, AuditJti, AuditSigningKey
+from audit.models import PUBLISHED_FIELDS, AuditCheckpoint, AuditEvent, AuditJti, AuditSigningKey
 from core.api import StrictFilterSet, errors
 from core.csv_export import SafeWriter
 from core.pagination import NewestFirstCursorPagination
 from identities.selectors import audit_events_for
 
-EXPORT_FIELDS = [
-    "id",
-    "chain",
-    "seq",
-    "at",
-    "actor_type",
-    "actor",
-    "verb",
-    "target_type",
-    "target_id",
-    "target_label",
-    "agent",
-    "before",
-    "after",
-    "reason",
-    "request_id",
-    "prev_hash",
-    "hash",
-]
+# The REST shape names the agent `agent`; otherwise the published row, in its order.
+EXPORT_FIELDS = ["agent" if name == "agent_id" else name for name in PUBLISHED_FIELDS]
 
 
 class AuditEventSerializer(serializers.ModelSerializer):
