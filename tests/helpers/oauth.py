@@ -3,11 +3,15 @@ form posts, hand-built JWTs for the attacks, and the one check of an OAuth refus
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 import jwt
+from django.db import connection
+from django.test import Client
 
 from tasks import services as task_services
 
@@ -51,6 +55,33 @@ def form_post(client, path, form, **headers):
 
 def post_token(client, form):
     return form_post(client, "/oauth/token", form)
+
+
+def mint_in_parallel(forms, *, threads: int = 4, meanwhile: Callable[[], object] | None = None) -> list[int]:
+    """POST every form to /oauth/token from ``threads`` threads released together, each with its own
+    database connection (real parallel transactions on PostgreSQL); ``meanwhile`` runs in this thread
+    once they are released. The statuses, in no particular order."""
+    statuses: list[int] = []
+    released = threading.Barrier(threads + 1)
+
+    def mint(batch):
+        client = Client()
+        released.wait()
+        try:
+            for form in batch:
+                statuses.append(post_token(client, form).status_code)
+        finally:
+            connection.close()
+
+    workers = [threading.Thread(target=mint, args=(forms[i::threads],)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    released.wait()
+    if meanwhile is not None:
+        meanwhile()
+    for worker in workers:
+        worker.join()
+    return statuses
 
 
 def approve(envelope, admin):

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -15,7 +13,15 @@ from identities.models import Credential
 from tasks.lifecycle import revoke_credential
 from tasks.policy import active_policy, check_policy_dir
 from tests.helpers.factories import make_agent, make_envelope, make_instance
-from tests.helpers.oauth import JWT_TYPE, TOKEN_EXCHANGE, approve, assertion_for, post_token, token_form
+from tests.helpers.oauth import (
+    JWT_TYPE,
+    TOKEN_EXCHANGE,
+    approve,
+    assertion_for,
+    mint_in_parallel,
+    post_token,
+    token_form,
+)
 
 CAP_TEXT = "max_live = 10"
 
@@ -130,24 +136,7 @@ def test_parallel_mints_never_exceed_the_cap(policy_dir, owner, admin):
     cap_at(policy_dir, 5)
     instance = make_instance(make_agent(owner))
     envelope = approve(make_envelope(instance), admin)
-    forms = [token_form(instance, envelope) for _ in range(24)]
-    statuses: list[int] = []
-    started = threading.Barrier(4)
-
-    def mint(batch):
-        client = Client()
-        started.wait()
-        try:
-            for form in batch:
-                statuses.append(post_token(client, form).status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=mint, args=(forms[i::4],)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = mint_in_parallel([token_form(instance, envelope) for _ in range(24)])
 
     assert sorted(statuses) == [200] * 5 + [400] * 19
     assert Credential.objects.filter(envelope=envelope, status=Credential.Status.ACTIVE).count() == 5
