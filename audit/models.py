@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import F
+from django.db.models.functions import Upper
 from django.utils import timezone
+
+from core.indexes import PrefixIndex
 
 # An audit row as it is published (exports, the offline verifier's input), in this order. The MAC
 # and its key id are the server's own check and stay out of exports; the verifier reads them too.
@@ -100,7 +104,14 @@ class AuditEvent(models.Model):
             models.Index(fields=["agent_id", "-id"], name="audit_agent_idx"),
             models.Index(fields=["verb", "-id"], name="audit_verb_idx"),
             models.Index(fields=["target_type", "target_id"], name="audit_target_idx"),
-            models.Index(fields=["at"], name="audit_at_idx"),
+            # Time with id breaking ties: the audit list's "When" sort in both directions and its
+            # keyset cursor (and every "since" bound, which the old (at) index served).
+            models.Index(fields=["at", "id"], name="audit_at_id_idx"),
+            # The audit list's searches: actor by case-insensitive prefix, target by id prefix or
+            # by case-insensitive label prefix (never a LIKE '%…%' over the whole trail).
+            PrefixIndex(Upper("actor"), name="audit_actor_prefix_idx"),
+            PrefixIndex(F("target_id"), name="audit_target_id_prefix_idx"),
+            PrefixIndex(Upper("target_label"), name="audit_target_label_prefix_idx"),
         ]
 
     def __str__(self) -> str:

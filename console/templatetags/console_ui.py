@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 from django import template
+from django.http import QueryDict
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -149,6 +150,20 @@ def query_with(context, **changes):
             params[key] = value
     encoded = params.urlencode()
     return f"?{encoded}" if encoded else "?"
+
+
+@register.simple_tag(takes_context=True)
+def keep_only(context, *names):
+    """This page's path with only the named parameters kept: the filter banner's "clear" link keeps
+    the sort order (``{% keep_only 'sort' as clear_url %}``)."""
+    request = context["request"]
+    params = QueryDict(mutable=True)
+    for name in names:
+        value = request.GET.get(name, "")
+        if value:
+            params[name] = value
+    encoded = params.urlencode()
+    return f"{request.path}?{encoded}" if encoded else request.path
 
 
 @register.filter

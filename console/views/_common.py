@@ -94,29 +94,48 @@ def refused(request, url: str, error: DomainError):
 
 
 class KeysetPage:
-    """Newest-first keyset pagination — never a COUNT on a big table.
+    """Keyset pagination (never OFFSET, never a full COUNT on a big table).
 
-    On ``id`` by default (``?before=<id>``); with ``by_time`` (e.g. ``"occurred_at"``), newest first by
-    that time with ``id`` breaking ties (``?before=<epoch µs>.<id>``), so rows reported late still sit
-    where they happened. The filter bounds the time first, so an index on (time, id) starts at the cursor.
+    On ``id`` by default (``?before=<id>``); with ``by_time`` (e.g. ``"occurred_at"``) by that time
+    with ``id`` breaking ties (``?before=<epoch µs>.<id>``), so rows reported late still sit where they
+    happened. Newest first unless ``ascending``. The filter bounds the sort key first, so an index on
+    (key, id) — read forwards or backwards — starts at the cursor.
+
+    ``sort`` names a non-default order (the ``?sort=`` value): its cursors carry it (``<sort>~…``), and
+    a cursor made under another order is not continued but starts again at the first page, so
+    changing the order by hand never skips, repeats or fails.
     """
 
-    def __init__(self, queryset, request, *, size: int = PAGE_SIZE, by_time: str | None = None):
-        before = request.GET.get("before", "")
+    def __init__(
+        self,
+        queryset,
+        request,
+        *,
+        size: int | None = None,
+        by_time: str | None = None,
+        ascending: bool = False,
+        sort: str = "",
+    ):
+        size = PAGE_SIZE if size is None else size
+        self.sort = sort
+        self.by_time = by_time
+        cursor = _cursor_body(request.GET.get("before", ""), sort)
+        sign = "" if ascending else "-"
+        after, beyond = ("gt", "gte") if ascending else ("lt", "lte")
         self.before = None
         if by_time is None:
-            qs = queryset.order_by("-id")
-            if before.isdigit():
-                self.before = int(before)
-                qs = qs.filter(id__lt=self.before)
+            qs = queryset.order_by(f"{sign}id")
+            if cursor.isdigit() and len(cursor) <= 19:
+                self.before = int(cursor)
+                qs = qs.filter(**{f"id__{after}": self.before})
         else:
-            qs = queryset.order_by(f"-{by_time}", "-id")
-            cursor = _time_cursor(before)
-            if cursor is not None:
-                self.before = before
-                at, last_id = cursor
-                qs = qs.filter(**{f"{by_time}__lte": at}).filter(
-                    Q(**{f"{by_time}__lt": at}) | Q(**{by_time: at, "id__lt": last_id})
+            qs = queryset.order_by(f"{sign}{by_time}", f"{sign}id")
+            position = _time_cursor(cursor)
+            if position is not None:
+                self.before = cursor
+                at, last_id = position
+                qs = qs.filter(**{f"{by_time}__{beyond}": at}).filter(
+                    Q(**{f"{by_time}__{after}": at}) | Q(**{by_time: at, f"id__{after}": last_id})
                 )
         rows = list(qs[: size + 1])
         self.has_next = len(rows) > size
@@ -125,12 +144,20 @@ class KeysetPage:
         if self.has_next and self.rows:
             last = self.rows[-1]
             if by_time is None:
-                self.next_before = last.id
+                body = str(last.id)
             else:
-                at = getattr(last, by_time)
-                micros = (at - EPOCH) // timedelta(microseconds=1)
-                self.next_before = f"{micros}.{last.id}"
+                micros = (getattr(last, by_time) - EPOCH) // timedelta(microseconds=1)
+                body = f"{micros}.{last.id}"
+            self.next_before = f"{sort}~{body}" if sort else body
         self.is_first = self.before is None
+
+
+def _cursor_body(value: str, sort: str) -> str:
+    """The cursor's position when it was made under ``sort`` (``''`` = the default order), else ''."""
+    made_under, tilde, body = value.rpartition("~")
+    if (made_under if tilde else "") != sort:
+        return ""
+    return body
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -138,6 +165,38 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def _time_cursor(value: str) -> tuple[datetime, int] | None:
     micros, _, last_id = value.partition(".")
-    if not (micros.isdigit() and last_id.isdigit()) or len(micros) > 18:
+    if not (micros.isdigit() and last_id.isdigit()) or len(micros) > 18 or len(last_id) > 19:
         return None
-    return EPOCH + timedelta(microseconds=int(micros)), int(last_id)
+    try:
+        return EPOCH + timedelta(microseconds=int(micros)), int(last_id)
+    except OverflowError:
+        return None
+
+
+# A paged list counts its rows up to this many and then says "10,000+" ("at least"): one bounded
+# query (COUNT over a LIMIT subquery, which reads at most cap index entries), never a COUNT(*) over
+# millions of rows.
+COUNT_CAP = 10_000
+
+
+class CappedCount:
+    """How many rows a filtered list holds, exact below ``cap`` and "cap+" from it on."""
+
+    def __init__(self, queryset, page: KeysetPage | None = None, cap: int | None = None):
+        self.cap = COUNT_CAP if cap is None else cap
+        if page is not None and page.is_first and not page.has_next:
+            self.n = len(page.rows)  # the whole list is on this page: no query
+        else:
+            self.n = queryset.order_by()[: self.cap].count()
+        self.capped = self.n >= self.cap
+
+    def text(self, singular: str, plural: str = "") -> str:
+        noun = singular if self.n == 1 and not self.capped else (plural or singular + "s")
+        return f"{self.cap:,}+ {noun}" if self.capped else f"{self.n:,} {noun}"
+
+
+def sort_choice(request, sorts, default: str) -> str:
+    """The ``?sort=`` value when it names one of ``sorts`` (key, or ``-key`` for descending), else the
+    default, quietly: an old bookmark or a hand-edited link still shows the list."""
+    value = request.GET.get("sort", "")
+    return value if value and value.lstrip("-") in sorts else default

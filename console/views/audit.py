@@ -11,12 +11,35 @@ from accounts.roles import can_read_all
 from audit import services as audit
 from audit.checkpoints import sink_status
 from audit.models import AuditEvent, AuditJti
-from console.views._common import KeysetPage, active_filters, console_view, page_or_partial
+from console.views._common import (
+    CappedCount,
+    KeysetPage,
+    active_filters,
+    console_view,
+    page_or_partial,
+    sort_choice,
+    sort_column,
+)
 from console.views.activity import since_of
 from identities.selectors import agents_for
 
 CHAIN_STATUS_KEY = "console:audit-chain-status"
 CHAIN_STATUS_SECONDS = 300
+# Only the orders an index serves on the whole trail: by number (the primary key) and by time
+# (audit_at_id_idx), each either way, id breaking ties.
+AUDIT_SORTS = {"id": None, "when": "at"}
+AUDIT_DEFAULT_SORT = "-id"
+AUDIT_COLUMNS = (
+    ("id", "#"),
+    ("when", "When"),
+    ("", "Actor"),
+    ("", "Verb"),
+    ("", "Target"),
+    ("", "Change"),
+    ("", "Reason"),
+)
+# A credential's expiry is listed by jti in its sweep chunk's event: at most this many are looked up.
+JTI_EVENTS = 50
 
 
 def audit_for(user):
@@ -28,10 +51,38 @@ def audit_for(user):
 
 
 def _listed_in_chunk(jti: str, kind: str) -> Q:
-    """A credential expired by the sweep is listed in its chunk's ``credentials.expired`` event."""
-    if kind != "credential":
+    """A credential expired by the sweep is listed in its chunk's ``credentials.expired`` event. The
+    event ids are read first (audit_jti_idx), so the trail is searched by primary key, never by a
+    subquery the planner would test row by row."""
+    if kind != "credential" or not jti:
         return Q(pk__in=[])
-    return Q(id__in=AuditJti.objects.filter(jti=jti).values("event_id"))
+    ids = list(AuditJti.objects.filter(jti=jti).values_list("event_id", flat=True)[:JTI_EVENTS])
+    return Q(id__in=ids)
+
+
+def search_audit(qs, *, actor: str = "", target: str = ""):
+    """The audit list's searches, each served by an index (audit/models.py):
+
+    - ``actor``: a case-insensitive prefix of the username or SPIFFE ID (audit_actor_prefix_idx);
+    - ``target``: a prefix of the target's id, a case-insensitive prefix of its label
+      (audit_target_id_prefix_idx, audit_target_label_prefix_idx), the jti of a credential whose
+      expiry a sweep recorded, or ``kind:<id prefix>`` (e.g. ``agent:3f2a``).
+    """
+    if actor:
+        qs = qs.filter(actor__istartswith=actor)
+    if target:
+        found = (
+            Q(target_id__startswith=target)
+            | Q(target_label__istartswith=target)
+            | _listed_in_chunk(target, "credential")
+        )
+        kind, colon, ident = target.partition(":")
+        if colon and kind.isidentifier() and ident:
+            # "agent:3f2a": that kind of target, by id prefix (a SPIFFE ID or a label with a colon
+            # in it still matches as a whole, above).
+            found |= Q(target_type=kind, target_id__startswith=ident) | _listed_in_chunk(ident, kind)
+        qs = qs.filter(found)
+    return qs
 
 
 @console_view()
@@ -39,31 +90,35 @@ def audit_list(request):
     qs = audit_for(request.user)
     get = request.GET
     filters = {k: get.get(k, "").strip()[:200] for k in ("actor", "verb", "target", "since")}
-    if filters["actor"]:
-        qs = qs.filter(actor=filters["actor"])
+    qs = search_audit(qs, actor=filters["actor"], target=filters["target"])
     if filters["verb"]:
         qs = (
             qs.filter(verb=filters["verb"])
             if "." in filters["verb"]
             else qs.filter(verb__startswith=filters["verb"] + ".")
         )
-    if filters["target"]:
-        kind, _, ident = filters["target"].partition(":")
-        qs = (
-            qs.filter(Q(target_type=kind, target_id=ident) | _listed_in_chunk(ident, kind))
-            if ident
-            else qs.filter(Q(target_id=kind) | Q(target_label=kind) | _listed_in_chunk(kind, "credential"))
-        )
     since = since_of(filters["since"])
     if since is not None:
         qs = qs.filter(at__gte=since)
+    sort = sort_choice(request, AUDIT_SORTS, AUDIT_DEFAULT_SORT)
+    page = KeysetPage(
+        qs,
+        request,
+        by_time=AUDIT_SORTS[sort.lstrip("-")],
+        ascending=not sort.startswith("-"),
+        sort="" if sort == AUDIT_DEFAULT_SORT else sort,
+    )
     context = {
-        "page": KeysetPage(qs, request),
+        "page": page,
+        "count": CappedCount(qs, page).text("event"),
+        "sort": sort,
+        "sort_param": "" if sort == AUDIT_DEFAULT_SORT else sort,
+        "columns": [sort_column(sort, key, label) for key, label in AUDIT_COLUMNS],
         "filters": filters,
         "active_filters": active_filters(
-            ("actor", "actor is", filters["actor"]),
+            ("actor", "actor starts with", filters["actor"]),
             ("verb", "verb" if "." in filters["verb"] else "verb starts with", filters["verb"]),
-            ("target", "target", filters["target"]),
+            ("target", "target starts with", filters["target"]),
             ("since", "since", filters["since"]),
         ),
     }
