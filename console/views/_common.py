@@ -8,7 +8,7 @@ from functools import wraps
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db.models import Q
+from django.db.models import F, Q
 from django.shortcuts import redirect, render
 
 from accounts.roles import AGENT_OWNER, AUDITOR, IDENTITY_ADMIN, has_role
@@ -67,9 +67,10 @@ def active_filters(*filters: tuple[str, str, str]) -> list[dict[str, str]]:
     return [{"param": param, "label": label, "value": value} for param, label, value in filters if value]
 
 
-def sort_column(current: str, key: str, label: str) -> dict:
+def sort_column(current: str, key: str, label: str, *, hidden: bool = False) -> dict:
     """A table header: sortable when ``key`` is set, with the link that sorts by it (ascending, or
-    descending when it is already ascending) and the aria-sort value it has now."""
+    descending when it is already ascending) and the aria-sort value it has now; ``hidden`` names a
+    column for screen readers only (a checkbox column)."""
     direction = ""
     if key and current.lstrip("-") == key:
         direction = "descending" if current.startswith("-") else "ascending"
@@ -77,6 +78,7 @@ def sort_column(current: str, key: str, label: str) -> dict:
         "key": key,
         "label": label,
         "aria_sort": direction,
+        "hidden": hidden,
         "next": (f"-{key}" if direction == "ascending" else key) if key else "",
     }
 
@@ -200,3 +202,12 @@ def sort_choice(request, sorts, default: str) -> str:
     default, quietly: an old bookmark or a hand-edited link still shows the list."""
     value = request.GET.get("sort", "")
     return value if value and value.lstrip("-") in sorts else default
+
+
+def sort_order(sort: str, sorts: dict[str, str], tiebreak: str = "id") -> list:
+    """``order_by`` arguments for a ``sort_choice`` value: its field (empty values last either way),
+    then ``tiebreak`` (unique) in the same direction, so equal keys never shuffle between loads."""
+    field = sorts[sort.lstrip("-")]
+    if sort.startswith("-"):
+        return [F(field).desc(nulls_last=True), f"-{tiebreak}"]
+    return [F(field).asc(nulls_last=True), tiebreak]

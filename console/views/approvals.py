@@ -13,7 +13,15 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import IDENTITY_ADMIN
 from console.stepup import step_up_needed, step_up_url
-from console.views._common import active_filters, console_view, done, refused
+from console.views._common import (
+    active_filters,
+    console_view,
+    done,
+    refused,
+    sort_choice,
+    sort_column,
+    sort_order,
+)
 from core.errors import DomainError
 from identities import services as identity_services
 from identities.selectors import agents_for, pending_agent_changes_for
@@ -23,6 +31,27 @@ from tasks.policy import active_policy
 from tasks.selectors import envelopes_for, pending_breakdown
 
 QUEUE_LIMIT = 25  # a screenful: admins work from the oldest; 'Next' pages on by keyset
+# The queue holds only pending envelopes (a bounded set, expired after a day), so any shown column
+# with a non-null value may order it; the envelope id breaks ties and carries the keyset cursor.
+QUEUE_SORTS = {
+    "waiting": "created_at",
+    "agent": "agent__slug",
+    "intent": "intent",
+    "duration": "duration_seconds",
+    "requested": "requested_by__username",
+}
+QUEUE_DEFAULT_SORT = "waiting"
+QUEUE_COLUMNS = (
+    ("", "Select"),
+    ("waiting", "Waiting"),
+    ("agent", "Agent · instance · owner"),
+    ("intent", "Intent"),
+    ("", "Scopes · resources"),
+    ("duration", "Duration · budget"),
+    ("requested", "Requested by"),
+    ("", "Approvals"),
+    ("", "Decision"),
+)
 
 
 def approval_block(envelope: TaskEnvelope, user) -> str | None:
@@ -69,15 +98,23 @@ def queue(request):
         qs = qs.filter(Q(agent__slug__icontains=filters["agent"]) | Q(agent__name__icontains=filters["agent"]))
     if filters["owner"]:
         qs = qs.filter(agent__owner__username__icontains=filters["owner"])
-    after = _after(request.GET.get("after", ""))
+    sort = sort_choice(request, QUEUE_SORTS, QUEUE_DEFAULT_SORT)
+    field = QUEUE_SORTS[sort.lstrip("-")]
+    after = _after(request.GET.get("after", ""), field)
     if after is not None:
-        qs = qs.filter(Q(created_at__gt=after.created_at) | Q(created_at=after.created_at, id__gt=after.id))
-    envelopes = list(qs.order_by("created_at", "id")[: QUEUE_LIMIT + 1])
+        # Rows past the cursor's envelope in this order: a later key, or the same key and a later id.
+        value, last_id = after
+        beyond, later = ("lt", "lt") if sort.startswith("-") else ("gt", "gt")
+        qs = qs.filter(Q(**{f"{field}__{beyond}": value}) | Q(**{field: value, f"id__{later}": last_id}))
+    envelopes = list(qs.order_by(*sort_order(sort, QUEUE_SORTS))[: QUEUE_LIMIT + 1])
     shown = envelopes[:QUEUE_LIMIT]
     context = {
         "rows": [queue_row(e, request.user) for e in shown],
         "next_after": shown[-1].id if len(envelopes) > QUEUE_LIMIT else None,
         "after": after,
+        "sort": sort,
+        "sort_param": "" if sort == QUEUE_DEFAULT_SORT else sort,
+        "columns": [sort_column(sort, key, label, hidden=label == "Select") for key, label in QUEUE_COLUMNS],
         "filters": filters,
         "active_filters": active_filters(
             ("risk", "risk is", filters["risk"]),
@@ -100,12 +137,16 @@ def _step_up_notice(request) -> dict | None:
     return {"reason": reason, "url": step_up_url(request, request.get_full_path())} if reason else None
 
 
-def _after(value: str):
-    """The envelope a keyset page starts after, or None (a bad value shows the first page)."""
+def _after(value: str, field: str):
+    """(its ``field``, its id) for the envelope a keyset page starts after (decided since or not),
+    or None: a bad value shows the first page."""
     try:
-        return TaskEnvelope.objects.only("id", "created_at").filter(pk=uuid.UUID(value)).first() if value else None
+        key = uuid.UUID(value) if value else None
     except ValueError:
         return None
+    if key is None:
+        return None
+    return TaskEnvelope.objects.filter(pk=key).values_list(field, "id").first()
 
 
 def _back(request, default: str) -> str:

@@ -9,15 +9,36 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.lockout import locked_sign_ins, unlock_sign_in
 from accounts.roles import IDENTITY_ADMIN
-from console.views._common import console_view, done, refused
+from console.views._common import console_view, done, refused, sort_choice, sort_column
 from core.errors import DomainError
+
+# The locks in force now (at most 500, the most recent, accounts.lockout.locked_sign_ins): all of them
+# are on the page, so they are ordered here, by any shown column, account then address breaking ties.
+LOCKOUT_SORTS = {
+    "account": lambda lock: (lock.username, lock.address or ""),
+    "address": lambda lock: (lock.address or "", lock.username),
+    "failures": lambda lock: (lock.failures, lock.username, lock.address or ""),
+    "last-attempt": lambda lock: (lock.last_attempt, lock.username, lock.address or ""),
+}
+LOCKOUT_DEFAULT_SORT = "-last-attempt"
+LOCKOUT_COLUMNS = (
+    ("account", "Account"),
+    ("address", "Address"),
+    ("failures", "Failures"),
+    ("last-attempt", "Last attempt"),
+    ("", "Locked until"),
+    ("", "Actions"),
+)
 
 
 @require_GET
 @console_view(IDENTITY_ADMIN)
 def lockout_list(request):
+    sort = sort_choice(request, LOCKOUT_SORTS, LOCKOUT_DEFAULT_SORT)
+    lockouts = sorted(locked_sign_ins(), key=LOCKOUT_SORTS[sort.lstrip("-")], reverse=sort.startswith("-"))
     context = {
-        "lockouts": locked_sign_ins(),
+        "lockouts": lockouts,
+        "columns": [sort_column(sort, key, label, hidden=label == "Actions") for key, label in LOCKOUT_COLUMNS],
         "limit": settings.MANDATE_LOGIN_FAILURE_LIMIT,
         "minutes": settings.MANDATE_LOGIN_LOCKOUT_MINUTES,
     }

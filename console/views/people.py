@@ -19,10 +19,28 @@ from accounts.models import AdminGrant, ApiToken, SignInSession
 from accounts.roles import ALL_ROLES, IDENTITY_ADMIN
 from accounts.services import revoke_api_token
 from accounts.sessions import deactivate_person, end_sessions, open_sessions
-from console.views._common import console_view, done, refused
+from console.views._common import console_view, done, refused, sort_choice, sort_column, sort_order
 from core.errors import DomainError, ValidationFailed
 
 PEOPLE_LIMIT = 500
+# People are a small table (and the list stops at PEOPLE_LIMIT), so every column with one value per
+# person may order it, in the database before the limit; the username (unique) breaks ties.
+PEOPLE_SORTS = {
+    "person": "username",
+    "last-sign-in": "last_login",
+    "sessions": "open_sessions",
+    "tokens": "live_tokens",
+    "status": "is_active",
+}
+PEOPLE_COLUMNS = (
+    ("person", "Person"),
+    ("", "Roles"),
+    ("", "Signs in with"),
+    ("last-sign-in", "Last sign-in"),
+    ("sessions", "Open sessions"),
+    ("tokens", "Live API tokens"),
+    ("status", "Status"),
+)
 
 
 def _people():
@@ -64,8 +82,14 @@ def _row(user) -> dict:
 
 @console_view(IDENTITY_ADMIN)
 def people_list(request):
-    people = list(_people()[:PEOPLE_LIMIT])
-    return render(request, "console/people.html", {"rows": [_row(u) for u in people], "limit": PEOPLE_LIMIT})
+    sort = sort_choice(request, PEOPLE_SORTS, "person")
+    people = list(_people().order_by(*sort_order(sort, PEOPLE_SORTS, tiebreak="username"))[:PEOPLE_LIMIT])
+    context = {
+        "rows": [_row(u) for u in people],
+        "limit": PEOPLE_LIMIT,
+        "columns": [sort_column(sort, key, label) for key, label in PEOPLE_COLUMNS],
+    }
+    return render(request, "console/people.html", context)
 
 
 @console_view(IDENTITY_ADMIN)

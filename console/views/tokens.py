@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import services
 from accounts.models import ApiToken
-from console.views._common import done, form_number, refused
+from console.views._common import done, form_number, refused, sort_choice, sort_column, sort_order
 from core.errors import DomainError
 from identities.keys import decrypt_private_key, encrypt_private_key
 
@@ -29,6 +29,20 @@ def _signed_in(view):
     return wrapper
 
 
+# One person's tokens (at most TOKENS_SHOWN): a small set, so any dated or named column may order it.
+TOKENS_SHOWN = 200
+TOKEN_SORTS = {"name": "name", "created": "created_at", "expires": "expires_at", "last-used": "last_used_at"}
+TOKEN_DEFAULT_SORT = "-created"
+TOKEN_COLUMNS = (
+    ("name", "Name"),
+    ("", "Prefix"),
+    ("", "Status"),
+    ("created", "Created"),
+    ("expires", "Expires"),
+    ("last-used", "Last used"),
+    ("", "Actions"),
+)
+
 SECRET_FLASH = "console:new-token"
 # The new token's secret waits in the session for the page the redirect leads to, sealed with the
 # key-encryption key (MultiFernet, as signing keys are): the session table holds no readable secret,
@@ -41,8 +55,12 @@ def token_list(request):
     """GET lists the tokens, and once shows the secret of the one just created (from the session,
     then forgotten). POST creates one and redirects (POST-redirect-GET): a reload never mints a
     second token, and the secret never sits in a page the browser may re-submit."""
+    sort = sort_choice(request, TOKEN_SORTS, TOKEN_DEFAULT_SORT)
     context = {
-        "tokens": list(ApiToken.objects.filter(user=request.user).order_by("-created_at")[:200]),
+        "tokens": list(
+            ApiToken.objects.filter(user=request.user).order_by(*sort_order(sort, TOKEN_SORTS))[:TOKENS_SHOWN]
+        ),
+        "columns": [sort_column(sort, key, label, hidden=label == "Actions") for key, label in TOKEN_COLUMNS],
         "secret": None,
         "created": None,
         "error": None,
