@@ -2,8 +2,13 @@
 
 from django.db import migrations, models
 
+import core.indexes
 
+
+# Activity is the largest table and written on every decision: on PostgreSQL both indexes are
+# built CONCURRENTLY, without a write lock, hence atomic = False.
 class Migration(migrations.Migration):
+    atomic = False
 
     dependencies = [
         ('identities', '0005_sso_sessions'),
@@ -11,11 +16,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        core.indexes.AddIndexConcurrently(
             model_name='activityevent',
             index=models.Index(fields=['-occurred_at', '-id'], name='activity_when_idx'),
         ),
-        migrations.AddIndex(
+        core.indexes.AddIndexConcurrently(
             model_name='activityevent',
             index=models.Index(fields=['agent', '-occurred_at', '-id'], name='activity_agent_when_idx'),
         ),
