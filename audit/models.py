@@ -102,7 +102,8 @@ class AuditEvent(models.Model):
         indexes = [
             # The audit list's filters: by agent for owners, by verb, by target, by time.
             models.Index(fields=["agent_id", "-id"], name="audit_agent_idx"),
-            models.Index(fields=["verb", "-id"], name="audit_verb_idx"),
+            # By verb, exact ("envelope.approved") or by prefix ("envelope" → "envelope.%"), newest first.
+            PrefixIndex(F("verb"), F("id").desc(), name="audit_verb_prefix_idx"),
             models.Index(fields=["target_type", "target_id"], name="audit_target_idx"),
             # Time with id breaking ties: the audit list's "When" sort in both directions and its
             # keyset cursor (and every "since" bound, which the old (at) index served).

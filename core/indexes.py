@@ -2,7 +2,8 @@
 
 ``PrefixIndex`` serves ``LIKE 'prefix%'`` (Django's ``startswith``/``istartswith``): on PostgreSQL a
 btree compares by the database collation, which cannot answer LIKE unless the index uses the
-``text_pattern_ops`` operator class, so each expression gets it there; other databases get a plain
+``text_pattern_ops`` operator class, so each expression gets it there (an ordered trailing column,
+``F("id").desc()``, keeps its own); equality is served too; other databases get a plain
 index over the same expressions (SQLite's LIKE is served or not by its own rules: correctness only).
 
 ``AddIndexConcurrently``/``RemoveIndexConcurrently`` build or drop an index without taking a write lock
@@ -33,7 +34,11 @@ class PrefixIndex(models.Index):
             # the indexed expression, not a part of it (else it lands inside the parentheses).
             IndexExpression.register_wrappers(OrderBy, OpClass, Collate)
             index = copy.copy(self)
-            index.expressions = tuple(OpClass(expression, name=self.OPCLASS) for expression in self.expressions)
+            # An ordered column after the searched ones (``F("id").desc()``) keeps its default class.
+            index.expressions = tuple(
+                expression if isinstance(expression, OrderBy) else OpClass(expression, name=self.OPCLASS)
+                for expression in self.expressions
+            )
             return models.Index.create_sql(index, model, schema_editor, using=using, **kwargs)
         return super().create_sql(model, schema_editor, using=using, **kwargs)
 

@@ -43,7 +43,7 @@ def big_tables(owner, admin):
             at=now - timedelta(seconds=(i * 7919) % ROWS),
             actor_type="user",
             actor=f"person-{i % 97}",
-            verb="thing.touched",
+            verb=f"kind{i % 97}.touched",
             target_type="thing",
             target_id=f"t-{i:05d}",
             target_label=f"Label {i % 89}",
@@ -121,6 +121,8 @@ def test_each_audit_order_reads_its_index_in_order(signed_in, auditor, big_table
         ("target=t-0012", ["audit_target_id_prefix_idx", "audit_target_label_prefix_idx"]),
         ("target=label%2088", ["audit_target_id_prefix_idx", "audit_target_label_prefix_idx"]),
         ("target=thing:t-0012", ["audit_target_id_prefix_idx", "audit_target_label_prefix_idx"]),
+        ("verb=kind9", ["audit_verb_prefix_idx"]),  # "kind9.%"
+        ("verb=kind9.touched", ["audit_verb_prefix_idx"]),
     ],
 )
 @pytest.mark.parametrize("sort", ["", "&sort=when", "&sort=-when", "&sort=id"])
@@ -141,3 +143,5 @@ def test_the_searches_find_what_they_say(signed_in, auditor, big_tables):
     assert ">10 events<" in client.get("/audit/?target=t-0001").content.decode()  # t-00010 … t-00019
     assert "No audit events match" in client.get("/audit/?target=T-0001").content.decode()  # ids: exact case
     assert "Label 88" in client.get("/audit/?target=label%2088").content.decode()  # labels: any case
+    page = client.get("/audit/?verb=kind9").content.decode()
+    assert "kind9.touched" in page and "kind90.touched" not in page and ">31 events<" in page
