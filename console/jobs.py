@@ -21,3 +21,11 @@ def revalidate_sso_accounts() -> dict[str, int]:
     outcome = sso.revalidate_due_accounts()
     logger.info("single sign-on re-validation: %s", outcome)
     return outcome
+
+
+@shared_task(ignore_result=True, name="console.jobs.sweep_rate_counts")
+def sweep_rate_counts() -> int:
+    """Delete the database's rate-limit counts of windows that have ended (core/ratelimit.py)."""
+    from core import ratelimit
+
+    return ratelimit.sweep()

@@ -446,6 +446,7 @@ MANDATE_SWEEP_TASKS = (
     "audit.jobs.write_audit_checkpoint",
     "tasks.tasks.relay_outbox",
     "identities.jobs.refresh_issuer_keys",
+    "console.jobs.sweep_rate_counts",
 )
 CELERY_TASK_ROUTES = {name: {"queue": MANDATE_SCHEDULED_QUEUE} for name in MANDATE_SWEEP_TASKS}
 # A sweep that runs longer than this is stopped between chunks (its current chunk rolls back).
@@ -531,6 +532,13 @@ CELERY_BEAT_SCHEDULE = {
         "audit.jobs.write_audit_checkpoint",
         every=env_int("MANDATE_AUDIT_CHECKPOINT_SECONDS", 300, minimum=1),
         offset=59,
+    ),
+    # Rate-limit counts of ended windows whose keys never came back (core/ratelimit.py; the
+    # database's counter only: Redis keys expire by themselves).
+    "sweep-rate-counts": _sweep(
+        "console.jobs.sweep_rate_counts",
+        every=env_int("MANDATE_SWEEP_RATE_COUNTS_SECONDS", 600, minimum=60),
+        offset=5 * 60 + 29,
     ),
     # Trusted workload issuers' keys, fetched through core.outbound (identities/oidc.py).
     "refresh-issuer-keys": _sweep(

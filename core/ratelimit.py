@@ -1,11 +1,14 @@
-"""Request rate limits counted in the store every process shares (Django's default cache: Redis
-when one is configured, the database cache otherwise — see settings), never in per-process memory:
+"""Request rate limits counted in a store every process shares, never in per-process memory:
 behind gunicorn with N workers a per-process counter would let N times the limit through.
 
 A limit is a fixed window: at most ``per_window`` hits per key in each ``window``-second slot of
-the clock. On Redis one pipelined round trip (INCR + EXPIRE) counts a hit atomically; on other
-cache backends ``add``/``incr`` count it, which two processes racing on one key can undercount by
-a hit or two — a limit there is approximate under heavy concurrency, never unlimited.
+the clock. When Django's default cache is Redis (see settings), one pipelined round trip (INCR +
+EXPIRE) counts a hit atomically. Otherwise the database counts it, in one statement
+(``core.sql.count_hit``: an UPSERT that returns the new count, exact under concurrency) in a small
+table of its own; the database cache would have cost about six statements a hit (a read, a cull
+count, an insert or update, each in its own savepoint) and could undercount under races. The first
+hit of a key's new window deletes that key's old windows; ``sweep`` (a beat job) deletes the
+windows of keys that never came back.
 
 Keys are digests, so nothing a caller sends (an address, a client id) is stored verbatim.
 """
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
+
+from core import sql
 
 CACHE_ALIAS = "default"
 
@@ -46,13 +51,17 @@ def _count(name: str, key: str, window: int, now: float) -> tuple[int, int]:
         pipe.expire(full_key, window + 1)
         count, _ = pipe.execute()
         return int(count), retry_after
-    if cache.add(cache_key, 1, window + 1):
-        return 1, retry_after
-    try:
-        return int(cache.incr(cache_key)), retry_after
-    except ValueError:  # expired between the add and the incr: this is the new window's first hit
-        cache.add(cache_key, 1, window + 1)
-        return 1, retry_after
+    key = f"{name}:{digest}"
+    count = sql.count_hit(key, slot, expires=(slot + 1) * window)
+    if count == 1:  # the key's new window: its earlier ones are done with
+        sql.forget_counts_before(key, slot)
+    return count, retry_after
+
+
+def sweep(now: float | None = None) -> int:
+    """Delete the database's counts of windows that have ended (nothing to do on Redis, whose keys
+    expire by themselves). Returns how many went."""
+    return sql.sweep_counts(time.time() if now is None else now)
 
 
 def hit(name: str, key: str, *, per_window: int, window: int = 60, now: float | None = None) -> Exceeded | None:

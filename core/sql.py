@@ -13,7 +13,9 @@ tests/core/test_sql_paths.py checks on PostgreSQL that both give the same answer
 - ``insert_returning_ids``: many rows in one INSERT of one parameter, generated ids set on the instances;
 - ``update_by_key``: many rows updated to their own values in one statement;
 - ``insert_unless_present``: an INSERT that reports a duplicate key instead of raising;
-- ``transaction_lock``: a transaction-scoped advisory lock (SQLite's writers are serialised anyway).
+- ``transaction_lock``: a transaction-scoped advisory lock (SQLite's writers are serialised anyway);
+- ``count_hit``: a shared counter that adds one and answers the new count in one statement (UPSERT),
+  ``forget_counts_before`` and ``sweep_counts``: its clean-up (core/ratelimit.py).
 
 Table and column names come from the models, values always travel as parameters.
 """
@@ -308,3 +310,59 @@ def transaction_lock(name: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
     if fast(connection):
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+
+
+# --- rate-limit counters (core/ratelimit.py) -------------------------------------------------------
+# The table is console.models.RateCounter's (core has no models of its own; the layers let console
+# import this name, never the other way round). On PostgreSQL it is UNLOGGED (console migration
+# 0005): a counter is worth nothing after a crash, and a transaction that wrote only an unlogged
+# table commits without waiting for a WAL flush, so counting costs no durable commit.
+
+RATE_COUNTER_TABLE = "mandate_rate_counter"
+_count_sql: dict[str, str] = {}
+
+
+def count_hit(key: str, slot: int, *, expires: int, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Add one to the count of ``key`` in window ``slot`` and return the new count: ONE statement,
+    ``INSERT … ON CONFLICT (key, slot) DO UPDATE SET n = n + 1 RETURNING n`` (PostgreSQL, and SQLite
+    from 3.35). Atomic under concurrency: parallel callers on one key serialise on its row, and each
+    sees its own count. ``expires`` (epoch seconds) is when ``sweep_counts`` may delete the row.
+    Inside a caller's transaction the row stays locked until that transaction ends; the OAuth views
+    count in autocommit, before any transaction of theirs begins."""
+    connection = connections[using]
+    sql = _count_sql.get(connection.vendor)
+    if sql is None:
+        q = connection.ops.quote_name
+        table = q(RATE_COUNTER_TABLE)
+        sql = (
+            f"INSERT INTO {table} ({q('key')}, {q('slot')}, {q('n')}, {q('expires')}) "  # noqa: S608 - fixed names
+            f"VALUES (%s, %s, 1, %s) ON CONFLICT ({q('key')}, {q('slot')}) "
+            f"DO UPDATE SET {q('n')} = {table}.{q('n')} + 1 RETURNING {q('n')}"
+        )
+        _count_sql[connection.vendor] = sql
+    with prepared_cursor(using) if fast(connection) else connection.cursor() as cursor:
+        cursor.execute(sql, [key, slot, expires])
+        return int(cursor.fetchone()[0])
+
+
+def forget_counts_before(key: str, slot: int, *, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Delete ``key``'s counts of windows before ``slot`` (run when a new window's first hit rolls
+    the key over); returns how many rows went."""
+    connection = connections[using]
+    q = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {q(RATE_COUNTER_TABLE)} WHERE {q('key')} = %s AND {q('slot')} < %s",  # noqa: S608
+            [key, slot],
+        )
+        return cursor.rowcount
+
+
+def sweep_counts(now: float, *, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Delete every count whose window ended before ``now`` (epoch seconds): keys that never came
+    back to roll over. Returns how many rows went."""
+    connection = connections[using]
+    q = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {q(RATE_COUNTER_TABLE)} WHERE {q('expires')} <= %s", [int(now)])  # noqa: S608
+        return cursor.rowcount

@@ -13,7 +13,7 @@ from django.core.cache import caches
 from django.core.management import call_command
 from django.test import RequestFactory, override_settings
 
-from core import ratelimit
+from core import ratelimit, sql
 from core.client_address import client_address
 
 
@@ -168,9 +168,88 @@ def test_a_limit_of_zero_is_off():
     assert all(ratelimit.hit("off", "k", per_window=0) is None for _ in range(100))
 
 
+@pytest.mark.django_db
 def test_the_window_says_how_long_until_it_ends():
     for _ in range(2):
         ratelimit.hit("w", "k2", per_window=2, window=60, now=120.0)
     refused = ratelimit.hit("w", "k2", per_window=2, window=60, now=135.2)
     assert refused is not None and refused.retry_after == 45
     assert ratelimit.hit("w", "k2", per_window=2, window=60, now=180.0) is None  # the next window
+
+
+# --- the database's counter (no Redis) -------------------------------------------------------------
+
+
+def _counts():
+    from console.models import RateCounter
+
+    return sorted((c.slot, c.n) for c in RateCounter.objects.all())
+
+
+@pytest.mark.django_db
+def test_a_counted_hit_is_one_statement(django_assert_num_queries):
+    ratelimit.hit("one", "203.0.113.9", per_window=5, window=60, now=600.0)  # the window's first hit
+    with django_assert_num_queries(1):
+        assert ratelimit.hit("one", "203.0.113.9", per_window=5, window=60, now=601.0) is None
+
+
+@pytest.mark.django_db
+def test_a_new_window_starts_from_zero_and_forgets_the_old_one():
+    for _ in range(3):
+        ratelimit.hit("roll", "k", per_window=3, window=60, now=600.0)
+    assert ratelimit.hit("roll", "k", per_window=3, window=60, now=659.9) is not None  # 4th in window 10
+    assert _counts() == [(10, 4)]
+
+    assert ratelimit.hit("roll", "k", per_window=3, window=60, now=660.0) is None  # window 11
+    assert _counts() == [(11, 1)]  # the old window went with the new one's first hit
+
+
+@pytest.mark.django_db
+def test_the_sweep_deletes_ended_windows_of_keys_that_never_came_back():
+    ratelimit.hit("gone", "a", per_window=3, window=60, now=600.0)  # window [600, 660)
+    ratelimit.hit("gone", "b", per_window=3, window=60, now=700.0)  # window [660, 720)
+    assert ratelimit.sweep(now=659.0) == 0
+    assert ratelimit.sweep(now=660.0) == 1
+    assert _counts() == [(11, 1)]
+    assert ratelimit.hit("gone", "b", per_window=1, window=60, now=701.0) is not None  # still counted
+
+
+def test_the_sweep_runs_on_the_beat():
+    from django.conf import settings
+
+    assert settings.CELERY_BEAT_SCHEDULE["sweep-rate-counts"]["task"] == "console.jobs.sweep_rate_counts"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_hits_on_postgresql_are_each_counted_exactly_once():
+    """Twelve connections hit one key 25 times each at once: 300 hits, counts 1 to 300 each seen by
+    exactly one caller, and the limit lets exactly its 250 through."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    seen, refused, lock = [], [], threading.Lock()
+    barrier = threading.Barrier(12)
+
+    def worker():
+        from django.db import connection as conn
+
+        try:
+            barrier.wait()
+            for _ in range(25):
+                count = sql.count_hit("race:k", 1, expires=2)
+                outcome = ratelimit.hit("race", "k", per_window=250, window=3600, now=7200.0)
+                with lock:
+                    seen.append(count)
+                    refused.append(outcome is not None)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen) == list(range(1, 301))
+    assert refused.count(True) == 50
