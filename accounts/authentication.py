@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
@@ -9,7 +11,9 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from accounts.models import TOKEN_PREFIX, ApiToken
+from accounts.roles import ALL_ROLES
 from core.bearer import bearer_value
+from core.sql import PreparedValues
 
 # last_used_at is a hint for people, not an audit record: write it at most once a minute.
 _LAST_USED_GRANULARITY = timedelta(seconds=60)
@@ -35,6 +39,62 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+@dataclass(frozen=True)
+class ApiCaller:
+    token_id: uuid.UUID
+    user_id: int
+    roles: frozenset[str]
+
+
+# The token, its user and the user's roles in one statement compiled once per process (a join to
+# the groups gives a row per group; a user in none still gives one row, its group name NULL).
+_caller_by_digest = PreparedValues(
+    lambda digest: (
+        ApiToken.objects.filter(digest=digest)
+        .order_by()
+        .values_list(
+            "id",
+            "revoked_at",
+            "expires_at",
+            "last_used_at",
+            "user_id",
+            "user__is_active",
+            "user__is_superuser",
+            "user__groups__name",
+        )
+    ),
+    sample="0" * 64,
+    key="digest",
+)
+
+
+def api_caller(request) -> ApiCaller | None:
+    """``ApiTokenAuthentication`` for a per-call endpoint that needs only who asks and their roles
+    (``/oauth/introspect``): the same refusals, read fresh on every request — revoked, expired,
+    user deactivated, role removed all count from the next request — in one query instead of two
+    (the token with its user, then the roles). None when no API token was sent."""
+    secret = bearer_value(request)
+    if secret is None or not secret.startswith(TOKEN_PREFIX):
+        return None
+    rows = _caller_by_digest.fetch_all(ApiToken.digest_of(secret))
+    now = timezone.now()
+    first = rows[0] if rows else None
+    if (
+        first is None
+        or first["revoked_at"] is not None
+        or (first["expires_at"] is not None and first["expires_at"] <= now)
+        or not first["user__is_active"]
+    ):
+        raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
+    if first["last_used_at"] is None or now - first["last_used_at"] > _LAST_USED_GRANULARITY:
+        ApiToken.objects.filter(pk=first["id"]).update(last_used_at=now)
+    if first["user__is_superuser"]:
+        roles = frozenset(ALL_ROLES)
+    else:
+        roles = frozenset(row["user__groups__name"] for row in rows) & frozenset(ALL_ROLES)
+    return ApiCaller(first["id"], first["user_id"], roles)
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

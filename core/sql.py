@@ -36,12 +36,16 @@ M = TypeVar("M", bound=Model)
 
 class PreparedValues:
     """``build(value)`` returns a ``values_list`` queryset with exactly one parameter (the lookup
-    value); ``fetch(value)`` runs its SQL with a fresh value and returns the first row as a dict."""
+    value, prepared as the model's primary key is, or as the field named ``key``); ``fetch(value)``
+    runs its SQL with a fresh value and returns the first row as a dict, ``fetch_all`` every row."""
 
-    def __init__(self, build: Callable[[Any], QuerySet], *, sample: object, key_share: bool = False):
+    def __init__(
+        self, build: Callable[[Any], QuerySet], *, sample: object, key_share: bool = False, key: str | None = None
+    ):
         self._build = build
         self._sample = sample
         self._key_share = key_share
+        self._key = key  # the field the lookup value is prepared as (default: the primary key)
         self._compiled: dict[str, tuple] = {}
         self._lock = threading.Lock()
 
@@ -55,27 +59,42 @@ class PreparedValues:
                 raise ValueError("a prepared read takes exactly one parameter")
             converters = compiler.get_converters([column for column, _, _ in compiler.select])
             names = list(queryset.query.values_select)
-            compiled = (sql, list(converters.items()), names, queryset.model._meta.pk)
+            meta = queryset.model._meta
+            compiled = (
+                sql,
+                list(converters.items()),
+                names,
+                meta.pk if self._key is None else meta.get_field(self._key),
+            )
             with self._lock:
                 self._compiled[alias] = compiled
         return compiled
 
     def fetch(self, value, *, using: str = DEFAULT_DB_ALIAS) -> dict | None:
-        """The first row for ``value`` (the primary key the query filters on), or None."""
+        """The first row for ``value`` (the primary key, or ``key``, the query filters on), or None."""
+        rows = self._rows(value, using, limit=1)
+        return rows[0] if rows else None
+
+    def fetch_all(self, value, *, using: str = DEFAULT_DB_ALIAS) -> list[dict]:
+        """Every row for ``value`` (a join to many rows gives one row each)."""
+        return self._rows(value, using, limit=None)
+
+    def _rows(self, value, using: str, *, limit: int | None) -> list[dict]:
         connection = connections[using]
         sql, converters, names, pk = self._compile(using)
         if self._key_share and connection.vendor == "postgresql":
             sql += " FOR KEY SHARE"  # a lock the ORM does not spell; see identities/issuance.py
         with connection.cursor() as cursor:
             cursor.execute(sql, [pk.get_db_prep_value(value, connection)])
-            rows = cursor.fetchmany(1)
-        if not rows:
-            return None
-        row = list(rows[0])
-        for position, (functions, expression) in converters:  # as SQLCompiler.apply_converters
-            for convert in functions:
-                row[position] = convert(row[position], expression, connection)
-        return dict(zip(names, row, strict=True))
+            rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
+        out = []
+        for found in rows:
+            row = list(found)
+            for position, (functions, expression) in converters:  # as SQLCompiler.apply_converters
+                for convert in functions:
+                    row[position] = convert(row[position], expression, connection)
+            out.append(dict(zip(names, row, strict=True)))
+        return out
 
 
 def model_from(model: type[M], data: dict, *, using: str = DEFAULT_DB_ALIAS) -> M:

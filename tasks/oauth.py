@@ -23,8 +23,8 @@ from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import Counter
 from rest_framework import exceptions as drf_exceptions
 
-from accounts.authentication import ApiTokenAuthentication
-from accounts.roles import AUDITOR, GATEWAY, IDENTITY_ADMIN, has_role
+from accounts.authentication import ApiCaller, ApiTokenAuthentication, api_caller
+from accounts.roles import AUDITOR, GATEWAY, IDENTITY_ADMIN
 from audit import services as audit
 from core import ratelimit
 from core.client_address import client_address
@@ -312,6 +312,17 @@ def _api_caller(request, *, required: bool):
     return found[0]
 
 
+def _introspecting_caller(request) -> ApiCaller:
+    """As ``_api_caller(required=True)`` with the caller's roles, in one query (``api_caller``)."""
+    try:
+        found = api_caller(request)
+    except drf_exceptions.AuthenticationFailed as failed:
+        raise OAuthError(INVALID_TOKEN, str(failed.detail), status=401) from None
+    if found is None:
+        raise OAuthError(INVALID_TOKEN, "send a gateway, admin or auditor API token as Bearer", status=401)
+    return found
+
+
 def _unauthorised(err: OAuthError) -> JsonResponse:
     if err.status == 401:
         return _error(err.error, err.description, 401, WWW_Authenticate=f'Bearer error="{err.error}"')
@@ -389,9 +400,9 @@ def introspect(request):
     try:
         _throttle("introspect-address", client_address(request), settings.MANDATE_RATE_INTROSPECT_PER_ADDRESS)
         params = _form(request)
-        user = _api_caller(request, required=True)
-        _throttle("introspect-client", str(user.pk), settings.MANDATE_RATE_INTROSPECT_PER_CLIENT)
-        if not has_role(user, GATEWAY, IDENTITY_ADMIN, AUDITOR):
+        caller = _introspecting_caller(request)
+        _throttle("introspect-client", str(caller.user_id), settings.MANDATE_RATE_INTROSPECT_PER_CLIENT)
+        if not caller.roles & {GATEWAY, IDENTITY_ADMIN, AUDITOR}:
             raise OAuthError("insufficient_scope", "introspection is for gateways, admins and auditors", status=403)
         token_value = _required(params, "token")
     except OAuthError as err:

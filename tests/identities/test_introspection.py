@@ -212,7 +212,8 @@ def test_a_token_with_a_header_member_too_many_is_inactive(introspect, instance,
 
 def test_introspection_stays_within_a_few_queries(introspect, access_token, django_assert_max_num_queries):
     introspect(access_token)
-    # API token, caller's roles, the credential with its instance, agent and envelope.
+    # Two rate-limit counts (per address, per caller), the API token with its user's roles in one
+    # query, the credential with its instance, agent and envelope.
     with django_assert_max_num_queries(4):
         assert introspect(access_token).json()["active"] is True
 
@@ -235,3 +236,52 @@ def test_a_token_introspected_again_is_not_verified_again_but_revocation_still_c
     with transaction.atomic():
         revoke_credentials(jtis=[claims_of(access_token)["jti"]], actor=admin, reason="leaked")
     assert introspect(access_token).json() == {"active": False}
+
+
+# --- the caller, read fresh on every request (one query: token, user and roles) -------------------
+
+
+def test_a_gateway_token_revoked_expired_or_deactivated_is_refused_on_the_very_next_request(
+    introspect, access_token, gateway
+):
+    from accounts.models import ApiToken
+
+    assert introspect(access_token).status_code == 200
+    token = ApiToken.objects.get(user=gateway)
+
+    token.revoked_at = timezone.now()
+    token.save()
+    refused = introspect(access_token)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
+
+    token.revoked_at, token.expires_at = None, timezone.now() - timedelta(seconds=1)
+    token.save()
+    assert introspect(access_token).status_code == 401
+
+    token.expires_at = None
+    token.save()
+    gateway.is_active = False
+    gateway.save()
+    assert introspect(access_token).status_code == 401
+
+
+def test_a_gateway_whose_role_is_removed_is_refused_on_the_very_next_request(introspect, access_token, gateway):
+    assert introspect(access_token).status_code == 200
+    gateway.groups.clear()
+    refused = introspect(access_token)
+    assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
+
+
+def test_a_superuser_in_no_group_may_introspect(api_client, introspect, access_token):
+    from django.contrib.auth.models import User
+
+    root = User.objects.create_superuser("root", "root@example.test", "x" * 20)
+    assert introspect(access_token, api_client.as_user(root)).json()["active"] is True
+
+
+def test_a_user_in_other_groups_only_may_not_introspect(api_client, introspect, access_token):
+    from django.contrib.auth.models import Group, User
+
+    someone = User.objects.create_user("someone", "someone@example.test", "x" * 20)
+    someone.groups.add(Group.objects.create(name="not-a-role"))
+    assert introspect(access_token, api_client.as_user(someone)).status_code == 403
