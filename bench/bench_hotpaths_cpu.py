@@ -10,7 +10,7 @@ seeds one agent, instances with their own Ed25519 keys and approved envelopes, t
 each through the Django test Client: ``POST /oauth/token`` (a fresh signed client assertion each,
 signed before the clock starts), ``POST /api/v1/decisions`` (gateway Bearer token), the same call as
 an AuthZEN ``POST /access/v1/evaluation``, a ``POST /access/v1/evaluations`` of 50 (reported per
-item) and ``GET /healthz``.
+item), ``POST /oauth/introspect`` (gateway Bearer token) and ``GET /healthz``.
 It reports ``time.process_time()`` per request, which is this process's CPU, so a busy machine
 skews it far less than wall-clock rates; on PostgreSQL the server's own CPU is not included.
 """
@@ -40,7 +40,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=300, help="calls per path and round (default 300)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; the best round is reported")
     parser.add_argument(
-        "--profile", choices=["mint", "decision", "batch"], help="print a pyinstrument profile of one path"
+        "--profile",
+        choices=["mint", "decision", "batch", "introspect"],
+        help="print a pyinstrument profile of one path",
     )
     args = parser.parse_args()
 
@@ -155,6 +157,14 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
         response = client.post("/access/v1/evaluations", batch_body, content_type="application/json", **auth)
         assert response.status_code == 200 and all(e["decision"] for e in response.json()["evaluations"])
 
+    introspection_body = urlencode({"token": access_token})
+
+    def introspect():
+        response = client.post(
+            "/oauth/introspect", introspection_body, content_type="application/x-www-form-urlencoded", **auth
+        )
+        assert response.status_code == 200 and response.json()["active"], response.content
+
     def health():
         response = client.get("/healthz")
         assert response.status_code == 200
@@ -181,6 +191,9 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
             if profile == "mint":
                 for body in bodies:
                     mint_once(body)
+            elif profile == "introspect":
+                for _ in range(n):
+                    introspect()
             elif profile == "batch":
                 for _ in range(max(n // BATCH, 1)):
                     evaluate_batch()
@@ -189,11 +202,13 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
                     decide()
         print(profiler.output_text(unicode=False, color=False, show_all=False))
         return
-    best = {name: float("inf") for name in ("mint", "decision", "evaluation", f"batch/{BATCH} per item", "healthz")}
+    names = ("mint", "introspection", "decision", "evaluation", f"batch/{BATCH} per item", "healthz")
+    best = {name: float("inf") for name in names}
     batches = max(n // BATCH, 1)
     for _ in range(rounds):
         bodies = forms(n)
         best["mint"] = min(best["mint"], timed(mint_once, bodies))
+        best["introspection"] = min(best["introspection"], timed(lambda _: introspect(), range(n)))
         best["decision"] = min(best["decision"], timed(lambda _: decide(), range(n)))
         if authzen:
             best["evaluation"] = min(best["evaluation"], timed(lambda _: evaluate(), range(n)))
