@@ -634,6 +634,7 @@ def table_rows(results: dict) -> list:
 def report(args, raw: dict, results: dict) -> None:
     import report as shared
 
+    shared.save_runs(table_rows(results), label="credentials")
     print()
     print(shared.table(table_rows(results), title="credentials"))
     last = results["runs"][-1]

@@ -561,6 +561,7 @@ def main() -> None:
             lambda m: m["rate"] >= 10_000,
         ),
     ]
+    report.save_runs(rows, label="decisions")
     print()
     print(report.table(rows, title="decisions"))
     print()

@@ -5,6 +5,9 @@ previous answer arrived — the throughput the server sustains. Open loop (``rat
 is due at ``t0 + i/R``; latency is measured from when it was due, not from when it was sent, so a
 stalled server is not hidden by the generator waiting for it (no coordinated omission).
 
+A server that answers ``Connection: close`` (gunicorn's sync workers) gets a new connection for
+the next request, and its cost is in the latency, as it would be for a client of that server.
+
 Request bodies are prepared bytes, rotated round-robin; responses are parsed only as far as the
 status line and Content-Length.
 """
@@ -51,15 +54,24 @@ class Result:
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    status, body, _ = await _read_response_closing(reader)
+    return status, body
+
+
+async def _read_response_closing(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+    """Status, body, and whether the server closes the connection after it (``Connection: close``,
+    as gunicorn's sync workers answer every request)."""
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
-    length = 0
+    length, closing = 0, False
     for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
+        lowered = line.lower()
+        if lowered[:15] == b"content-length:":
             length = int(line[15:])
-            break
+        elif lowered.startswith(b"connection:") and b"close" in lowered:
+            closing = True
     body = await reader.readexactly(length) if length else b""
-    return status, body
+    return status, body, closing
 
 
 async def _run(
@@ -93,13 +105,16 @@ async def _run(
                 if due >= deadline:
                     return
                 writer.write(requests[i % len(requests)])
-                status, body = await _read_response(reader)
+                status, body, closing = await _read_response_closing(reader)
                 result.latencies.append(time.perf_counter() - due)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
                 if marker is not None and marker in body:
                     result.marker_hits += 1
                 if len(result.bodies_sample) < 3:
                     result.bodies_sample.append(body[:300])
+                if closing:  # a server without keep-alive: the next request needs a new connection
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
         finally:
             writer.close()
 

@@ -5,6 +5,8 @@ server in the same run (single runs on a shared 2-core machine vary too much to 
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 from dataclasses import dataclass
 
@@ -79,3 +81,19 @@ def table(rows: list[Row], *, title: str) -> str:
     lines.append("")
     lines.append(f"{len(rows[0].runs) if rows else 0} runs.")
     return "\n".join(lines)
+
+
+def save_runs(rows: list[Row], *, label: str) -> None:
+    """With ``MANDATE_BENCH_RUNS_OUT`` set, append this invocation's runs to that file (one JSON line),
+    so runs of separate invocations (before and after, alternating) are tabled together by
+    ``bench/merge_runs.py``."""
+    path = os.environ.get("MANDATE_BENCH_RUNS_OUT")
+    if not path:
+        return
+    line = {
+        "label": os.environ.get("MANDATE_BENCH_LABEL", label),
+        "load_average": os.getloadavg(),
+        "rows": [{"endpoint": r.endpoint, "goal": r.goal, "runs": r.runs} for r in rows],
+    }
+    with open(path, "a") as out:
+        out.write(json.dumps(line) + "\n")

@@ -59,8 +59,11 @@ async def _run(port, requests, rate, duration, connections):
                     return
                 sent = time.perf_counter()
                 writer.write(requests[i % len(requests)])
-                await loadgen._read_response(reader)
+                _, _, closing = await loadgen._read_response_closing(reader)
                 out.append((wall0 + due - start, due, sent, time.perf_counter(), k))
+                if closing:
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
         finally:
             writer.close()
 
@@ -81,6 +84,7 @@ def _cpu_sampler(server_pid, samples, stop):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker-class", default="gthread", help="gthread (as bench_decisions.py) or sync")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--connections", type=int, default=16)
@@ -101,7 +105,7 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [
-        str(Path(sys.executable).parent / "gunicorn"), "timed_wsgi:application", "-k", "gthread",
+        str(Path(sys.executable).parent / "gunicorn"), "timed_wsgi:application", "-k", args.worker_class,
         "-w", str(args.workers), "--threads", str(args.threads), "-b", f"127.0.0.1:{port}",
         "--keep-alive", "30", "--log-level", "warning", "--max-requests", "0",
         "--access-logfile", "/dev/null", "--backlog", "512",
