@@ -44,11 +44,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Model
+from django.db.models.base import ModelState
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from prometheus_client import Counter
@@ -306,15 +308,22 @@ def serves(declared: frozenset[str], audience: str) -> bool:
     return audience in declared if declared else audience == settings.MANDATE_DEFAULT_AUDIENCE
 
 
-def _caller_params(token_id: uuid.UUID, now: datetime) -> list[Any]:
-    from accounts.models import ApiToken
-    from accounts.roles import GATEWAY, IDENTITY_ADMIN
+_CALLER_CONSTANTS: tuple[Any, str, str] | None = None
 
+
+def _caller_params(token_id: uuid.UUID, now: datetime) -> list[Any]:
+    global _CALLER_CONSTANTS
+    if _CALLER_CONSTANTS is None:  # looked up once per process, not per decision
+        from accounts.models import ApiToken
+        from accounts.roles import GATEWAY, IDENTITY_ADMIN
+
+        _CALLER_CONSTANTS = (ApiToken._meta.pk, GATEWAY, IDENTITY_ADMIN)
+    pk, gateway, identity_admin = _CALLER_CONSTANTS
     return [
-        ApiToken._meta.pk.get_db_prep_value(token_id, connection),
+        pk.get_db_prep_value(token_id, connection),
         connection.ops.adapt_datetimefield_value(now),
-        GATEWAY,
-        IDENTITY_ADMIN,
+        gateway,
+        identity_admin,
     ]
 
 
@@ -362,15 +371,29 @@ def load_credential_for(
     return _build(row[:-2], models), bool(row[-2]), bool(row[-1])
 
 
+def _loaded(model: type[Model], alias: str, attnames: list[str], values: list[Any]) -> Any:
+    """A model instance as ``from_db`` builds it with every concrete field loaded, without
+    ``Model.__init__``'s per-field descriptor and keyword handling (which cost more than the
+    query's own client work). None of these models has ``pre_init``/``post_init`` receivers or
+    its own ``__init__``/``from_db``; tests/tasks/test_decisions_fast_load.py compares the result
+    with the ORM's."""
+    obj: Any = Model.__new__(model)
+    obj.__dict__.update(zip(attnames, values, strict=True))
+    state = obj._state = ModelState()
+    state.adding, state.db = False, alias
+    return obj
+
+
 def _build(row: tuple, models: list[tuple[Any, ...]]) -> Credential:
     objects: list[Any] = []
     start = 0
+    alias = connection.alias
     for model, fields, attnames, converted in models:
         values = list(row[start : start + len(fields)])
         start += len(fields)
         for n, field in converted:
             values[n] = field.from_db_value(values[n], None, connection)
-        objects.append(model.from_db(connection.alias, attnames, values))
+        objects.append(_loaded(model, alias, attnames, values))
     credential, instance, agent, envelope = objects
     instance.agent = agent
     credential.instance, credential.envelope = instance, envelope
@@ -677,8 +700,20 @@ def _decision_event(
 ) -> ActivityEvent:
     """The activity record of one decision, attributed to the credential's instance and envelope
     unless the token could not be tied to a credential we issued."""
-    credential = out.credential if out.reason != TOKEN_INVALID else None
     return ActivityEvent(
+        **_decision_fields(
+            out, scope=scope, resource=resource, context=context, policy=policy, now=now, reported_by=reported_by
+        )
+    )
+
+
+def _decision_fields(
+    out: _Outcome, *, scope: str, resource: str, context: dict, policy: Policy, now: datetime, reported_by: str
+) -> dict[str, Any]:
+    """``_decision_event``'s field values. The single-statement path writes them as parameters
+    and needs no model instance (building one cost as much as the checks)."""
+    credential = out.credential if out.reason != TOKEN_INVALID else None
+    return dict(
         kind=ActivityEvent.Kind.DECISION,
         agent_id=credential.instance.agent_id if credential is not None else None,
         instance_id=credential.instance_id if credential is not None else None,
@@ -767,11 +802,13 @@ def decide(
     remaining = envelope.remaining_actions if identified else None
     drift = out.reason in DRIFT_REASONS
     drift_count = None
-    event = _decision_event(
+    fields = _decision_fields(
         out, scope=scope, resource=resource, context=context, policy=policy, now=now, reported_by=reported_by
     )
+    event: Any
     if out.allow and connection.vendor == "postgresql" and not connection.in_atomic_block:
         # The hot path: one statement takes the action and writes the record, committed on return.
+        event = SimpleNamespace(id=None, **fields)  # the statement's parameters; it sets id, reason, allow
         reason, taken_remaining = _take_action_and_record(event, now)
         if reason == OK:
             remaining = taken_remaining
@@ -784,13 +821,16 @@ def decide(
             )
             remaining = 0 if reason == BUDGET_EXHAUSTED else remaining
     elif out.allow:
+        event = ActivityEvent(**fields)
         remaining = _take_action_and_record_portably(out, event, envelope, now, remaining)
     elif drift:
         # The drifting call's record and the envelope's drift count commit together.
+        event = ActivityEvent(**fields)
         with transaction.atomic():
             event.save(force_insert=True)
             drift_count = record_drift(envelope_id=envelope.id, now=now)
     else:
+        event = ActivityEvent(**fields)
         event.save(force_insert=True)  # one statement, committed on return (autocommit)
     if identified and out.reason != TOKEN_REVOKED:
         touch_instance(instance, now)
