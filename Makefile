@@ -20,7 +20,14 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml $(LOCK)
 	$(BIN)/python -m pip install --quiet --no-deps -e ./clients/python   # the SDK: mandate-sdk, mandate-mcp-gateway
 	touch $(STAMP)
 
+## A checkout set up by `make install` (and so `make test` and `make run`) is a development checkout:
+## data/development.env (DEBUG=true, the port) lets `manage.py` and `celery` in any shell use the
+## development settings. Written only when absent; `make run` rewrites it with the port it serves on.
+## Production installs with pip and never has the file (and the WSGI server never reads it).
+DEV_ENV := $${MANDATE_DATA_DIR:-data}/development.env
+
 install: $(STAMP)
+	@test -f $(DEV_ENV) || { mkdir -p $${MANDATE_DATA_DIR:-data} && printf 'DEBUG=true\nPORT=%s\n' "$(PORT)" > $(DEV_ENV); }
 
 ## make lock: re-resolve requirements*.txt from pyproject.toml, keeping current pins where they still fit
 ## (make lock LOCK_ARGS=--upgrade moves everything to the newest allowed releases).
@@ -33,8 +40,7 @@ lock: install
 
 ## make run: migrate, then serve the console on 127.0.0.1:$(PORT) with a Celery worker and beat.
 run: install
-	@mkdir -p $${MANDATE_DATA_DIR:-data}
-	@printf 'DEBUG=%s\nPORT=%s\n' "$${DEBUG:-true}" "$(PORT)" > $${MANDATE_DATA_DIR:-data}/development.env
+	@printf 'DEBUG=%s\nPORT=%s\n' "$${DEBUG:-true}" "$(PORT)" > $(DEV_ENV)
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py migrate --noinput
 	DEBUG=$${DEBUG:-true} $(BIN)/python manage.py createcachetable
 	DEBUG=$${DEBUG:-true} PORT=$(PORT) $(BIN)/python manage.py runall

@@ -18,8 +18,9 @@ def main() -> None:
         # Settings refuse to start (e.g. no SECRET_KEY with DEBUG off): say so in one line, not a traceback.
         sys.exit(
             f"Mandate is not configured: {exc}.\n"
-            "For development, run `make run` once (it records DEBUG=true in data/development.env for later "
-            "commands); in production, set the variables in the README's configuration table."
+            "For development, run `make install` or `make run` once (they record DEBUG=true in "
+            "data/development.env for later commands); in production, set the variables in the README's "
+            "configuration table."
         )
 
 

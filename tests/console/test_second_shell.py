@@ -43,6 +43,27 @@ def test_add_user_in_a_second_shell_works_after_make_run(tmp_path):
     assert check.stdout.strip() == "identity-admin", check.stderr
 
 
+def test_make_install_alone_lets_manage_py_run_in_a_second_shell(tmp_path):
+    """`make test` (or `make install`) without `make run`: a checkout set up by the README's commands
+    is a development checkout, so `manage.py` works in a shell with no exports."""
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if k not in _DROPPED}
+    env["MANDATE_DATA_DIR"] = str(data)
+    made = subprocess.run(
+        ["make", "-s", "install"], cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert made.returncode == 0, made.stderr
+    assert (data / "development.env").read_text() == "DEBUG=true\nPORT=8000\n"
+    result = _shell(data, "check")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
+
+    # A file `make run` wrote (its port) is left as it is.
+    _as_make_run_left_it(data, port=9123)
+    assert subprocess.run(["make", "-s", "install"], cwd=settings.BASE_DIR, env=env, timeout=600).returncode == 0
+    assert (data / "development.env").read_text() == "DEBUG=true\nPORT=9123\n"
+
+
 def test_without_make_run_the_same_command_still_refuses_to_start_in_production_mode(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
