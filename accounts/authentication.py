@@ -19,6 +19,11 @@ from core.sql import PreparedValues
 _LAST_USED_GRANULARITY = timedelta(seconds=60)
 
 
+def _note_use(token_id, last_used_at, now) -> None:
+    if last_used_at is None or now - last_used_at > _LAST_USED_GRANULARITY:
+        ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
+
+
 class ApiTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -32,9 +37,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         token = ApiToken.objects.select_related("user").filter(digest=ApiToken.digest_of(secret)).first()
         if token is None or not token.is_usable or not token.user.is_active:
             raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
-        now = timezone.now()
-        if token.last_used_at is None or now - token.last_used_at > _LAST_USED_GRANULARITY:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        _note_use(token.pk, token.last_used_at, timezone.now())
         return token.user, token
 
     def authenticate_header(self, request):
@@ -83,13 +86,11 @@ def api_caller(request) -> ApiCaller | None:
     first = rows[0] if rows else None
     if (
         first is None
-        or first["revoked_at"] is not None
-        or (first["expires_at"] is not None and first["expires_at"] <= now)
+        or not ApiToken.usable(first["revoked_at"], first["expires_at"], now)
         or not first["user__is_active"]
     ):
         raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
-    if first["last_used_at"] is None or now - first["last_used_at"] > _LAST_USED_GRANULARITY:
-        ApiToken.objects.filter(pk=first["id"]).update(last_used_at=now)
+    _note_use(first["id"], first["last_used_at"], now)
     if first["user__is_superuser"]:
         roles = frozenset(ALL_ROLES)
     else:

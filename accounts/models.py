@@ -46,8 +46,12 @@ class ApiToken(models.Model):
 
     @property
     def is_usable(self) -> bool:
-        now = timezone.now()
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+        return self.usable(self.revoked_at, self.expires_at, timezone.now())
+
+    @staticmethod
+    def usable(revoked_at, expires_at, now) -> bool:
+        """Not revoked and not expired at ``now``: the one rule, for a model or a row read as values."""
+        return revoked_at is None and (expires_at is None or expires_at > now)
 
     @property
     def status(self) -> str:
