@@ -204,6 +204,28 @@ def sort_choice(request, sorts, default: str) -> str:
     return value if value and value.lstrip("-") in sorts else default
 
 
+def sorted_page(queryset, request, sorts: dict[str, str | None], default: str, columns) -> tuple[KeysetPage, dict]:
+    """A ``KeysetPage`` in the ``?sort=`` order (``sorts`` maps a key to the time field it pages by,
+    None for the id) and what the table's template needs of it: the page, the sort, the parameter
+    links carry (empty for the default order) and the headers."""
+    sort = sort_choice(request, sorts, default)
+    param = "" if sort == default else sort
+    page = KeysetPage(
+        queryset,
+        request,
+        by_time=sorts[sort.lstrip("-")],
+        ascending=not sort.startswith("-"),
+        sort=param,
+    )
+    context = {
+        "page": page,
+        "sort": sort,
+        "sort_param": param,
+        "columns": [sort_column(sort, key, label) for key, label in columns],
+    }
+    return page, context
+
+
 def sort_order(sort: str, sorts: dict[str, str], tiebreak: str = "id") -> list:
     """``order_by`` arguments for a ``sort_choice`` value: its field (empty values last either way),
     then ``tiebreak`` (unique) in the same direction, so equal keys never shuffle between loads."""

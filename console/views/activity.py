@@ -11,12 +11,10 @@ from django.utils.dateparse import parse_datetime
 
 from console.views._common import (
     CappedCount,
-    KeysetPage,
     active_filters,
     console_view,
     page_or_partial,
-    sort_choice,
-    sort_column,
+    sorted_page,
 )
 from identities.models import Agent
 from tasks.models import ActivityEvent
@@ -82,14 +80,7 @@ def activity_list(request):
     since = since_of(filters["since"])
     if since is not None:
         qs = qs.filter(occurred_at__gte=since)
-    sort = sort_choice(request, ACTIVITY_SORTS, ACTIVITY_DEFAULT_SORT)
-    page = KeysetPage(
-        qs,
-        request,
-        by_time=ACTIVITY_SORTS[sort.lstrip("-")],
-        ascending=not sort.startswith("-"),
-        sort="" if sort == ACTIVITY_DEFAULT_SORT else sort,
-    )
+    page, sorted_context = sorted_page(qs, request, ACTIVITY_SORTS, ACTIVITY_DEFAULT_SORT, ACTIVITY_COLUMNS)
     api_params = {
         k: v
         for k, v in {
@@ -100,11 +91,8 @@ def activity_list(request):
         if v
     }
     context = {
-        "page": page,
+        **sorted_context,
         "count": CappedCount(qs, page).text("event"),
-        "sort": sort,
-        "sort_param": "" if sort == ACTIVITY_DEFAULT_SORT else sort,
-        "columns": [sort_column(sort, key, label) for key, label in ACTIVITY_COLUMNS],
         "filters": filters,
         "kinds": ActivityEvent.Kind.choices,
         "active_filters": active_filters(

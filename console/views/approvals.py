@@ -104,8 +104,8 @@ def queue(request):
     if after is not None:
         # Rows past the cursor's envelope in this order: a later key, or the same key and a later id.
         value, last_id = after
-        beyond, later = ("lt", "lt") if sort.startswith("-") else ("gt", "gt")
-        qs = qs.filter(Q(**{f"{field}__{beyond}": value}) | Q(**{field: value, f"id__{later}": last_id}))
+        past = "lt" if sort.startswith("-") else "gt"
+        qs = qs.filter(Q(**{f"{field}__{past}": value}) | Q(**{field: value, f"id__{past}": last_id}))
     envelopes = list(qs.order_by(*sort_order(sort, QUEUE_SORTS))[: QUEUE_LIMIT + 1])
     shown = envelopes[:QUEUE_LIMIT]
     context = {

@@ -13,12 +13,10 @@ from audit.checkpoints import sink_status
 from audit.models import AuditEvent, AuditJti
 from console.views._common import (
     CappedCount,
-    KeysetPage,
     active_filters,
     console_view,
     page_or_partial,
-    sort_choice,
-    sort_column,
+    sorted_page,
 )
 from console.views.activity import since_of
 from identities.selectors import agents_for
@@ -100,20 +98,10 @@ def audit_list(request):
     since = since_of(filters["since"])
     if since is not None:
         qs = qs.filter(at__gte=since)
-    sort = sort_choice(request, AUDIT_SORTS, AUDIT_DEFAULT_SORT)
-    page = KeysetPage(
-        qs,
-        request,
-        by_time=AUDIT_SORTS[sort.lstrip("-")],
-        ascending=not sort.startswith("-"),
-        sort="" if sort == AUDIT_DEFAULT_SORT else sort,
-    )
+    page, sorted_context = sorted_page(qs, request, AUDIT_SORTS, AUDIT_DEFAULT_SORT, AUDIT_COLUMNS)
     context = {
-        "page": page,
+        **sorted_context,
         "count": CappedCount(qs, page).text("event"),
-        "sort": sort,
-        "sort_param": "" if sort == AUDIT_DEFAULT_SORT else sort,
-        "columns": [sort_column(sort, key, label) for key, label in AUDIT_COLUMNS],
         "filters": filters,
         "active_filters": active_filters(
             ("actor", "actor starts with", filters["actor"]),
