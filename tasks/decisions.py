@@ -805,10 +805,11 @@ def decide(
     fields = _decision_fields(
         out, scope=scope, resource=resource, context=context, policy=policy, now=now, reported_by=reported_by
     )
-    event: Any
-    if out.allow and connection.vendor == "postgresql" and not connection.in_atomic_block:
+    one_statement = out.allow and connection.vendor == "postgresql" and not connection.in_atomic_block
+    # The single statement only reads the event's values (and sets id, reason, allow): no model needed.
+    event: Any = SimpleNamespace(id=None, **fields) if one_statement else ActivityEvent(**fields)
+    if one_statement:
         # The hot path: one statement takes the action and writes the record, committed on return.
-        event = SimpleNamespace(id=None, **fields)  # the statement's parameters; it sets id, reason, allow
         reason, taken_remaining = _take_action_and_record(event, now)
         if reason == OK:
             remaining = taken_remaining
@@ -821,16 +822,13 @@ def decide(
             )
             remaining = 0 if reason == BUDGET_EXHAUSTED else remaining
     elif out.allow:
-        event = ActivityEvent(**fields)
         remaining = _take_action_and_record_portably(out, event, envelope, now, remaining)
     elif drift:
         # The drifting call's record and the envelope's drift count commit together.
-        event = ActivityEvent(**fields)
         with transaction.atomic():
             event.save(force_insert=True)
             drift_count = record_drift(envelope_id=envelope.id, now=now)
     else:
-        event = ActivityEvent(**fields)
         event.save(force_insert=True)  # one statement, committed on return (autocommit)
     if identified and out.reason != TOKEN_REVOKED:
         touch_instance(instance, now)
