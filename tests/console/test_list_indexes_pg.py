@@ -74,6 +74,17 @@ def _plan_of_list_query(client, url: str, table: str) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+def _assert_both_pages_read_in_order(client, url: str, table: str, index: str) -> None:
+    plan = _plan_of_list_query(client, url, table)
+    assert index in plan and "Seq Scan" not in plan and "Sort" not in plan, plan
+    # The second page too: the cursor's bound starts the same index scan where the first page ended.
+    page = client.get(url).content.decode()
+    cursor = page.split("before=")[1].split('"')[0].replace("&amp;", "&")
+    joiner = "&" if "?" in url else "?"
+    plan = _plan_of_list_query(client, f"{url}{joiner}before={cursor}", table)
+    assert index in plan and "Seq Scan" not in plan and "Sort" not in plan, plan
+
+
 @pytest.mark.parametrize(
     ("url", "index"),
     [
@@ -83,15 +94,7 @@ def _plan_of_list_query(client, url: str, table: str) -> str:
     ],
 )
 def test_each_activity_order_reads_its_index_in_order(signed_in, admin, big_tables, url, index):
-    client = signed_in(admin)
-    plan = _plan_of_list_query(client, url, "tasks_activityevent")
-    assert index in plan and "Seq Scan" not in plan and "Sort" not in plan, plan
-    # The second page too: the cursor's bound starts the same index scan where the first page ended.
-    page = client.get(url).content.decode()
-    cursor = page.split("before=")[1].split('"')[0].replace("&amp;", "&")
-    joiner = "&" if "?" in url else "?"
-    plan = _plan_of_list_query(client, f"{url}{joiner}before={cursor}", "tasks_activityevent")
-    assert index in plan and "Seq Scan" not in plan and "Sort" not in plan, plan
+    _assert_both_pages_read_in_order(signed_in(admin), url, "tasks_activityevent", index)
 
 
 @pytest.mark.parametrize(
@@ -104,14 +107,7 @@ def test_each_activity_order_reads_its_index_in_order(signed_in, admin, big_tabl
     ],
 )
 def test_each_audit_order_reads_its_index_in_order(signed_in, auditor, big_tables, url, index):
-    client = signed_in(auditor)
-    plan = _plan_of_list_query(client, url, "console_auditevent")
-    assert index in plan and "Seq Scan" not in plan and "Sort" not in plan, plan
-    page = client.get(url).content.decode()
-    cursor = page.split("before=")[1].split('"')[0]
-    joiner = "&" if "?" in url else "?"
-    plan = _plan_of_list_query(client, f"{url}{joiner}before={cursor}", "console_auditevent")
-    assert index in plan and "Seq Scan" not in plan and "Sort" not in plan, plan
+    _assert_both_pages_read_in_order(signed_in(auditor), url, "console_auditevent", index)
 
 
 @pytest.mark.parametrize(
