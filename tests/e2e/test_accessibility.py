@@ -51,17 +51,22 @@ def demo(django_user_model):
     return django_user_model.objects.get(username="ada")
 
 
-@pytest.mark.parametrize(("width", "scheme"), [(1440, "light"), (390, "light"), (1440, "dark"), (390, "dark")], ids=str)
-def test_every_console_page_is_free_of_serious_axe_violations(browser, live_server, demo, width, scheme):
-    # bypass_csp: axe is injected by the test, never served; the pages keep their CSP otherwise.
-    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme, bypass_csp=True)
-    page = context.new_page()
+def _ada_signed_in(browser, live_server, **context_options):
+    """A page signed in as the demo's identity admin. bypass_csp: axe is injected by the test, never
+    served; the pages keep their CSP otherwise."""
+    page = browser.new_context(bypass_csp=True, **context_options).new_page()
     page.set_default_timeout(15_000)
     page.goto(f"{live_server.url}/login/")
     page.fill("#id_username", "ada")
     page.fill("#id_password", "mandate-demo")
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+    return page
+
+
+@pytest.mark.parametrize(("width", "scheme"), [(1440, "light"), (390, "light"), (1440, "dark"), (390, "dark")], ids=str)
+def test_every_console_page_is_free_of_serious_axe_violations(browser, live_server, demo, width, scheme):
+    page = _ada_signed_in(browser, live_server, viewport={"width": width, "height": 900}, color_scheme=scheme)
     from tasks.models import TaskEnvelope
 
     envelope = TaskEnvelope.objects.order_by("created_at").first()
@@ -71,7 +76,7 @@ def test_every_console_page_is_free_of_serious_axe_violations(browser, live_serv
         page.wait_for_load_state("networkidle")
         if bad := violations(page):
             found[path] = bad
-    context.close()
+    page.context.close()
     assert not found, json.dumps(found, indent=1)
 
 
@@ -98,14 +103,7 @@ def test_an_admin_approves_an_envelope_with_the_keyboard_alone(sign_in, live_ser
 def test_the_audit_trail_sorts_oldest_first_by_its_header_and_stays_axe_clean(browser, live_server, demo):
     """Click "When": the trail reads oldest first, the header says so to assistive technology, the
     next page carries on in that order without repeating a row, and the sorted page passes axe."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.goto(f"{live_server.url}/login/")
-    page.fill("#id_username", "ada")
-    page.fill("#id_password", "mandate-demo")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    page = _ada_signed_in(browser, live_server, viewport={"width": 1440, "height": 900})
     page.goto(f"{live_server.url}/audit/")
     page.get_by_role("link", name="When").click()
     page.wait_for_url("**/audit/?sort=when")
@@ -128,4 +126,4 @@ def test_the_audit_trail_sorts_oldest_first_by_its_header_and_stays_axe_clean(br
     second = shown()
     assert second and second[0][1] >= first[-1][1]
     assert not {i for i, _ in first} & {i for i, _ in second}
-    context.close()
+    page.context.close()
