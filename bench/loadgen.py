@@ -53,12 +53,7 @@ class Result:
         return ordered[index]
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    status, body, _ = await _read_response_closing(reader)
-    return status, body
-
-
-async def _read_response_closing(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
     """Status, body, and whether the server closes the connection after it (``Connection: close``,
     as gunicorn's sync workers answer every request)."""
     head = await reader.readuntil(b"\r\n\r\n")
@@ -105,7 +100,7 @@ async def _run(
                 if due >= deadline:
                     return
                 writer.write(requests[i % len(requests)])
-                status, body, closing = await _read_response_closing(reader)
+                status, body, closing = await _read_response(reader)
                 result.latencies.append(time.perf_counter() - due)
                 result.statuses[status] = result.statuses.get(status, 0) + 1
                 if marker is not None and marker in body:

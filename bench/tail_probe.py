@@ -59,7 +59,7 @@ async def _run(port, requests, rate, duration, connections):
                     return
                 sent = time.perf_counter()
                 writer.write(requests[i % len(requests)])
-                _, _, closing = await loadgen._read_response_closing(reader)
+                _, _, closing = await loadgen._read_response(reader)
                 out.append((wall0 + due - start, due, sent, time.perf_counter(), k))
                 if closing:
                     writer.close()
