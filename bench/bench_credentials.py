@@ -634,9 +634,10 @@ def table_rows(results: dict) -> list:
 def report(args, raw: dict, results: dict) -> None:
     import report as shared
 
-    shared.save_runs(table_rows(results), label="credentials")
+    rows = table_rows(results)
+    shared.save_runs(rows, label="credentials")
     print()
-    print(shared.table(table_rows(results), title="credentials"))
+    print(shared.table(rows, title="credentials"))
     last = results["runs"][-1]
     print()
     print("The last run in detail:")
