@@ -517,7 +517,22 @@ def main() -> None:
                     marker=marker,
                 )
                 answered += (full["requests"] + half["requests"]) * per
-                runs[name].append({**base, **_figures(full, half, per)})
+                figures = {**base, **_figures(full, half, per)}
+                if per == 1:
+                    # A server's CPU per request depends on the request rate (at a low rate each request
+                    # wakes a sleeping thread and the poller; at a high one they share the wake-ups), so
+                    # /healthz is also measured at this endpoint's own rate, open loop.
+                    same = phase(
+                        f"healthz at the rate of {name} #{run + 1}",
+                        meter,
+                        port,
+                        healthz,
+                        connections=args.connections,
+                        duration=args.duration,
+                        rate=full["per_s"],
+                    )
+                    figures["healthz_same_rate_server_cpu_ms"] = same["cpu_ms_per_request"]["server"]
+                runs[name].append(figures)
         recorded = decision_events() - recorded_before
         summary["durability"] = {"answered_decisions": answered, "recorded_decisions": recorded}
         summary["runs"] = runs
@@ -545,13 +560,13 @@ def main() -> None:
         report.Row(
             "POST /api/v1/decisions",
             runs["POST /api/v1/decisions"],
-            "rate >= 0.5x /healthz, server CPU <= 2x /healthz, p99 half <= 10 ms",
+            "rate >= 0.5x /healthz, server CPU <= 2x /healthz's at the same rate, p99 half <= 10 ms",
             _single_goal,
         ),
         report.Row(
             "POST /access/v1/evaluation",
             runs["POST /access/v1/evaluation"],
-            "rate >= 0.5x /healthz, server CPU <= 2x /healthz, p99 half <= 10 ms",
+            "rate >= 0.5x /healthz, server CPU <= 2x /healthz's at the same rate, p99 half <= 10 ms",
             _single_goal,
         ),
         report.Row(
@@ -605,7 +620,8 @@ def _figures(full: dict, half: dict | None, per: int) -> dict:
 
 
 def _single_goal(m: dict) -> bool:
-    return m["ratio"] >= 0.5 and m["cpu_ratio"] <= 2 and m["half_p99"] <= 10
+    """The CPU goal is judged against /healthz served at the same rate (see report.medians)."""
+    return m["ratio"] >= 0.5 and m["cpu_ratio_same_rate"] <= 2 and m["half_p99"] <= 10
 
 
 if __name__ == "__main__":

@@ -5,8 +5,12 @@
 
 - **durable commit**: a raw psycopg loop of ``INSERT …`` in autocommit (each its own transaction,
   so each waits for its WAL flush), with ``synchronous_commit`` as the server is configured, then
-  with it off for the same session (what a commit costs without the flush); and a bare round trip
-  (``SELECT 1``) for the floor of any statement. Per operation: wall time and this process's CPU.
+  with it off for the same session (what a commit costs without the flush); a bare round trip
+  (``SELECT 1``) for the floor of any statement; and the least a recorded decision asks of the
+  database (a keyed read, then one statement that spends a budget and inserts a record, committed
+  durably, on tables with no index but their keys). Per operation: wall time, this process's CPU, and
+  PostgreSQL's CPU (the session's backend and the WAL writer, from ``/proc``: the database must be on
+  this machine).
 - **signatures**: raw ``cryptography``: ES256 (ECDSA P-256, SHA-256) sign and verify, Ed25519
   verify (client assertions), per operation in one process.
 - **Django's request cycle**: ``GET /healthz`` through the WSGI handler in this process (every
@@ -30,16 +34,45 @@ sys.path.insert(0, str(ROOT))
 SCRATCH_DB = "mandate_bench_bounds"
 
 
-def best(fn, n: int, rounds: int) -> tuple[float, float]:
-    """(wall µs, CPU µs) per call of ``fn``, the best round of each."""
-    wall, cpu = float("inf"), float("inf")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (a PostgreSQL backend and the WAL writer)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, IndexError):
+            pass
+    return total / CLK_TCK
+
+
+def _wal_writer() -> list[int]:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if b"walwriter" in (entry / "cmdline").read_bytes():
+                    return [int(entry.name)]
+            except OSError:
+                continue
+    return []
+
+
+def best(fn, n: int, rounds: int, server_pids: list[int] | None = None) -> tuple[float, float, float]:
+    """(wall µs, CPU µs in this process, CPU µs in ``server_pids``) per call of ``fn``, the best round
+    of each (the last NaN when no server processes are given)."""
+    wall, cpu, server = float("inf"), float("inf"), float("inf")
     for _ in range(rounds):
+        s0 = _cpu_seconds(server_pids or [])
         w0, c0 = time.perf_counter(), time.process_time()
         for _ in range(n):
             fn()
         wall = min(wall, (time.perf_counter() - w0) / n * 1e6)
         cpu = min(cpu, (time.process_time() - c0) / n * 1e6)
-    return wall, cpu
+        server = min(server, (_cpu_seconds(server_pids or []) - s0) / n * 1e6)
+    return wall, cpu, server if server_pids else float("nan")
 
 
 def database_bounds(base_url: str, n: int, rounds: int) -> dict:
@@ -56,6 +89,15 @@ def database_bounds(base_url: str, n: int, rounds: int) -> dict:
             configured = conn.execute("SHOW synchronous_commit").fetchone()[0]
             conn.execute("CREATE TABLE bound (id bigserial PRIMARY KEY, at timestamptz, note text)")
             conn.execute("CREATE UNLOGGED TABLE bound_unlogged (k text, n int, PRIMARY KEY (k))")
+            # The least a recorded decision asks of PostgreSQL: read a budget by key, then spend one
+            # action and insert the record in one statement, committed durably.
+            conn.execute("CREATE TABLE bound_budget (id int PRIMARY KEY, used int NOT NULL, cap int NOT NULL)")
+            conn.execute("INSERT INTO bound_budget VALUES (1, 0, 2000000000)")
+            conn.execute(
+                "CREATE TABLE bound_record (id bigserial PRIMARY KEY, budget int, at timestamptz, scope text,"
+                " resource text, details jsonb)"
+            )
+            pids = [conn.execute("SELECT pg_backend_pid()").fetchone()[0], *_wal_writer()]
 
             def insert():
                 conn.execute("INSERT INTO bound (at, note) VALUES (now(), %s)", ["x"], prepare=True)
@@ -70,12 +112,25 @@ def database_bounds(base_url: str, n: int, rounds: int) -> dict:
                     prepare=True,
                 ).fetchone()
 
-            out["round trip (SELECT 1)"] = best(select, n, rounds)
-            out[f"INSERT + durable COMMIT (synchronous_commit={configured})"] = best(insert, n, rounds)
+            def decision_floor():
+                conn.execute("SELECT used, cap FROM bound_budget WHERE id = 1", prepare=True).fetchone()
+                conn.execute(
+                    "WITH spent AS (UPDATE bound_budget SET used = used + 1 WHERE id = 1 AND used < cap"
+                    " RETURNING id) INSERT INTO bound_record (budget, at, scope, resource, details)"
+                    " SELECT id, now(), %s, %s, %s FROM spent RETURNING id",
+                    ["github:write", "repo:acme/api", '{"ticket": "B-1"}'],
+                    prepare=True,
+                ).fetchone()
+
+            out["round trip (SELECT 1)"] = best(select, n, rounds, pids)
+            out[f"INSERT + durable COMMIT (synchronous_commit={configured})"] = best(insert, n, rounds, pids)
             conn.execute("SET synchronous_commit = off")
-            out["INSERT + COMMIT (synchronous_commit=off)"] = best(insert, n, rounds)
+            out["INSERT + COMMIT (synchronous_commit=off)"] = best(insert, n, rounds, pids)
             conn.execute(f"SET synchronous_commit = {configured}")
-            out["UPSERT counter in an unlogged table + COMMIT"] = best(upsert, n, rounds)
+            out["UPSERT counter in an unlogged table + COMMIT"] = best(upsert, n, rounds, pids)
+            out["a recorded decision's floor: keyed SELECT, then UPDATE budget + INSERT record, durable COMMIT"] = best(
+                decision_floor, n, rounds, pids
+            )
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_DB}" WITH (FORCE)')
@@ -132,10 +187,11 @@ def main() -> None:
     results.update(signature_bounds(args.n, args.rounds))
     results.update(django_bounds(args.n, args.rounds))
     print(f"best of {args.rounds} rounds of {args.n}; load average {os.getloadavg()}")
-    print(f"| {'bound':70s} | wall µs/op | CPU µs/op (this process) |")
-    print(f"|{'-' * 72}|-----------:|-------------------------:|")
-    for name, (wall, cpu) in results.items():
-        print(f"| {name:70s} | {wall:10.1f} | {cpu:24.1f} |")
+    print(f"| {'bound':70s} | wall µs/op | CPU µs/op (this process) | PostgreSQL CPU µs/op |")
+    print(f"|{'-' * 72}|-----------:|-------------------------:|---------------------:|")
+    for name, (wall, cpu, server) in results.items():
+        server_text = "-" if server != server else f"{server:.1f}"
+        print(f"| {name:70s} | {wall:10.1f} | {cpu:24.1f} | {server_text:>20s} |")
 
 
 if __name__ == "__main__":
