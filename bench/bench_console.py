@@ -26,7 +26,6 @@ import django  # noqa: E402
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import Group, User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
@@ -218,7 +217,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--reset", action="store_true", help="drop the bench data and load it again")
     args = parser.parse_args()
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         print("Set DATABASE_URL to a PostgreSQL database (its own, e.g. mandate_console_bench).")
         return 2
     call_command("migrate", verbosity=0)

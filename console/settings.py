@@ -114,6 +114,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so a real worker and beat started by a test can see the test database.
     _db["TEST"] = {"NAME": str(DATA_DIR / "test-mandate.sqlite3")}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with a health check that reads the socket instead of sending SELECT 1 on
+    # every request (core/postgresql/base.py): a restarted database is still noticed and left.
+    _db["ENGINE"] = "core.postgresql"
     _db["CONN_HEALTH_CHECKS"] = True
     # Django's own (client-side binding) cursors never prepare; this lets the decision hot path
     # prepare its two statements (tasks/decisions.py). Turn off behind a transaction-mode pooler.
