@@ -215,7 +215,9 @@ def seed(envelopes: int) -> tuple[list[str], str]:
     return tokens, secret
 
 
-def start_server(env: dict, *, workers: int, threads: int) -> tuple[subprocess.Popen, int]:
+def start_server(
+    env: dict, *, workers: int, threads: int, worker_class: str = "gthread"
+) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -223,7 +225,7 @@ def start_server(env: dict, *, workers: int, threads: int) -> tuple[subprocess.P
         str(Path(sys.executable).parent / "gunicorn"),
         "console.wsgi:application",
         "-k",
-        "gthread",
+        worker_class,
         "-w",
         str(workers),
         "--threads",
@@ -392,6 +394,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument(
+        "--worker-class",
+        default="gthread",
+        choices=["gthread", "sync"],
+        help="gunicorn's worker class (sync: gunicorn.conf.py's, one request per process, no keep-alive)",
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--envelopes", type=int, default=16)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase (at most 60)")
@@ -408,12 +416,13 @@ def main() -> None:
     data_dir = tempfile.mkdtemp(prefix="mandate-bench-")
     env = configure_environment(database_url, data_dir)
     tokens, api_token = seed(args.envelopes)
-    server, port = start_server(env, workers=args.workers, threads=args.threads)
+    server, port = start_server(env, workers=args.workers, threads=args.threads, worker_class=args.worker_class)
     meter = CpuMeter(server.pid)
     summary = {
         "config": {
             "workers": args.workers,
             "threads": args.threads,
+            "worker_class": args.worker_class,
             "connections": args.connections,
             "envelopes": args.envelopes,
             "duration_s": args.duration,
