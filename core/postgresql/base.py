@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import select
 
+import psycopg
 from django.db.backends.postgresql import base
 from psycopg import pq
 
@@ -24,11 +25,13 @@ class DatabaseWrapper(base.DatabaseWrapper):
         pgconn = self.connection.pgconn
         if pgconn.status != pq.ConnStatus.OK:
             return False
-        if pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        if pgconn.transaction_status == pq.TransactionStatus.IDLE and hasattr(select, "poll"):
+            # poll, not select: a busy server process may hold more than FD_SETSIZE descriptors.
+            waiting = select.poll()
             try:
-                readable, _, _ = select.select([pgconn.socket], [], [], 0)
-            except (OSError, ValueError):  # a closed or invalid socket
+                waiting.register(pgconn.socket, select.POLLIN | select.POLLPRI)
+                if not waiting.poll(0):
+                    return True
+            except (OSError, ValueError, psycopg.Error):  # no socket left to ask
                 return False
-            if not readable:
-                return True
         return super().is_usable()

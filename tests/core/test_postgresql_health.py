@@ -75,3 +75,24 @@ def test_a_session_the_server_ended_is_noticed_and_replaced():
 def test_a_healthy_connection_is_kept_across_requests():
     pid = _backend_pid()
     assert _next_request_first_query() == pid
+
+
+def test_a_socket_numbered_above_fd_setsize_is_checked_without_a_round_trip():
+    """A busy server process may hold more than 1,024 descriptors: the check must not need select()."""
+    import os
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip("needs room for 1,200 open files")
+    connection.close()
+    spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        _backend_pid()
+        assert connection.connection.pgconn.socket > 1024
+        with mock.patch.object(psycopg.Connection, "cursor", side_effect=AssertionError("a round trip was made")):
+            assert connection.is_usable() is True
+    finally:
+        connection.close()
+        for fd in spare:
+            os.close(fd)
