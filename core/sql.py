@@ -10,7 +10,8 @@ tests/core/test_sql_paths.py checks on PostgreSQL that both give the same answer
 - ``prepared_cursor``: statements PostgreSQL plans once per connection;
 - ``key_shared``: a queryset read under ``FOR KEY SHARE``, a lock the ORM does not spell;
 - ``copy_rows``: many rows in one statement (COPY on PostgreSQL);
-- ``insert_returning_ids``: many rows in one INSERT of one parameter, generated ids set on the instances;
+- ``insert_rows_returning_ids``: many rows of plain values in one INSERT of one parameter, their
+  generated ids returned (``insert_returning_ids``: the same for model instances, ids set on them);
 - ``update_by_key``: many rows updated to their own values in one statement;
 - ``insert_unless_present``: an INSERT that reports a duplicate key instead of raising;
 - ``transaction_lock``: a transaction-scoped advisory lock (SQLite's writers are serialised anyway);
@@ -219,31 +220,15 @@ def copy_rows(
         model._default_manager.using(using).bulk_create(objs, batch_size=1000)
 
 
-_recordset_inserts: dict[tuple[type[Model], tuple[str, ...], str], str] = {}
+_recordset_inserts: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, bool]] = {}
 
 
-def insert_returning_ids(
-    objs: Sequence[Model], columns: Sequence[str], *, using: str = DEFAULT_DB_ALIAS, portable: bool = False
-) -> None:
-    """INSERT ``objs`` (instances of one model whose primary key the database generates) in one
-    statement and set each one's ``pk``.
-
-    On PostgreSQL the rows travel as ONE parameter, a JSON array that ``jsonb_to_recordset`` turns
-    back into typed columns (``columns`` by attname, every column without a database default): the
-    statement's text is the same for any number of rows, so psycopg parses it once per process —
-    a VALUES list of 800 placeholders was re-parsed on every batch and cost more than the insert —
-    and no field's preparation runs per value. The ids come from the sequence in the order the rows
-    are read, so the ascending ids map to ``objs`` in order. Elsewhere ``bulk_create`` itself."""
-    if not objs:
-        return
-    model = type(objs[0])
-    connection = connections[using]
-    if not fast(connection, portable=portable):
-        model._default_manager.using(using).bulk_create(objs)
-        return
-    key = (model, tuple(columns), using)
-    statement = _recordset_inserts.get(key)
-    if statement is None:
+def _recordset_insert(model: type[Model], columns: Sequence[str], connection: BaseDatabaseWrapper) -> tuple[str, bool]:
+    """The INSERT … FROM jsonb_to_recordset statement for ``columns`` (by attname), and whether every
+    column is named as its attname (then rows keyed by attname are already what it reads)."""
+    key = (model, tuple(columns), connection.alias)
+    cached = _recordset_inserts.get(key)
+    if cached is None:
         quote = connection.ops.quote_name
         fields = [model._meta.get_field(column) for column in columns]
         names = ", ".join(quote(f.column) for f in fields)
@@ -253,19 +238,68 @@ def insert_returning_ids(
             f"SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS r({typed}) "
             f"RETURNING {quote(model._meta.pk.column)}"
         )
-        _recordset_inserts[key] = statement
-    fields = [model._meta.get_field(column) for column in columns]
-    rows = [{f.column: getattr(obj, column) for f, column in zip(fields, columns, strict=True)} for obj in objs]
-    # Timestamps and UUIDs as their text, which PostgreSQL reads back into the declared types.
-    payload = json.dumps(rows, default=str, separators=(",", ":"))
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [payload])
-        ids = sorted(found for (found,) in cursor.fetchall())
+        cached = (statement, all(f.column == column for f, column in zip(fields, columns, strict=True)))
+        _recordset_inserts[key] = cached
+    return cached
+
+
+def insert_returning_ids(
+    objs: Sequence[Model], columns: Sequence[str], *, using: str = DEFAULT_DB_ALIAS, portable: bool = False
+) -> None:
+    """INSERT ``objs`` (instances of one model whose primary key the database generates) in one
+    statement and set each one's ``pk``: ``insert_rows_returning_ids`` for instances. Elsewhere
+    ``bulk_create`` itself."""
+    if not objs:
+        return
+    model = type(objs[0])
+    connection = connections[using]
+    if not fast(connection, portable=portable):
+        model._default_manager.using(using).bulk_create(objs)
+        return
+    rows = [{column: getattr(obj, column) for column in columns} for obj in objs]
+    ids = insert_rows_returning_ids(model, rows, columns, using=using)
     pk = model._meta.pk.attname
     for obj, found in zip(objs, ids, strict=True):
         setattr(obj, pk, found)
         obj._state.adding = False
         obj._state.db = using
+
+
+def insert_rows_returning_ids(
+    model: type[Model],
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    portable: bool = False,
+) -> list[Any]:
+    """INSERT ``rows`` (plain values by attname, one for every name in ``columns`` — every column
+    without a database default; other keys are ignored) into ``model``'s table in one statement,
+    and return the generated primary keys in ``rows``' order. No model instance is built on
+    PostgreSQL: building one per row cost more CPU than the insert.
+
+    On PostgreSQL the rows travel as ONE parameter, a JSON array that ``jsonb_to_recordset`` turns
+    back into typed columns: the statement's text is the same for any number of rows, so psycopg
+    parses it once per process — a VALUES list of 800 placeholders was re-parsed on every batch and
+    cost more than the insert — and no field's preparation runs per value. The ids come from the
+    sequence in the order the rows are read, so the ascending ids map to ``rows`` in order.
+    Elsewhere ``bulk_create`` of instances built from the rows' ``columns``."""
+    if not rows:
+        return []
+    connection = connections[using]
+    if not fast(connection, portable=portable):
+        objs = [model(**{column: row[column] for column in columns}) for row in rows]
+        model._default_manager.using(using).bulk_create(objs)
+        return [obj.pk for obj in objs]
+    statement, by_attname = _recordset_insert(model, columns, connection)
+    if not by_attname:
+        fields = [model._meta.get_field(column) for column in columns]
+        rows = [{f.column: row[column] for f, column in zip(fields, columns, strict=True)} for row in rows]
+    # Timestamps and UUIDs as their text, which PostgreSQL reads back into the declared types.
+    payload = json.dumps(rows, default=str, separators=(",", ":"))
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [payload])
+        return sorted(found for (found,) in cursor.fetchall())
 
 
 def update_by_key(

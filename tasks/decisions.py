@@ -41,8 +41,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -58,7 +57,7 @@ from prometheus_client import Counter
 from audit import services as audit
 from core.oauth_errors import TokenRejected
 from core.scrub import scrub
-from core.sql import insert_returning_ids, prepared_cursor
+from core.sql import insert_rows_returning_ids, prepared_cursor
 from identities.credential_jwt import VerifiedToken, verify_access_token
 from identities.models import Agent, Credential, Instance
 from tasks.lifecycle import revoke_envelope
@@ -695,23 +694,13 @@ DECISIONS = Counter(
 )
 
 
-def _decision_event(
-    out: _Outcome, *, scope: str, resource: str, context: dict, policy: Policy, now: datetime, reported_by: str
-) -> ActivityEvent:
-    """The activity record of one decision, attributed to the credential's instance and envelope
-    unless the token could not be tied to a credential we issued."""
-    return ActivityEvent(
-        **_decision_fields(
-            out, scope=scope, resource=resource, context=context, policy=policy, now=now, reported_by=reported_by
-        )
-    )
-
-
 def _decision_fields(
     out: _Outcome, *, scope: str, resource: str, context: dict, policy: Policy, now: datetime, reported_by: str
 ) -> dict[str, Any]:
-    """``_decision_event``'s field values. The single-statement path writes them as parameters
-    and needs no model instance (building one cost as much as the checks)."""
+    """The activity record of one decision, as field values by attname, attributed to the
+    credential's instance and envelope unless the token could not be tied to a credential we
+    issued. The single-statement path and a batch write them as parameters and need no model
+    instance (building one cost as much as the checks)."""
     credential = out.credential if out.reason != TOKEN_INVALID else None
     return dict(
         kind=ActivityEvent.Kind.DECISION,
@@ -723,6 +712,7 @@ def _decision_fields(
         resource=resource[:512],
         allow=out.allow,
         reason=out.reason,
+        outcome="",
         drift=out.reason in DRIFT_REASONS,
         policy_version=policy.version,
         details={"context": scrub(context)} if context else {},  # secrets out, by key and value
@@ -931,8 +921,8 @@ def decide_batch(
         },
         key=str,
     )
-    answered: list[Decision | None] = []
-    events: list[ActivityEvent] = []
+    decided: list[tuple[_Outcome, int | None] | None] = []
+    rows: list[dict[str, Any]] = []
     with transaction.atomic():
         budgets = {
             row.pk: _EnvelopeBudget(
@@ -948,14 +938,24 @@ def decide_batch(
         }
         for call, out in zip(calls, outs, strict=True):
             if call is None or out is None:
-                answered.append(None)
+                decided.append(None)
                 if stop_on is False:
                     break
                 continue
-            decision, event = _decide_in_batch(call, out, budgets, policy=policy, now=now, reported_by=reported_by)
-            answered.append(decision)
-            events.append(event)
-            if stop_on is not None and decision.allow is stop_on:
+            remaining = _decide_in_batch(call, out, budgets, policy=policy)
+            decided.append((out, remaining))
+            rows.append(
+                _decision_fields(
+                    out,
+                    scope=call.scope,
+                    resource=call.resource,
+                    context=call.context,
+                    policy=policy,
+                    now=now,
+                    reported_by=reported_by,
+                )
+            )
+            if stop_on is not None and out.allow is stop_on:
                 break
         for envelope_id, budget in budgets.items():
             if budget.taken or budget.drifted:
@@ -963,10 +963,8 @@ def decide_batch(
                 if budget.drifted:
                     changes.update(drift_count=F("drift_count") + budget.drifted, last_drift_at=now)
                 TaskEnvelope.objects.filter(pk=envelope_id).update(**changes)
-        insert_returning_ids(events, _EVENT_COLUMNS)
-    answered = [
-        d if d is None or e is None else replace(d, decision_id=e.id) for d, e in _pair_with_events(answered, events)
-    ]
+        ids = iter(insert_rows_returning_ids(ActivityEvent, rows, _EVENT_COLUMNS))
+    answered = [_batch_decision(*item, next(ids)) if item is not None else None for item in decided]
     _after_batch(outs, answered, budgets, policy=policy, now=now)
     for answer in answered:
         if answer is not None:
@@ -980,10 +978,9 @@ def _decide_in_batch(
     budgets: dict[uuid.UUID, _EnvelopeBudget],
     *,
     policy: Policy,
-    now: datetime,
-    reported_by: str,
-) -> tuple[Decision, ActivityEvent]:
-    """One item of a batch against the locked envelope counts: ``(decision without id, event)``."""
+) -> int | None:
+    """One item of a batch against the locked envelope counts: settles ``out`` and returns the
+    actions left to report."""
     credential = out.credential if out.reason != TOKEN_INVALID else None
     budget = budgets.get(credential.envelope_id) if credential is not None else None
     if credential is not None and budget is None and out.reason in _AFTER_ENVELOPE:
@@ -1010,37 +1007,24 @@ def _decide_in_batch(
             if out.allow:
                 budget.used += 1
                 budget.taken += 1
-    remaining = None
-    if credential is not None:
-        remaining = max(budget.most - budget.used, 0) if budget is not None else credential.envelope.remaining_actions
-    event = _decision_event(
-        out,
-        scope=call.scope,
-        resource=call.resource,
-        context=call.context,
-        policy=policy,
-        now=now,
-        reported_by=reported_by,
-    )
-    decision = Decision(
+    if credential is None:
+        return None
+    return max(budget.most - budget.used, 0) if budget is not None else credential.envelope.remaining_actions
+
+
+def _batch_decision(out: _Outcome, remaining: int | None, decision_id: int) -> Decision:
+    """A batch item's answer, once its record has its id."""
+    credential = out.credential if out.reason != TOKEN_INVALID else None
+    return Decision(
         allow=out.allow,
         reason=out.reason,
         detail=out.detail,
-        decision_id=None,
+        decision_id=decision_id,
         envelope=str(credential.envelope_id) if credential is not None else None,
         instance=str(credential.instance_id) if credential is not None else None,
         remaining_actions=remaining,
         drift=out.reason in DRIFT_REASONS,
     )
-    return decision, event
-
-
-def _pair_with_events(
-    answered: list[Decision | None], events: list[ActivityEvent]
-) -> Iterator[tuple[Decision | None, ActivityEvent | None]]:
-    recorded = iter(events)
-    for decision in answered:
-        yield decision, (next(recorded) if decision is not None else None)
 
 
 def _after_batch(

@@ -180,3 +180,56 @@ def test_insert_returning_ids_stores_the_same_rows_and_sets_every_id_either_way(
     assert [row[3] for row in results[0]] == [f"jti-{n}" for n in range(5)]  # each id is its own row's
     assert results[0][2][7] == {"context": {"n": 2, "nested": [2, {"k": "v"}]}}
     assert all(result == results[0] for result in results)
+
+
+def test_insert_rows_returning_ids_stores_what_the_instances_would_either_way(owner):
+    """Plain values by attname (what a batch of decisions writes) give the rows that the same
+    values as model instances give, and the ids come back in the rows' order."""
+    instance = make_instance(make_agent(owner))
+    now = timezone.now()
+    every = [f.attname for f in ActivityEvent._meta.concrete_fields if not f.primary_key]
+
+    def values(n):
+        return {
+            "kind": ActivityEvent.Kind.DECISION,
+            "agent_id": instance.agent_id if n % 2 else None,
+            "instance_id": instance.id if n % 2 else None,
+            "envelope_id": None,
+            "jti": f"jti-{n}",
+            "scope": "github:read",
+            "resource": f"repo:acme/{n}",
+            "allow": bool(n % 2),
+            "reason": "ok" if n % 2 else "token_invalid",
+            "outcome": "",
+            "drift": n == 4,
+            "policy_version": "v1",
+            "details": {"context": {"n": n, "nested": [n, {"k": "v"}], "text": "é\u2028"}} if n else {},
+            "occurred_at": now,
+            "recorded_at": now,
+            "reported_by": "gateway",
+        }
+
+    def stored(ids):
+        by_id = {e.id: e for e in ActivityEvent.objects.filter(id__in=ids)}
+        assert len(by_id) == 5
+        return [tuple(getattr(by_id[found], c) for c in every) for found in ids]
+
+    def run(portable: bool):
+        def inner():
+            rows = [values(n) for n in range(5)]
+            ids = sql.insert_rows_returning_ids(ActivityEvent, rows, every, portable=portable)
+            assert ids == sorted(ids) and len(set(ids)) == 5
+            return stored(ids)
+
+        return _rolled_back(inner)
+
+    def as_instances():
+        made = [ActivityEvent(**values(n)) for n in range(5)]
+        sql.insert_returning_ids(made, every)
+        return stored([m.id for m in made])
+
+    results = [run(portable) for portable in both_paths()]
+    assert [row[every.index("jti")] for row in results[0]] == [f"jti-{n}" for n in range(5)]
+    assert all(result == results[0] for result in results)
+    assert _rolled_back(as_instances) == results[0]
+    assert sql.insert_rows_returning_ids(ActivityEvent, [], every) == []
