@@ -45,10 +45,11 @@ class Guardrails:
         self.by_id: dict[str, GuardrailPolicy] = {}
         # Cedar's answer is a pure function of (policies, schema, request, entities), and gateways
         # ask the same question many times: remember answers, bounded, for the life of this policy
-        # version. The envelope's actions_used changes on every allowed call, so when no policy can
-        # read it (the name appears nowhere in the text) it is left out of the key.
+        # version, keyed by every value ``request`` puts in front of Cedar (``_key``). The
+        # envelope's actions_used changes on every allowed call, so when no policy can read it (the
+        # name appears nowhere in the text) it is left out of the key.
         self.reads_budget = "actions_used" in policies_text
-        self._answers: dict[str, tuple[bool, str]] = {}
+        self._answers: dict[tuple, tuple[bool, str]] = {}
         for index, statement in enumerate(self.statements):
             text = policies_text[statement.start : statement.end]
             name = _annotation_id(text) or f"policy{index}"
@@ -61,6 +62,17 @@ class Guardrails:
         return f"{policy.name} ({GUARDRAILS_FILE} line {policy.line})"
 
     def request(self, *, instance, agent, envelope, scope: str, resource: str, context) -> tuple[dict, list]:
+        """Cedar's request and entities for this call."""
+        return self._request(
+            instance=instance,
+            agent=agent,
+            envelope=envelope,
+            scope=scope,
+            resource=resource,
+            cleaned=clean_context(context, keys=self.context_keys),
+        )
+
+    def _request(self, *, instance, agent, envelope, scope: str, resource: str, cleaned: dict) -> tuple[dict, list]:
         tool, _, operation = scope.partition(":")
         agent_uid = {"type": "Agent", "id": str(agent.pk)}
         instance_uid = {"type": "Instance", "id": str(instance.pk)}
@@ -116,31 +128,54 @@ class Guardrails:
                 "operation": operation,
                 "agent": {"__entity": agent_uid},
                 "envelope": {"__entity": envelope_uid},
-                "request": clean_context(context, keys=self.context_keys),
+                "request": cleaned,
             },
         }
         return request, entities
 
-    def evaluate(self, **kwargs) -> tuple[bool, str]:
-        request, entities = self.request(**kwargs)
-        key = self._key(request, entities)
+    def evaluate(self, *, instance, agent, envelope, scope: str, resource: str, context) -> tuple[bool, str]:
+        cleaned = clean_context(context, keys=self.context_keys)
+        key = self._key(instance, agent, envelope, scope, resource, cleaned)
         answer = self._answers.get(key)
         if answer is None:
+            request, entities = self._request(
+                instance=instance, agent=agent, envelope=envelope, scope=scope, resource=resource, cleaned=cleaned
+            )
             answer = self._evaluate(request, entities)
             if len(self._answers) >= _MAX_REMEMBERED:
                 self._answers.clear()
             self._answers[key] = answer
         return answer
 
-    def _key(self, request: dict, entities: list) -> str:
-        if not self.reads_budget:
-            envelope = entities[2]
-            entities = [
-                *entities[:2],
-                {**envelope, "attrs": {**envelope["attrs"], "actions_used": None}},
-                *entities[3:],
-            ]
-        return json.dumps([request, entities], separators=(",", ":"), sort_keys=True)
+    def _key(self, instance, agent, envelope, scope: str, resource: str, cleaned: dict) -> tuple:
+        """Exactly the values ``_request`` shows Cedar, as it converts them, in a tuple (building
+        the request and writing it out as JSON cost more than a remembered answer saves). Whatever
+        ``_request`` derives (the SPIFFE ID, the tool and operation, the resource's kind) comes from
+        values here. The lists and the caller's context go in as JSON text, so that values Python
+        finds equal but Cedar does not (``1``, ``1.0``, ``True``) never share an answer; the plain
+        attributes are model fields of fixed types. tests/tasks/test_policy.py changes each one
+        and expects a fresh answer."""
+        return (
+            str(agent.pk),
+            agent.slug,
+            str(agent.owner_id),
+            agent.status,
+            str(instance.pk),
+            instance.origin,
+            instance.status,
+            str(envelope.pk),
+            envelope.risk,
+            _json_list(envelope.scopes),
+            _json_list(envelope.resources),
+            bool(envelope.may_delegate),
+            int(envelope.delegation_depth),
+            int(envelope.max_actions),
+            int(envelope.actions_used) if self.reads_budget else None,
+            envelope.policy_version or "",
+            scope,
+            resource,
+            json.dumps(cleaned, separators=(",", ":"), sort_keys=True) if cleaned else "",
+        )
 
     def _evaluate(self, request: dict, entities: list) -> tuple[bool, str]:
         # With the schema, a caller context of the wrong type (a number or record where the schema
@@ -157,6 +192,14 @@ class Guardrails:
         if diagnostics.reasons:
             return False, "forbidden by " + ", ".join(self.describe(r) for r in diagnostics.reasons)
         return False, "no guardrail permits this call"
+
+
+def _json_list(values) -> tuple | str:
+    """A list of strings as a tuple of them; anything else as its JSON text (see ``_key``)."""
+    items = tuple(values)
+    if all(type(item) is str for item in items):
+        return items
+    return json.dumps(list(values), separators=(",", ":"), sort_keys=True, default=str)
 
 
 def _describe_error(guardrails: Guardrails, error) -> str:

@@ -416,3 +416,139 @@ def test_a_guardrail_that_reads_the_budget_is_asked_again_as_it_is_spent(policy_
     assert _ask(secrets_instance, scope="github:read", resource="repo:a", envelope=_Spent())[0] is False
     assert _ask(secrets_instance, scope="github:read", resource="repo:a")[0] is True
     assert [c for c in cedar_calls if c == "repo:a"] == ["repo:a", "repo:a"]  # not the third
+
+
+# Every value Mandate shows Cedar, a guardrail that reads it, the value it is asked with and another.
+# (The guardrail forbids on the first value; with the second the call passes or is refused
+# differently, so a remembered answer for the first would be the wrong one.)
+CEDAR_SEES = [
+    ("agent.pk", 'context.agent == Agent::"a-1"', "a-1", "a-2"),
+    ("agent.slug", 'context.agent.slug == "janitor"', "janitor", "gardener"),
+    ("agent.owner_id", 'context.agent.owner == "1"', 1, 2),
+    ("agent.owner_id", 'context.agent.owner == "1"', 1, "1 "),
+    ("agent.status", 'context.agent.status == "active"', "active", "paused"),
+    ("instance.pk", 'principal == Instance::"i-1"', "i-1", "i-2"),
+    ("instance.pk", 'principal.spiffe_id like "*/instance/i-1"', "i-1", "i-2"),
+    ("instance.origin", 'principal.origin == "registered"', "registered", "clone"),
+    ("instance.status", 'principal.status == "active"', "active", "suspended"),
+    ("envelope.pk", 'context.envelope == Envelope::"e-1"', "e-1", "e-2"),
+    ("envelope.risk", 'context.envelope.risk == "low"', "low", "high"),
+    ("envelope.scopes", 'context.envelope.scopes.contains("github:read")', ["github:read"], ["github:write"]),
+    ("envelope.scopes", 'context.envelope.scopes.contains("github:read")', ["github:read"], [1]),
+    ("envelope.resources", 'context.envelope.resources.contains("repo:a")', ["repo:a"], ["repo:b"]),
+    ("envelope.resources", 'context.envelope.resources.contains("repo:a")', ["repo:a"], ["repo:a", True]),
+    ("envelope.may_delegate", "context.envelope.may_delegate", True, False),
+    ("envelope.delegation_depth", "context.envelope.delegation_depth == 0", 0, 1),
+    ("envelope.max_actions", "context.envelope.max_actions == 10", 10, 11),
+    ("envelope.actions_used", "context.envelope.actions_used == 0", 0, 1),
+    ("envelope.policy_version", 'context.envelope.policy_version == "v1"', "v1", "v2"),
+    ("envelope.policy_version", 'context.envelope.policy_version == ""', None, "v2"),
+    ("scope", 'context.scope == "github:read"', "github:read", "github:write"),
+    ("scope", 'context.tool == Tool::"github"', "github:read", "gitlab:read"),
+    ("scope", 'context.operation == "read"', "github:read", "github:list"),
+    ("resource", 'resource == Resource::"repo:a"', "repo:a", "repo:b"),
+    ("resource", 'resource.kind == "repo"', "repo:a", "doc:a"),
+    ("context", 'context.request has ticket && context.request.ticket == "T-1"', {"ticket": "T-1"}, {"ticket": "T-2"}),
+    ("context", "context.request has ticket", {"ticket": "T-1"}, {}),
+    ("context", 'context.request has ticket && context.request.ticket == "1"', {"ticket": "1"}, {"ticket": 1}),
+    ("context", "context.request has change_window", {"change_window": True}, {"change_window": 1}),
+    ("context", "context.request has change_window", {"change_window": False}, {"change_window": 0}),
+    ("context", "context.request has change_window", {"change_window": True}, {"change_window": 1.0}),
+    ("context", 'context.request has reason && context.request.reason == "x"', {"reason": "x"}, {"reason": ["x"]}),
+]
+
+
+def _question(attribute: str, value) -> dict:
+    from types import SimpleNamespace
+
+    agent = SimpleNamespace(pk="a-1", slug="janitor", owner_id=1, status="active")
+    instance = SimpleNamespace(pk="i-1", origin="registered", status="active")
+    envelope = SimpleNamespace(
+        pk="e-1",
+        risk="low",
+        scopes=["github:read"],
+        resources=["repo:a"],
+        may_delegate=True,
+        delegation_depth=0,
+        max_actions=10,
+        actions_used=0,
+        policy_version="v1",
+    )
+    question = {
+        "agent": agent,
+        "instance": instance,
+        "envelope": envelope,
+        "scope": "github:read",
+        "resource": "repo:a",
+        "context": {},
+    }
+    owner, _, name = attribute.partition(".")
+    if name:
+        setattr(question[owner], name, value)
+    else:
+        question[owner] = value
+    return question
+
+
+@pytest.mark.parametrize(("attribute", "reads", "first", "second"), CEDAR_SEES)
+def test_a_remembered_answer_is_never_given_for_a_question_cedar_would_see_differently(
+    cedar_calls, attribute, reads, first, second
+):
+    from tasks.guardrails import Guardrails
+
+    schema = (_default_policy_dir() / "schema.cedarschema").read_text()
+    policies = (
+        '@id("all")\npermit (principal, action, resource);\n'
+        f'@id("reads-it")\nforbid (principal, action, resource) when {{ {reads} }};\n'
+    )
+    for one, other in ((first, second), (second, first)):  # either answer remembered first
+        guardrails = Guardrails(policies, schema)
+        assert guardrails.reads_budget is (attribute == "envelope.actions_used")
+        asked = len(cedar_calls)
+        answer = guardrails.evaluate(**_question(attribute, one))
+        assert guardrails.evaluate(**_question(attribute, one)) == answer
+        assert len(cedar_calls) == asked + 1  # the second time from memory
+        assert guardrails.evaluate(**_question(attribute, other)) != answer
+        assert guardrails.evaluate(**_question(attribute, one)) == answer
+        assert len(cedar_calls) == asked + 2  # each asked Cedar once
+    fresh = Guardrails(policies, schema)
+    assert fresh.evaluate(**_question(attribute, first))[1].startswith("forbidden by reads-it")
+
+
+def _default_policy_dir():
+    from pathlib import Path
+
+    from django.conf import settings
+
+    return Path(settings.BASE_DIR) / "policy"
+
+
+def test_a_budget_no_guardrail_reads_is_no_part_of_the_question(cedar_calls):
+    from tasks.guardrails import Guardrails
+
+    schema = (_default_policy_dir() / "schema.cedarschema").read_text()
+    guardrails = Guardrails('@id("all")\npermit (principal, action, resource);\n', schema)
+    assert not guardrails.reads_budget
+    assert guardrails.evaluate(**_question("envelope.actions_used", 0)) == (True, "")
+    assert guardrails.evaluate(**_question("envelope.actions_used", 9)) == (True, "")
+    # Nor a context key the schema does not declare (no guardrail may read it).
+    assert guardrails.evaluate(**{**_question("envelope.actions_used", 9), "context": {"trace": "t"}}) == (True, "")
+    assert len(cedar_calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("attribute", "values"),
+    [
+        ("envelope.scopes", ([True], [1], [1.0])),
+        ("envelope.resources", ([False], [0], [0.0])),
+        ("context", ({"change_window": True}, {"change_window": 1}, {"change_window": 1.0})),
+    ],
+)
+def test_values_python_finds_equal_but_cedar_does_not_are_each_asked(cedar_calls, attribute, values):
+    from tasks.guardrails import Guardrails
+
+    schema = (_default_policy_dir() / "schema.cedarschema").read_text()
+    guardrails = Guardrails('@id("all")\npermit (principal, action, resource);\n', schema)
+    for value in values:
+        guardrails.evaluate(**_question(attribute, value))
+    assert len(cedar_calls) == len(values)
