@@ -112,8 +112,25 @@ def read_context(value, field: str = "context") -> dict:
     return context
 
 
-def read_evaluation(body, *, defaults: dict | None = None, prefix: str = "") -> Call:
-    """One evaluation: the request's own 4-tuple, each member falling back to ``defaults``."""
+_READERS = {"subject": read_subject, "action": read_action, "resource": read_resource, "context": read_context}
+
+
+def read_defaults(defaults: dict) -> dict:
+    """The top-level defaults of a batch that read cleanly, read once: what ``read_evaluation``
+    would make of each for every item that leaves it out. A default that does not read is left
+    out, so each such item reads it again and the problem names that item's field."""
+    read = {}
+    for key, value in defaults.items():
+        try:
+            read[key] = _READERS[key](value)
+        except Malformed:
+            continue
+    return read
+
+
+def read_evaluation(body, *, defaults: dict | None = None, prefix: str = "", read: dict | None = None) -> Call:
+    """One evaluation: the request's own 4-tuple, each member falling back to ``defaults``
+    (``read``: those of them ``read_defaults`` read already)."""
     item = _object(body, prefix or "body")
     merged = {
         **(defaults or {}),
@@ -122,13 +139,17 @@ def read_evaluation(body, *, defaults: dict | None = None, prefix: str = "") -> 
     for key in ("subject", "action", "resource"):
         if key not in merged:
             raise Malformed(f"{prefix}{key}", "required (here or as a top-level default)")
-    spiffe_id, token = read_subject(merged["subject"], f"{prefix}subject")
+    # A member the item leaves out is its default, the same value for every item: read once.
+    done = {key: value for key, value in read.items() if key not in item} if read else {}
+    spiffe_id, token = done["subject"] if "subject" in done else read_subject(merged["subject"], f"{prefix}subject")
     return Call(
         token=token,
         subject=spiffe_id,
-        scope=read_action(merged["action"], f"{prefix}action"),
-        resource=read_resource(merged["resource"], f"{prefix}resource"),
-        context=read_context(merged.get("context", _MISSING), f"{prefix}context"),
+        scope=done["action"] if "action" in done else read_action(merged["action"], f"{prefix}action"),
+        resource=done["resource"] if "resource" in done else read_resource(merged["resource"], f"{prefix}resource"),
+        context=(
+            done["context"] if "context" in done else read_context(merged.get("context", _MISSING), f"{prefix}context")
+        ),
     )
 
 
@@ -156,10 +177,11 @@ def read_evaluations(body) -> Batch | Call:
     if len(evaluations) > MAX_EVALUATIONS:
         raise Malformed("evaluations", f"at most {MAX_EVALUATIONS} evaluations in one request")
     defaults = {key: request[key] for key in ("subject", "action", "resource", "context") if key in request}
+    read = read_defaults(defaults)
     items: list[Call | Malformed] = []
     for n, item in enumerate(evaluations):
         try:
-            items.append(read_evaluation(item, defaults=defaults, prefix=f"evaluations[{n}]."))
+            items.append(read_evaluation(item, defaults=defaults, prefix=f"evaluations[{n}].", read=read))
         except Malformed as malformed:
             items.append(malformed)
     return Batch(items=items, stop_on=SEMANTICS[semantic])

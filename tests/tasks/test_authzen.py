@@ -365,6 +365,30 @@ def test_a_malformed_item_is_denied_in_its_place_and_not_recorded(gw, live_envel
     assert used(live_envelope) == 2
 
 
+def test_a_default_that_does_not_read_is_a_problem_of_each_item_that_leaves_it_out():
+    from tasks import authzen
+
+    batch = authzen.read_evaluations(
+        {
+            "subject": {"type": "agent", "id": "spiffe://x", "properties": {"token": "t"}},
+            "action": {"name": ""},
+            "context": {"ticket": "T"},
+            "evaluations": [
+                {"resource": {"type": "repo", "id": "a"}},
+                {"action": {"name": "github:read"}, "resource": {"type": "repo", "id": "b"}},
+                {"subject": {"type": "user"}, "action": {"name": "github:read"}, "resource": {"type": "repo"}},
+                {"action": {"name": "github:read"}, "resource": {"type": "repo", "id": "d"}, "context": {}},
+            ],
+        }
+    )
+    assert [(item.field, item.message) for item in batch.items if isinstance(item, authzen.Malformed)] == [
+        ("evaluations[0].action.name", "a string of 1 to 130 characters"),
+        ("evaluations[2].subject.type", "'agent': this decision point answers for agents"),
+    ]
+    assert batch.items[1] == decisions.Call("t", "github:read", "repo:b", {"ticket": "T"}, "spiffe://x")
+    assert batch.items[3] == decisions.Call("t", "github:read", "repo:d", {}, "spiffe://x")
+
+
 def test_a_malformed_item_stops_a_deny_on_first_deny_batch(gw, live_envelope, mint):
     body = _mixed_batch(live_envelope, mint(live_envelope).token, "deny_on_first_deny")
     body["evaluations"][1] = {"action": {}}
