@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import IO, Any
 
 from rest_framework.exceptions import ParseError
@@ -32,20 +32,20 @@ def too_deep_message(max_depth: int = MAX_DEPTH) -> str:
 
 def exceeds_depth(value: Any, max_depth: int = MAX_DEPTH) -> bool:
     """True when ``value`` (parsed JSON) holds containers nested more than ``max_depth`` deep.
-    Iterative, so the check itself cannot recurse too far."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        children: Iterable[Any]
-        if isinstance(node, dict):
-            children = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
+    Iterative, level by level (the containers at one depth, then those inside them), so the check
+    itself cannot recurse too far."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 1
+    while level:
         if depth > max_depth:
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        inside = []
+        for node in level:
+            for child in node.values() if isinstance(node, dict) else node:
+                if isinstance(child, (dict, list)):
+                    inside.append(child)
+        level = inside
+        depth += 1
     return False
 
 
