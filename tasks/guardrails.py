@@ -1,9 +1,10 @@
 """Cedar guardrails: loaded and validated once per process, evaluated on every tool call.
 
-The policy set and schema are parsed once into cedarpy handles. Each call builds five small
-entities (agent, instance, envelope, tool, resource) from model fields already in memory — no
-database query — and asks Cedar. Anything but a clean Allow denies: a guardrail that errors while
-evaluating fails closed, even when a ``permit`` matched.
+The policy set and schema are parsed once into cedarpy handles. A call's question is five small
+entities (agent, instance, envelope, tool, resource) built from model fields already in memory — no
+database query — and Cedar answers it; a question asked before is answered from memory. Anything
+but a clean Allow denies: a guardrail that errors while evaluating fails closed, even when a
+``permit`` matched.
 """
 
 from __future__ import annotations
@@ -151,10 +152,13 @@ class Guardrails:
         """Exactly the values ``_request`` shows Cedar, as it converts them, in a tuple (building
         the request and writing it out as JSON cost more than a remembered answer saves). Whatever
         ``_request`` derives (the SPIFFE ID, the tool and operation, the resource's kind) comes from
-        values here. The lists and the caller's context go in as JSON text, so that values Python
-        finds equal but Cedar does not (``1``, ``1.0``, ``True``) never share an answer; the plain
-        attributes are model fields of fixed types. tests/tasks/test_policy.py changes each one
-        and expects a fresh answer."""
+        values here. A list of strings goes in as a tuple, any other list and the caller's context
+        as JSON text, so that values Python finds equal but Cedar does not (``1``, ``1.0``,
+        ``True``) never share an answer; the plain attributes are text fields. Every conversion
+        ``_request`` makes is made here too, so a value it cannot take raises on a remembered
+        question as on a new one. tests/tasks/test_policy.py changes each value and expects a
+        fresh answer."""
+        used = int(envelope.actions_used)
         return (
             str(agent.pk),
             agent.slug,
@@ -170,7 +174,7 @@ class Guardrails:
             bool(envelope.may_delegate),
             int(envelope.delegation_depth),
             int(envelope.max_actions),
-            int(envelope.actions_used) if self.reads_budget else None,
+            used if self.reads_budget else None,
             envelope.policy_version or "",
             scope,
             resource,
