@@ -32,6 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
+import procstat  # noqa: E402
 from limits import use_bench_limits  # noqa: E402
 
 PYTHON = sys.executable
@@ -251,20 +252,6 @@ class Connection:
         self.sock = None
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-        except (OSError, IndexError, ValueError):
-            pass
-    return total / _TICKS
-
-
 def server_pids(spec: dict) -> dict[str, list[int]]:
     """The gunicorn workers and the PostgreSQL backends serving the scratch database."""
     import psycopg
@@ -334,7 +321,7 @@ def run_phase(
             conn.close()
 
     watch = watch or {}
-    server_before = {name: _cpu_seconds(pids) for name, pids in watch.items()}
+    server_before = {name: procstat.cpu_seconds(pids) for name, pids in watch.items()}
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     started = begun = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
@@ -344,7 +331,7 @@ def run_phase(
         thread.join()
     elapsed = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
-    server_cpu = {name: _cpu_seconds(pids) - server_before[name] for name, pids in watch.items()}
+    server_cpu = {name: procstat.cpu_seconds(pids) - server_before[name] for name, pids in watch.items()}
     all_latencies = sorted(x for per in latencies for x in per)
     count = len(all_latencies)
 

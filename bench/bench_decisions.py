@@ -42,56 +42,15 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import loadgen  # noqa: E402
+import procstat  # noqa: E402
 import report  # noqa: E402
 
 BATCH = 50  # evaluations per AuthZEN batch request, as the goal counts them
 
 SCRATCH_DB = "mandate_bench_decisions"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # --- process CPU accounting ------------------------------------------------------------------------
-
-
-def _cpu_of(pids) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            pass
-    return total / CLK_TCK
-
-
-def _postgres_pids() -> list[int]:
-    """PostgreSQL backends serving the scratch database, plus the WAL writer (other databases on
-    the same server are not ours to count)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() != "postgres":
-                    continue
-                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if f" {SCRATCH_DB} " in title or "walwriter" in title:
-                pids.append(int(entry.name))
-    return pids
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == pid:
-                    out.append(int(entry.name))
-            except OSError:
-                pass
-    return out
 
 
 class CpuMeter:
@@ -99,8 +58,12 @@ class CpuMeter:
         self.server_pid = server_pid
 
     def snapshot(self) -> dict:
-        server = [self.server_pid, *_children(self.server_pid)]
-        return {"server": _cpu_of(server), "postgres": _cpu_of(_postgres_pids()), "loadgen": _cpu_of([os.getpid()])}
+        server = [self.server_pid, *procstat.children(self.server_pid)]
+        return {
+            "server": procstat.cpu_seconds(server),
+            "postgres": procstat.cpu_seconds(procstat.postgres_pids(SCRATCH_DB)),
+            "loadgen": procstat.cpu_seconds([os.getpid()]),
+        }
 
     @staticmethod
     def diff(before: dict, after: dict, seconds: float) -> dict:

@@ -31,33 +31,10 @@ from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+import procstat  # noqa: E402
+
 SCRATCH_DB = "mandate_bench_bounds"
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes (a PostgreSQL backend and the WAL writer)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (FileNotFoundError, IndexError):
-            pass
-    return total / CLK_TCK
-
-
-def _wal_writer() -> list[int]:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if b"walwriter" in (entry / "cmdline").read_bytes():
-                    return [int(entry.name)]
-            except OSError:
-                continue
-    return []
 
 
 def best(fn, n: int, rounds: int, server_pids: list[int] | None = None) -> tuple[float, float, float]:
@@ -65,13 +42,13 @@ def best(fn, n: int, rounds: int, server_pids: list[int] | None = None) -> tuple
     of each (the last NaN when no server processes are given)."""
     wall, cpu, server = float("inf"), float("inf"), float("inf")
     for _ in range(rounds):
-        s0 = _cpu_seconds(server_pids or [])
+        s0 = procstat.cpu_seconds(server_pids or [])
         w0, c0 = time.perf_counter(), time.process_time()
         for _ in range(n):
             fn()
         wall = min(wall, (time.perf_counter() - w0) / n * 1e6)
         cpu = min(cpu, (time.process_time() - c0) / n * 1e6)
-        server = min(server, (_cpu_seconds(server_pids or []) - s0) / n * 1e6)
+        server = min(server, (procstat.cpu_seconds(server_pids or []) - s0) / n * 1e6)
     return wall, cpu, server if server_pids else float("nan")
 
 
@@ -97,7 +74,7 @@ def database_bounds(base_url: str, n: int, rounds: int) -> dict:
                 "CREATE TABLE bound_record (id bigserial PRIMARY KEY, budget int, at timestamptz, scope text,"
                 " resource text, details jsonb)"
             )
-            pids = [conn.execute("SELECT pg_backend_pid()").fetchone()[0], *_wal_writer()]
+            pids = [conn.execute("SELECT pg_backend_pid()").fetchone()[0], *procstat.postgres_pids()]
 
             def insert():
                 conn.execute("INSERT INTO bound (at, note) VALUES (now(), %s)", ["x"], prepare=True)

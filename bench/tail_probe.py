@@ -38,6 +38,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_decisions as bd  # noqa: E402
 import loadgen  # noqa: E402
+import procstat  # noqa: E402
 
 bd.SCRATCH_DB = "mandate_bench_tail"
 
@@ -77,7 +78,9 @@ def _cpu_sampler(server_pid, samples, stop):
         with open("/proc/stat") as stat:
             fields = list(map(int, stat.readline().split()[1:]))
         busy = (sum(fields) - fields[3] - fields[4]) / tick
-        ours = bd._cpu_of([server_pid, *bd._children(server_pid), *bd._postgres_pids(), os.getpid()])
+        ours = procstat.cpu_seconds(
+            [server_pid, *procstat.children(server_pid), *procstat.postgres_pids(bd.SCRATCH_DB), os.getpid()]
+        )
         samples.append((time.time(), busy, ours))
         time.sleep(0.1)
 
