@@ -412,6 +412,12 @@ class _Outcome:
     def allow(self) -> bool:
         return self.reason == OK
 
+    @property
+    def attributed(self) -> Credential | None:
+        """The credential the decision is attributed to: none when the token could not be tied to
+        a credential we issued."""
+        return self.credential if self.reason != TOKEN_INVALID else None
+
 
 def _identify(token: object, subject: str | None) -> VerifiedToken | _Outcome:
     """The token's verification, and for AuthZEN the subject it must name; or the
@@ -701,7 +707,7 @@ def _decision_fields(
     credential's instance and envelope unless the token could not be tied to a credential we
     issued. The single-statement path and a batch write them as parameters and need no model
     instance (building one cost as much as the checks)."""
-    credential = out.credential if out.reason != TOKEN_INVALID else None
+    credential = out.attributed
     return dict(
         kind=ActivityEvent.Kind.DECISION,
         agent_id=credential.instance.agent_id if credential is not None else None,
@@ -788,7 +794,7 @@ def decide(
     # three are set, which the type checker cannot follow through the flag.
     envelope = cast("TaskEnvelope", credential.envelope if credential is not None else None)
     instance = cast("Instance", credential.instance if credential is not None else None)
-    identified = credential is not None and out.reason != TOKEN_INVALID
+    identified = out.attributed is not None
     remaining = envelope.remaining_actions if identified else None
     drift = out.reason in DRIFT_REASONS
     drift_count = None
@@ -981,7 +987,7 @@ def _decide_in_batch(
 ) -> int | None:
     """One item of a batch against the locked envelope counts: settles ``out`` and returns the
     actions left to report."""
-    credential = out.credential if out.reason != TOKEN_INVALID else None
+    credential = out.attributed
     budget = budgets.get(credential.envelope_id) if credential is not None else None
     if credential is not None and budget is None and out.reason in _AFTER_ENVELOPE:
         out.reason, out.detail = ENVELOPE_INACTIVE, "envelope is gone"
@@ -1014,7 +1020,7 @@ def _decide_in_batch(
 
 def _batch_decision(out: _Outcome, remaining: int | None, decision_id: int) -> Decision:
     """A batch item's answer, once its record has its id."""
-    credential = out.credential if out.reason != TOKEN_INVALID else None
+    credential = out.attributed
     return Decision(
         allow=out.allow,
         reason=out.reason,
