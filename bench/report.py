@@ -30,29 +30,23 @@ def _median_spread(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(clean), min(clean), max(clean)
 
 
+def _ratios(row: Row, numerator: str, denominator: str) -> tuple[float, float, float]:
+    """The median (min, max) over the runs of ``run[numerator] / run[denominator]`` (NaN where the
+    run has no denominator)."""
+    return _median_spread(
+        [run[numerator] / run[denominator] if run.get(denominator) else float("nan") for run in row.runs]
+    )
+
+
 def medians(row: Row) -> dict:
     keys = ("rate", "full_p50", "full_p99", "half_p50", "half_p99", "server_cpu_ms", "postgres_cpu_ms")
     out = {key: _median_spread([run.get(key, float("nan")) for run in row.runs]) for key in keys}
-    out["ratio"] = _median_spread(
-        [run["rate"] / run["healthz_rate"] if run.get("healthz_rate") else float("nan") for run in row.runs]
-    )
-    out["cpu_ratio"] = _median_spread(
-        [
-            run["server_cpu_ms"] / run["healthz_server_cpu_ms"] if run.get("healthz_server_cpu_ms") else float("nan")
-            for run in row.runs
-        ]
-    )
+    out["ratio"] = _ratios(row, "rate", "healthz_rate")
+    out["cpu_ratio"] = _ratios(row, "server_cpu_ms", "healthz_server_cpu_ms")
     # The same comparison with /healthz served at this endpoint's own request rate: gunicorn's CPU per
     # request falls as the rate rises (wake-ups shared), so comparing with /healthz at its far higher
     # closed-loop rate charges the endpoint for being slower, not for its own work.
-    out["cpu_ratio_same_rate"] = _median_spread(
-        [
-            run["server_cpu_ms"] / run["healthz_same_rate_server_cpu_ms"]
-            if run.get("healthz_same_rate_server_cpu_ms")
-            else float("nan")
-            for run in row.runs
-        ]
-    )
+    out["cpu_ratio_same_rate"] = _ratios(row, "server_cpu_ms", "healthz_same_rate_server_cpu_ms")
     return out
 
 
