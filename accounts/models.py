@@ -70,7 +70,9 @@ class SignInSession(models.Model):
         PASSWORD = "password", "password"
         SSO = "sso", "single sign-on"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_in_sessions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sign_in_sessions", db_index=False
+    )  # indexed through signin_session_user, which leads with it
     session_key = models.CharField(max_length=40, unique=True)
     method = models.CharField(max_length=8, choices=Method.choices)
     # The provider's session id (the ID token's ``sid``), which a back-channel logout may name.
@@ -90,7 +92,9 @@ class GatewayAudience(models.Model):
     ``aud``). A gateway that declares none serves the deployment's default audience."""
 
     id = models.BigAutoField(primary_key=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gateway_audiences")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gateway_audiences", db_index=False
+    )  # indexed through gateway_audience_unique, which leads with it
     audience = models.CharField(max_length=500)
     created_at = models.DateTimeField(default=timezone.now)
 

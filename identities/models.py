@@ -31,7 +31,9 @@ class Agent(models.Model):
     slug = models.SlugField(max_length=63, unique=True)
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True, max_length=4000)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agents")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agents", db_index=False
+    )  # indexed through agent_owner_idx, which leads with it
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     # The scopes this agent may ever be granted: a static guardrail, never the authorisation itself.
     ceiling = models.JSONField(default=list)
@@ -148,7 +150,9 @@ class Instance(models.Model):
     TERMINAL_STATES = (Status.RETIRED,)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="instances")
+    agent = models.ForeignKey(
+        Agent, on_delete=models.PROTECT, related_name="instances", db_index=False
+    )  # indexed through instance_agent_status_idx, which leads with it
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.REGISTERED)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")

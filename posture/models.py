@@ -35,7 +35,9 @@ class StandingException(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     vendor = models.CharField(max_length=200)
     justification = models.TextField(max_length=4000)
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="standing_exceptions")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="standing_exceptions", db_index=False
+    )  # indexed through exc_owner_idx, which leads with it
     agent = models.ForeignKey(
         "identities.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="standing_exceptions"
     )
@@ -151,7 +153,9 @@ class ExportJob(models.Model):
         CSV = "csv", "CSV"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )  # indexed through export_user_idx, which leads with it
     kind = models.CharField(max_length=16, choices=Kind.choices)
     format = models.CharField(max_length=8, choices=Format.choices)
     since = models.DateTimeField(null=True, blank=True)

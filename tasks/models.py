@@ -40,9 +40,12 @@ class TaskEnvelope(models.Model):
     TERMINAL_STATES = (State.COMPLETED, State.EXPIRED, State.REVOKED, State.DENIED, State.SUPERSEDED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    instance = models.ForeignKey("identities.Instance", on_delete=models.PROTECT, related_name="envelopes")
+    # The two keys are indexed through env_instance_state_idx and env_agent_state_idx, which lead with them.
+    instance = models.ForeignKey(
+        "identities.Instance", on_delete=models.PROTECT, related_name="envelopes", db_index=False
+    )
     # Denormalised from the instance so owner scoping and per-agent lists need no join.
-    agent = models.ForeignKey("identities.Agent", on_delete=models.PROTECT, related_name="envelopes")
+    agent = models.ForeignKey("identities.Agent", on_delete=models.PROTECT, related_name="envelopes", db_index=False)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     risk = models.CharField(max_length=8, choices=Risk.choices, default=Risk.HIGH)
     intent = models.TextField(max_length=4000)
@@ -152,7 +155,9 @@ class Approval(models.Model):
         DENY = "deny", "Deny"
 
     id = models.BigAutoField(primary_key=True)
-    envelope = models.ForeignKey(TaskEnvelope, on_delete=models.CASCADE, related_name="approvals")
+    envelope = models.ForeignKey(
+        TaskEnvelope, on_delete=models.CASCADE, related_name="approvals", db_index=False
+    )  # indexed through approval_once_per_admin, which leads with it
     by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="approvals")
     decision = models.CharField(max_length=8, choices=Decision.choices)
     comment = models.TextField(blank=True, max_length=2000)
@@ -182,9 +187,13 @@ class ActivityEvent(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=24, choices=Kind.choices)
-    agent = models.ForeignKey("identities.Agent", on_delete=models.PROTECT, related_name="+", null=True)
-    instance = models.ForeignKey("identities.Instance", on_delete=models.PROTECT, related_name="+", null=True)
-    envelope = models.ForeignKey(TaskEnvelope, on_delete=models.PROTECT, related_name="+", null=True)
+    # Every index is rewritten by every recorded decision: the keys are indexed only through the
+    # (key, -id) indexes below, which lead with them.
+    agent = models.ForeignKey("identities.Agent", on_delete=models.PROTECT, related_name="+", null=True, db_index=False)
+    instance = models.ForeignKey(
+        "identities.Instance", on_delete=models.PROTECT, related_name="+", null=True, db_index=False
+    )
+    envelope = models.ForeignKey(TaskEnvelope, on_delete=models.PROTECT, related_name="+", null=True, db_index=False)
     jti = models.CharField(max_length=64, blank=True)
     scope = models.CharField(max_length=130, blank=True)
     resource = models.CharField(max_length=512, blank=True)
@@ -206,7 +215,6 @@ class ActivityEvent(models.Model):
             models.Index(fields=["agent", "-id"], name="activity_agent_idx"),
             models.Index(fields=["instance", "-id"], name="activity_instance_idx"),
             models.Index(fields=["envelope", "-id"], name="activity_envelope_idx"),
-            models.Index(fields=["occurred_at"], name="activity_time_idx"),
             # The console lists activity newest first by when it happened, id breaking ties,
             # keyset-paged: these serve the whole list and one agent's.
             models.Index(fields=["-occurred_at", "-id"], name="activity_when_idx"),
