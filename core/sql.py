@@ -15,6 +15,7 @@ tests/core/test_sql_paths.py checks on PostgreSQL that both give the same answer
 - ``update_by_key``: many rows updated to their own values in one statement;
 - ``insert_unless_present``: an INSERT that reports a duplicate key instead of raising;
 - ``transaction_lock``: a transaction-scoped advisory lock (SQLite's writers are serialised anyway);
+  ``PreparedValues(turn=…)`` takes the same lock inside a read, saving the round trip;
 - ``count_hit``: a shared counter that adds one and answers the new count in one statement (UPSERT),
   ``forget_counts_before`` and ``sweep_counts``: its clean-up (core/ratelimit.py).
 
@@ -41,11 +42,20 @@ class PreparedValues:
     runs its SQL with a fresh value and returns the first row as a dict, ``fetch_all`` every row."""
 
     def __init__(
-        self, build: Callable[[Any], QuerySet], *, sample: object, key_share: bool = False, key: str | None = None
+        self,
+        build: Callable[[Any], QuerySet],
+        *,
+        sample: object,
+        key_share: bool = False,
+        key: str | None = None,
+        turn: str | None = None,
     ):
         self._build = build
         self._sample = sample
         self._key_share = key_share
+        # On PostgreSQL the read also takes ``transaction_lock(turn + str(value))`` for each row it
+        # finds, in the same round trip (evaluated with the row, before its row lock is taken).
+        self._turn = turn
         self._key = key  # the field the lookup value is prepared as (default: the primary key)
         self._compiled: dict[str, tuple] = {}
         self._lock = threading.Lock()
@@ -83,14 +93,21 @@ class PreparedValues:
     def _rows(self, value, using: str, *, limit: int | None) -> list[dict]:
         connection = connections[using]
         sql, converters, names, pk = self._compile(using)
+        params = [pk.get_db_prep_value(value, connection)]
+        turn = self._turn is not None and fast(connection)
+        if turn:
+            if not sql.startswith("SELECT "):
+                raise ValueError("a read that takes a turn is a plain SELECT")
+            sql = f"SELECT {_ADVISORY_LOCK}, {sql.removeprefix('SELECT ')}"
+            params.insert(0, f"{self._turn}{value}")
         if self._key_share and connection.vendor == "postgresql":
             sql += " FOR KEY SHARE"  # a lock the ORM does not spell; see identities/issuance.py
         with connection.cursor() as cursor:
-            cursor.execute(sql, [pk.get_db_prep_value(value, connection)])
+            cursor.execute(sql, params)
             rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
         out = []
         for found in rows:
-            row = list(found)
+            row = list(found[1:] if turn else found)
             for position, (functions, expression) in converters:  # as SQLCompiler.apply_converters
                 for convert in functions:
                     row[position] = convert(row[position], expression, connection)
@@ -356,13 +373,17 @@ def insert_unless_present(
         return cursor.rowcount == 1
 
 
+_ADVISORY_LOCK = "pg_advisory_xact_lock(hashtextextended(%s, 0))"
+
+
 def transaction_lock(name: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
     """Take a transaction-scoped advisory lock on ``name`` (PostgreSQL): callers naming the same
-    thing take turns until their transactions end. Portably nothing to do: SQLite has one writer."""
+    thing take turns until their transactions end. Portably nothing to do: SQLite has one writer.
+    (``PreparedValues(turn=…)`` takes the same lock within a read.)"""
     connection = connections[using]
     if fast(connection):
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+            cursor.execute(f"SELECT {_ADVISORY_LOCK}", [name])
 
 
 # --- rate-limit counters (core/ratelimit.py) -------------------------------------------------------

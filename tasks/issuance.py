@@ -70,8 +70,10 @@ _ENVELOPE_FIELDS = (
     "intent",
 )
 _INSTANCE_FIELDS = ("id", "agent_id", "status", "agent__id", "agent__slug", "agent__status", "agent__owner_id")
-_envelope_for_minting = PreparedValues(
-    lambda pk: (
+
+
+def _envelope_with_requester(pk: uuid.UUID):
+    return (
         TaskEnvelope.objects.filter(pk=pk)
         .order_by()
         .values_list(
@@ -82,16 +84,23 @@ _envelope_for_minting = PreparedValues(
             "instance__agent__status",
             "instance__agent__owner_id",
         )
-    ),
-    sample=uuid.UUID(int=0),
-    key_share=True,
+    )
+
+
+_MINT_TURN = "mint:"  # + the envelope id: the advisory lock mints under one envelope take turns on
+_envelope_for_minting = PreparedValues(_envelope_with_requester, sample=uuid.UUID(int=0), key_share=True)
+# The same read taking the mint's turn in its round trip (PostgreSQL), for when a cap is counted.
+_envelope_for_minting_in_turn = PreparedValues(
+    _envelope_with_requester, sample=uuid.UUID(int=0), key_share=True, turn=_MINT_TURN
 )
 
 
-def _lock_envelope(envelope_id: uuid.UUID) -> TaskEnvelope | None:
+def _lock_envelope(envelope_id: uuid.UUID, *, take_turn: bool = False) -> TaskEnvelope | None:
     """The envelope with its instance and agent (one query), share-locked, as model instances
-    loaded with just the columns above."""
-    row = _envelope_for_minting.fetch(envelope_id)
+    loaded with just the columns above; with ``take_turn``, also the live-credential cap's turn
+    (``_check_live_cap(turn_taken=True)``) in the same statement."""
+    read = _envelope_for_minting_in_turn if take_turn else _envelope_for_minting
+    row = read.fetch(envelope_id)
     if row is None:
         return None
     agent = model_from(
@@ -172,20 +181,22 @@ def _check_envelope_live(envelope: TaskEnvelope, now: datetime) -> datetime:
     return envelope.expires_at
 
 
-def _check_live_cap(*, envelope_id: uuid.UUID, instance_id: uuid.UUID, now: datetime) -> None:
+def _check_live_cap(*, envelope_id: uuid.UUID, instance_id: uuid.UUID, now: datetime, turn_taken: bool = False) -> None:
     """Refuse a mint that would give ``instance_id`` more live credentials under ``envelope_id`` than
     the policy's ``[credentials] max_live``.
 
     Mints share-lock the envelope and otherwise never wait for each other, so two of them could both
     count one below the cap and both insert. On PostgreSQL a transaction-scoped advisory lock on the
-    envelope makes mints under one envelope take turns from here to their commit, and the count is
-    its own statement after the lock, so its snapshot sees every mint that committed before. Mints
+    envelope makes mints under one envelope take turns from the lock to their commit, and the count
+    is its own statement after the lock, so its snapshot sees every mint that committed before. Mints
     under other envelopes never wait. SQLite serialises write transactions, which is enough there.
+    ``turn_taken``: the envelope's read already took that lock (``_lock_envelope(take_turn=True)``).
     """
     cap = active_policy().max_live_credentials
     if not cap:
         return
-    transaction_lock(f"mint:{envelope_id}")
+    if not turn_taken:
+        transaction_lock(f"{_MINT_TURN}{envelope_id}")
     live = _count_live(envelope_id=envelope_id, instance_id=instance_id, now=now, up_to=cap)
     if live >= cap:
         raise _refuse(
@@ -310,7 +321,8 @@ def issue_credential(
     try:
         with transaction.atomic():
             _consume_or_refuse(assertion)
-            envelope = _lock_envelope(envelope_id)
+            capped = bool(active_policy().max_live_credentials)
+            envelope = _lock_envelope(envelope_id, take_turn=capped)
             # One answer for "no such envelope" and "someone else's": a clone gets nothing from its parent.
             if envelope is None or envelope.instance_id != assertion.client.instance_id:
                 raise _refuse(INVALID_GRANT, "no such envelope for this instance")
@@ -319,7 +331,7 @@ def issue_credential(
             envelope_ends = _check_envelope_live(envelope, now)
             granted = _narrow_scopes(scopes, envelope.scopes, "envelope's scopes")
             audience = _envelope_audience(envelope, audience)
-            _check_live_cap(envelope_id=envelope.id, instance_id=instance.id, now=now)
+            _check_live_cap(envelope_id=envelope.id, instance_id=instance.id, now=now, turn_taken=capped)
             lifetime = credential_ttl(
                 requested=ttl, policy_max=policy_ttl_ceiling(envelope), envelope_expires_at=envelope_ends, now=now
             )

@@ -5,6 +5,7 @@ portable path alone runs, so the same assertions still hold there."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -141,6 +142,37 @@ def test_a_transaction_lock_is_held_by_the_transaction_that_took_it():
             with connection.cursor() as cursor:
                 cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
                 assert cursor.fetchone()[0] == 1
+
+
+def test_a_read_that_takes_a_turn_reads_the_same_row_and_holds_the_same_lock(owner):
+    """PreparedValues(turn=…) returns what the plain read returns and, on PostgreSQL, holds the very
+    lock transaction_lock(turn + id) takes: another session cannot take it until the reader commits."""
+    instance = make_instance(make_agent(owner))
+    fields = lambda pk: Instance.objects.filter(pk=pk).order_by().values_list("id", "status")  # noqa: E731
+    plain = sql.PreparedValues(fields, sample=instance.pk)
+    turned = sql.PreparedValues(fields, sample=instance.pk, key_share=True, turn="probe:")
+    with transaction.atomic():
+        assert turned.fetch(instance.pk) == plain.fetch(instance.pk) == {"id": instance.pk, "status": instance.status}
+        if connection.vendor == "postgresql":
+            import psycopg
+
+            settings = connection.settings_dict
+            other = psycopg.connect(
+                host=settings["HOST"] or None,
+                port=settings["PORT"] or None,
+                dbname=settings["NAME"],
+                user=settings["USER"],
+                password=settings["PASSWORD"] or None,
+                autocommit=True,
+            )
+            try:
+                taken = other.execute(
+                    "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [f"probe:{instance.pk}"]
+                ).fetchone()[0]
+            finally:
+                other.close()
+            assert taken is False
+    assert turned.fetch(uuid.uuid4()) is None  # no row, no lock, no error
 
 
 def test_insert_returning_ids_stores_the_same_rows_and_sets_every_id_either_way(owner):
