@@ -44,6 +44,13 @@ def main() -> None:
         choices=["mint", "decision", "batch", "introspect"],
         help="print a pyinstrument profile of one path",
     )
+    parser.add_argument(
+        "--profiler",
+        choices=["pyinstrument", "none"],
+        default="pyinstrument",
+        help="with --profile: none runs the path alone, for a sampler outside the process "
+        "(py-spy record --format raw -- …), which sees CPU without pyinstrument's own cost",
+    )
     args = parser.parse_args()
 
     import django
@@ -55,12 +62,12 @@ def main() -> None:
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
-        run(args.n, args.rounds, args.profile)
+        run(args.n, args.rounds, args.profile, args.profiler)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
-def run(n: int, rounds: int, profile: str | None = None) -> None:
+def run(n: int, rounds: int, profile: str | None = None, profiler_name: str = "pyinstrument") -> None:
     from urllib.parse import urlencode
 
     import jwt
@@ -184,10 +191,14 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
             evaluate_batch()
         health()
     if profile:
-        from pyinstrument import Profiler
+        from contextlib import nullcontext
 
         bodies = forms(n)
-        with Profiler(interval=0.0002) as profiler:
+        if profiler_name == "pyinstrument":
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0002)
+        with profiler if profiler_name == "pyinstrument" else nullcontext():
             if profile == "mint":
                 for body in bodies:
                     mint_once(body)
@@ -200,7 +211,8 @@ def run(n: int, rounds: int, profile: str | None = None) -> None:
             else:
                 for _ in range(n):
                     decide()
-        print(profiler.output_text(unicode=False, color=False, show_all=False))
+        if profiler_name == "pyinstrument":
+            print(profiler.output_text(unicode=False, color=False, show_all=False))
         return
     names = ("mint", "introspection", "decision", "evaluation", f"batch/{BATCH} per item", "healthz")
     best = {name: float("inf") for name in names}
