@@ -4,6 +4,7 @@ and replaced before the next request's first query."""
 
 from __future__ import annotations
 
+import datetime
 import select
 import time
 from unittest import mock
@@ -96,3 +97,58 @@ def test_a_socket_numbered_above_fd_setsize_is_checked_without_a_round_trip():
         connection.close()
         for fd in spare:
             os.close(fd)
+
+
+# --- timestamps read by psycopg's C loader -----------------------------------------------------------
+
+
+def _django_loader_reads(sql: str, params: list) -> tuple:
+    """What Django's own loader (its subclass of psycopg's Python loader) reads for ``sql``."""
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+
+    with connection.cursor() as wrapper:
+        cursor = wrapper.cursor  # psycopg's cursor under Django's wrapper
+        register_tzloader(connection.timezone, cursor)  # on this cursor alone
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def test_timestamps_are_read_in_c_and_equal_to_what_django_reads():
+    from django.db.backends.postgresql.base import TIMESTAMPTZ_OID
+    from psycopg import pq as libpq
+    from psycopg.adapt import Loader
+
+    loader = connection.cursor().cursor.adapters.get_loader(TIMESTAMPTZ_OID, libpq.Format.TEXT)
+    if psycopg.pq.__impl__ != "python":
+        assert not issubclass(loader, Loader), loader  # psycopg's C class, not a Python subclass
+    sql = (
+        "SELECT now(), %s::timestamptz, '2026-01-01 00:00:00.123456+05'::timestamptz, "
+        "'0001-01-01 00:00:00+00'::timestamptz, '9999-12-31 23:59:59.999999+00'::timestamptz, NULL::timestamptz"
+    )
+    params = [datetime.datetime(2026, 3, 29, 1, 30, tzinfo=datetime.UTC)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ours = cursor.fetchone()
+    theirs = _django_loader_reads(sql, params)
+    assert ours[1:] == theirs[1:]
+    assert [value.tzinfo for value in ours[:-1]] == [datetime.UTC] * 5
+    assert ours[-1] is None
+
+
+def test_models_named_cursors_and_use_tz_off_read_what_django_reads(owner):
+    from django.test import override_settings
+
+    from identities.models import Agent
+    from tests.helpers.factories import make_agent
+
+    agent = make_agent(owner)
+    stored = Agent.objects.values_list("created_at", flat=True).get(pk=agent.pk)
+    assert stored == agent.created_at and stored.tzinfo is datetime.UTC
+    # .iterator() reads through a named (server-side) cursor.
+    assert [a.created_at for a in Agent.objects.filter(pk=agent.pk).iterator(chunk_size=10)] == [stored]
+    # USE_TZ switched off on the open connection (Django then reads naive datetimes): what Django reads.
+    with override_settings(USE_TZ=False):
+        naive = Agent.objects.values_list("created_at", flat=True).get(pk=agent.pk)
+        assert naive == stored.replace(tzinfo=None)
+    connection.close()  # the next connection is made with USE_TZ on again
+    assert Agent.objects.values_list("created_at", flat=True).get(pk=agent.pk).tzinfo is datetime.UTC
