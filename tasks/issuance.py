@@ -16,9 +16,11 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from audit import services as audit
@@ -72,7 +74,7 @@ _ENVELOPE_FIELDS = (
 _INSTANCE_FIELDS = ("id", "agent_id", "status", "agent__id", "agent__slug", "agent__status", "agent__owner_id")
 
 
-def _envelope_with_requester(pk: uuid.UUID):
+def _envelope_with_requester(pk: uuid.UUID) -> QuerySet[TaskEnvelope, tuple[Any, ...]]:
     return (
         TaskEnvelope.objects.filter(pk=pk)
         .order_by()
