@@ -12,6 +12,7 @@ tests/core/test_sql_paths.py checks on PostgreSQL that both give the same answer
 - ``copy_rows``: many rows in one statement (COPY on PostgreSQL);
 - ``insert_rows_returning_ids``: many rows of plain values in one INSERT of one parameter, their
   generated ids returned (``insert_returning_ids``: the same for model instances, ids set on them);
+- ``locked_rows``: rows by primary key, locked ``FOR UPDATE`` in key order, in one statement;
 - ``update_by_key``: many rows updated to their own values in one statement;
 - ``insert_unless_present``: an INSERT that reports a duplicate key instead of raising;
 - ``transaction_lock``: a transaction-scoped advisory lock (SQLite's writers are serialised anyway);
@@ -317,6 +318,55 @@ def insert_rows_returning_ids(
     with connection.cursor() as cursor:
         cursor.execute(statement, [payload])
         return sorted(found for (found,) in cursor.fetchall())
+
+
+_locked_reads: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, list]] = {}
+
+
+def locked_rows(
+    model: type[Model],
+    pks: Iterable[Any],
+    fields: Sequence[str],
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    portable: bool = False,
+) -> list[dict[str, Any]]:
+    """The rows of ``model`` whose primary key is in ``pks``, locked ``FOR UPDATE`` in primary-key
+    order (two callers locking overlapping sets take the rows in the same order and cannot
+    deadlock), as dicts of ``fields`` plus ``"pk"``: one statement written once per process on
+    PostgreSQL (``= ANY(%s)``); the ORM's ``select_for_update`` elsewhere."""
+    pks = list(pks)
+    if not pks:
+        return []
+    connection = connections[using]
+    if not fast(connection, portable=portable):
+        query = model._default_manager.using(using).select_for_update().filter(pk__in=pks).order_by("pk")
+        return list(query.values("pk", *fields))
+    cached = _locked_reads.get((model, tuple(fields), using))
+    if cached is None:
+        quote = connection.ops.quote_name
+        meta = model._meta
+        selected = [meta.pk, *(meta.get_field(name) for name in fields)]
+        key = quote(meta.pk.column)
+        sql = (
+            f"SELECT {', '.join(quote(field.column) for field in selected)} "  # noqa: S608 - names from the model
+            f"FROM {quote(meta.db_table)} WHERE {key} = ANY(%s) ORDER BY {key} FOR UPDATE"
+        )
+        cached = (sql, [(n, field) for n, field in enumerate(selected) if hasattr(field, "from_db_value")])
+        _locked_reads[(model, tuple(fields), using)] = cached
+    sql, converted = cached
+    pk = model._meta.pk
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [[pk.get_db_prep_value(value, connection) for value in pks]])
+        found = cursor.fetchall()
+    names = ["pk", *fields]
+    rows = []
+    for values in found:
+        values = list(values)
+        for n, field in converted:
+            values[n] = field.from_db_value(values[n], None, connection)
+        rows.append(dict(zip(names, values, strict=True)))
+    return rows
 
 
 def update_by_key(

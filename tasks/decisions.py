@@ -57,7 +57,7 @@ from prometheus_client import Counter
 from audit import services as audit
 from core.oauth_errors import TokenRejected
 from core.scrub import scrub
-from core.sql import insert_rows_returning_ids, prepared_cursor
+from core.sql import insert_rows_returning_ids, locked_rows, prepared_cursor, update_by_key
 from identities.credential_jwt import VerifiedToken, verify_access_token
 from identities.models import Agent, Credential, Instance
 from tasks.lifecycle import revoke_envelope
@@ -865,8 +865,12 @@ class _EnvelopeBudget:
     used: int
     most: int
     drift_count: int
+    last_drift_at: datetime | None = None
     taken: int = 0
     drifted: int = 0
+
+
+_BUDGET_FIELDS = ("state", "expires_at", "actions_used", "max_actions", "drift_count", "last_drift_at")
 
 
 # Reasons an envelope that ended (or ended within the batch) overrides: they come after
@@ -931,16 +935,16 @@ def decide_batch(
     rows: list[dict[str, Any]] = []
     with transaction.atomic():
         budgets = {
-            row.pk: _EnvelopeBudget(
-                live=row.state in TaskEnvelope.LIVE_STATES and row.expires_at is not None and row.expires_at > now,
-                used=row.actions_used,
-                most=row.max_actions,
-                drift_count=row.drift_count,
+            row["pk"]: _EnvelopeBudget(
+                live=row["state"] in TaskEnvelope.LIVE_STATES
+                and row["expires_at"] is not None
+                and row["expires_at"] > now,
+                used=row["actions_used"],
+                most=row["max_actions"],
+                drift_count=row["drift_count"],
+                last_drift_at=row["last_drift_at"],
             )
-            for row in TaskEnvelope.objects.select_for_update()
-            .filter(pk__in=concerned)
-            .order_by("pk")
-            .only("state", "expires_at", "actions_used", "max_actions", "drift_count")
+            for row in locked_rows(TaskEnvelope, concerned, _BUDGET_FIELDS)
         }
         for call, out in zip(calls, outs, strict=True):
             if call is None or out is None:
@@ -963,18 +967,27 @@ def decide_batch(
             )
             if stop_on is not None and out.allow is stop_on:
                 break
-        for envelope_id, budget in budgets.items():
-            if budget.taken or budget.drifted:
-                changes: dict[str, Any] = {"actions_used": F("actions_used") + budget.taken}
-                if budget.drifted:
-                    changes.update(drift_count=F("drift_count") + budget.drifted, last_drift_at=now)
-                TaskEnvelope.objects.filter(pk=envelope_id).update(**changes)
+        # The rows are locked: the counts as counted forward are the new values, all envelopes in
+        # one statement.
+        update_by_key(
+            TaskEnvelope,
+            "id",
+            ("actions_used", "drift_count", "last_drift_at"),
+            [
+                (envelope_id, budget.used, budget.drift_count, now if budget.drifted else budget.last_drift_at)
+                for envelope_id, budget in budgets.items()
+                if budget.taken or budget.drifted
+            ],
+        )
         ids = iter(insert_rows_returning_ids(ActivityEvent, rows, _EVENT_COLUMNS))
     answered = [_batch_decision(*item, next(ids)) if item is not None else None for item in decided]
     _after_batch(outs, answered, budgets, policy=policy, now=now)
+    by_reason: dict[str, int] = {}
     for answer in answered:
         if answer is not None:
-            DECISIONS.labels(answer.reason).inc()
+            by_reason[answer.reason] = by_reason.get(answer.reason, 0) + 1
+    for reason, count in by_reason.items():
+        DECISIONS.labels(reason).inc(count)
     return answered
 
 

@@ -8,6 +8,7 @@ import json
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
@@ -26,6 +27,19 @@ pytestmark = pytest.mark.django_db
 def both_paths():
     """The paths this database has: both on PostgreSQL, the portable one elsewhere."""
     return [False, True] if connection.vendor == "postgresql" else [True]
+
+
+def _other_session():
+    """A second connection to the test database, in autocommit, to see this one's locks."""
+    settings = connection.settings_dict
+    return psycopg.connect(
+        host=settings["HOST"] or None,
+        port=settings["PORT"] or None,
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        autocommit=True,
+    )
 
 
 def _rolled_back(function):
@@ -154,17 +168,7 @@ def test_a_read_that_takes_a_turn_reads_the_same_row_and_holds_the_same_lock(own
     with transaction.atomic():
         assert turned.fetch(instance.pk) == plain.fetch(instance.pk) == {"id": instance.pk, "status": instance.status}
         if connection.vendor == "postgresql":
-            import psycopg
-
-            settings = connection.settings_dict
-            other = psycopg.connect(
-                host=settings["HOST"] or None,
-                port=settings["PORT"] or None,
-                dbname=settings["NAME"],
-                user=settings["USER"],
-                password=settings["PASSWORD"] or None,
-                autocommit=True,
-            )
+            other = _other_session()
             try:
                 taken = other.execute(
                     "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", [f"probe:{instance.pk}"]
@@ -173,6 +177,30 @@ def test_a_read_that_takes_a_turn_reads_the_same_row_and_holds_the_same_lock(own
                 other.close()
             assert taken is False
     assert turned.fetch(uuid.uuid4()) is None  # no row, no lock, no error
+
+
+@pytest.mark.django_db(transaction=True)  # committed rows: another session must see them to wait on them
+def test_locked_rows_reads_the_same_rows_in_key_order_and_locks_them_either_way(owner):
+    agent = make_agent(owner)
+    instances = [make_instance(agent) for _ in range(3)]
+    wanted = [instances[2].pk, instances[0].pk, uuid.uuid4()]  # any order, one that does not exist
+    for portable in both_paths():
+        with transaction.atomic():
+            rows = sql.locked_rows(Instance, wanted, ("status", "created_at"), portable=portable)
+            assert [row["pk"] for row in rows] == sorted(wanted[:2])
+            for row in rows:
+                stored = Instance.objects.get(pk=row["pk"])
+                assert row == {"pk": stored.pk, "status": stored.status, "created_at": stored.created_at}
+            if connection.vendor == "postgresql":
+                other = _other_session()
+                try:
+                    with pytest.raises(psycopg.errors.LockNotAvailable):
+                        other.execute(
+                            "SELECT 1 FROM identities_instance WHERE id = %s FOR UPDATE NOWAIT", [instances[0].pk]
+                        )
+                finally:
+                    other.close()
+    assert sql.locked_rows(Instance, [], ("status",)) == []
 
 
 def test_insert_returning_ids_stores_the_same_rows_and_sets_every_id_either_way(owner):
