@@ -72,11 +72,20 @@ class PreparedValues:
             converters = compiler.get_converters([column for column, _, _ in compiler.select])
             names = list(queryset.query.values_select)
             meta = queryset.model._meta
+            connection = connections[alias]
+            turn = self._turn is not None and fast(connection)
+            if turn:
+                if not sql.startswith("SELECT "):
+                    raise ValueError("a read that takes a turn is a plain SELECT")
+                sql = f"SELECT {_ADVISORY_LOCK}, {sql.removeprefix('SELECT ')}"
+            if self._key_share and connection.vendor == "postgresql":
+                sql += " FOR KEY SHARE"  # a lock the ORM does not spell; see identities/issuance.py
             compiled = (
                 sql,
                 list(converters.items()),
                 names,
                 meta.pk if self._key is None else meta.get_field(self._key),
+                turn,
             )
             with self._lock:
                 self._compiled[alias] = compiled
@@ -93,16 +102,10 @@ class PreparedValues:
 
     def _rows(self, value, using: str, *, limit: int | None) -> list[dict]:
         connection = connections[using]
-        sql, converters, names, pk = self._compile(using)
+        sql, converters, names, pk, turn = self._compile(using)
         params = [pk.get_db_prep_value(value, connection)]
-        turn = self._turn is not None and fast(connection)
         if turn:
-            if not sql.startswith("SELECT "):
-                raise ValueError("a read that takes a turn is a plain SELECT")
-            sql = f"SELECT {_ADVISORY_LOCK}, {sql.removeprefix('SELECT ')}"
             params.insert(0, f"{self._turn}{value}")
-        if self._key_share and connection.vendor == "postgresql":
-            sql += " FOR KEY SHARE"  # a lock the ORM does not spell; see identities/issuance.py
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
