@@ -316,11 +316,26 @@ def insert_rows_returning_ids(
     if not by_attname:
         fields = [model._meta.get_field(column) for column in columns]
         rows = [{f.column: row[column] for f, column in zip(fields, columns, strict=True)} for row in rows]
-    # Timestamps and UUIDs as their text, which PostgreSQL reads back into the declared types.
-    payload = json.dumps(rows, default=str, separators=(",", ":"))
+    payload = json.dumps(rows, default=_as_text_once(), separators=(",", ":"))
     with connection.cursor() as cursor:
         cursor.execute(statement, [payload])
         return sorted(found for (found,) in cursor.fetchall())
+
+
+def _as_text_once() -> Callable[[Any], str]:
+    """``json.dumps``' ``default`` for one payload: timestamps and UUIDs as their text, which
+    PostgreSQL reads back into the declared types. A batch's rows share their objects (one ``now``,
+    one credential's ids), so each object is converted once, found again by identity; the rows
+    keep every object alive while the payload is written, so no identity is reused meanwhile."""
+    text: dict[int, str] = {}
+
+    def as_text(value: Any) -> str:
+        found = text.get(id(value))
+        if found is None:
+            found = text[id(value)] = str(value)
+        return found
+
+    return as_text
 
 
 _locked_reads: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, list]] = {}

@@ -244,16 +244,19 @@ def test_insert_returning_ids_stores_the_same_rows_and_sets_every_id_either_way(
 
 def test_insert_rows_returning_ids_stores_what_the_instances_would_either_way(owner):
     """Plain values by attname (what a batch of decisions writes) give the rows that the same
-    values as model instances give, and the ids come back in the rows' order."""
-    instance = make_instance(make_agent(owner))
+    values as model instances give, and the ids come back in the rows' order. Rows share some
+    objects (one ``now``) and not others (each row's own instant, two instances' ids): each keeps
+    its own value."""
+    agent = make_agent(owner)
+    instances = [make_instance(agent), make_instance(agent)]
     now = timezone.now()
     every = [f.attname for f in ActivityEvent._meta.concrete_fields if not f.primary_key]
 
     def values(n):
         return {
             "kind": ActivityEvent.Kind.DECISION,
-            "agent_id": instance.agent_id if n % 2 else None,
-            "instance_id": instance.id if n % 2 else None,
+            "agent_id": agent.id if n % 2 else None,
+            "instance_id": instances[n // 2 % 2].id if n % 2 else None,
             "envelope_id": None,
             "jti": f"jti-{n}",
             "scope": "github:read",
@@ -264,7 +267,7 @@ def test_insert_rows_returning_ids_stores_what_the_instances_would_either_way(ow
             "drift": n == 4,
             "policy_version": "v1",
             "details": {"context": {"n": n, "nested": [n, {"k": "v"}], "text": "é\u2028"}} if n else {},
-            "occurred_at": now,
+            "occurred_at": now - timedelta(seconds=n, microseconds=n),
             "recorded_at": now,
             "reported_by": "gateway",
         }
@@ -290,6 +293,16 @@ def test_insert_rows_returning_ids_stores_what_the_instances_would_either_way(ow
 
     results = [run(portable) for portable in both_paths()]
     assert [row[every.index("jti")] for row in results[0]] == [f"jti-{n}" for n in range(5)]
+    assert [row[every.index("occurred_at")] for row in results[0]] == [
+        now - timedelta(seconds=n, microseconds=n) for n in range(5)
+    ]
+    assert [row[every.index("instance_id")] for row in results[0]] == [
+        None,
+        instances[0].id,
+        None,
+        instances[1].id,
+        None,
+    ]
     assert all(result == results[0] for result in results)
     assert _rolled_back(as_instances) == results[0]
     assert sql.insert_rows_returning_ids(ActivityEvent, [], every) == []
