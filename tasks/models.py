@@ -188,12 +188,26 @@ class ActivityEvent(models.Model):
     id = models.BigAutoField(primary_key=True)
     kind = models.CharField(max_length=24, choices=Kind.choices)
     # Every index is rewritten by every recorded decision: the keys are indexed only through the
-    # (key, -id) indexes below, which lead with them.
-    agent = models.ForeignKey("identities.Agent", on_delete=models.PROTECT, related_name="+", null=True, db_index=False)
-    instance = models.ForeignKey(
-        "identities.Instance", on_delete=models.PROTECT, related_name="+", null=True, db_index=False
+    # (key, -id) indexes below, which lead with them. The keys are not foreign-key constraints in
+    # the database: each would cost every recorded row a lookup and a key-share lock on the agent,
+    # instance and envelope at commit (a third of a batch's insert). Every writer takes the ids from
+    # rows it just read (the credential, its instance and envelope), those rows are never deleted
+    # by Mandate, and PROTECT still refuses the ORM's delete of any row an event names
+    # (tests/tasks/test_activity_references.py).
+    agent = models.ForeignKey(
+        "identities.Agent", on_delete=models.PROTECT, related_name="+", null=True, db_index=False, db_constraint=False
     )
-    envelope = models.ForeignKey(TaskEnvelope, on_delete=models.PROTECT, related_name="+", null=True, db_index=False)
+    instance = models.ForeignKey(
+        "identities.Instance",
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        db_index=False,
+        db_constraint=False,
+    )
+    envelope = models.ForeignKey(
+        TaskEnvelope, on_delete=models.PROTECT, related_name="+", null=True, db_index=False, db_constraint=False
+    )
     jti = models.CharField(max_length=64, blank=True)
     scope = models.CharField(max_length=130, blank=True)
     resource = models.CharField(max_length=512, blank=True)
