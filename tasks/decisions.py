@@ -158,9 +158,9 @@ def clear_verification_cache() -> None:
 # --- the decision --------------------------------------------------------------------------------
 
 
-def _guardrails_allow(policy: Policy, **call: Any) -> tuple[bool, str]:
+def _guardrails_allow(policy: Policy, *, subjects: dict | None = None, **call: Any) -> tuple[bool, str]:
     """The organisation's Cedar guardrails for this call (``Policy.guardrails_allow`` fails closed)."""
-    allowed, detail = policy.guardrails_allow(**call)
+    allowed, detail = policy.guardrails_allow(**call, subjects=subjects)
     return bool(allowed), str(detail or "")
 
 
@@ -493,10 +493,19 @@ def _check_loaded(
 
 
 def _budget_then_guardrails(
-    out: _Outcome, credential: Credential, *, used: int, scope: str, resource: str, context: dict, policy: Policy
+    out: _Outcome,
+    credential: Credential,
+    *,
+    used: int,
+    scope: str,
+    resource: str,
+    context: dict,
+    policy: Policy,
+    subjects: dict | None = None,
 ) -> None:
     """The last two checks, for a call that passed all the others: the budget (``used`` actions of
-    the envelope's), then the organisation's guardrails."""
+    the envelope's), then the organisation's guardrails (``subjects``: a batch's, see
+    ``Guardrails.evaluate``)."""
     envelope, instance = credential.envelope, credential.instance
     if used >= envelope.max_actions:
         out.reason, out.detail = BUDGET_EXHAUSTED, f"all {envelope.max_actions} actions of the envelope are used"
@@ -509,6 +518,7 @@ def _budget_then_guardrails(
         scope=scope,
         resource=resource,
         context=context,
+        subjects=subjects,
     )
     if not allowed:
         out.reason, out.detail = POLICY_FORBIDS, why or "an organisation guardrail forbids this call"
@@ -933,6 +943,7 @@ def decide_batch(
     )
     decided: list[tuple[_Outcome, int | None] | None] = []
     rows: list[dict[str, Any]] = []
+    subjects: dict = {}  # the guardrails' per-subject keys, kept as long as ``loaded`` keeps its objects
     with transaction.atomic():
         budgets = {
             row["pk"]: _EnvelopeBudget(
@@ -952,7 +963,7 @@ def decide_batch(
                 if stop_on is False:
                     break
                 continue
-            remaining = _decide_in_batch(call, out, budgets, policy=policy)
+            remaining = _decide_in_batch(call, out, budgets, policy=policy, subjects=subjects)
             decided.append((out, remaining))
             rows.append(
                 _decision_fields(
@@ -997,9 +1008,10 @@ def _decide_in_batch(
     budgets: dict[uuid.UUID, _EnvelopeBudget],
     *,
     policy: Policy,
+    subjects: dict,
 ) -> int | None:
     """One item of a batch against the locked envelope counts: settles ``out`` and returns the
-    actions left to report."""
+    actions left to report (``subjects``: the batch's, for the guardrails)."""
     credential = out.attributed
     budget = budgets.get(credential.envelope_id) if credential is not None else None
     if credential is not None and budget is None and out.reason in _AFTER_ENVELOPE:
@@ -1022,6 +1034,7 @@ def _decide_in_batch(
                 resource=call.resource,
                 context=call.context,
                 policy=policy,
+                subjects=subjects,
             )
             if out.allow:
                 budget.used += 1

@@ -134,9 +134,25 @@ class Guardrails:
         }
         return request, entities
 
-    def evaluate(self, *, instance, agent, envelope, scope: str, resource: str, context) -> tuple[bool, str]:
+    def evaluate(
+        self, *, instance, agent, envelope, scope: str, resource: str, context, subjects: dict | None = None
+    ) -> tuple[bool, str]:
+        """The guardrails' answer for this call, remembered by ``_subject_key`` and the call's own
+        scope, resource and context (as JSON text).
+
+        ``subjects``: for calls that share their instance, agent and envelope objects (a batch), a
+        dict the caller keeps no longer than those objects: the subject's part of the key is then
+        written once, found again by the objects' identity (which lasts as long as they do)."""
         cleaned = clean_context(context, keys=self.context_keys)
-        key = self._key(instance, agent, envelope, scope, resource, cleaned)
+        if subjects is None:
+            subject = self._subject_key(instance, agent, envelope)
+        else:
+            subject = subjects.get((id(instance), id(agent), id(envelope)))
+            if subject is None:
+                subject = subjects[(id(instance), id(agent), id(envelope))] = self._subject_key(
+                    instance, agent, envelope
+                )
+        key = (*subject, scope, resource, json.dumps(cleaned, separators=(",", ":"), sort_keys=True) if cleaned else "")
         answer = self._answers.get(key)
         if answer is None:
             request, entities = self._request(
@@ -148,8 +164,9 @@ class Guardrails:
             self._answers[key] = answer
         return answer
 
-    def _key(self, instance, agent, envelope, scope: str, resource: str, cleaned: dict) -> tuple:
-        """Exactly the values ``_request`` shows Cedar, as it converts them, in a tuple (building
+    def _subject_key(self, instance, agent, envelope) -> tuple:
+        """The subject's part of the key: with the call's scope, resource and context, exactly the
+        values ``_request`` shows Cedar, as it converts them, in a tuple (building
         the request and writing it out as JSON cost more than a remembered answer saves). Whatever
         ``_request`` derives (the SPIFFE ID, the tool and operation, the resource's kind) comes from
         values here. A list of strings goes in as a tuple, any other list and the caller's context
@@ -176,9 +193,6 @@ class Guardrails:
             int(envelope.max_actions),
             used if self.reads_budget else None,
             envelope.policy_version or "",
-            scope,
-            resource,
-            json.dumps(cleaned, separators=(",", ":"), sort_keys=True) if cleaned else "",
         )
 
     def _evaluate(self, request: dict, entities: list) -> tuple[bool, str]:

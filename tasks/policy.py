@@ -199,18 +199,32 @@ class Policy:
         )
 
     def guardrails_allow(
-        self, *, instance, agent, envelope, scope: str, resource: str, context: dict | None = None
+        self,
+        *,
+        instance,
+        agent,
+        envelope,
+        scope: str,
+        resource: str,
+        context: dict | None = None,
+        subjects: dict | None = None,
     ) -> tuple[bool, str]:
         """Do the organisation's Cedar guardrails allow this call? ``(allowed, detail)``.
 
         Called on every decision, after the envelope itself allows the call. Uses only the
-        objects passed in (no query). Fails closed: an evaluation error is a denial whose detail
-        names the guardrail."""
+        objects passed in (no query); ``subjects`` as ``Guardrails.evaluate`` takes it. Fails
+        closed: an evaluation error is a denial whose detail names the guardrail."""
         if self.guardrails is None:
             return True, ""
         try:
             return self.guardrails.evaluate(
-                instance=instance, agent=agent, envelope=envelope, scope=scope, resource=resource, context=context or {}
+                instance=instance,
+                agent=agent,
+                envelope=envelope,
+                scope=scope,
+                resource=resource,
+                context=context or {},
+                subjects=subjects,
             )
         except Exception as exc:  # never a 500 on a decision, and never an allow by accident
             logger.exception("guardrails could not evaluate %s on %s", scope, resource)

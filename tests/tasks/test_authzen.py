@@ -76,7 +76,7 @@ class Forbidding:
         self.forbidden = forbidden
         self.asked = []
 
-    def guardrails_allow(self, *, instance, agent, envelope, scope, resource, context):
+    def guardrails_allow(self, *, instance, agent, envelope, scope, resource, context, subjects=None):
         self.asked.append((scope, resource, context))
         return (False, "no pushes on Fridays") if scope == self.forbidden else (True, "")
 
@@ -426,6 +426,38 @@ def test_items_may_name_different_envelopes(gw, live_envelope, owner, admin, min
     )
     assert reasons(answers) == ["ok", "ok", "budget_exhausted"]
     assert (used(live_envelope), used(second)) == (1, 1)
+
+
+def test_guardrails_answer_each_item_for_its_own_agent_in_a_mixed_batch(
+    gw, live_envelope, owner, admin, mint, policy_dir
+):
+    """A batch remembers each subject's part of the guardrails' question once: items of two
+    agents, interleaved, are each answered for their own agent."""
+    policy_dir.write(
+        "guardrails.cedar",
+        '@id("envelope-allows")\npermit (principal, action == Action::"call", resource);\n'
+        '@id("no-second-bot")\nforbid (principal, action == Action::"call", resource)\n'
+        'when { context.agent.slug == "second-bot" };\n',
+    )
+    second = make_envelope(make_instance(make_agent(owner, slug="second-bot")))
+    services.approve_envelope(envelope=second, actor=admin)
+    second.refresh_from_db()
+    first_token, second_token = mint(live_envelope).token, mint(second).token
+    answers = evaluate_many(
+        gw,
+        {
+            "action": {"name": "github:write"},
+            "resource": {"type": "repo", "id": "acme/api"},
+            "evaluations": [
+                {"subject": subject(second, second_token)},
+                {"subject": subject(live_envelope, first_token)},
+                {"subject": subject(second, second_token)},
+                {"subject": subject(live_envelope, first_token)},
+            ],
+        },
+    )
+    assert reasons(answers) == ["policy_forbids", "ok", "policy_forbids", "ok"]
+    assert (used(live_envelope), used(second)) == (2, 0)
 
 
 def test_a_batch_of_one_envelope_takes_a_fixed_number_of_queries(

@@ -196,7 +196,7 @@ def test_a_guardrail_that_forbids_the_call_is_policy_forbids(gw, live_envelope, 
         version = "test-guardrails"
         drift_revoke_after = 3
 
-        def guardrails_allow(self, *, instance, agent, envelope, scope, resource, context):
+        def guardrails_allow(self, *, instance, agent, envelope, scope, resource, context, subjects=None):
             seen.update(scope=scope, resource=resource, context=context, agent=agent.slug)
             return False, "no pushes on Fridays"
 
