@@ -407,24 +407,28 @@ def test_every_decided_item_is_on_record_with_its_own_id(gw, live_envelope, mint
     assert [recorded[i].reason for i in ids] == reasons(answers)
 
 
-def test_items_may_name_different_envelopes(gw, live_envelope, owner, admin, mint):
-    second = make_envelope(make_instance(make_agent(owner, slug="second-bot")), max_actions=1)
+def _two_agents_interleaved(gw, live_envelope, owner, admin, mint, *, items: int, **second_envelope):
+    """A batch alternating between a second agent's envelope ("second-bot") and ``live_envelope``,
+    second first: the answers' reasons, and the second envelope."""
+    second = make_envelope(make_instance(make_agent(owner, slug="second-bot")), **second_envelope)
     services.approve_envelope(envelope=second, actor=admin)
     second.refresh_from_db()
-    first_token, second_token = mint(live_envelope).token, mint(second).token
+    tokens = {second.pk: mint(second).token, live_envelope.pk: mint(live_envelope).token}
+    order = [second if n % 2 == 0 else live_envelope for n in range(items)]
     answers = evaluate_many(
         gw,
         {
             "action": {"name": "github:write"},
             "resource": {"type": "repo", "id": "acme/api"},
-            "evaluations": [
-                {"subject": subject(second, second_token)},
-                {"subject": subject(live_envelope, first_token)},
-                {"subject": subject(second, second_token)},
-            ],
+            "evaluations": [{"subject": subject(envelope, tokens[envelope.pk])} for envelope in order],
         },
     )
-    assert reasons(answers) == ["ok", "ok", "budget_exhausted"]
+    return reasons(answers), second
+
+
+def test_items_may_name_different_envelopes(gw, live_envelope, owner, admin, mint):
+    answered, second = _two_agents_interleaved(gw, live_envelope, owner, admin, mint, items=3, max_actions=1)
+    assert answered == ["ok", "ok", "budget_exhausted"]
     assert (used(live_envelope), used(second)) == (1, 1)
 
 
@@ -439,24 +443,8 @@ def test_guardrails_answer_each_item_for_its_own_agent_in_a_mixed_batch(
         '@id("no-second-bot")\nforbid (principal, action == Action::"call", resource)\n'
         'when { context.agent.slug == "second-bot" };\n',
     )
-    second = make_envelope(make_instance(make_agent(owner, slug="second-bot")))
-    services.approve_envelope(envelope=second, actor=admin)
-    second.refresh_from_db()
-    first_token, second_token = mint(live_envelope).token, mint(second).token
-    answers = evaluate_many(
-        gw,
-        {
-            "action": {"name": "github:write"},
-            "resource": {"type": "repo", "id": "acme/api"},
-            "evaluations": [
-                {"subject": subject(second, second_token)},
-                {"subject": subject(live_envelope, first_token)},
-                {"subject": subject(second, second_token)},
-                {"subject": subject(live_envelope, first_token)},
-            ],
-        },
-    )
-    assert reasons(answers) == ["policy_forbids", "ok", "policy_forbids", "ok"]
+    answered, second = _two_agents_interleaved(gw, live_envelope, owner, admin, mint, items=4)
+    assert answered == ["policy_forbids", "ok", "policy_forbids", "ok"]
     assert (used(live_envelope), used(second)) == (2, 0)
 
 
