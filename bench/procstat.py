@@ -4,6 +4,7 @@ must run on this machine for its processes to be counted.)"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -20,6 +21,16 @@ def cpu_seconds(pids) -> float:
         except (OSError, IndexError, ValueError):
             pass
     return total / CLK_TCK
+
+
+def run_seconds(pids) -> float:
+    """Time these processes have spent on a CPU, in seconds, to the nanosecond (``schedstat``'s first
+    field): fine enough to time a few requests, where ``cpu_seconds`` counts in clock ticks."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):  # one that has exited counts nothing
+            total += int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def children(pid: int) -> list[int]:
