@@ -282,8 +282,8 @@ _CALLER_AUDIENCES_SQL = None
 
 
 def caller_audiences(token_id: uuid.UUID, now: datetime) -> tuple[bool, frozenset[str]]:
-    """For a batch: whether the API token may still ask, and the audiences its user declared
-    (empty: the default only), in one statement."""
+    """For an action search: whether the API token may still ask, and the audiences its user
+    declared (empty: the default only), in one statement."""
     global _CALLER_AUDIENCES_SQL
     if _CALLER_AUDIENCES_SQL is None:
         from accounts.models import ApiToken, GatewayAudience
@@ -354,20 +354,58 @@ def load_credential_for(
         if credential is None:
             return None, None, None
         return credential, bool(credential.caller_ok), bool(credential.audience_ok)
+    sql, models = _load_with_caller_statement()
+    with prepared_cursor() as cursor:
+        cursor.execute(sql + " = %s", [*_caller_params(caller_token_id, now), *_serves_params(caller_token_id), jti])
+        row = cursor.fetchone()
+    if row is None:
+        return None, None, None
+    return _build(row[:-2], models), bool(row[-2]), bool(row[-1])
+
+
+def load_credentials_for(
+    jtis: list[str], *, caller_token_id: uuid.UUID, now: datetime
+) -> tuple[dict[str, tuple[Credential, bool]], bool | None]:
+    """``load_credentials`` plus, in the same statement, whether the asking API token may still ask
+    (None when no credential row came back to carry the answer) and, for each credential, whether
+    the token's user serves its audience: ``({jti: (credential, audience served)}, caller may ask)``."""
+    if not jtis:
+        return {}, None
+    if connection.vendor != "postgresql":
+        column = f"{connection.ops.quote_name(Credential._meta.db_table)}.{connection.ops.quote_name('audience')}"
+        found = list(
+            Credential.objects.select_related("instance__agent", "envelope")
+            # Names from the models, values as parameters.
+            .annotate(
+                caller_ok=RawSQL(_caller_sql(), _caller_params(caller_token_id, now)),  # noqa: S611
+                audience_ok=RawSQL(_serves_sql(column), _serves_params(caller_token_id)),  # noqa: S611
+            )
+            .filter(jti__in=jtis)
+        )
+        return {c.jti: (c, bool(c.audience_ok)) for c in found}, bool(found[0].caller_ok) if found else None
+    sql, models = _load_with_caller_statement()
+    with prepared_cursor() as cursor:
+        cursor.execute(
+            sql + " = ANY(%s)", [*_caller_params(caller_token_id, now), *_serves_params(caller_token_id), list(jtis)]
+        )
+        rows = cursor.fetchall()
+    loaded = {}
+    for row in rows:
+        credential = _build(row[:-2], models)
+        loaded[credential.jti] = (credential, bool(row[-1]))
+    return loaded, bool(rows[0][-2]) if rows else None
+
+
+def _load_with_caller_statement() -> tuple[str, list[tuple[Any, ...]]]:
+    """The load statement with the caller's two answers as its last two columns, up to ``WHERE
+    c.jti`` (the caller appends ``= %s`` or ``= ANY(%s)``); written once per process."""
     global _LOAD_WITH_CALLER
     sql, models = _load_statement()
     if _LOAD_WITH_CALLER is None:
         select, _, rest = sql.partition(" FROM ")
         column = f"c.{connection.ops.quote_name('audience')}"
-        _LOAD_WITH_CALLER = f"{select}, {_caller_sql()}, {_serves_sql(column)} FROM {rest} = %s"
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            _LOAD_WITH_CALLER, [*_caller_params(caller_token_id, now), *_serves_params(caller_token_id), jti]
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None, None, None
-    return _build(row[:-2], models), bool(row[-2]), bool(row[-1])
+        _LOAD_WITH_CALLER = f"{select}, {_caller_sql()}, {_serves_sql(column)} FROM {rest}"
+    return _LOAD_WITH_CALLER, models
 
 
 def _loaded(model: type[Model], alias: str, attnames: list[str], values: list[Any]) -> Any:
@@ -753,7 +791,7 @@ def _refuse_unless_caller_may_ask(caller_token_id: uuid.UUID | None, now: dateti
 
 
 def _served_by_caller(caller_token_id: uuid.UUID | None, now: datetime) -> frozenset[str] | None:
-    """For a batch or a search: refuse a caller that may no longer ask, else the audiences it
+    """For an action search: refuse a caller that may no longer ask, else the audiences it
     declared (None: no caller, no audience check) — one statement."""
     if caller_token_id is None:
         return None
@@ -903,16 +941,26 @@ def decide_batch(
     ``stop_on=False`` stops after the first denial, ``True`` after the first permit, ``None`` never;
     the answer ends with the item that stopped it, and nothing after it is decided or recorded.
 
-    Reads (verification, one query for every credential) happen first; then, in one transaction,
-    the envelopes concerned are locked in id order (so concurrent batches neither overspend nor
-    deadlock), budget and guardrails are decided item by item against the locked counts, and the
-    batch is written: one UPDATE per envelope (actions taken, drift) and one INSERT for every
-    event. Committed before it returns, so no answer leaves unrecorded."""
+    Reads (verification, then one query for every credential and the asking API token's standing)
+    happen first, and a token that may no longer ask is refused before anything is decided; then,
+    in one transaction, the envelopes concerned are locked in id order (so concurrent batches
+    neither overspend nor deadlock), budget and guardrails are decided item by item against the
+    locked counts, and the batch is written: one UPDATE for the envelopes (actions taken, drift)
+    and one INSERT for every event. Committed before it returns, so no answer leaves unrecorded."""
     now = now or timezone.now()
-    declared = _served_by_caller(caller_token_id, now)  # one statement per batch
     policy = active_policy()
     verified = [_identify(call.token, call.subject) if call is not None else None for call in calls]
-    loaded = load_credentials(sorted({v.jti for v in verified if isinstance(v, VerifiedToken)}))
+    jtis = sorted({v.jti for v in verified if isinstance(v, VerifiedToken)})
+    # Every credential with, in the same statement, whether the asking API token may still ask and
+    # whether it serves each credential's audience; a batch with no credential to load asks alone.
+    served: dict[str, bool] = {}
+    if caller_token_id is None:
+        loaded = load_credentials(jtis)
+    else:
+        with_caller, caller_ok = load_credentials_for(jtis, caller_token_id=caller_token_id, now=now)
+        _refuse_unless_caller_may_ask(caller_token_id, now, known=caller_ok)
+        loaded = {jti: credential for jti, (credential, _) in with_caller.items()}
+        served = {jti: audience_ok for jti, (_, audience_ok) in with_caller.items()}
     outs: list[_Outcome | None] = []
     for call, ident in zip(calls, verified, strict=True):
         if call is None or ident is None:
@@ -930,7 +978,7 @@ def decide_batch(
                 resource=call.resource,
                 now=now,
                 until_budget=True,
-                audience_ok=_audience_ok(declared, credential),
+                audience_ok=served.get(ident.jti),
             )
         )
     concerned = sorted(

@@ -458,9 +458,9 @@ def test_a_batch_of_one_envelope_takes_a_fixed_number_of_queries(
         "evaluations": [{"resource": {"type": "repo", "id": f"acme/r{n}"}} for n in range(20)],
     }
     evaluate_many(gw, body)  # warm the caches and last_seen_at
-    # the asking API token still valid (1), load every credential (1), lock the envelope (1), one
+    # every credential with the asking API token's standing (1), lock the envelope (1), one
     # UPDATE, one INSERT, and the savepoint pair of the atomic block inside the test's transaction.
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(6):
         assert reasons(evaluate_many(gw, body)) == ["ok"] * 20
     assert used(live_envelope) == 40
 

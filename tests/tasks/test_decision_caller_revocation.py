@@ -164,3 +164,20 @@ def test_the_authzen_endpoints_refuse_a_revoked_token_on_the_next_request(gatewa
     ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
 
     assert client.post(path, body, format="json").status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_revoked_token_cannot_ask_in_a_batch_of_only_bad_credentials(gateway_token, live_envelope, mint):
+    """A batch reads the caller's standing with its credentials; with none to load, it asks alone."""
+    token, client = gateway_token
+    call(client, mint(live_envelope).token)
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    subject = {"type": "agent", "id": live_envelope.instance.spiffe_id, "properties": {"token": "not-a-jwt"}}
+    body = {
+        "subject": subject,
+        "action": {"name": "github:write"},
+        "evaluations": [{"resource": {"type": "repo", "id": "acme/api"}}],
+    }
+
+    assert client.post("/access/v1/evaluations", body, format="json").status_code == 401
+    assert decisions_recorded() == 1
