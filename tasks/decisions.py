@@ -482,38 +482,24 @@ def _check_loaded(
     context: dict | None = None,
     policy: Policy | None = None,
     audience_ok: bool | None = None,
+    standing: tuple[str, str] | None = None,
 ) -> _Outcome:
     """The checks after verification, in contract order, against the loaded credential. Reads only.
 
     ``audience_ok``: whether the asking gateway serves the credential's audience (None: not asked,
-    for callers inside Mandate that act for no gateway).
+    for callers inside Mandate that act for no gateway). ``standing``: ``_standing``'s answer for
+    this credential, when the caller already has it (a batch asks once per credential).
 
     With ``until_budget`` it stops before the budget: reason ``""`` means every check so far passed,
     and the caller (a batch, which counts its own budget) decides budget and guardrails."""
     if credential is None:
         return _Outcome(TOKEN_INVALID, "no credential was issued with this jti")
-    instance, envelope = credential.instance, credential.envelope
-    if str(envelope.id) != verified.envelope_id or instance.spiffe_id != verified.sub:
-        return _Outcome(TOKEN_INVALID, "the token's claims do not match the credential issued", credential)
-    out = _Outcome("", "", credential, verified)
-    if credential.status == Credential.Status.REVOKED:
-        out.reason, out.detail = TOKEN_REVOKED, f"the credential was revoked: {credential.revoke_reason or 'revoked'}"
-    elif credential.status == Credential.Status.EXPIRED or credential.expires_at <= now:
-        out.reason, out.detail = TOKEN_EXPIRED, "the credential has expired"
-    elif audience_ok is False:
-        out.reason, out.detail = (
-            AUDIENCE_MISMATCH,
-            f"the credential is for {credential.audience[:200]!r}, an audience this gateway does not serve",
-        )
-    elif instance.status != Instance.Status.ACTIVE:
-        out.reason, out.detail = INSTANCE_INACTIVE, f"instance is {instance.status}"
-    elif instance.agent.status != Agent.Status.ACTIVE:
-        out.reason, out.detail = AGENT_INACTIVE, f"agent {instance.agent.slug} is {instance.agent.status}"
-    elif envelope.state not in TaskEnvelope.LIVE_STATES:
-        out.reason, out.detail = ENVELOPE_INACTIVE, f"envelope is {envelope.state}"
-    elif envelope.expires_at is None or envelope.expires_at <= now:
-        out.reason, out.detail = ENVELOPE_INACTIVE, "envelope's time is up"
-    elif scope not in verified.scopes or scope not in credential.scopes or scope not in envelope.scopes:
+    reason, detail = standing if standing is not None else _standing(verified, credential, now, audience_ok)
+    out = _Outcome(reason, detail, credential, verified)
+    if reason:
+        return out
+    envelope = credential.envelope
+    if scope not in verified.scopes or scope not in credential.scopes or scope not in envelope.scopes:
         out.reason, out.detail = SCOPE_NOT_GRANTED, f"scope {scope!r} is not granted to this credential"
     elif not resource_granted(envelope.resources, resource):
         out.reason, out.detail = RESOURCE_NOT_GRANTED, f"resource {resource!r} is outside the envelope's resources"
@@ -528,6 +514,34 @@ def _check_loaded(
             policy=policy or active_policy(),
         )
     return out
+
+
+def _standing(
+    verified: VerifiedToken, credential: Credential, now: datetime, audience_ok: bool | None
+) -> tuple[str, str]:
+    """The checks that depend on the credential alone, not on the call, in contract order:
+    ``(reason, detail)`` of the first that fails, or ``("", "")`` when all pass."""
+    instance, envelope = credential.instance, credential.envelope
+    if str(envelope.id) != verified.envelope_id or instance.spiffe_id != verified.sub:
+        return TOKEN_INVALID, "the token's claims do not match the credential issued"
+    if credential.status == Credential.Status.REVOKED:
+        return TOKEN_REVOKED, f"the credential was revoked: {credential.revoke_reason or 'revoked'}"
+    if credential.status == Credential.Status.EXPIRED or credential.expires_at <= now:
+        return TOKEN_EXPIRED, "the credential has expired"
+    if audience_ok is False:
+        return (
+            AUDIENCE_MISMATCH,
+            f"the credential is for {credential.audience[:200]!r}, an audience this gateway does not serve",
+        )
+    if instance.status != Instance.Status.ACTIVE:
+        return INSTANCE_INACTIVE, f"instance is {instance.status}"
+    if instance.agent.status != Agent.Status.ACTIVE:
+        return AGENT_INACTIVE, f"agent {instance.agent.slug} is {instance.agent.status}"
+    if envelope.state not in TaskEnvelope.LIVE_STATES:
+        return ENVELOPE_INACTIVE, f"envelope is {envelope.state}"
+    if envelope.expires_at is None or envelope.expires_at <= now:
+        return ENVELOPE_INACTIVE, "envelope's time is up"
+    return "", ""
 
 
 def _budget_then_guardrails(
@@ -962,6 +976,7 @@ def decide_batch(
         loaded = {jti: credential for jti, (credential, _) in with_caller.items()}
         served = {jti: audience_ok for jti, (_, audience_ok) in with_caller.items()}
     outs: list[_Outcome | None] = []
+    standings: dict[tuple[str, str, str], tuple[str, str]] = {}
     for call, ident in zip(calls, verified, strict=True):
         if call is None or ident is None:
             outs.append(None)  # an item the caller could not read
@@ -970,6 +985,12 @@ def decide_batch(
             outs.append(ident)  # the token's verification ended the checks
             continue
         credential = loaded.get(ident.jti)
+        standing = None
+        if credential is not None:  # the credential's own checks, once per credential and claims
+            key = (ident.jti, ident.sub, ident.envelope_id)
+            standing = standings.get(key)
+            if standing is None:
+                standing = standings[key] = _standing(ident, credential, now, served.get(ident.jti))
         outs.append(
             _check_loaded(
                 ident,
@@ -978,7 +999,7 @@ def decide_batch(
                 resource=call.resource,
                 now=now,
                 until_budget=True,
-                audience_ok=served.get(ident.jti),
+                standing=standing,
             )
         )
     concerned = sorted(

@@ -448,6 +448,24 @@ def test_guardrails_answer_each_item_for_its_own_agent_in_a_mixed_batch(
     assert (used(live_envelope), used(second)) == (2, 0)
 
 
+def test_each_item_is_answered_for_its_own_credential_when_two_share_an_instance(gw, live_envelope, mint, admin):
+    """A batch checks each credential's own standing once: two credentials of one instance and
+    envelope, one revoked, interleaved, are each answered for themselves."""
+    revoked, live = mint(live_envelope), mint(live_envelope)
+    _revoke(live_envelope, revoked, admin)
+    order = [revoked, live, revoked, live, live]
+    answers = evaluate_many(
+        gw,
+        {
+            "action": {"name": "github:write"},
+            "resource": {"type": "repo", "id": "acme/api"},
+            "evaluations": [{"subject": subject(live_envelope, minted.token)} for minted in order],
+        },
+    )
+    assert reasons(answers) == ["token_revoked", "ok", "token_revoked", "ok", "ok"]
+    assert used(live_envelope) == 3
+
+
 def test_a_batch_of_one_envelope_takes_a_fixed_number_of_queries(
     gw, live_envelope, mint, django_assert_max_num_queries
 ):
