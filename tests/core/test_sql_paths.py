@@ -179,6 +179,29 @@ def test_a_read_that_takes_a_turn_reads_the_same_row_and_holds_the_same_lock(own
     assert turned.fetch(uuid.uuid4()) is None  # no row, no lock, no error
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL prepares statements; SQLite plans each")
+def test_a_prepared_read_is_planned_once_per_connection_and_then_reused(owner):
+    """The credential endpoints' reads join three and four tables: planning them cost PostgreSQL
+    four to six times what running them did. A PreparedValues read is prepared on the server once
+    per connection, and after PostgreSQL's five trial plans it runs on the one generic plan."""
+    instance = make_instance(make_agent(owner))
+    read = sql.PreparedValues(
+        lambda pk: Instance.objects.filter(pk=pk).order_by().values_list("id", "agent__slug", "status"),
+        sample=instance.pk,
+    )
+    for _ in range(8):
+        assert read.fetch(instance.pk) == {"id": instance.pk, "agent__slug": instance.agent.slug, "status": "active"}
+    assert read.fetch(uuid.uuid4()) is None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), sum(generic_plans) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ['%"identities_agent"."slug" AS "agent__slug"%'],
+        )
+        prepared, generic = cursor.fetchone()
+    assert prepared == 1
+    assert generic >= 1
+
+
 @pytest.mark.django_db(transaction=True)  # committed rows: another session must see them to wait on them
 def test_locked_rows_reads_the_same_rows_in_key_order_and_locks_them_either_way(owner):
     agent = make_agent(owner)
