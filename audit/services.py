@@ -24,6 +24,7 @@ from audit.models import AuditChain, AuditEvent
 from audit.verify import VerifyResult
 from core.request_id import current_request_id
 from core.scrub import scrub as scrub_value
+from core.sql import statement_cursor
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -264,7 +265,7 @@ def record(
     chain_key = f"agent:{agent_id}" if agent_id else (chain or GLOBAL_CHAIN)
     connection = transaction.get_connection()
     advance, insert, set_hash = _append_statements(connection)
-    with connection.cursor() as cursor:
+    with statement_cursor(connection.alias) as cursor:
         seq, prev_hash = _advance_head(connection, cursor, advance, chain_key)
         event = AuditEvent(
             chain=chain_key,

@@ -8,7 +8,8 @@ tests/core/test_sql_paths.py checks on PostgreSQL that both give the same answer
   builds the SQL and converts values, only the per-call compilation is skipped — on the credential
   endpoints compiling a three-table SELECT cost more CPU than the ES256 signature; a
   ``PreparedValues`` read is also prepared on the server (``prepared_cursor``);
-- ``prepared_cursor``: statements PostgreSQL plans once per connection;
+- ``prepared_cursor``: statements PostgreSQL plans once per connection (``statement_cursor``: that
+  cursor on PostgreSQL, the ordinary one elsewhere);
 - ``key_shared``: a queryset read under ``FOR KEY SHARE``, a lock the ORM does not spell;
 - ``copy_rows``: many rows in one statement (COPY on PostgreSQL);
 - ``insert_rows_returning_ids``: many rows of plain values in one INSERT of one parameter, their
@@ -111,7 +112,7 @@ class PreparedValues:
         # Prepared on PostgreSQL: these reads join three and four tables, and planning one cost the
         # server four to six times what running it did (a caller's roles 290 µs planned, 60 µs
         # prepared; a credential with its instance, agent and envelope 410 µs against 70).
-        with prepared_cursor(using) if fast(connection) else connection.cursor() as cursor:
+        with statement_cursor(using) as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
         out = []
@@ -155,7 +156,7 @@ def insert(instance: Model, *, using: str = DEFAULT_DB_ALIAS) -> None:
         _inserts[(model, using)] = cached
     sql, fields = cached
     values = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
-    with connection.cursor() as cursor:
+    with statement_cursor(using) as cursor:
         cursor.execute(sql, values)
     instance._state.adding = False
     instance._state.db = using
@@ -188,6 +189,14 @@ def prepared_cursor(using: str = DEFAULT_DB_ALIAS) -> Any:
     connection.ensure_connection()
     raw = _PreparingCursor(connection.connection)
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+def statement_cursor(using: str = DEFAULT_DB_ALIAS) -> Any:
+    """The cursor for a statement a hot path sends again and again: ``prepared_cursor`` on
+    PostgreSQL, the ordinary cursor elsewhere. Parsing and planning the mint's inserts, its live
+    count and its audit row cost PostgreSQL about as much as running them."""
+    connection = connections[using]
+    return prepared_cursor(using) if fast(connection) else connection.cursor()
 
 
 def _key_share_sql(nowait: bool = False, skip_locked: bool = False, of: tuple = (), no_key: bool = False) -> str:
@@ -441,7 +450,7 @@ def insert_unless_present(
         f"ON CONFLICT ({quote(model._meta.get_field(key).column)}) DO NOTHING"
     )
     params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
-    with connection.cursor() as cursor:
+    with statement_cursor(using) as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount == 1
 
@@ -487,7 +496,7 @@ def count_hit(key: str, slot: int, *, expires: int, using: str = DEFAULT_DB_ALIA
             f"DO UPDATE SET {q('n')} = {table}.{q('n')} + 1 RETURNING {q('n')}"
         )
         _count_sql[connection.vendor] = sql
-    with prepared_cursor(using) if fast(connection) else connection.cursor() as cursor:
+    with statement_cursor(using) as cursor:
         cursor.execute(sql, [key, slot, expires])
         return int(cursor.fetchone()[0])
 

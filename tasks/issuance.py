@@ -34,7 +34,7 @@ from core.oauth_errors import (
     GrantRefused,
     TokenRejected,
 )
-from core.sql import PreparedValues, key_shared, model_from, transaction_lock
+from core.sql import PreparedValues, key_shared, model_from, statement_cursor, transaction_lock
 from identities.assertions import VerifiedAssertion, consume_assertion
 from identities.credential_jwt import MintedToken, credential_ttl, mint_credential, verify_access_token
 from identities.keys import active_signing_key
@@ -237,7 +237,7 @@ def _count_live(*, envelope_id: uuid.UUID, instance_id: uuid.UUID, now: datetime
         meta.get_field("expires_at").get_db_prep_value(now, connection),
         up_to,
     ]
-    with connection.cursor() as cursor:
+    with statement_cursor() as cursor:
         cursor.execute(_LIVE_COUNT_SQL, params)
         return int(cursor.fetchone()[0])
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import jwt
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -123,6 +124,29 @@ def test_an_instance_with_a_p256_key_signs_its_assertion_with_es256(client, agen
     form = token_form(instance, envelope, client_assertion=assertion_for(instance, key=private, alg="ES256"))
 
     assert post_token(client, form).status_code == 200
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL prepares statements; SQLite plans each")
+def test_a_mints_statements_are_planned_once_per_connection(issue, instance, envelope):
+    """Parsing and planning the mint's statements cost PostgreSQL about as much as running them (the
+    live count's plan alone more than its run): each is prepared on the connection once, and the
+    next mints run on it. BEGIN and COMMIT are the only statements a mint sends as plain text."""
+    for _ in range(3):
+        assert issue(instance, envelope).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+
+    def has(*fragments):
+        return any(all(fragment in text for fragment in fragments) for text in prepared)
+
+    assert has('INSERT INTO "mandate_rate_counter"')  # both rate-limit counts share one statement
+    assert has('INSERT INTO "identities_usedassertion"', "ON CONFLICT")  # the assertion's jti, once
+    assert has("pg_advisory_xact_lock", 'FROM "tasks_taskenvelope"', "FOR KEY SHARE")  # the envelope, its turn
+    assert has("SELECT count(*)", 'FROM "identities_credential"')  # the live-credential cap
+    assert has('INSERT INTO "identities_credential"')
+    assert has('UPDATE "console_auditchain" SET "length"')  # the audit chain's head advanced
+    assert has('INSERT INTO "console_auditevent"')  # the audit row, with the head's new hash
 
 
 def test_last_seen_is_recorded_but_not_rewritten_on_every_call(issue, instance, envelope, django_assert_num_queries):
