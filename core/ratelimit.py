@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.core.cache import caches
@@ -37,25 +38,27 @@ class Exceeded:
     retry_after: int
 
 
-def _count(name: str, key: str, window: int, now: float) -> tuple[int, int]:
+def _counts(limits: Sequence[tuple[str, str]], window: int, now: float) -> tuple[list[int], int]:
+    """Count one hit of each (name, key) in this window, in one round trip: (the new counts in the
+    order given, seconds until the window ends)."""
     slot = int(now // window)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    cache_key = f"ratelimit:{name}:{digest}:{slot}"
-    cache = caches[CACHE_ALIAS]
     retry_after = max(1, math.ceil((slot + 1) * window - now))
+    keys = [f"{name}:{hashlib.sha256(key.encode()).hexdigest()[:32]}" for name, key in limits]
+    cache = caches[CACHE_ALIAS]
     if isinstance(cache, RedisCache):
-        full_key = cache.make_and_validate_key(cache_key)
-        client = cache._cache.get_client(full_key, write=True)
+        full_keys = [cache.make_and_validate_key(f"ratelimit:{key}:{slot}") for key in keys]
+        client = cache._cache.get_client(full_keys[0], write=True)
         pipe = client.pipeline(transaction=True)
-        pipe.incr(full_key)
-        pipe.expire(full_key, window + 1)
-        count, _ = pipe.execute()
-        return int(count), retry_after
-    key = f"{name}:{digest}"
-    count = sql.count_hit(key, slot, expires=(slot + 1) * window)
-    if count == 1:  # the key's new window: its earlier ones are done with
-        sql.forget_counts_before(key, slot)
-    return count, retry_after
+        for full_key in full_keys:
+            pipe.incr(full_key)
+            pipe.expire(full_key, window + 1)
+        replies = pipe.execute()
+        return [int(count) for count in replies[::2]], retry_after
+    counted = sql.count_hits(keys, slot, expires=(slot + 1) * window)
+    for key, count in counted.items():
+        if count == 1:  # the key's new window: its earlier ones are done with
+            sql.forget_counts_before(key, slot)
+    return [counted[key] for key in keys], retry_after
 
 
 def sweep(now: float | None = None) -> int:
@@ -66,9 +69,20 @@ def sweep(now: float | None = None) -> int:
 
 def hit(name: str, key: str, *, per_window: int, window: int = 60, now: float | None = None) -> Exceeded | None:
     """Count one hit of ``key`` against the limit ``name``; None while within it. A limit of 0 is off."""
-    if per_window <= 0:
+    return hit_all([(name, key, per_window)], window=window, now=now)
+
+
+def hit_all(limits: Sequence[tuple[str, str, int]], *, window: int = 60, now: float | None = None) -> Exceeded | None:
+    """Count one hit against each ``(name, key, per_window)`` in one round trip (a request's
+    address and its verified caller, say); the first limit in the order given that is used up, or
+    None. A limit of 0 is off and not counted."""
+    counted = [(name, key, per_window) for name, key, per_window in limits if per_window > 0]
+    if not counted:
         return None
-    count, retry_after = _count(name, key, window, time.time() if now is None else now)
-    if count > per_window:
-        return Exceeded(per_window, window, retry_after)
+    counts, retry_after = _counts(
+        [(name, key) for name, key, _ in counted], window, time.time() if now is None else now
+    )
+    for (_, _, per_window), count in zip(counted, counts, strict=True):
+        if count > per_window:
+            return Exceeded(per_window, window, retry_after)
     return None

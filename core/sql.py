@@ -19,7 +19,8 @@ tests/core/test_sql_paths.py checks on PostgreSQL that both give the same answer
 - ``insert_unless_present``: an INSERT that reports a duplicate key instead of raising;
 - ``transaction_lock``: a transaction-scoped advisory lock (SQLite's writers are serialised anyway);
   ``PreparedValues(turn=…)`` takes the same lock inside a read, saving the round trip;
-- ``count_hit``: a shared counter that adds one and answers the new count in one statement (UPSERT),
+- ``count_hit``: a shared counter that adds one and answers the new count in one statement (UPSERT;
+  ``count_hits``: several counters in one statement),
   ``forget_counts_before`` and ``sweep_counts``: its clean-up (core/ratelimit.py).
 
 Table and column names come from the models, values always travel as parameters.
@@ -475,7 +476,7 @@ def transaction_lock(name: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
 # table commits without waiting for a WAL flush, so counting costs no durable commit.
 
 RATE_COUNTER_TABLE = "mandate_rate_counter"
-_count_sql: dict[str, str] = {}
+_count_sql: dict[tuple[str, int], str] = {}
 
 
 def count_hit(key: str, slot: int, *, expires: int, using: str = DEFAULT_DB_ALIAS) -> int:
@@ -485,20 +486,32 @@ def count_hit(key: str, slot: int, *, expires: int, using: str = DEFAULT_DB_ALIA
     sees its own count. ``expires`` (epoch seconds) is when ``sweep_counts`` may delete the row.
     Inside a caller's transaction the row stays locked until that transaction ends; the OAuth views
     count in autocommit, before any transaction of theirs begins."""
+    return count_hits([key], slot, expires=expires, using=using)[key]
+
+
+def count_hits(keys: Sequence[str], slot: int, *, expires: int, using: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
+    """``count_hit`` for several keys in the same window, in ONE statement (a row of VALUES each):
+    each key's new count. The rows are written in key order whatever the caller's order, so callers
+    counting overlapping keys lock them in one order and never deadlock."""
+    ordered = sorted(set(keys))  # one row per key: ON CONFLICT DO UPDATE may not touch a row twice
     connection = connections[using]
-    sql = _count_sql.get(connection.vendor)
+    sql = _count_sql.get((connection.vendor, len(ordered)))
     if sql is None:
         q = connection.ops.quote_name
         table = q(RATE_COUNTER_TABLE)
+        rows = ", ".join(["(%s, %s, 1, %s)"] * len(ordered))
         sql = (
             f"INSERT INTO {table} ({q('key')}, {q('slot')}, {q('n')}, {q('expires')}) "  # noqa: S608 - fixed names
-            f"VALUES (%s, %s, 1, %s) ON CONFLICT ({q('key')}, {q('slot')}) "
-            f"DO UPDATE SET {q('n')} = {table}.{q('n')} + 1 RETURNING {q('n')}"
+            f"VALUES {rows} ON CONFLICT ({q('key')}, {q('slot')}) "
+            f"DO UPDATE SET {q('n')} = {table}.{q('n')} + 1 RETURNING {q('key')}, {q('n')}"
         )
-        _count_sql[connection.vendor] = sql
+        _count_sql[(connection.vendor, len(ordered))] = sql
+    params: list[object] = []
+    for key in ordered:
+        params += [key, slot, expires]
     with statement_cursor(using) as cursor:
-        cursor.execute(sql, [key, slot, expires])
-        return int(cursor.fetchone()[0])
+        cursor.execute(sql, params)
+        return {key: int(n) for key, n in cursor.fetchall()}
 
 
 def forget_counts_before(key: str, slot: int, *, using: str = DEFAULT_DB_ALIAS) -> int:

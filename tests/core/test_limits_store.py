@@ -164,6 +164,33 @@ def test_on_redis_the_count_is_atomic_and_expires_with_its_window():
         cache.clear()
 
 
+@pytest.mark.redis
+def test_on_redis_several_limits_are_counted_in_one_round_trip():
+    redis = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/0",
+            "KEY_PREFIX": f"mandate-test-pair-{os.getpid()}",
+        }
+    }
+    with override_settings(CACHES=redis):
+        cache = caches["default"]
+        try:
+            cache._cache.get_client(None).ping()
+        except Exception:
+            pytest.skip("no Redis on 127.0.0.1:6379")
+        address, caller = ("pair-address", "203.0.113.9", 2), ("pair-caller", "user-7", 3)
+        try:
+            at = {"window": 60, "now": 7200.0}  # one window, whenever the test runs
+            assert ratelimit.hit_all([address, caller], **at) is None
+            assert ratelimit.hit_all([address, caller], **at) is None
+            assert ratelimit.hit_all([caller, address], **at).limit == 2  # the caller's 3rd is within its limit
+            assert ratelimit.hit_all([caller, address], **at).limit == 3
+            assert ratelimit.hit("pair-caller", "user-8", per_window=1, **at) is None  # a neighbour
+        finally:
+            cache.clear()
+
+
 def test_a_limit_of_zero_is_off():
     assert all(ratelimit.hit("off", "k", per_window=0) is None for _ in range(100))
 
@@ -191,6 +218,26 @@ def test_a_counted_hit_is_one_statement(django_assert_num_queries):
     ratelimit.hit("one", "203.0.113.9", per_window=5, window=60, now=600.0)  # the window's first hit
     with django_assert_num_queries(1):
         assert ratelimit.hit("one", "203.0.113.9", per_window=5, window=60, now=601.0) is None
+
+
+@pytest.mark.django_db
+def test_several_limits_are_counted_in_one_statement_and_each_keeps_its_own_count(django_assert_num_queries):
+    address, caller = ("pair-address", "203.0.113.9", 3), ("pair-caller", "user-7", 5)
+    ratelimit.hit_all([address, caller], window=60, now=600.0)  # the window's first hits
+    with django_assert_num_queries(1):
+        assert ratelimit.hit_all([address, caller], window=60, now=601.0) is None
+    assert _counts() == [(10, 2), (10, 2)]
+
+    assert ratelimit.hit_all([address, caller], window=60, now=602.0) is None  # 3 of 3, 3 of 5
+    refused = ratelimit.hit_all([address, caller], window=60, now=603.0)
+    assert refused is not None and refused.limit == 3  # the first limit used up, in the order given
+    refused = ratelimit.hit_all([caller, address], window=60, now=604.0)
+    assert refused is not None and refused.limit == 3  # the caller's 5th hit is within its limit
+    refused = ratelimit.hit_all([caller, address], window=60, now=605.0)
+    assert refused is not None and refused.limit == 5  # both used up: the first named answers
+    assert ratelimit.hit("pair-caller", "user-8", per_window=5, window=60, now=606.0) is None  # a neighbour
+    assert ratelimit.hit_all([("off", "k", 0), ("pair-caller", "user-9", 1)], window=60, now=607.0) is None
+    assert sorted(n for _, n in _counts()) == [1, 1, 6, 6]  # a limit of 0 is not counted
 
 
 @pytest.mark.django_db
@@ -253,3 +300,37 @@ def test_parallel_hits_on_postgresql_are_each_counted_exactly_once():
         t.join()
     assert sorted(seen) == list(range(1, 301))
     assert refused.count(True) == 50
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_counts_of_the_same_keys_in_either_order_never_deadlock_on_postgresql():
+    """Eight connections count two keys together 25 times each, half naming them in the other order:
+    the rows are locked in one order whatever the caller's, so PostgreSQL never has to abort one,
+    and each key is counted exactly 200 times."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL only")
+    errors, barrier = [], threading.Barrier(8)
+    pair = [("race-a", "k", 10_000), ("race-b", "k", 10_000)]
+
+    def worker(order):
+        from django.db import connection as conn
+
+        try:
+            barrier.wait()
+            for _ in range(25):
+                ratelimit.hit_all(order, window=3600, now=7200.0)
+        except Exception as exc:  # a deadlock would surface here
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, args=(pair if n % 2 else pair[::-1],)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _counts() == [(2, 200), (2, 200)]

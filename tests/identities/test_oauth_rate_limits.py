@@ -116,6 +116,28 @@ def test_introspection_is_limited_per_address_before_the_caller_is_known(setting
     assert_slowed_down(introspect_from(ATTACKER, anonymous))
 
 
+def test_a_known_callers_introspections_count_against_their_address_too(settings, api_client, gateway):
+    settings.MANDATE_RATE_INTROSPECT_PER_ADDRESS = 2
+    settings.MANDATE_RATE_INTROSPECT_PER_CLIENT = 0
+    gate = api_client.as_user(gateway)
+    for _ in range(2):
+        assert introspect_from(ATTACKER, gate).json() == {"active": False}
+
+    assert_slowed_down(introspect_from(ATTACKER, gate))
+    assert_slowed_down(introspect_from(ATTACKER, Client()))  # the address is used up, whoever asks
+    assert introspect_from(AGENT_HOST, gate).status_code == 200
+
+
+def test_an_address_used_up_by_unknown_callers_refuses_a_known_one(settings, api_client, gateway):
+    settings.MANDATE_RATE_INTROSPECT_PER_ADDRESS = 2
+    forged = Client(HTTP_AUTHORIZATION="Bearer mdt_not-a-real-token")
+    for _ in range(2):
+        assert introspect_from(ATTACKER, forged).status_code == 401
+
+    assert_slowed_down(introspect_from(ATTACKER, api_client.as_user(gateway)))
+    assert_slowed_down(introspect_from(ATTACKER, forged))
+
+
 def test_introspection_is_limited_per_verified_caller(settings, api_client, gateway, auditor):
     settings.MANDATE_RATE_INTROSPECT_PER_ADDRESS = 0
     settings.MANDATE_RATE_INTROSPECT_PER_CLIENT = 2
