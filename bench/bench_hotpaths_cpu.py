@@ -48,11 +48,15 @@ def main() -> None:
     )
     parser.add_argument(
         "--profiler",
-        choices=["pyinstrument", "none"],
+        choices=["pyinstrument", "none", "postgres-stages", "postgres-statements"],
         default="pyinstrument",
         help="with --profile: none runs the path alone, for a sampler outside the process "
-        "(py-spy record --format raw -- …), which sees CPU without pyinstrument's own cost",
+        "(py-spy record --format raw -- …), which sees CPU without pyinstrument's own cost; "
+        "postgres-stages / postgres-statements print PostgreSQL's own CPU per statement, parse and "
+        "plan apart or whole, from its server log (bench/pgstats.py; a PostgreSQL on this machine, "
+        "its log readable)",
     )
+    parser.add_argument("--pg-log", default=None, help="PostgreSQL's server log (default: Debian's for 15)")
     args = parser.parse_args()
 
     import django
@@ -64,12 +68,14 @@ def main() -> None:
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
-        run(args.n, args.rounds, args.profile, args.profiler)
+        run(args.n, args.rounds, args.profile, args.profiler, args.pg_log)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 
 
-def run(n: int, rounds: int, profile: str | None = None, profiler_name: str = "pyinstrument") -> None:
+def run(
+    n: int, rounds: int, profile: str | None = None, profiler_name: str = "pyinstrument", pg_log: str | None = None
+) -> None:
     from urllib.parse import urlencode
 
     import jwt
@@ -215,6 +221,14 @@ def run(n: int, rounds: int, profile: str | None = None, profiler_name: str = "p
             from pyinstrument import Profiler
 
             profiler = Profiler(interval=0.0002)
+        if profiler_name.startswith("postgres-"):
+            import pgstats
+
+            pg_log = pg_log or pgstats.DEFAULT_LOG
+            log_from = pgstats.log_size(pg_log)
+            with connection.cursor() as cursor:
+                for statement in pgstats.settings_sql(profiler_name.removeprefix("postgres-")):
+                    cursor.execute(statement)
         with profiler if profiler_name == "pyinstrument" else nullcontext():
             if profile == "mint":
                 for body in bodies:
@@ -230,6 +244,9 @@ def run(n: int, rounds: int, profile: str | None = None, profiler_name: str = "p
                     decide()
         if profiler_name == "pyinstrument":
             print(profiler.output_text(unicode=False, color=False, show_all=False))
+        elif profiler_name.startswith("postgres-"):
+            operations = max(n // BATCH, 1) if profile == "batch" else n
+            print(pgstats.report(pg_log, log_from, operations))
         return
     names = ("mint", "introspection", "decision", "evaluation", f"batch/{BATCH} per item", "healthz")
     best = {name: float("inf") for name in names}
