@@ -317,7 +317,8 @@ def insert_rows_returning_ids(
     On PostgreSQL the rows travel as ONE parameter, a JSON array that ``jsonb_to_recordset`` turns
     back into typed columns: the statement's text is the same for any number of rows, so psycopg
     parses it once per process — a VALUES list of 800 placeholders was re-parsed on every batch and
-    cost more than the insert — and no field's preparation runs per value. The ids come from the
+    cost more than the insert — and no field's preparation runs per value; PostgreSQL prepares it
+    once per connection. The ids come from the
     sequence in the order the rows are read, so the ascending ids map to ``rows`` in order.
     Elsewhere ``bulk_create`` of instances built from the rows' ``columns``."""
     if not rows:
@@ -332,7 +333,7 @@ def insert_rows_returning_ids(
         fields = [model._meta.get_field(column) for column in columns]
         rows = [{f.column: row[column] for f, column in zip(fields, columns, strict=True)} for row in rows]
     payload = json.dumps(rows, default=_as_text_once(), separators=(",", ":"))
-    with connection.cursor() as cursor:
+    with prepared_cursor(using) as cursor:
         cursor.execute(statement, [payload])
         return sorted(found for (found,) in cursor.fetchall())
 
@@ -389,7 +390,7 @@ def locked_rows(
         _locked_reads[(model, tuple(fields), using)] = cached
     sql, converted = cached
     pk = model._meta.pk
-    with connection.cursor() as cursor:
+    with prepared_cursor(using) as cursor:
         cursor.execute(sql, [[pk.get_db_prep_value(value, connection) for value in pks]])
         found = cursor.fetchall()
     names = ["pk", *fields]
@@ -432,7 +433,8 @@ def update_by_key(
         + f" FROM (VALUES {','.join([f'({casts})'] * len(rows))}) AS v({', '.join(names)}) "
         f"WHERE t.{names[0]} = v.{names[0]}"
     )
-    with connection.cursor() as cursor:
+    # Prepared: the text differs only by the number of rows, and a batch updates one or a few.
+    with prepared_cursor(using) as cursor:
         cursor.execute(sql, [value for row in rows for value in row])
 
 

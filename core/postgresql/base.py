@@ -1,4 +1,5 @@
-"""Django's PostgreSQL backend, with a cheaper health check between requests.
+"""Django's PostgreSQL backend, with a cheaper health check between requests, timestamps read in C
+and prepared statements planned once.
 
 With ``CONN_HEALTH_CHECKS`` (settings: persistent connections survive a database restart), Django
 checks a reused connection before a request's first query with ``SELECT 1``: one round trip on
@@ -32,6 +33,16 @@ _TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def _configure_connection(self, connection: psycopg.Connection[Any]) -> bool:
+        # Only the hot paths' statements are prepared (core.sql.prepared_cursor; Django's own binds
+        # on the client and prepares nothing), and each looks rows up by key. Left to choose,
+        # PostgreSQL plans a statement afresh for its first five runs, and for ever when a
+        # parameter is a list (``= ANY(%s)``): a batch's credentials' load cost 0.86 ms of planning
+        # every time. A generic plan is planned once per connection.
+        commit = super()._configure_connection(connection)
+        connection.execute("SET plan_cache_mode = force_generic_plan")
+        return commit or not connection.autocommit
+
     def get_new_connection(self, conn_params: dict[str, Any]) -> psycopg.Connection[Any]:
         connection = super().get_new_connection(conn_params)
         if self.timezone is datetime.UTC:
