@@ -176,7 +176,8 @@ def prepared_cursor(using: str = DEFAULT_DB_ALIAS) -> Any:
     decisions' four-table load cost more server CPU than running it). Django disables prepared
     statements by default (for transaction-mode poolers such as PgBouncer < 1.21); statements run
     through this cursor opt in, so run such a pooler in session mode, or a version that tracks
-    prepared statements. PostgreSQL only."""
+    prepared statements. Each is planned once, generically (the backend sets ``plan_cache_mode``,
+    core/postgresql/base.py). PostgreSQL only."""
     global _PreparingCursor
     connection = connections[using]
     if _PreparingCursor is None:
