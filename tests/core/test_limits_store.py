@@ -3,6 +3,7 @@ process shares (Redis or the database cache; never per-process memory outside th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -134,22 +135,30 @@ def test_on_the_database_cache_every_connection_counts_against_the_same_limit():
         caches["default"].clear()
 
 
-@pytest.mark.redis
-def test_on_redis_the_count_is_atomic_and_expires_with_its_window():
+@contextlib.contextmanager
+def redis_store(prefix: str):
+    """Django's cache on the local Redis, under a key prefix of this process's own; the test is
+    skipped, saying so, when no Redis answers."""
     redis = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": "redis://127.0.0.1:6379/0",
-            "KEY_PREFIX": f"mandate-test-{os.getpid()}",
+            "KEY_PREFIX": f"{prefix}-{os.getpid()}",
         }
     }
     with override_settings(CACHES=redis):
         cache = caches["default"]
-        key = f"key-{os.getpid()}"
         try:
             cache._cache.get_client(None).ping()
         except Exception:
             pytest.skip("no Redis on 127.0.0.1:6379")
+        yield cache
+
+
+@pytest.mark.redis
+def test_on_redis_the_count_is_atomic_and_expires_with_its_window():
+    with redis_store("mandate-test") as cache:
+        key = f"key-{os.getpid()}"
         results = []
         threads = [
             threading.Thread(target=lambda: results.append(ratelimit.hit("t", key, per_window=10, window=60)))
@@ -166,19 +175,7 @@ def test_on_redis_the_count_is_atomic_and_expires_with_its_window():
 
 @pytest.mark.redis
 def test_on_redis_several_limits_are_counted_in_one_round_trip():
-    redis = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": "redis://127.0.0.1:6379/0",
-            "KEY_PREFIX": f"mandate-test-pair-{os.getpid()}",
-        }
-    }
-    with override_settings(CACHES=redis):
-        cache = caches["default"]
-        try:
-            cache._cache.get_client(None).ping()
-        except Exception:
-            pytest.skip("no Redis on 127.0.0.1:6379")
+    with redis_store("mandate-test-pair") as cache:
         address, caller = ("pair-address", "203.0.113.9", 2), ("pair-caller", "user-7", 3)
         try:
             at = {"window": 60, "now": 7200.0}  # one window, whenever the test runs
