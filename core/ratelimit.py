@@ -4,11 +4,11 @@ behind gunicorn with N workers a per-process counter would let N times the limit
 A limit is a fixed window: at most ``per_window`` hits per key in each ``window``-second slot of
 the clock. When Django's default cache is Redis (see settings), one pipelined round trip (INCR +
 EXPIRE) counts a hit atomically. Otherwise the database counts it, in one statement
-(``core.sql.count_hit``: an UPSERT that returns the new count, exact under concurrency) in a small
-table of its own; the database cache would have cost about six statements a hit (a read, a cull
-count, an insert or update, each in its own savepoint) and could undercount under races. The first
-hit of a key's new window deletes that key's old windows; ``sweep`` (a beat job) deletes the
-windows of keys that never came back.
+(``core.sql.count_hits``: an UPSERT that returns the new count, exact under concurrency; a
+request's several limits share the statement) in a small table of its own; the database cache
+would have cost about six statements a hit (a read, a cull count, an insert or update, each in its
+own savepoint) and could undercount under races. The first hit of a key's new window deletes that
+key's old windows; ``sweep`` (a beat job) deletes the windows of keys that never came back.
 
 Keys are digests, so nothing a caller sends (an address, a client id) is stored verbatim.
 """

@@ -19,9 +19,8 @@ tests/core/test_sql_paths.py checks on PostgreSQL that both give the same answer
 - ``insert_unless_present``: an INSERT that reports a duplicate key instead of raising;
 - ``transaction_lock``: a transaction-scoped advisory lock (SQLite's writers are serialised anyway);
   ``PreparedValues(turn=…)`` takes the same lock inside a read, saving the round trip;
-- ``count_hit``: a shared counter that adds one and answers the new count in one statement (UPSERT;
-  ``count_hits``: several counters in one statement),
-  ``forget_counts_before`` and ``sweep_counts``: its clean-up (core/ratelimit.py).
+- ``count_hits``: shared counters that each add one and answer their new counts in one statement
+  (UPSERT), ``forget_counts_before`` and ``sweep_counts``: their clean-up (core/ratelimit.py).
 
 Table and column names come from the models, values always travel as parameters.
 """
@@ -319,8 +318,8 @@ def insert_rows_returning_ids(
     back into typed columns: the statement's text is the same for any number of rows, so psycopg
     parses it once per process — a VALUES list of 800 placeholders was re-parsed on every batch and
     cost more than the insert — and no field's preparation runs per value; PostgreSQL prepares it
-    once per connection. The ids come from the
-    sequence in the order the rows are read, so the ascending ids map to ``rows`` in order.
+    once per connection. The ids come from the sequence in the order the rows are read, so the
+    ascending ids map to ``rows`` in order.
     Elsewhere ``bulk_create`` of instances built from the rows' ``columns``."""
     if not rows:
         return []
@@ -482,20 +481,15 @@ RATE_COUNTER_TABLE = "mandate_rate_counter"
 _count_sql: dict[tuple[str, int], str] = {}
 
 
-def count_hit(key: str, slot: int, *, expires: int, using: str = DEFAULT_DB_ALIAS) -> int:
-    """Add one to the count of ``key`` in window ``slot`` and return the new count: ONE statement,
-    ``INSERT … ON CONFLICT (key, slot) DO UPDATE SET n = n + 1 RETURNING n`` (PostgreSQL, and SQLite
-    from 3.35). Atomic under concurrency: parallel callers on one key serialise on its row, and each
-    sees its own count. ``expires`` (epoch seconds) is when ``sweep_counts`` may delete the row.
-    Inside a caller's transaction the row stays locked until that transaction ends; the OAuth views
-    count in autocommit, before any transaction of theirs begins."""
-    return count_hits([key], slot, expires=expires, using=using)[key]
-
-
 def count_hits(keys: Sequence[str], slot: int, *, expires: int, using: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
-    """``count_hit`` for several keys in the same window, in ONE statement (a row of VALUES each):
-    each key's new count. The rows are written in key order whatever the caller's order, so callers
-    counting overlapping keys lock them in one order and never deadlock."""
+    """Add one to the count of each of ``keys`` in window ``slot`` and return each key's new count:
+    ONE statement, ``INSERT … VALUES (…), (…) ON CONFLICT (key, slot) DO UPDATE SET n = n + 1
+    RETURNING key, n`` (PostgreSQL, and SQLite from 3.35). Atomic under concurrency: parallel
+    callers on one key serialise on its row, and each sees its own count; the rows are written in
+    key order whatever the caller's order, so callers counting overlapping keys lock them in one
+    order and never deadlock. ``expires`` (epoch seconds) is when ``sweep_counts`` may delete the
+    rows. Inside a caller's transaction the rows stay locked until that transaction ends; the OAuth
+    views count in autocommit, before any transaction of theirs begins."""
     ordered = sorted(set(keys))  # one row per key: ON CONFLICT DO UPDATE may not touch a row twice
     connection = connections[using]
     sql = _count_sql.get((connection.vendor, len(ordered)))

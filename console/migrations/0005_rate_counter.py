@@ -1,4 +1,4 @@
-"""The rate-limit counts' own table (core/ratelimit.py, core.sql.count_hit), unlogged on PostgreSQL:
+"""The rate-limit counts' own table (core/ratelimit.py, core.sql.count_hits), unlogged on PostgreSQL:
 a transaction that wrote only an unlogged table commits without waiting for a WAL flush, and a
 count is not worth keeping across a crash."""
 

@@ -282,7 +282,7 @@ def test_parallel_hits_on_postgresql_are_each_counted_exactly_once():
         try:
             barrier.wait()
             for _ in range(25):
-                count = sql.count_hit("race:k", 1, expires=2)
+                count = sql.count_hits(["race:k"], 1, expires=2)["race:k"]
                 outcome = ratelimit.hit("race", "k", per_window=250, window=3600, now=7200.0)
                 with lock:
                     seen.append(count)
