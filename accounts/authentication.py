@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -81,7 +83,11 @@ def api_caller(request) -> ApiCaller | None:
     secret = bearer_value(request)
     if secret is None or not secret.startswith(TOKEN_PREFIX):
         return None
-    rows = _caller_by_digest.fetch_all(ApiToken.digest_of(secret))
+    return _caller_by(ApiToken.digest_of(secret))
+
+
+def _caller_by(digest: str) -> ApiCaller:
+    rows = _caller_by_digest.fetch_all(digest)
     now = timezone.now()
     first = rows[0] if rows else None
     if (
@@ -96,6 +102,54 @@ def api_caller(request) -> ApiCaller | None:
     else:
         roles = frozenset(row["user__groups__name"] for row in rows) & frozenset(ALL_ROLES)
     return ApiCaller(first["id"], first["user_id"], roles)
+
+
+# --- a caller remembered for a few seconds per process ---------------------------------------------
+# A gateway introspects on every tool call with the same API token. What is remembered is who asks
+# (the token's id, its user, their roles), never whether they still may: the endpoint reads that in
+# the statement it sends anyway (``tasks.decisions.standing_sql``), so a token revoked or expired, a
+# user deactivated or a role removed is refused on the very next request in every process, and the
+# entry is forgotten (``forget_api_caller``). The decisions' authenticator does the same
+# (tasks/api/authentication.py).
+
+REMEMBER_SECONDS = 5.0
+_MAX_REMEMBERED = 1024
+_remembered: dict[str, tuple[float, ApiCaller]] = {}
+_remembered_lock = threading.Lock()
+
+
+def remembered_api_caller(request, roles: frozenset[str]) -> tuple[ApiCaller | None, bool]:
+    """``api_caller``, remembered by this process for ``REMEMBER_SECONDS`` once it answered a caller
+    holding one of ``roles``: ``(caller, True)`` when it comes from memory and must be re-checked,
+    ``(caller, False)`` when it was read now. A caller with none of ``roles`` is not remembered, so
+    a role granted counts from the next request too."""
+    secret = bearer_value(request)
+    if secret is None or not secret.startswith(TOKEN_PREFIX):
+        return None, False
+    digest = ApiToken.digest_of(secret)
+    hit = _remembered.get(digest)
+    if hit is not None and time.monotonic() - hit[0] < REMEMBER_SECONDS:
+        return hit[1], True
+    caller = _caller_by(digest)
+    if caller.roles & roles:
+        with _remembered_lock:
+            if len(_remembered) >= _MAX_REMEMBERED:
+                _remembered.clear()
+            _remembered[digest] = (time.monotonic(), caller)
+    return caller, False
+
+
+def forget_api_caller(request) -> None:
+    """This process forgets the request's API token (the endpoint found it may no longer ask)."""
+    secret = bearer_value(request)
+    if secret is not None:
+        with _remembered_lock:
+            _remembered.pop(ApiToken.digest_of(secret), None)
+
+
+def forget_all_api_callers() -> None:
+    with _remembered_lock:
+        _remembered.clear()
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

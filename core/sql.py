@@ -43,7 +43,12 @@ class PreparedValues:
     """``build(value)`` returns a ``values_list`` queryset with exactly one parameter (the lookup
     value, prepared as the model's primary key is, or as the field named ``key``); ``fetch(value)``
     runs its SQL with a fresh value and returns the first row as a dict, ``fetch_all`` every row.
-    On PostgreSQL the statement is prepared once per connection (``prepared_cursor``)."""
+    On PostgreSQL the statement is prepared once per connection (``prepared_cursor``).
+
+    ``head=(name, sql)``: one more column read in the same round trip, before the queryset's,
+    returned under ``name``: ``sql()`` gives its expression (built once, when the read is first
+    compiled), and each ``fetch(value, head_params=[…])`` its parameters (introspection reads
+    whether its remembered caller may still ask with the credential it looks up)."""
 
     def __init__(
         self,
@@ -53,7 +58,10 @@ class PreparedValues:
         key_share: bool = False,
         key: str | None = None,
         turn: str | None = None,
+        head: tuple[str, Callable[[], str]] | None = None,
     ):
+        if head is not None and turn is not None:
+            raise ValueError("a read takes a turn or reads a head column, not both")
         self._build = build
         self._sample = sample
         self._key_share = key_share
@@ -61,6 +69,7 @@ class PreparedValues:
         # finds, in the same round trip (evaluated with the row, before its row lock is taken).
         self._turn = turn
         self._key = key  # the field the lookup value is prepared as (default: the primary key)
+        self._head = head
         self._compiled: dict[str, tuple] = {}
         self._lock = threading.Lock()
 
@@ -81,6 +90,10 @@ class PreparedValues:
                 if not sql.startswith("SELECT "):
                     raise ValueError("a read that takes a turn is a plain SELECT")
                 sql = f"SELECT {_ADVISORY_LOCK}, {sql.removeprefix('SELECT ')}"
+            if self._head is not None:
+                if not sql.startswith("SELECT "):
+                    raise ValueError("a read with a head column is a plain SELECT")
+                sql = f"SELECT {self._head[1]()}, {sql.removeprefix('SELECT ')}"
             if self._key_share and connection.vendor == "postgresql":
                 sql += " FOR KEY SHARE"  # a lock the ORM does not spell; see identities/issuance.py
             compiled = (
@@ -94,21 +107,24 @@ class PreparedValues:
                 self._compiled[alias] = compiled
         return compiled
 
-    def fetch(self, value, *, using: str = DEFAULT_DB_ALIAS) -> dict | None:
+    def fetch(self, value, *, using: str = DEFAULT_DB_ALIAS, head_params: Sequence[Any] = ()) -> dict | None:
         """The first row for ``value`` (the primary key, or ``key``, the query filters on), or None."""
-        rows = self._rows(value, using, limit=1)
+        rows = self._rows(value, using, limit=1, head_params=head_params)
         return rows[0] if rows else None
 
     def fetch_all(self, value, *, using: str = DEFAULT_DB_ALIAS) -> list[dict]:
         """Every row for ``value`` (a join to many rows gives one row each)."""
         return self._rows(value, using, limit=None)
 
-    def _rows(self, value, using: str, *, limit: int | None) -> list[dict]:
+    def _rows(self, value, using: str, *, limit: int | None, head_params: Sequence[Any] = ()) -> list[dict]:
         connection = connections[using]
         sql, converters, names, pk, turn = self._compile(using)
         params = [pk.get_db_prep_value(value, connection)]
         if turn:
             params.insert(0, f"{self._turn}{value}")
+        head = self._head is not None
+        if head:
+            params[:0] = head_params
         # Prepared on PostgreSQL: these reads join three and four tables, and planning one cost the
         # server four to six times what running it did (a caller's roles 290 µs planned, 60 µs
         # prepared; a credential with its instance, agent and envelope 410 µs against 70).
@@ -117,11 +133,13 @@ class PreparedValues:
             rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
         out = []
         for found in rows:
-            row = list(found[1:] if turn else found)
+            row = list(found[1:] if turn or head else found)
             for position, (functions, expression) in converters:  # as SQLCompiler.apply_converters
                 for convert in functions:
                     row[position] = convert(row[position], expression, connection)
             out.append(dict(zip(names, row, strict=True)))
+            if head:
+                out[-1][self._head[0]] = found[0]  # type: ignore[index]
         return out
 
 

@@ -41,6 +41,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -230,15 +231,16 @@ def load_credentials(jtis: list[str]) -> dict[str, Credential]:
 # on every decision: revoked, expired, its user deactivated or no longer a gateway or identity
 # admin, and the very next call is refused, in every process.
 
-_CALLER_SQL = None
+_CALLER_SQL: dict[int, str] = {}
 _LOAD_WITH_CALLER = None
 
 
-def _caller_sql() -> str:
+def _caller_sql(role_count: int = 2) -> str:
     """``EXISTS (…)``: the API token (first parameter) is unrevoked, unexpired at the second, and
-    its user active and a superuser or a member of the third or fourth group."""
-    global _CALLER_SQL
-    if _CALLER_SQL is None:
+    its user active and a superuser or a member of one of the next ``role_count`` groups (a
+    decision's two: gateway, identity admin; an introspection's three, ``standing_sql``)."""
+    sql = _CALLER_SQL.get(role_count)
+    if sql is None:
         from django.contrib.auth import get_user_model
         from django.contrib.auth.models import Group
 
@@ -247,15 +249,16 @@ def _caller_sql() -> str:
         q = connection.ops.quote_name
         user_model = get_user_model()
         memberships = user_model.groups.through._meta
-        _CALLER_SQL = (
+        sql = (
             f"EXISTS (SELECT 1 FROM {q(ApiToken._meta.db_table)} t "  # noqa: S608 - names from the models
             f"JOIN {q(user_model._meta.db_table)} u ON u.{q(user_model._meta.pk.column)} = t.{q('user_id')} "
             "WHERE t.id = %s AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > %s) "
             "AND u.is_active AND (u.is_superuser OR EXISTS ("
             f"SELECT 1 FROM {q(memberships.db_table)} m JOIN {q(Group._meta.db_table)} g ON g.id = m.group_id "
-            "WHERE m.user_id = u.id AND g.name IN (%s, %s))))"
+            f"WHERE m.user_id = u.id AND g.name IN ({', '.join(['%s'] * role_count)}))))"
         )
-    return _CALLER_SQL
+        _CALLER_SQL[role_count] = sql
+    return sql
 
 
 def _serves_sql(column: str) -> str:
@@ -324,6 +327,25 @@ def _caller_params(token_id: uuid.UUID, now: datetime) -> list[Any]:
         gateway,
         identity_admin,
     ]
+
+
+def standing_sql(role_count: int) -> str:
+    """For another endpoint that remembers its caller per process (introspection): ``EXISTS (…)``,
+    true while the API token may still act with one of ``role_count`` roles. Its parameters:
+    ``standing_params``."""
+    return _caller_sql(role_count)
+
+
+def standing_params(token_id: uuid.UUID, now: datetime, roles: Sequence[str]) -> list[Any]:
+    pk = _caller_params(token_id, now)[:2]
+    return [*pk, *roles]
+
+
+def may_still_act(token_id: uuid.UUID, now: datetime, roles: Sequence[str]) -> bool:
+    """``standing_sql`` alone, for a request that reads nothing it could ride in."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_caller_sql(len(roles))}", standing_params(token_id, now, roles))
+        return bool(cursor.fetchone()[0])
 
 
 def caller_may_ask(token_id: uuid.UUID, now: datetime) -> bool:

@@ -23,7 +23,13 @@ from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import Counter
 from rest_framework import exceptions as drf_exceptions
 
-from accounts.authentication import ApiCaller, ApiTokenAuthentication, api_caller
+from accounts.authentication import (
+    ApiCaller,
+    ApiTokenAuthentication,
+    api_caller,
+    forget_api_caller,
+    remembered_api_caller,
+)
 from accounts.roles import AUDITOR, GATEWAY, IDENTITY_ADMIN
 from audit import services as audit
 from core import ratelimit
@@ -49,7 +55,7 @@ from identities.credential_jwt import VerifiedToken, verify_access_token
 from identities.models import Agent, Credential, Instance, spiffe_id_for
 from identities.oidc import is_workload_assertion, workload_client_assertion
 from identities.validators import is_scope
-from tasks.decisions import verify_token_cached
+from tasks.decisions import may_still_act, standing_params, standing_sql, verify_token_cached
 from tasks.issuance import delegate_credential, issue_credential
 from tasks.lifecycle import revoke_credential
 from tasks.models import TaskEnvelope
@@ -314,15 +320,42 @@ def _api_caller(request):
     return None if found is None else found[0]
 
 
-def _introspecting_caller(request) -> ApiCaller:
-    """The API token's caller with their roles, in one query (``api_caller``); one is required."""
+# Who may introspect; the order is the order of the standing check's parameters.
+INTROSPECTORS = (GATEWAY, IDENTITY_ADMIN, AUDITOR)
+_INTROSPECTOR_SET = frozenset(INTROSPECTORS)
+
+
+def _introspecting_caller(request, *, fresh: bool = False) -> tuple[ApiCaller, bool]:
+    """The API token's caller with their roles (one is required), and whether it was remembered by
+    this process (``remembered_api_caller``: it must then be re-checked by the request's own read)
+    rather than read now (``api_caller``: one query)."""
     try:
-        found = api_caller(request)
+        if fresh:
+            found, remembered = api_caller(request), False
+        else:
+            found, remembered = remembered_api_caller(request, _INTROSPECTOR_SET)
     except drf_exceptions.AuthenticationFailed as failed:
         raise OAuthError(INVALID_TOKEN, str(failed.detail), status=401) from None
     if found is None:
         raise OAuthError(INVALID_TOKEN, "send a gateway, admin or auditor API token as Bearer", status=401)
-    return found
+    return found, remembered
+
+
+def _may_introspect(caller: ApiCaller) -> None:
+    if not caller.roles & _INTROSPECTOR_SET:
+        raise OAuthError("insufficient_scope", "introspection is for gateways, admins and auditors", status=403)
+
+
+def _refusal_of_remembered(request) -> OAuthError:
+    """A remembered caller the database no longer lets introspect: forgotten, and refused exactly as
+    a fresh read refuses it (401 revoked, expired or deactivated; 403 no introspecting role)."""
+    forget_api_caller(request)
+    try:
+        _may_introspect(_introspecting_caller(request, fresh=True)[0])
+    except OAuthError as err:
+        return err
+    # Allowed again by the time it was read: this request was still refused by its own check.
+    return OAuthError(INVALID_TOKEN, "invalid, expired or revoked token", status=401)
 
 
 def _unauthorised(err: OAuthError) -> JsonResponse:
@@ -356,23 +389,45 @@ _credential_for_introspection = PreparedValues(
         )
     ),
     sample="",
+    # Whether the asking API token may still introspect, read with the credential (one round trip).
+    head=("caller_ok", lambda: standing_sql(len(INTROSPECTORS))),
 )
 
 
-def live_credential(token_value: object) -> tuple[LiveCredential, VerifiedToken] | None:
+class CallerGone(Exception):
+    """The API token that asks may no longer introspect."""
+
+
+def live_credential(
+    token_value: object, *, caller: ApiCaller, remembered: bool
+) -> tuple[LiveCredential, VerifiedToken] | None:
     """The credential a token stands for, with its verified claims, if the token is ours, unexpired
-    and not revoked and everything above it is still live; None otherwise."""
+    and not revoked and everything above it is still live; None otherwise.
+
+    The caller's standing (``standing_sql``: token live, user active, an introspecting role) is read
+    in the credential's statement; when nothing is read, on its own, but only for a ``remembered``
+    caller (one read now was just checked). ``CallerGone`` when it may no longer introspect."""
+    now = timezone.now()
     try:
         # A gateway introspects the same token many times in its few minutes of life: the
         # decisions' per-process verification memo (exp still compared on every call; the row,
         # and with it revocation, read below on every call).
         verified = verify_token_cached(token_value)
     except TokenRejected:
-        return None
-    row = _credential_for_introspection.fetch(verified.jti)
+        verified = None
+    row = None
+    if verified is not None:
+        row = _credential_for_introspection.fetch(
+            verified.jti, head_params=standing_params(caller.token_id, now, INTROSPECTORS)
+        )
     if row is None:
+        if remembered and not may_still_act(caller.token_id, now, INTROSPECTORS):
+            raise CallerGone
         return None
-    now = timezone.now()
+    if not row["caller_ok"]:
+        raise CallerGone
+    if verified is None:  # for the type checker: a row is only read for a verified token
+        return None
     if row["status"] != Credential.Status.ACTIVE or row["expires_at"] <= now:
         return None
     if (
@@ -406,7 +461,7 @@ def introspect(request):
     address = ("introspect-address", client_address(request), settings.MANDATE_RATE_INTROSPECT_PER_ADDRESS)
     try:
         params = _form(request)
-        caller = _introspecting_caller(request)
+        caller, remembered = _introspecting_caller(request)
     except OAuthError as err:
         try:
             _throttle(*address)
@@ -417,12 +472,16 @@ def introspect(request):
         _throttle_all(
             [address, ("introspect-client", str(caller.user_id), settings.MANDATE_RATE_INTROSPECT_PER_CLIENT)]
         )
-        if not caller.roles & {GATEWAY, IDENTITY_ADMIN, AUDITOR}:
-            raise OAuthError("insufficient_scope", "introspection is for gateways, admins and auditors", status=403)
+        _may_introspect(caller)
         token_value = _required(params, "token")
     except OAuthError as err:
+        if remembered and not may_still_act(caller.token_id, timezone.now(), INTROSPECTORS):
+            return _unauthorised(_refusal_of_remembered(request))
         return _unauthorised(err)
-    found = live_credential(token_value)
+    try:
+        found = live_credential(token_value, caller=caller, remembered=remembered)
+    except CallerGone:
+        return _unauthorised(_refusal_of_remembered(request))
     if found is None:
         return _no_store(JsonResponse({"active": False}))
     credential, verified = found

@@ -147,16 +147,19 @@ def checkpoint_file(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _fresh_key_cache():
-    """Signing keys, and the tokens verified with them, are cached per process; each test's
-    database starts without them."""
+    """Signing keys, the tokens verified with them and the API callers remembered are cached per
+    process; each test's database starts without them."""
+    from accounts.authentication import forget_all_api_callers
     from identities import keys
     from tasks import decisions
 
     keys._invalidate()
     decisions.clear_verification_cache()
+    forget_all_api_callers()
     yield
     keys._invalidate()
     decisions.clear_verification_cache()
+    forget_all_api_callers()
 
 
 @pytest.fixture

@@ -179,6 +179,21 @@ def test_a_read_that_takes_a_turn_reads_the_same_row_and_holds_the_same_lock(own
     assert turned.fetch(uuid.uuid4()) is None  # no row, no lock, no error
 
 
+def test_a_read_with_a_head_column_answers_it_with_the_row_from_its_own_parameters(owner):
+    """PreparedValues(head=…) reads one more expression in the same statement, with parameters given
+    per call, and returns the queryset's columns exactly as the plain read does."""
+    instance = make_instance(make_agent(owner))
+    fields = lambda pk: Instance.objects.filter(pk=pk).order_by().values_list("id", "status")  # noqa: E731
+    plain = sql.PreparedValues(fields, sample=instance.pk)
+    headed = sql.PreparedValues(fields, sample=instance.pk, head=("bigger", lambda: "%s > %s"))
+
+    assert headed.fetch(instance.pk, head_params=[2, 1]) == {**plain.fetch(instance.pk), "bigger": True}
+    assert bool(headed.fetch(instance.pk, head_params=[1, 2])["bigger"]) is False
+    assert headed.fetch(uuid.uuid4(), head_params=[2, 1]) is None
+    with pytest.raises(ValueError, match="not both"):
+        sql.PreparedValues(fields, sample=instance.pk, turn="probe:", head=("x", lambda: "1"))
+
+
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL prepares statements; SQLite plans each")
 def test_a_prepared_read_is_planned_once_per_connection_and_then_reused(owner):
     """The credential endpoints' reads join three and four tables: planning them cost PostgreSQL

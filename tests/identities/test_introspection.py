@@ -210,10 +210,23 @@ def test_a_token_with_a_header_member_too_many_is_inactive(introspect, instance,
     assert introspect(token).json() == {"active": False}
 
 
-def test_introspection_stays_within_a_few_queries(introspect, access_token, django_assert_num_queries):
+def test_introspection_is_two_statements_once_the_caller_is_remembered(
+    introspect, access_token, django_assert_num_queries
+):
+    assert introspect(access_token).json()["active"] is True  # the caller read (one query), remembered
+    # Then: both rate-limit counts (per address, per caller) in one statement; the credential with
+    # its instance, agent and envelope, and the caller's standing, in the other.
+    with django_assert_num_queries(2):
+        assert introspect(access_token).json()["active"] is True
+
+
+def test_a_caller_is_remembered_for_a_few_seconds_only(
+    introspect, access_token, django_assert_num_queries, monkeypatch
+):
+    from accounts import authentication
+
+    monkeypatch.setattr(authentication, "REMEMBER_SECONDS", 0.0)
     introspect(access_token)
-    # The API token with its user's roles in one query; both rate-limit counts (per address, per
-    # caller) in one statement; the credential with its instance, agent and envelope.
     with django_assert_num_queries(3):
         assert introspect(access_token).json()["active"] is True
 
@@ -285,3 +298,101 @@ def test_a_user_in_other_groups_only_may_not_introspect(api_client, introspect, 
     someone = User.objects.create_user("someone", "someone@example.test", "x" * 20)
     someone.groups.add(Group.objects.create(name="not-a-role"))
     assert introspect(access_token, api_client.as_user(someone)).status_code == 403
+
+
+# --- a remembered caller: who asks is remembered for a few seconds, whether they may never is ------
+
+
+def _revoke_behind_this_process(user):
+    """As another process, or a database console, would: no model method, no signal here."""
+    from accounts.models import ApiToken
+
+    assert ApiToken.objects.filter(user=user).update(revoked_at=timezone.now()) >= 1
+
+
+def test_a_remembered_caller_revoked_elsewhere_is_refused_on_the_very_next_request(introspect, access_token, gateway):
+    assert introspect(access_token).json()["active"] is True  # remembered now
+    _revoke_behind_this_process(gateway)
+
+    for _ in range(2):  # refused, forgotten, and refused again on a fresh read
+        refused = introspect(access_token)
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_token"
+        assert refused["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+@pytest.mark.parametrize("token", ["not-a-jwt", "", None], ids=["a token that does not verify", "empty", "missing"])
+def test_a_remembered_caller_revoked_elsewhere_cannot_even_ask_about_a_bad_token(
+    api_client, introspect, access_token, gateway, token
+):
+    """Nothing to read a credential with: the caller's standing is read on its own."""
+    caller = api_client.as_user(gateway)
+    assert introspect(access_token, caller).json()["active"] is True
+    _revoke_behind_this_process(gateway)
+
+    response = form_post(caller, "/oauth/introspect", {} if token is None else {"token": token})
+
+    assert response.status_code == 401 and response.json()["error"] == "invalid_token"
+
+
+def test_a_remembered_caller_revoked_elsewhere_cannot_ask_about_a_token_without_a_row(
+    introspect, access_token, gateway, instance, envelope
+):
+    assert introspect(access_token).json()["active"] is True
+    orphan = mint_credential(
+        instance=instance,
+        envelope=envelope,
+        scopes=["github:write"],
+        audience="mandate",
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    Credential.objects.filter(jti=orphan.credential.jti).delete()
+    _revoke_behind_this_process(gateway)
+
+    assert introspect(orphan.token).status_code == 401
+
+
+def test_a_remembered_caller_whose_user_is_deactivated_elsewhere_is_refused(introspect, access_token, gateway):
+    assert introspect(access_token).json()["active"] is True
+    type(gateway).objects.filter(pk=gateway.pk).update(is_active=False)
+
+    assert introspect(access_token).status_code == 401
+
+
+def test_a_remembered_caller_whose_api_token_expired_is_refused(introspect, access_token, gateway):
+    from accounts.models import ApiToken
+
+    assert introspect(access_token).json()["active"] is True
+    ApiToken.objects.filter(user=gateway).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    assert introspect(access_token).status_code == 401
+
+
+def test_a_remembered_caller_whose_last_introspecting_role_goes_is_refused_as_before(introspect, access_token, gateway):
+    from django.contrib.auth.models import Group
+
+    from accounts.roles import AUDITOR
+
+    gateway.groups.add(Group.objects.get_or_create(name=AUDITOR)[0])
+    assert introspect(access_token).json()["active"] is True
+    gateway.groups.remove(Group.objects.get(name=AUDITOR))
+    assert introspect(access_token).json()["active"] is True  # still a gateway
+
+    gateway.groups.clear()
+    refused = introspect(access_token)
+    assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
+
+
+def test_a_caller_who_may_not_introspect_is_not_remembered_so_a_role_granted_counts_at_once(
+    api_client, introspect, access_token
+):
+    from django.contrib.auth.models import Group, User
+
+    from accounts.roles import AUDITOR
+
+    someone = User.objects.create_user("someone", "someone@example.test", "x" * 20)
+    as_someone = api_client.as_user(someone)
+    assert introspect(access_token, as_someone).status_code == 403
+
+    someone.groups.add(Group.objects.get_or_create(name=AUDITOR)[0])
+
+    assert introspect(access_token, as_someone).json()["active"] is True
