@@ -38,9 +38,21 @@ class Exceeded:
     retry_after: int
 
 
-def _counts(limits: Sequence[tuple[str, str]], window: int, now: float) -> tuple[list[int], int]:
-    """Count one hit of each (name, key) in this window, in one round trip: (the new counts in the
-    order given, seconds until the window ends)."""
+@dataclass(frozen=True)
+class Read:
+    """A read to send with the count (``hit_all_and_fetch``): ``query.fetch(value, head_params=…)``."""
+
+    query: sql.PreparedValues
+    value: object
+    head_params: Sequence[object] = ()
+
+
+def _counts(
+    limits: Sequence[tuple[str, str]], window: int, now: float, read: Read | None = None
+) -> tuple[list[int], int, dict | None]:
+    """Count one hit of each (name, key) in this window, in one round trip, and make ``read`` in the
+    same round trip where the database counts (after the count on Redis): (the new counts in the
+    order given, seconds until the window ends, the read's row)."""
     slot = int(now // window)
     retry_after = max(1, math.ceil((slot + 1) * window - now))
     keys = [f"{name}:{hashlib.sha256(key.encode()).hexdigest()[:32]}" for name, key in limits]
@@ -53,12 +65,19 @@ def _counts(limits: Sequence[tuple[str, str]], window: int, now: float) -> tuple
             pipe.incr(full_key)
             pipe.expire(full_key, window + 1)
         replies = pipe.execute()
-        return [int(count) for count in replies[::2]], retry_after
-    counted = sql.count_hits(keys, slot, expires=(slot + 1) * window)
+        row = None if read is None else read.query.fetch(read.value, head_params=read.head_params)
+        return [int(count) for count in replies[::2]], retry_after, row
+    expires = (slot + 1) * window
+    if read is None:
+        counted, row = sql.count_hits(keys, slot, expires=expires), None
+    else:
+        counted, row = sql.count_hits_and_fetch(
+            keys, slot, expires=expires, read=read.query, value=read.value, head_params=read.head_params
+        )
     for key, count in counted.items():
         if count == 1:  # the key's new window: its earlier ones are done with
             sql.forget_counts_before(key, slot)
-    return [counted[key] for key in keys], retry_after
+    return [counted[key] for key in keys], retry_after, row
 
 
 def sweep(now: float | None = None) -> int:
@@ -76,13 +95,23 @@ def hit_all(limits: Sequence[tuple[str, str, int]], *, window: int = 60, now: fl
     """Count one hit against each ``(name, key, per_window)`` in one round trip (a request's
     address and its verified caller, say); the first limit in the order given that is used up, or
     None. A limit of 0 is off and not counted."""
+    return hit_all_and_fetch(limits, None, window=window, now=now)[0]
+
+
+def hit_all_and_fetch(
+    limits: Sequence[tuple[str, str, int]], read: Read | None, *, window: int = 60, now: float | None = None
+) -> tuple[Exceeded | None, dict | None]:
+    """``hit_all``, and ``read``'s row (None when it finds none) from the same round trip: with the
+    database counting, ONE statement (``core.sql.count_hits_and_fetch``: introspection's credential
+    rides on its two counts). The read is made whether or not a limit is used up; what to answer is
+    the caller's to decide, limits first."""
     counted = [(name, key, per_window) for name, key, per_window in limits if per_window > 0]
     if not counted:
-        return None
-    counts, retry_after = _counts(
-        [(name, key) for name, key, _ in counted], window, time.time() if now is None else now
+        return None, None if read is None else read.query.fetch(read.value, head_params=read.head_params)
+    counts, retry_after, row = _counts(
+        [(name, key) for name, key, _ in counted], window, time.time() if now is None else now, read
     )
     for (_, _, per_window), count in zip(counted, counts, strict=True):
         if count > per_window:
-            return Exceeded(per_window, window, retry_after)
-    return None
+            return Exceeded(per_window, window, retry_after), row
+    return None, row

@@ -71,6 +71,7 @@ class PreparedValues:
         self._key = key  # the field the lookup value is prepared as (default: the primary key)
         self._head = head
         self._compiled: dict[str, tuple] = {}
+        self._joined: dict[str, str] = {}  # counted_with's statements, by the statement joined to
         self._lock = threading.Lock()
 
     def _compile(self, alias: str) -> tuple:
@@ -118,7 +119,7 @@ class PreparedValues:
 
     def _rows(self, value, using: str, *, limit: int | None, head_params: Sequence[Any] = ()) -> list[dict]:
         connection = connections[using]
-        sql, converters, names, pk, turn = self._compile(using)
+        sql, _, _, pk, turn = self._compile(using)
         params = [pk.get_db_prep_value(value, connection)]
         if turn:
             params.insert(0, f"{self._turn}{value}")
@@ -131,16 +132,49 @@ class PreparedValues:
         with statement_cursor(using) as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchmany(limit) if limit else cursor.fetchall()
-        out = []
-        for found in rows:
-            row = list(found[1:] if turn or head else found)
-            for position, (functions, expression) in converters:  # as SQLCompiler.apply_converters
-                for convert in functions:
-                    row[position] = convert(row[position], expression, connection)
-            out.append(dict(zip(names, row, strict=True)))
-            if head:
-                out[-1][self._head[0]] = found[0]  # type: ignore[index]
+        return [self._convert(found, connection) for found in rows]
+
+    def _convert(self, found: Sequence[Any], connection: BaseDatabaseWrapper) -> dict:
+        """One row as the queryset's values (and the head column, if any), converted as the ORM does."""
+        _, converters, names, _, turn = self._compile(connection.alias)
+        head = self._head is not None
+        row = list(found[1:] if turn or head else found)
+        for position, (functions, expression) in converters:  # as SQLCompiler.apply_converters
+            for convert in functions:
+                row[position] = convert(row[position], expression, connection)
+        out = dict(zip(names, row, strict=True))
+        if head:
+            out[self._head[0]] = found[0]  # type: ignore[index]
         return out
+
+    def counted_with(
+        self,
+        count_sql: str,
+        count_params: list,
+        value,
+        *,
+        head_params: Sequence[Any] = (),
+        using: str = DEFAULT_DB_ALIAS,
+    ) -> tuple[str, list]:
+        """This read's first row for ``value`` joined to a statement that returns rows of its own
+        (``count_hits_and_fetch``): ``WITH counted AS (count_sql) SELECT counted.*, r.* FROM counted
+        LEFT JOIN (SELECT 1, <the read's columns> … LIMIT 1) r ON true``, so every counted row
+        carries the read's row, or NULLs where it found none (the ``1`` tells which). PostgreSQL
+        only; not a locking read."""
+        connection = connections[using]
+        sql, _, _, pk, turn = self._compile(using)
+        if not sql.startswith("SELECT "):
+            raise ValueError("a read that rides on another statement is a plain SELECT")
+        if turn or self._key_share:
+            raise ValueError("a locking read does not ride on another statement")
+        joined = self._joined.get(count_sql)
+        if joined is None:
+            joined = (
+                f"WITH counted AS ({count_sql}) SELECT counted.*, r.* "  # noqa: S608 - built from our own SQL
+                f"FROM counted LEFT JOIN (SELECT 1, {sql.removeprefix('SELECT ')} LIMIT 1) r ON true"
+            )
+            self._joined[count_sql] = joined
+        return joined, [*count_params, *head_params, pk.get_db_prep_value(value, connection)]
 
 
 def model_from(model: type[M], data: dict, *, using: str = DEFAULT_DB_ALIAS) -> M:
@@ -508,8 +542,44 @@ def count_hits(keys: Sequence[str], slot: int, *, expires: int, using: str = DEF
     order and never deadlock. ``expires`` (epoch seconds) is when ``sweep_counts`` may delete the
     rows. Inside a caller's transaction the rows stay locked until that transaction ends; the OAuth
     views count in autocommit, before any transaction of theirs begins."""
-    ordered = sorted(set(keys))  # one row per key: ON CONFLICT DO UPDATE may not touch a row twice
+    sql, params = _count_statement(keys, slot, expires, connections[using])
+    with statement_cursor(using) as cursor:
+        cursor.execute(sql, params)
+        return {key: int(n) for key, n in cursor.fetchall()}
+
+
+def count_hits_and_fetch(
+    keys: Sequence[str],
+    slot: int,
+    *,
+    expires: int,
+    read: PreparedValues,
+    value: Any,
+    head_params: Sequence[Any] = (),
+    using: str = DEFAULT_DB_ALIAS,
+) -> tuple[dict[str, int], dict | None]:
+    """``count_hits`` and ``read.fetch(value, head_params=…)`` in one round trip: on PostgreSQL ONE
+    statement, the read joined to the UPSERT's returned rows (``PreparedValues.counted_with``); the
+    read's snapshot is the statement's, taken before the counts change, which it does not read.
+    Elsewhere (SQLite cannot put an INSERT in a WITH) the two statements one after the other."""
     connection = connections[using]
+    if not fast(connection):
+        return count_hits(keys, slot, expires=expires, using=using), read.fetch(
+            value, using=using, head_params=head_params
+        )
+    count_sql, count_params = _count_statement(keys, slot, expires, connection)
+    sql, params = read.counted_with(count_sql, count_params, value, head_params=head_params, using=using)
+    with statement_cursor(using) as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    counts = {key: int(n) for key, n, *_ in rows}
+    first = rows[0] if rows else None
+    found = None if first is None or first[2] is None else read._convert(first[3:], connection)
+    return counts, found
+
+
+def _count_statement(keys: Sequence[str], slot: int, expires: int, connection: BaseDatabaseWrapper) -> tuple[str, list]:
+    ordered = sorted(set(keys))  # one row per key: ON CONFLICT DO UPDATE may not touch a row twice
     sql = _count_sql.get((connection.vendor, len(ordered)))
     if sql is None:
         q = connection.ops.quote_name
@@ -524,9 +594,7 @@ def count_hits(keys: Sequence[str], slot: int, *, expires: int, using: str = DEF
     params: list[object] = []
     for key in ordered:
         params += [key, slot, expires]
-    with statement_cursor(using) as cursor:
-        cursor.execute(sql, params)
-        return {key: int(n) for key, n in cursor.fetchall()}
+    return sql, params
 
 
 def forget_counts_before(key: str, slot: int, *, using: str = DEFAULT_DB_ALIAS) -> int:

@@ -90,12 +90,16 @@ def _throttle_all(limits: list[tuple[str, str, int]]) -> None:
     """
     exceeded = ratelimit.hit_all(limits, window=60)
     if exceeded is not None:
-        raise OAuthError(
-            SLOW_DOWN,
-            f"too many requests: at most {exceeded.limit} a minute; retry after {exceeded.retry_after} s",
-            status=429,
-            headers={"Retry_After": str(exceeded.retry_after)},
-        )
+        raise _slow_down(exceeded)
+
+
+def _slow_down(exceeded: ratelimit.Exceeded) -> OAuthError:
+    return OAuthError(
+        SLOW_DOWN,
+        f"too many requests: at most {exceeded.limit} a minute; retry after {exceeded.retry_after} s",
+        status=429,
+        headers={"Retry_After": str(exceeded.retry_after)},
+    )
 
 
 def _no_store(response: JsonResponse) -> JsonResponse:
@@ -389,46 +393,15 @@ _credential_for_introspection = PreparedValues(
         )
     ),
     sample="",
-    # Whether the asking API token may still introspect, read with the credential (one round trip).
+    # Whether the asking API token may still introspect, read with the credential (one statement).
     head=("caller_ok", lambda: standing_sql(len(INTROSPECTORS))),
 )
 
 
-class CallerGone(Exception):
-    """The API token that asks may no longer introspect."""
-
-
-def live_credential(
-    token_value: object, *, caller: ApiCaller, remembered: bool
-) -> tuple[LiveCredential, VerifiedToken] | None:
-    """The credential a token stands for, with its verified claims, if the token is ours, unexpired
-    and not revoked and everything above it is still live; None otherwise.
-
-    The caller's standing (``standing_sql``: token live, user active, an introspecting role) is read
-    in the credential's statement; when nothing is read, on its own, but only for a ``remembered``
-    caller (one read now was just checked). ``CallerGone`` when it may no longer introspect."""
-    now = timezone.now()
-    try:
-        # A gateway introspects the same token many times in its few minutes of life: the
-        # decisions' per-process verification memo (exp still compared on every call; the row,
-        # and with it revocation, read below on every call).
-        verified = verify_token_cached(token_value)
-    except TokenRejected:
-        verified = None
-    row = None
-    if verified is not None:
-        row = _credential_for_introspection.fetch(
-            verified.jti, head_params=standing_params(caller.token_id, now, INTROSPECTORS)
-        )
-    if row is None:
-        if remembered and not may_still_act(caller.token_id, now, INTROSPECTORS):
-            raise CallerGone
-        return None
-    if not row["caller_ok"]:
-        raise CallerGone
-    if verified is None:  # for the type checker: a row is only read for a verified token
-        return None
-    if row["status"] != Credential.Status.ACTIVE or row["expires_at"] <= now:
+def _live(row: dict | None, verified: VerifiedToken, now) -> LiveCredential | None:
+    """The credential a verified token stands for, if its row is active and unexpired, matches the
+    token, and everything above it is still live; None otherwise."""
+    if row is None or row["status"] != Credential.Status.ACTIVE or row["expires_at"] <= now:
         return None
     if (
         spiffe_id_for(row["instance__agent__slug"], row["instance_id"]) != verified.sub
@@ -448,7 +421,19 @@ def live_credential(
         and row["instance__agent__status"] == Agent.Status.ACTIVE
     ):
         return None
-    return LiveCredential(verified.jti, row["instance_id"], row["instance__agent__slug"], row["envelope_id"]), verified
+    return LiveCredential(verified.jti, row["instance_id"], row["instance__agent__slug"], row["envelope_id"])
+
+
+def _verified_or_none(token_value: object) -> VerifiedToken | None:
+    if not token_value:
+        return None
+    try:
+        # A gateway introspects the same token many times in its few minutes of life: the
+        # decisions' per-process verification memo (exp still compared on every call; the row,
+        # and with it revocation, read on every call).
+        return verify_token_cached(token_value)
+    except TokenRejected:
+        return None
 
 
 @csrf_exempt
@@ -456,8 +441,11 @@ def introspect(request):
     """POST /oauth/introspect — for gateway, identity-admin and auditor API tokens.
 
     Every request counts against its address's limit; a request from a known caller counts against
-    the caller's too, in the same statement (one round trip fewer than counting the address before
-    the caller's lookup, which is one indexed read either way)."""
+    the caller's too. Once the caller is known (remembered for a few seconds) and the token
+    verifies, one statement does the rest: both counts, the credential with its instance, agent and
+    envelope, and whether the caller may still introspect (``ratelimit.hit_all_and_fetch``). What
+    is answered is decided in the order it always was: the caller's standing, the limits, the
+    caller's role, the request, the credential."""
     address = ("introspect-address", client_address(request), settings.MANDATE_RATE_INTROSPECT_PER_ADDRESS)
     try:
         params = _form(request)
@@ -468,23 +456,31 @@ def introspect(request):
         except OAuthError as slowed:
             return _unauthorised(slowed)
         return _unauthorised(err)
-    try:
-        _throttle_all(
-            [address, ("introspect-client", str(caller.user_id), settings.MANDATE_RATE_INTROSPECT_PER_CLIENT)]
-        )
-        _may_introspect(caller)
-        token_value = _required(params, "token")
-    except OAuthError as err:
-        if remembered and not may_still_act(caller.token_id, timezone.now(), INTROSPECTORS):
-            return _unauthorised(_refusal_of_remembered(request))
-        return _unauthorised(err)
-    try:
-        found = live_credential(token_value, caller=caller, remembered=remembered)
-    except CallerGone:
+    limits = [address, ("introspect-client", str(caller.user_id), settings.MANDATE_RATE_INTROSPECT_PER_CLIENT)]
+    now = timezone.now()
+    verified = _verified_or_none(params.get("token")) if caller.roles & _INTROSPECTOR_SET else None
+    read = None
+    if verified is not None:
+        standing = standing_params(caller.token_id, now, INTROSPECTORS)
+        read = ratelimit.Read(_credential_for_introspection, verified.jti, standing)
+    exceeded, row = ratelimit.hit_all_and_fetch(limits, read, window=60)
+    # A remembered caller is checked by this request's own read; with no row to carry it, alone.
+    if row is not None:
+        still = bool(row["caller_ok"])
+    else:
+        still = not remembered or may_still_act(caller.token_id, now, INTROSPECTORS)
+    if not still:
         return _unauthorised(_refusal_of_remembered(request))
-    if found is None:
+    try:
+        if exceeded is not None:
+            raise _slow_down(exceeded)
+        _may_introspect(caller)
+        _required(params, "token")
+    except OAuthError as err:
+        return _unauthorised(err)
+    credential = None if verified is None else _live(row, verified, now)
+    if credential is None:
         return _no_store(JsonResponse({"active": False}))
-    credential, verified = found
     claims = verified.claims
     body = {
         "active": True,

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 
 import pytest
 from django.core.cache import caches
@@ -235,6 +236,69 @@ def test_several_limits_are_counted_in_one_statement_and_each_keeps_its_own_coun
     assert ratelimit.hit("pair-caller", "user-8", per_window=5, window=60, now=606.0) is None  # a neighbour
     assert ratelimit.hit_all([("off", "k", 0), ("pair-caller", "user-9", 1)], window=60, now=607.0) is None
     assert sorted(n for _, n in _counts()) == [1, 1, 6, 6]  # a limit of 0 is not counted
+
+
+def _instance_read():
+    from identities.models import Instance
+
+    return sql.PreparedValues(
+        lambda pk: Instance.objects.filter(pk=pk).order_by().values_list("id", "agent__slug", "status"),
+        sample=uuid.UUID(int=0),
+        head=("asked", lambda: "%s"),
+    )
+
+
+@pytest.mark.django_db
+def test_a_read_rides_on_the_count_and_answers_what_a_fetch_answers(owner, django_assert_num_queries):
+    """hit_all_and_fetch: the counts exactly as hit_all counts them, and the row exactly as the read's
+    own fetch gives it (its head column too), in one statement on PostgreSQL; with no row, None."""
+    from django.db import connection
+
+    from tests.helpers.factories import make_agent, make_instance
+
+    instance = make_instance(make_agent(owner))
+    read = _instance_read()
+    expected = {**read.fetch(instance.pk, head_params=["yes"])}
+    address, caller = ("ride-address", "203.0.113.9", 2), ("ride-caller", "user-7", 5)
+    ratelimit.hit_all([address, caller], window=60, now=600.0)  # the window's first hits
+
+    with django_assert_num_queries(1 if connection.vendor == "postgresql" else 2):
+        exceeded, row = ratelimit.hit_all_and_fetch(
+            [address, caller], ratelimit.Read(read, instance.pk, ["yes"]), window=60, now=601.0
+        )
+    assert exceeded is None and row == expected
+
+    exceeded, row = ratelimit.hit_all_and_fetch(
+        [address, caller], ratelimit.Read(read, uuid.uuid4(), ["yes"]), window=60, now=602.0
+    )
+    assert exceeded is not None and exceeded.limit == 2 and row is None  # counted, refused, nothing found
+    assert _counts() == [(10, 3), (10, 3)]
+
+    exceeded, row = ratelimit.hit_all_and_fetch(
+        [("off", "k", 0)], ratelimit.Read(read, instance.pk, ["no"]), window=60, now=603.0
+    )
+    assert exceeded is None and row == {**expected, "asked": "no"}  # nothing to count: the read alone
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_on_redis_the_read_follows_the_count(owner):
+    from tests.helpers.factories import make_agent, make_instance
+
+    instance = make_instance(make_agent(owner))
+    read = _instance_read()
+    with redis_store("mandate-test-ride") as cache:
+        try:
+            limit = ("ride-redis", "203.0.113.9", 1)
+            at = {"window": 60, "now": 7200.0}
+            assert ratelimit.hit_all_and_fetch([limit], ratelimit.Read(read, instance.pk, ["a"]), **at) == (
+                None,
+                read.fetch(instance.pk, head_params=["a"]),
+            )
+            exceeded, row = ratelimit.hit_all_and_fetch([limit], ratelimit.Read(read, instance.pk, ["b"]), **at)
+            assert exceeded is not None and row["asked"] == "b"
+        finally:
+            cache.clear()
 
 
 @pytest.mark.django_db
