@@ -8,15 +8,18 @@ hot path. Each view parses, calls a service and renders; every refusal is a 4xx,
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import uuid
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -102,7 +105,10 @@ def _slow_down(exceeded: ratelimit.Exceeded) -> OAuthError:
     )
 
 
-def _no_store(response: JsonResponse) -> JsonResponse:
+R = TypeVar("R", bound=HttpResponse)
+
+
+def _no_store(response: R) -> R:
     response["Cache-Control"] = "no-store"
     response["Pragma"] = "no-cache"
     return response
@@ -480,13 +486,14 @@ def introspect(request):
         return _unauthorised(err)
     credential = None if verified is None else _live(row, verified, now)
     if credential is None:
-        return _no_store(JsonResponse({"active": False}))
+        return _no_store(_json({"active": False}))
     claims = verified.claims
     body = {
         "active": True,
         "sub": claims["sub"],
-        # RFC 7662's client_id: the instance the credential was issued to (its SPIFFE ID).
-        "client_id": spiffe_id_for(credential.agent_slug, credential.instance_id),
+        # RFC 7662's client_id: the instance the credential was issued to, its SPIFFE ID: the
+        # token's sub, which _live found equal to the credential row's instance.
+        "client_id": claims["sub"],
         "scope": claims.get("scope", ""),
         "exp": claims["exp"],
         "iat": claims["iat"],
@@ -500,7 +507,16 @@ def introspect(request):
     }
     if "act" in claims:
         body["act"] = claims["act"]
-    return _no_store(JsonResponse(body))
+    return _no_store(_json(body))
+
+
+def _json(body: dict) -> HttpResponse:
+    """``JsonResponse(body)``'s bytes, without an encoder object per answer (a JWT's claims are
+    JSON already; anything else is written as Django's encoder writes it)."""
+    return HttpResponse(json.dumps(body, default=_ENCODE_OTHER), content_type="application/json")
+
+
+_ENCODE_OTHER = DjangoJSONEncoder().default
 
 
 @csrf_exempt

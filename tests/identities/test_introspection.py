@@ -419,3 +419,13 @@ def test_introspections_one_statement_is_prepared_and_planned_generically(intros
         )
         plans = cursor.fetchall()
     assert len(plans) == 1 and plans[0][0] >= 6 and plans[0][1] == 0, plans
+
+
+def test_the_answer_is_json_as_django_writes_it_and_never_cached(introspect, access_token):
+    from django.http import JsonResponse
+
+    for answer in (introspect(access_token), introspect("not-a-jwt")):
+        assert answer["Content-Type"] == "application/json"
+        assert answer.content == JsonResponse(answer.json()).content
+        assert answer["Cache-Control"] == "no-store" and answer["Pragma"] == "no-cache"
+    assert introspect(access_token).json()["client_id"] == claims_of(access_token)["sub"]

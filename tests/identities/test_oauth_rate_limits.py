@@ -4,6 +4,8 @@ with Retry-After and an OAuth error body."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from django.test import Client
 
@@ -11,6 +13,16 @@ from tests.helpers.factories import make_envelope, make_instance
 from tests.helpers.oauth import approve, assertion_for, form_post, post_token, token_form
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def one_window(monkeypatch):
+    """Every request of a test counts in one window: on the clock, a test's requests could straddle a
+    minute and its counts start again from zero halfway."""
+    from core import ratelimit
+
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: 7230.0))
+
 
 ATTACKER = "203.0.113.9"
 AGENT_HOST = "198.51.100.7"
