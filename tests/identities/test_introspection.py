@@ -106,7 +106,8 @@ def test_a_credential_past_exp_in_the_database_is_inactive(introspect, access_to
     assert introspect(access_token).json() == {"active": False}
 
 
-def test_a_well_signed_token_without_a_credential_row_is_inactive(introspect, instance, envelope):
+def token_without_a_row(instance, envelope) -> str:
+    """A token we signed, well formed and unexpired, whose credential row is gone."""
     minted = mint_credential(
         instance=instance,
         envelope=envelope,
@@ -115,7 +116,11 @@ def test_a_well_signed_token_without_a_credential_row_is_inactive(introspect, in
         expires_at=timezone.now() + timedelta(minutes=5),
     )
     Credential.objects.filter(jti=minted.credential.jti).delete()
-    assert introspect(minted.token).json() == {"active": False}
+    return minted.token
+
+
+def test_a_well_signed_token_without_a_credential_row_is_inactive(introspect, instance, envelope):
+    assert introspect(token_without_a_row(instance, envelope)).json() == {"active": False}
 
 
 def test_a_token_we_did_not_sign_is_inactive_even_with_our_kid(introspect, access_token):
@@ -343,17 +348,10 @@ def test_a_remembered_caller_revoked_elsewhere_cannot_ask_about_a_token_without_
     introspect, access_token, gateway, instance, envelope
 ):
     assert introspect(access_token).json()["active"] is True
-    orphan = mint_credential(
-        instance=instance,
-        envelope=envelope,
-        scopes=["github:write"],
-        audience="mandate",
-        expires_at=timezone.now() + timedelta(minutes=5),
-    )
-    Credential.objects.filter(jti=orphan.credential.jti).delete()
+    orphan = token_without_a_row(instance, envelope)
     _revoke_behind_this_process(gateway)
 
-    assert introspect(orphan.token).status_code == 401
+    assert introspect(orphan).status_code == 401
 
 
 def test_a_remembered_caller_whose_user_is_deactivated_elsewhere_is_refused(introspect, access_token, gateway):
