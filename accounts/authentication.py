@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +13,7 @@ from rest_framework import authentication, exceptions
 from accounts.models import TOKEN_PREFIX, ApiToken
 from accounts.roles import ALL_ROLES
 from core.bearer import bearer_value
+from core.memo import Expiring
 from core.sql import PreparedValues
 
 # last_used_at is a hint for people, not an audit record: write it at most once a minute.
@@ -112,14 +111,11 @@ def _caller_by(digest: str) -> ApiCaller:
 # entry is forgotten (``forget_api_caller``). The decisions' authenticator does the same
 # (tasks/api/authentication.py).
 
-REMEMBER_SECONDS = 5.0
-_MAX_REMEMBERED = 1024
-_remembered: dict[str, tuple[float, ApiCaller]] = {}
-_remembered_lock = threading.Lock()
+_remembered: Expiring[ApiCaller] = Expiring(seconds=5.0, max_entries=1024)
 
 
 def remembered_api_caller(request, roles: frozenset[str]) -> tuple[ApiCaller | None, bool]:
-    """``api_caller``, remembered by this process for ``REMEMBER_SECONDS`` once it answered a caller
+    """``api_caller``, remembered by this process for a few seconds once it answered a caller
     holding one of ``roles``: ``(caller, True)`` when it comes from memory and must be re-checked,
     ``(caller, False)`` when it was read now. A caller with none of ``roles`` is not remembered, so
     a role granted counts from the next request too."""
@@ -127,15 +123,12 @@ def remembered_api_caller(request, roles: frozenset[str]) -> tuple[ApiCaller | N
     if secret is None or not secret.startswith(TOKEN_PREFIX):
         return None, False
     digest = ApiToken.digest_of(secret)
-    hit = _remembered.get(digest)
-    if hit is not None and time.monotonic() - hit[0] < REMEMBER_SECONDS:
-        return hit[1], True
+    remembered = _remembered.get(digest)
+    if remembered is not None:
+        return remembered, True
     caller = _caller_by(digest)
     if caller.roles & roles:
-        with _remembered_lock:
-            if len(_remembered) >= _MAX_REMEMBERED:
-                _remembered.clear()
-            _remembered[digest] = (time.monotonic(), caller)
+        _remembered.put(digest, caller)
     return caller, False
 
 
@@ -143,13 +136,11 @@ def forget_api_caller(request) -> None:
     """This process forgets the request's API token (the endpoint found it may no longer ask)."""
     secret = bearer_value(request)
     if secret is not None:
-        with _remembered_lock:
-            _remembered.pop(ApiToken.digest_of(secret), None)
+        _remembered.forget(ApiToken.digest_of(secret))
 
 
 def forget_all_api_callers() -> None:
-    with _remembered_lock:
-        _remembered.clear()
+    _remembered.clear()
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):

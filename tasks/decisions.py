@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +54,7 @@ from django.utils import timezone
 from prometheus_client import Counter
 
 from audit import services as audit
+from core.memo import Expiring
 from core.oauth_errors import TokenRejected
 from core.scrub import scrub
 from core.sql import insert_rows_returning_ids, locked_rows, prepared_cursor, update_by_key
@@ -124,10 +123,8 @@ class Decision:
 
 # --- verification cache ----------------------------------------------------------------------------
 
-_VERIFY_TTL = 5.0  # seconds; matches identities.keys' cache of which keys are published
-_VERIFY_MAX = 20_000
-_verified: dict[object, tuple[float, VerifiedToken]] = {}
-_verified_lock = threading.Lock()
+# Seconds: matches identities.keys' cache of which keys are published.
+_verified: Expiring[VerifiedToken] = Expiring(seconds=5.0, max_entries=20_000)
 
 
 def verify_token_cached(token: object) -> VerifiedToken:
@@ -135,25 +132,19 @@ def verify_token_cached(token: object) -> VerifiedToken:
 
     Only successes are cached, keyed by the exact token text; ``exp`` is still compared on each call.
     """
-    now = time.monotonic()
     if isinstance(token, str):
-        hit = _verified.get(token)
-        if hit is not None and now - hit[0] < _VERIFY_TTL:
-            verified = hit[1]
+        verified = _verified.get(token)
+        if verified is not None:
             if verified.expires_at <= timezone.now():
                 raise TokenRejected(TOKEN_EXPIRED, "the token has expired")
             return verified
     verified = verify_access_token(token)
-    with _verified_lock:
-        if len(_verified) >= _VERIFY_MAX:
-            _verified.clear()
-        _verified[token] = (now, verified)
+    _verified.put(token, verified)
     return verified
 
 
 def clear_verification_cache() -> None:
-    with _verified_lock:
-        _verified.clear()
+    _verified.clear()
 
 
 # --- the decision --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A gateway asks on every tool call with the same API token; looking the token and its user's roles
 up every time would be two of the decision's four queries. This authenticator remembers a token
-that authenticated, with its user and roles, for ``TTL_SECONDS`` per process. What it remembers is
+that authenticated, with its user and roles, for a few seconds per process. What it remembers is
 who is asking, not whether they still may: the decision re-reads the token's validity (revoked,
 expired, user inactive, role removed) in its own load statement (``tasks.decisions``), so a
 revocation is refused on the very next request in every process, and the entry is then forgotten.
@@ -11,8 +11,6 @@ Every other endpoint uses the uncached authenticator.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,25 +21,22 @@ from accounts.authentication import ApiTokenAuthentication
 from accounts.models import TOKEN_PREFIX, ApiToken
 from accounts.roles import roles_of
 from core.bearer import bearer_value
+from core.memo import Expiring
 from tasks.decisions import CallerRefused
 
-TTL_SECONDS = 5.0
-_MAX_ENTRIES = 1024
-_cache: dict[str, tuple[float, object, ApiToken]] = {}
-_lock = threading.Lock()
+# Who a token is (its user, with the roles computed on it, and the token), by the secret's digest.
+_cache: Expiring[tuple[object, ApiToken]] = Expiring(seconds=5.0, max_entries=1024)
 
 
 def clear_cache() -> None:
-    with _lock:
-        _cache.clear()
+    _cache.clear()
 
 
 def forget(token: ApiToken | None) -> None:
     """Drop one token from this process's memory (the decision found it may no longer ask)."""
     if token is None:
         return
-    with _lock:
-        _cache.pop(token.digest, None)
+    _cache.forget(token.digest)
 
 
 @contextmanager
@@ -61,15 +56,12 @@ class CachedApiTokenAuthentication(ApiTokenAuthentication):
         if secret is not None and secret.startswith(TOKEN_PREFIX):
             digest = ApiToken.digest_of(secret)
             hit = _cache.get(digest)
-            if hit is not None and time.monotonic() - hit[0] < TTL_SECONDS and hit[2].is_usable:
-                return hit[1], hit[2]
+            if hit is not None and hit[1].is_usable:
+                return hit
             result = super().authenticate(request)
             if result is not None:
                 user, token = result
                 roles_of(user)  # computed now and kept on the cached user object
-                with _lock:
-                    if len(_cache) >= _MAX_ENTRIES:
-                        _cache.clear()
-                    _cache[digest] = (time.monotonic(), user, token)
+                _cache.put(digest, (user, token))
             return result
         return super().authenticate(request)

@@ -235,7 +235,7 @@ def test_a_caller_is_remembered_for_a_few_seconds_only(
 
     from accounts import authentication
 
-    monkeypatch.setattr(authentication, "REMEMBER_SECONDS", 0.0)
+    monkeypatch.setattr(authentication._remembered, "seconds", 0.0)
     introspect(access_token)
     with django_assert_num_queries(2 if connection.vendor == "postgresql" else 3):  # the caller read again
         assert introspect(access_token).json()["active"] is True

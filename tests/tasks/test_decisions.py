@@ -126,9 +126,9 @@ def test_a_token_that_expires_after_being_cached_is_token_expired(gw, live_envel
     minted = mint(live_envelope)
     assert ask(gw, minted.token)["reason"] == "ok"
     # The cached verification still compares exp on every call.
-    cached_at, verified = decisions._verified[minted.token]
-    decisions._verified[minted.token] = (
-        cached_at,
+    verified = decisions._verified.get(minted.token)
+    decisions._verified.put(
+        minted.token,
         verified.__class__(**{**verified.__dict__, "expires_at": timezone.now() - timedelta(seconds=1)}),
     )
     assert ask(gw, minted.token)["reason"] == "token_expired"
