@@ -46,6 +46,10 @@ class Read:
     value: object
     head_params: Sequence[object] = ()
 
+    def fetch(self) -> dict | None:
+        """The read made on its own (Redis counted, or nothing to count)."""
+        return self.query.fetch(self.value, head_params=self.head_params)
+
 
 def _counts(
     limits: Sequence[tuple[str, str]], window: int, now: float, read: Read | None = None
@@ -65,7 +69,7 @@ def _counts(
             pipe.incr(full_key)
             pipe.expire(full_key, window + 1)
         replies = pipe.execute()
-        row = None if read is None else read.query.fetch(read.value, head_params=read.head_params)
+        row = None if read is None else read.fetch()
         return [int(count) for count in replies[::2]], retry_after, row
     expires = (slot + 1) * window
     if read is None:
@@ -107,7 +111,7 @@ def hit_all_and_fetch(
     the caller's to decide, limits first."""
     counted = [(name, key, per_window) for name, key, per_window in limits if per_window > 0]
     if not counted:
-        return None, None if read is None else read.query.fetch(read.value, head_params=read.head_params)
+        return None, None if read is None else read.fetch()
     counts, retry_after, row = _counts(
         [(name, key) for name, key, _ in counted], window, time.time() if now is None else now, read
     )

@@ -301,23 +301,22 @@ def serves(declared: frozenset[str], audience: str) -> bool:
     return audience in declared if declared else audience == settings.MANDATE_DEFAULT_AUDIENCE
 
 
-_CALLER_CONSTANTS: tuple[Any, str, str] | None = None
+_CALLER_CONSTANTS: tuple[Any, tuple[str, str]] | None = None
 
 
-def _caller_params(token_id: uuid.UUID, now: datetime) -> list[Any]:
+def _caller_constants() -> tuple[Any, tuple[str, str]]:
+    """The API token's primary-key field and a decision's two roles, looked up once per process."""
     global _CALLER_CONSTANTS
-    if _CALLER_CONSTANTS is None:  # looked up once per process, not per decision
+    if _CALLER_CONSTANTS is None:
         from accounts.models import ApiToken
         from accounts.roles import GATEWAY, IDENTITY_ADMIN
 
-        _CALLER_CONSTANTS = (ApiToken._meta.pk, GATEWAY, IDENTITY_ADMIN)
-    pk, gateway, identity_admin = _CALLER_CONSTANTS
-    return [
-        pk.get_db_prep_value(token_id, connection),
-        connection.ops.adapt_datetimefield_value(now),
-        gateway,
-        identity_admin,
-    ]
+        _CALLER_CONSTANTS = (ApiToken._meta.pk, (GATEWAY, IDENTITY_ADMIN))
+    return _CALLER_CONSTANTS
+
+
+def _caller_params(token_id: uuid.UUID, now: datetime) -> list[Any]:
+    return standing_params(token_id, now, _caller_constants()[1])
 
 
 def standing_sql(role_count: int) -> str:
@@ -328,8 +327,8 @@ def standing_sql(role_count: int) -> str:
 
 
 def standing_params(token_id: uuid.UUID, now: datetime, roles: Sequence[str]) -> list[Any]:
-    pk = _caller_params(token_id, now)[:2]
-    return [*pk, *roles]
+    pk = _caller_constants()[0]
+    return [pk.get_db_prep_value(token_id, connection), connection.ops.adapt_datetimefield_value(now), *roles]
 
 
 def may_still_act(token_id: uuid.UUID, now: datetime, roles: Sequence[str]) -> bool:
@@ -341,9 +340,7 @@ def may_still_act(token_id: uuid.UUID, now: datetime, roles: Sequence[str]) -> b
 
 def caller_may_ask(token_id: uuid.UUID, now: datetime) -> bool:
     """The check alone, for a decision that loads no credential (a token that did not verify)."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {_caller_sql()}", _caller_params(token_id, now))
-        return bool(cursor.fetchone()[0])
+    return may_still_act(token_id, now, _caller_constants()[1])
 
 
 def load_credential_for(
