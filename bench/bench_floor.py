@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per phase (at most 60)")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (bench_decisions.py's 2 by default)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (bench_credentials.py serves 4 x 1)")
     parser.add_argument("--envelopes", type=int, default=16)
     args = parser.parse_args()
     duration = min(args.duration, 60.0)
@@ -68,7 +70,7 @@ def main() -> None:
     env["DJANGO_SETTINGS_MODULE"] = "floor_settings"
     env["PYTHONPATH"] = str(ROOT / "bench")
     tokens, api_token = served.seed(args.envelopes)
-    server, port = served.start_server(env, workers=2, threads=8)
+    server, port = served.start_server(env, workers=args.workers, threads=args.threads)
     meter = served.CpuMeter(server.pid)
     try:
         import jwt
@@ -130,6 +132,10 @@ def main() -> None:
         connections.close_all()
         served.drop_database(base_url)
     print()
+    print(
+        f"gunicorn {args.workers} workers x {args.threads} threads, "
+        f"{args.connections} connections, {duration:g} s per phase"
+    )
     print(table(runs))
     print(f"load average at end {os.getloadavg()} (other work on the machine skews every figure)")
 
