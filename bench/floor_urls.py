@@ -46,6 +46,9 @@ def _agent_column() -> int:
     return credential_fields + models[1][2].index("agent_id")
 
 
+_AGENT = _agent_column()
+
+
 @csrf_exempt
 def decision_floor(request) -> HttpResponse:
     """``POST /floor/decision`` ``{"jti", "scope", "resource", "context"}``: the decision's two
@@ -131,19 +134,9 @@ def introspection_floor(request) -> HttpResponse:
     return HttpResponse(json.dumps(answer), content_type="application/json")
 
 
-_AGENT = -1
-
 urlpatterns = [
     path("floor/decision", decision_floor),
     path("floor/record", record_floor),
     path("floor/introspect", introspection_floor),
     *project_urls,
 ]
-
-
-def _ready() -> None:
-    global _AGENT
-    _AGENT = _agent_column()
-
-
-_ready()
