@@ -8,7 +8,6 @@ hot path. Each view parses, calls a service and renders; every refusal is a 4xx,
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
@@ -38,6 +36,7 @@ from audit import services as audit
 from core import ratelimit
 from core.client_address import client_address
 from core.errors import InvalidTransition
+from core.json_output import json_response
 from core.oauth_errors import (
     INVALID_CLIENT,
     INVALID_REQUEST,
@@ -486,7 +485,7 @@ def introspect(request):
         return _unauthorised(err)
     credential = None if verified is None else _live(row, verified, now)
     if credential is None:
-        return _no_store(_json({"active": False}))
+        return _no_store(json_response({"active": False}))
     claims = verified.claims
     body = {
         "active": True,
@@ -507,16 +506,7 @@ def introspect(request):
     }
     if "act" in claims:
         body["act"] = claims["act"]
-    return _no_store(_json(body))
-
-
-def _json(body: dict) -> HttpResponse:
-    """``JsonResponse(body)``'s bytes, without an encoder object per answer (a JWT's claims are
-    JSON already; anything else is written as Django's encoder writes it)."""
-    return HttpResponse(json.dumps(body, default=_ENCODE_OTHER), content_type="application/json")
-
-
-_ENCODE_OTHER = DjangoJSONEncoder().default
+    return _no_store(json_response(body))
 
 
 @csrf_exempt

@@ -12,17 +12,16 @@ clients) describes the endpoint from that class's ``extend_schema`` as before.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
-from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 
 from core import json_input
 from core.api import domain_error_body
 from core.errors import DomainError, ValidationFailed
+from core.json_output import json_response
 
 
 def _error(status: int, detail: str, code: str | None = None, **headers) -> JsonResponse:
@@ -33,15 +32,6 @@ def _error(status: int, detail: str, code: str | None = None, **headers) -> Json
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
-
-
-_ENCODE_OTHER = DjangoJSONEncoder().default  # dates, UUIDs, decimals: as JsonResponse writes them
-
-
-def _json(data: dict) -> HttpResponse:
-    """What ``JsonResponse(data, json_dumps_params={"separators": (",", ":")})`` answers, byte for
-    byte, without building an encoder class per response."""
-    return HttpResponse(json.dumps(data, separators=(",", ":"), default=_ENCODE_OTHER), content_type="application/json")
 
 
 def _domain_error(exc: DomainError) -> JsonResponse:
@@ -91,7 +81,7 @@ def plain_endpoint(documented: type, *, max_body: int) -> Callable:
             except json_input.JsonInputError as exc:
                 return _error(400, str(exc), "parse_error")
             try:
-                return _json(handler(request, body, user))
+                return json_response(handler(request, body, user), compact=True)
             except exceptions.AuthenticationFailed as exc:  # the decision found the token no longer valid
                 return _error(401, str(exc.detail), exc.default_code, WWW_Authenticate="Bearer")
             except DomainError as exc:
