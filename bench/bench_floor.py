@@ -44,10 +44,7 @@ from limits import use_bench_limits  # noqa: E402
 
 def form_request(path: str, fields: dict, headers: dict) -> bytes:
     body = urllib.parse.urlencode(fields).encode()
-    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: keep-alive"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    lines += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    return loadgen.build_request("POST", path, body, headers, content_type="application/x-www-form-urlencoded")
 
 
 def main() -> None:

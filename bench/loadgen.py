@@ -19,12 +19,18 @@ import time
 from dataclasses import dataclass, field
 
 
-def build_request(method: str, path: str, body: bytes = b"", headers: dict | None = None) -> bytes:
+def build_request(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    headers: dict | None = None,
+    content_type: str = "application/json",
+) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Connection: keep-alive"]
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
     if body or method == "POST":
-        lines.append("Content-Type: application/json")
+        lines.append(f"Content-Type: {content_type}")
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
