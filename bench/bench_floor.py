@@ -83,11 +83,11 @@ def main() -> None:
             "GET /healthz": ([loadgen.build_request("GET", "/healthz")], None),
             "floor: decision's two statements": (
                 [post("/floor/decision", {"jti": jtis[t], **call}) for t in tokens],
-                b'"allow": true',
+                b'"allow":true',
             ),
             "floor: the record alone": (
                 [post("/floor/record", {"jti": jtis[t], **call}) for t in tokens],
-                b'"allow": true',
+                b'"allow":true',
             ),
             "POST /api/v1/decisions": (
                 [post("/api/v1/decisions", {"token": t, **call}) for t in tokens],

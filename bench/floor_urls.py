@@ -26,6 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.models import ApiToken
 from console.urls import urlpatterns as project_urls
 from core import ratelimit
+from core.json_output import json_response
 from core.sql import prepared_cursor
 from tasks import decisions, oauth
 
@@ -68,7 +69,7 @@ def _answer(reason: str, remaining: int | None, decision_id: int) -> HttpRespons
         "decision_id": decision_id,
         "remaining_actions": remaining,
     }
-    return HttpResponse(json.dumps(answer), content_type="application/json")
+    return json_response(answer, compact=True)  # as the decisions endpoint writes its answer
 
 
 def _load(jti: str, now: datetime) -> tuple:
@@ -131,7 +132,7 @@ def introspection_floor(request) -> HttpResponse:
     read = ratelimit.Read(oauth._credential_for_introspection, jti, standing)
     _exceeded, row = ratelimit.hit_all_and_fetch(limits, read, window=60)
     answer = {"active": bool(row and row["caller_ok"]), "jti": jti, "token_type": "Bearer"}
-    return HttpResponse(json.dumps(answer), content_type="application/json")
+    return json_response(answer)  # as introspection writes its answer
 
 
 urlpatterns = [
